@@ -1,0 +1,172 @@
+/**
+ * The dispatcher's storage contract. The engine, delivery and HTTP code use
+ * only this interface; SQLite (src/stores/sqlite) and PostgreSQL
+ * (src/stores/postgres) implement it with the same statement names, and one
+ * contract suite (test/dispatcher-store.test.ts) runs against both.
+ *
+ * Glossary
+ * - message: one scheduled post. `scheduledAt` is when the user wants it out;
+ *   `dueAt` is when the next delivery attempt is due (equal to scheduledAt
+ *   until a retry pushes it back).
+ * - owner: one running dispatcher process (a random id per start).
+ * - claim / lease: an owner that holds a message in its in-memory buffer marks
+ *   it with its id and a lease expiry. Another owner may take the message only
+ *   once the lease has expired. This is how a pool on one PostgreSQL database
+ *   never delivers a message twice while every owner is alive, and recovers a
+ *   dead owner's messages after one lease time.
+ * - version: bumped by every change a user makes (PATCH, retry). An owner may
+ *   start delivering only the version it buffered, so a stale buffer entry can
+ *   never deliver an old time or text.
+ *
+ * Deliberately left out: delivery itself, HTTP, time zones. The store never
+ * reads a clock: every time comes in as an argument.
+ *
+ * Durability: a resolved `insert`, `update`, `remove` or `retry` is committed
+ * to disk (fsync). Implementations reach throughput by group commit: calls
+ * made in the same tick share one transaction, each under its own savepoint,
+ * so one failing call never takes down its neighbours. State transitions made
+ * by the engine (`startDelivery`, `finishDeliveries`) may be committed without
+ * waiting for fsync: losing one in a crash only means a redelivery, which the
+ * receiver dedupes by id.
+ */
+
+export const MESSAGE_STATUSES = ['scheduled', 'delivering', 'delivered', 'dead'] as const;
+export type MessageStatus = (typeof MESSAGE_STATUSES)[number];
+
+export interface StoredMessage {
+  id: string;
+  username: string;
+  message: string;
+  /** Epoch ms: when the user wants the message delivered. */
+  scheduledAt: number;
+  /** Epoch ms: when the next attempt is due. */
+  dueAt: number;
+  status: MessageStatus;
+  /** Delivery attempts started so far. */
+  attempts: number;
+  version: number;
+  idempotencyKey: string | null;
+  createdAt: number;
+  updatedAt: number;
+  deliveredAt: number | null;
+  lastError: string | null;
+  /** The owner holding the message in its buffer, or null. */
+  leaseOwner: string | null;
+  leaseExpiresAt: number | null;
+}
+
+export interface NewMessage {
+  id: string;
+  username: string;
+  message: string;
+  scheduledAt: number;
+  idempotencyKey: string | null;
+}
+
+/** Set on insert/update/retry when the caller wants to hold the message in its own buffer at once. */
+export interface ClaimRequest {
+  owner: string;
+  leaseExpiresAt: number;
+  /** Only messages due at or before this instant are claimed; later ones stay unclaimed. */
+  dueBefore: number;
+}
+
+export interface InsertOutcome {
+  message: StoredMessage;
+  /** False when the idempotency key matched an existing message, which is returned instead. */
+  created: boolean;
+}
+
+export interface MessagePatch {
+  scheduledAt?: number;
+  message?: string;
+}
+
+export type ChangeOutcome =
+  | { kind: 'ok'; message: StoredMessage }
+  | { kind: 'not_found' }
+  | { kind: 'conflict'; status: MessageStatus };
+
+export interface ListQuery {
+  status?: MessageStatus;
+  limit: number;
+  /** Keyset cursor: the (dueAt, id) of the last message of the previous page. */
+  after?: { dueAt: number; id: string };
+}
+
+export interface DeliveryResult {
+  id: string;
+  outcome: 'delivered' | 'retry' | 'dead';
+  /** delivered: delivery time. retry: the next due time. dead: when it died. */
+  at: number;
+  error?: string;
+}
+
+export interface DispatcherStore {
+  /** Applies pending migrations; safe when several processes start at once. */
+  migrate(): Promise<void>;
+
+  /**
+   * Inserts all messages in one transaction (all or nothing). A message whose
+   * idempotencyKey already exists is not inserted; the existing one comes back
+   * with created=false. With `claim`, new messages due before claim.dueBefore
+   * are inserted already leased to claim.owner.
+   */
+  insert(messages: NewMessage[], now: number, claim?: ClaimRequest): Promise<InsertOutcome[]>;
+
+  get(id: string): Promise<StoredMessage | undefined>;
+
+  /** In (dueAt, id) order, `limit` at most, after the cursor. */
+  list(query: ListQuery): Promise<StoredMessage[]>;
+
+  /** Changes a scheduled message (version+1, lease dropped or moved to `claim`); conflict once delivering/delivered/dead. */
+  update(id: string, patch: MessagePatch, now: number, claim?: ClaimRequest): Promise<ChangeOutcome>;
+
+  /** Deletes a scheduled or dead message; conflict once delivering or delivered. */
+  remove(id: string): Promise<ChangeOutcome>;
+
+  /** Moves a dead message back to scheduled, due `now`, attempts reset; conflict for any other status. */
+  retry(id: string, now: number, claim?: ClaimRequest): Promise<ChangeOutcome>;
+
+  /**
+   * Claims up to `limit` messages due before `dueBefore` that are unclaimed or
+   * whose lease expired before `now` (status scheduled, or delivering with an
+   * expired lease: a dead owner's in-flight delivery, set back to scheduled).
+   * In dueAt order. PostgreSQL uses FOR UPDATE SKIP LOCKED.
+   */
+  claimDue(owner: string, dueBefore: number, now: number, leaseExpiresAt: number, limit: number): Promise<StoredMessage[]>;
+
+  /** Extends every lease the owner holds; returns how many. */
+  renewLeases(owner: string, leaseExpiresAt: number): Promise<number>;
+
+  /** Hands back every claim of the owner (clean shutdown): delivering ones go back to scheduled. */
+  releaseClaims(owner: string): Promise<number>;
+
+  /**
+   * Compare-and-set, scheduled -> delivering, attempts+1, for each (id,
+   * version) still leased to `owner`. Returns the messages that moved; the
+   * others were changed, deleted or taken over and must not be delivered.
+   */
+  startDelivery(owner: string, entries: { id: string; version: number }[], now: number): Promise<StoredMessage[]>;
+
+  /**
+   * Records delivery outcomes of messages the owner is delivering:
+   * delivered (deliveredAt set, lease dropped), retry (back to scheduled with
+   * the new dueAt, still leased to the owner), dead (lease dropped).
+   */
+  finishDeliveries(owner: string, results: DeliveryResult[]): Promise<void>;
+
+  /** Number of messages per status. */
+  countByStatus(): Promise<Record<MessageStatus, number>>;
+
+  /** Deletes delivered messages delivered before `before`; returns how many. */
+  purgeDelivered(before: number): Promise<number>;
+
+  /**
+   * Calls `listener` when another process changed something worth a refill
+   * (PostgreSQL LISTEN/NOTIFY). The SQLite store never calls it: one process owns the file.
+   */
+  onWake(listener: () => void): () => void;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,75 @@
+/**
+ * The few error classes psched throws, and the one place that turns them into
+ * HTTP answers: `{ "error": { "code", "message" } }` with the matching status.
+ */
+export class PschedError extends Error {
+  override name = 'PschedError';
+  readonly status: number = 500;
+  readonly code: string = 'internal_error';
+}
+
+/** Bad input: the message names the field and what is wrong with it. */
+export class ValidationError extends PschedError {
+  override name = 'ValidationError';
+  override readonly status = 400;
+  override readonly code = 'invalid_request';
+  readonly field: string | undefined;
+  constructor(message: string, field?: string, options?: ErrorOptions) {
+    super(message, options);
+    this.field = field;
+  }
+}
+
+export class UnauthorizedError extends PschedError {
+  override name = 'UnauthorizedError';
+  override readonly status = 401;
+  override readonly code = 'unauthorized';
+}
+
+export class NotFoundError extends PschedError {
+  override name = 'NotFoundError';
+  override readonly status = 404;
+  override readonly code = 'not_found';
+}
+
+/** The message exists but is no longer in a state that allows the change. */
+export class ConflictError extends PschedError {
+  override name = 'ConflictError';
+  override readonly status = 409;
+  override readonly code = 'conflict';
+  readonly currentStatus: string | undefined;
+  constructor(message: string, currentStatus?: string, options?: ErrorOptions) {
+    super(message, options);
+    this.currentStatus = currentStatus;
+  }
+}
+
+/** A dependency (a dispatcher, the database) did not answer. */
+export class UnavailableError extends PschedError {
+  override name = 'UnavailableError';
+  override readonly status = 503;
+  override readonly code = 'unavailable';
+}
+
+export interface HttpErrorBody {
+  error: { code: string; message: string; field?: string; status?: string };
+}
+
+/** Maps any thrown value to an HTTP status and JSON body. Unknown errors become a bare 500. */
+export function toHttpError(err: unknown): { status: number; body: HttpErrorBody } {
+  if (err instanceof PschedError) {
+    const body: HttpErrorBody = { error: { code: err.code, message: err.message } };
+    if (err instanceof ValidationError && err.field) body.error.field = err.field;
+    if (err instanceof ConflictError && err.currentStatus) body.error.status = err.currentStatus;
+    return { status: err.status, body };
+  }
+  const fastifyError = err as { statusCode?: number; code?: string; message?: string; validation?: unknown };
+  if (typeof fastifyError?.statusCode === 'number' && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
+    const code = fastifyError.statusCode === 413 ? 'payload_too_large'
+      : fastifyError.statusCode === 415 ? 'unsupported_media_type'
+      : fastifyError.statusCode === 404 ? 'not_found'
+      : 'invalid_request';
+    return { status: fastifyError.statusCode, body: { error: { code, message: fastifyError.message ?? 'Bad request' } } };
+  }
+  return { status: 500, body: { error: { code: 'internal_error', message: 'Internal server error' } } };
+}

@@ -1,0 +1,94 @@
+import { timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import formbody from '@fastify/formbody';
+import { toHttpError, UnauthorizedError } from './errors.ts';
+
+/**
+ * What both HTTP services share: Fastify with pino JSON logs, form bodies (the
+ * original's endpoints), a body-size limit, the one error handler that turns
+ * errors into `{ "error": { "code", "message" } }`, and bearer-token auth.
+ */
+export interface HttpServerOptions {
+  /** pino options, or false for silence (tests). */
+  logger: boolean | { level: string };
+  /** Largest accepted body in bytes. A 1,000-message batch of 5,000-character texts fits. */
+  bodyLimit?: number;
+}
+
+export const DEFAULT_BODY_LIMIT = 8 * 1024 * 1024;
+
+export async function createHttpServer(options: HttpServerOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger,
+    bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    // keep the raw text of JSON bodies: signatures are computed over the exact bytes
+    disableRequestLogging: true,
+    forceCloseConnections: 'idle',
+  });
+  await app.register(formbody, { bodyLimit: 64 * 1024 });
+  app.setErrorHandler((err, request, reply) => {
+    const { status, body } = toHttpError(err);
+    if (status >= 500) request.log.error({ err }, 'request failed');
+    void reply.status(status).send(body);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply.status(404).send({ error: { code: 'not_found', message: `No route for ${request.method} ${request.url}` } });
+  });
+  return app;
+}
+
+function sameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * The token a request carries: `Authorization: Bearer <token>`, or (for
+ * browsers, `allowBasic`) HTTP Basic auth with the token as the password.
+ */
+export function requestToken(request: FastifyRequest, allowBasic: boolean): string | undefined {
+  const header = request.headers.authorization;
+  if (!header) return undefined;
+  const [scheme, value] = header.split(' ', 2);
+  if (!value) return undefined;
+  if (scheme?.toLowerCase() === 'bearer') return value.trim();
+  if (allowBasic && scheme?.toLowerCase() === 'basic') {
+    const decoded = Buffer.from(value, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    return colon >= 0 ? decoded.slice(colon + 1) : undefined;
+  }
+  return undefined;
+}
+
+/** True when no token is configured or the request carries it. */
+export function isAuthorized(request: FastifyRequest, token: string | undefined, allowBasic = false): boolean {
+  if (!token) return true;
+  const given = requestToken(request, allowBasic);
+  return given !== undefined && sameSecret(given, token);
+}
+
+/** A preHandler that answers 401 unless the request carries the token. */
+export function requireToken(token: string | undefined) {
+  return async (request: FastifyRequest, _reply: FastifyReply) => {
+    if (!isAuthorized(request, token)) {
+      throw new UnauthorizedError('Missing or wrong API token: send "Authorization: Bearer <token>"');
+    }
+  };
+}
+
+/** For HTML pages: asks the browser for Basic auth (any user name, the token as password). */
+export function requirePageToken(token: string | undefined, realm: string) {
+  return async (request: FastifyRequest, reply: FastifyReply) => {
+    if (!isAuthorized(request, token, true)) {
+      void reply.header('www-authenticate', `Basic realm="${realm}", charset="UTF-8"`);
+      throw new UnauthorizedError('This page needs the API token: log in with any user name and the token as password');
+    }
+  };
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost|\[::1\])$/i;
+
+export function isLoopbackHost(host: string): boolean {
+  return LOOPBACK.test(host);
+}

@@ -1,0 +1,113 @@
+import { ValidationError } from '../errors.ts';
+import { isValidTimeZone, parseUserTime } from './time.ts';
+
+/**
+ * The shape of a scheduling request, shared by the dispatcher's
+ * POST /v1/messages and the main server's POST /v1/scheduled, and the shape of
+ * a delivery (dispatcher -> main server POST /v1/posts).
+ */
+export const LIMITS = {
+  usernameMax: 64,
+  messageMax: 5000,
+  idempotencyKeyMax: 200,
+  batchMax: 1000,
+  /** Far enough for any real use, small enough that dates stay valid everywhere. */
+  maxDelaySeconds: 100 * 365 * 24 * 3600,
+} as const;
+
+export interface ScheduleRequestBody {
+  username: string;
+  message: string;
+  scheduledAt?: string;
+  delaySeconds?: number;
+  idempotencyKey?: string;
+  /** IANA zone for a scheduledAt without offset; defaults to the server's --timezone. */
+  timeZone?: string;
+}
+
+export interface ValidScheduleRequest {
+  username: string;
+  message: string;
+  scheduledAt: number;
+  idempotencyKey: string | null;
+}
+
+export interface DeliveryPayload {
+  id: string;
+  username: string;
+  message: string;
+  /** RFC 3339 UTC with milliseconds. */
+  scheduledAt: string;
+  attempt: number;
+}
+
+/** Length in characters as people count them (code points), so an emoji is one. */
+export function textLength(text: string): number {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}
+
+function requireText(body: Record<string, unknown>, field: string, max: number, prefix: string): string {
+  const value = body[field];
+  if (typeof value !== 'string') throw new ValidationError(`${prefix}${field} is required and must be a string`, prefix + field);
+  const length = textLength(value);
+  if (length < 1) throw new ValidationError(`${prefix}${field} must not be empty`, prefix + field);
+  if (length > max) throw new ValidationError(`${prefix}${field} must be at most ${max} characters (got ${length})`, prefix + field);
+  return value;
+}
+
+/**
+ * Validates one scheduling request. `prefix` names the item in a batch
+ * ("items[3].") so errors point at the exact field.
+ */
+export function validateScheduleRequest(
+  input: unknown,
+  options: { now: number; timeZone: string; prefix?: string },
+): ValidScheduleRequest {
+  const prefix = options.prefix ?? '';
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new ValidationError(`${prefix ? prefix.slice(0, -1) : 'body'} must be a JSON object`, prefix ? prefix.slice(0, -1) : undefined);
+  }
+  const body = input as Record<string, unknown>;
+  const username = requireText(body, 'username', LIMITS.usernameMax, prefix);
+  const message = requireText(body, 'message', LIMITS.messageMax, prefix);
+
+  let timeZone = options.timeZone;
+  if (body.timeZone !== undefined) {
+    if (typeof body.timeZone !== 'string' || !isValidTimeZone(body.timeZone)) {
+      throw new ValidationError(`${prefix}timeZone must be an IANA time zone such as "Europe/Berlin"`, prefix + 'timeZone');
+    }
+    timeZone = body.timeZone;
+  }
+
+  const hasAt = body.scheduledAt !== undefined && body.scheduledAt !== null;
+  const hasDelay = body.delaySeconds !== undefined && body.delaySeconds !== null;
+  if (hasAt === hasDelay) {
+    throw new ValidationError(`${prefix}give exactly one of scheduledAt (RFC 3339 time) or delaySeconds (number ≥ 0)`, prefix + 'scheduledAt');
+  }
+  let scheduledAt: number;
+  if (hasAt) {
+    if (typeof body.scheduledAt !== 'string') throw new ValidationError(`${prefix}scheduledAt must be a string`, prefix + 'scheduledAt');
+    scheduledAt = parseUserTime(body.scheduledAt, timeZone, prefix + 'scheduledAt');
+  } else {
+    const delay = body.delaySeconds;
+    if (typeof delay !== 'number' || !Number.isFinite(delay) || delay < 0 || delay > LIMITS.maxDelaySeconds) {
+      throw new ValidationError(`${prefix}delaySeconds must be a number from 0 to ${LIMITS.maxDelaySeconds}`, prefix + 'delaySeconds');
+    }
+    scheduledAt = options.now + Math.round(delay * 1000);
+  }
+
+  let idempotencyKey: string | null = null;
+  if (body.idempotencyKey !== undefined && body.idempotencyKey !== null) {
+    if (typeof body.idempotencyKey !== 'string' || body.idempotencyKey.length < 1 || body.idempotencyKey.length > LIMITS.idempotencyKeyMax) {
+      throw new ValidationError(`${prefix}idempotencyKey must be a string of 1 to ${LIMITS.idempotencyKeyMax} characters`, prefix + 'idempotencyKey');
+    }
+    idempotencyKey = body.idempotencyKey;
+  }
+  const known = new Set(['username', 'message', 'scheduledAt', 'delaySeconds', 'idempotencyKey', 'timeZone']);
+  for (const key of Object.keys(body)) {
+    if (!known.has(key)) throw new ValidationError(`${prefix}${key} is not a known field`, prefix + key);
+  }
+  return { username, message, scheduledAt, idempotencyKey };
+}

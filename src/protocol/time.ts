@@ -1,0 +1,89 @@
+import { ValidationError } from '../errors.ts';
+
+/**
+ * Times as people and the original send them. An instant with an offset
+ * (RFC 3339) is taken as is; a wall-clock time without one ("2014-08-01
+ * 13:30:00", the datetime-local "2014-08-01T13:30") is read in a time zone.
+ */
+const WALL_CLOCK = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3})\d*)?)?$/;
+const WITH_OFFSET = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})$/i;
+
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+export function isValidTimeZone(timeZone: string): boolean {
+  try {
+    formatterFor(timeZone);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function formatterFor(timeZone: string): Intl.DateTimeFormat {
+  let formatter = formatters.get(timeZone);
+  if (!formatter) {
+    formatter = new Intl.DateTimeFormat('en-US', {
+      timeZone,
+      hourCycle: 'h23',
+      year: 'numeric', month: '2-digit', day: '2-digit',
+      hour: '2-digit', minute: '2-digit', second: '2-digit',
+    });
+    formatters.set(timeZone, formatter);
+  }
+  return formatter;
+}
+
+/** The zone's offset from UTC, in ms, at the given instant. */
+export function timeZoneOffset(instant: number, timeZone: string): number {
+  const parts: Record<string, number> = {};
+  for (const part of formatterFor(timeZone).formatToParts(new Date(instant))) {
+    if (part.type !== 'literal') parts[part.type] = Number(part.value);
+  }
+  const asUtc = Date.UTC(parts.year!, parts.month! - 1, parts.day!, parts.hour!, parts.minute!, parts.second!);
+  return asUtc - Math.floor(instant / 1000) * 1000;
+}
+
+/**
+ * Parses a time given by a user. Throws a ValidationError naming `field`.
+ * Wall-clock times are read in `timeZone` (an IANA name, "UTC" by default).
+ */
+export function parseUserTime(text: string, timeZone: string, field = 'scheduledAt'): number {
+  const trimmed = text.trim();
+  if (WITH_OFFSET.test(trimmed)) {
+    const instant = Date.parse(trimmed.replace(' ', 'T'));
+    if (Number.isFinite(instant)) return instant;
+  }
+  const match = WALL_CLOCK.exec(trimmed);
+  if (match) {
+    const [, y, mo, d, h, mi, s, frac] = match;
+    const fields = [Number(y), Number(mo), Number(d), Number(h), Number(mi), Number(s ?? 0)] as const;
+    const ms = frac ? Number(frac.padEnd(3, '0')) : 0;
+    const wall = Date.UTC(fields[0], fields[1] - 1, fields[2], fields[3], fields[4], fields[5], ms);
+    const check = new Date(wall);
+    if (
+      Number.isFinite(wall) &&
+      check.getUTCFullYear() === fields[0] && check.getUTCMonth() === fields[1] - 1 && check.getUTCDate() === fields[2] &&
+      fields[3] < 24 && fields[4] < 60 && fields[5] < 60
+    ) {
+      return wallClockToInstant(wall, timeZone);
+    }
+  }
+  throw new ValidationError(
+    `${field} must be a date and time such as "2026-12-24T09:00:00Z" (RFC 3339) or "2026-12-24 09:00:00" (read in ${timeZone}); got ${JSON.stringify(text)}`,
+    field,
+  );
+}
+
+/** Converts a wall-clock time (its fields encoded as if UTC) in `timeZone` to an instant. */
+export function wallClockToInstant(wallAsUtc: number, timeZone: string): number {
+  if (timeZone === 'UTC') return wallAsUtc;
+  const firstGuess = wallAsUtc - timeZoneOffset(wallAsUtc, timeZone);
+  // Around a DST change the offset at the guess can differ from the offset at the result.
+  return wallAsUtc - timeZoneOffset(firstGuess, timeZone);
+}
+
+/** Formats an instant as the original's "YYYY-MM-DD HH:MM:SS" in the given zone. */
+export function formatWallClock(instant: number, timeZone: string): string {
+  const shifted = new Date(instant + timeZoneOffset(instant, timeZone));
+  return shifted.toISOString().slice(0, 19).replace('T', ' ');
+}

@@ -1,0 +1,100 @@
+import { html, type SafeHtml, unsafeRaw } from '../html.ts';
+
+/**
+ * The page shell both services share, so the main server's page and the
+ * dispatcher's look like one product. No framework, no build step: one
+ * stylesheet inlined, server-rendered HTML, optional small scripts.
+ */
+const STYLES = `
+:root { --bg:#f6f7fb; --card:#fff; --ink:#1d2433; --muted:#667085; --line:#e4e7ec; --accent:#4f46e5; --accent-ink:#fff;
+  --ok:#067647; --ok-bg:#ecfdf3; --warn:#b54708; --warn-bg:#fffaeb; --bad:#b42318; --bad-bg:#fef3f2; --info:#175cd3; --info-bg:#eff8ff;
+  font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", sans-serif; color: var(--ink); background: var(--bg); }
+* { box-sizing: border-box; }
+body { margin: 0; }
+header.top { background: var(--card); border-bottom: 1px solid var(--line); }
+header.top .inner { max-width: 1100px; margin: 0 auto; padding: 14px 20px; display: flex; align-items: baseline; gap: 14px; }
+header.top h1 { font-size: 20px; margin: 0; }
+header.top .brand { color: var(--accent); font-weight: 700; }
+header.top .sub { color: var(--muted); font-size: 14px; }
+main { max-width: 1100px; margin: 0 auto; padding: 20px; display: grid; gap: 20px; }
+.grid-2 { display: grid; grid-template-columns: minmax(280px, 380px) 1fr; gap: 20px; align-items: start; }
+@media (max-width: 800px) { .grid-2 { grid-template-columns: 1fr; } }
+section.card { background: var(--card); border: 1px solid var(--line); border-radius: 12px; padding: 18px 20px; box-shadow: 0 1px 2px rgba(16,24,40,.04); }
+section.card h2 { font-size: 16px; margin: 0 0 12px; display: flex; align-items: center; gap: 8px; }
+.count { background: var(--bg); color: var(--muted); border-radius: 999px; padding: 1px 8px; font-size: 12px; font-weight: 600; }
+label { display: block; font-size: 13px; font-weight: 600; color: var(--muted); margin: 10px 0 4px; }
+input, textarea, select { width: 100%; font: inherit; padding: 9px 11px; border: 1px solid var(--line); border-radius: 8px; background: #fff; color: var(--ink); }
+textarea { min-height: 96px; resize: vertical; }
+input:focus, textarea:focus { outline: 2px solid color-mix(in srgb, var(--accent) 35%, transparent); border-color: var(--accent); }
+button, .button { font: inherit; font-weight: 600; border: 1px solid var(--accent); background: var(--accent); color: var(--accent-ink); border-radius: 8px; padding: 8px 14px; cursor: pointer; text-decoration: none; display: inline-block; }
+button.secondary { background: #fff; color: var(--ink); border-color: var(--line); }
+button.danger { background: #fff; color: var(--bad); border-color: #fecdca; }
+button.small { padding: 4px 10px; font-size: 13px; }
+.actions { margin-top: 14px; display: flex; gap: 8px; }
+ul.items { list-style: none; margin: 0; padding: 0; }
+ul.items > li { border-top: 1px solid var(--line); padding: 12px 0; }
+ul.items > li:first-child { border-top: none; }
+.meta { font-size: 13px; color: var(--muted); display: flex; gap: 8px; flex-wrap: wrap; align-items: center; }
+.meta strong { color: var(--ink); }
+.text { margin: 6px 0 0; white-space: pre-wrap; overflow-wrap: anywhere; }
+.badge { font-size: 12px; font-weight: 600; border-radius: 999px; padding: 1px 8px; }
+.badge.scheduled { color: var(--info); background: var(--info-bg); }
+.badge.delivering { color: var(--warn); background: var(--warn-bg); }
+.badge.delivered { color: var(--ok); background: var(--ok-bg); }
+.badge.dead { color: var(--bad); background: var(--bad-bg); }
+.notice { border-radius: 8px; padding: 10px 12px; font-size: 14px; }
+.notice.ok { color: var(--ok); background: var(--ok-bg); }
+.notice.error { color: var(--bad); background: var(--bad-bg); }
+.empty { color: var(--muted); font-size: 14px; margin: 4px 0; }
+.row-actions { display: flex; gap: 6px; margin-top: 8px; flex-wrap: wrap; align-items: center; }
+.row-actions form { display: flex; gap: 6px; margin: 0; align-items: center; }
+.row-actions input { width: auto; padding: 4px 8px; font-size: 13px; }
+code { font-size: 12px; color: var(--muted); }
+@keyframes arrive { from { background: #eef2ff; } to { background: transparent; } }
+li.new { animation: arrive 2s ease-out; }
+`;
+
+export interface PageOptions {
+  title: string;
+  subtitle: string;
+  body: SafeHtml;
+  /** Inline script psched itself wrote (never user text). */
+  script?: string;
+}
+
+export function page(options: PageOptions): string {
+  return html`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${options.title} · psched</title>
+<style>${unsafeRaw(STYLES)}</style>
+</head>
+<body>
+<header class="top"><div class="inner"><h1><span class="brand">psched</span> ${options.title}</h1><span class="sub">${options.subtitle}</span></div></header>
+<main>
+${options.body}
+</main>
+${options.script ? html`<script>${unsafeRaw(options.script)}</script>` : ''}
+</body>
+</html>`.value;
+}
+
+/** A time rendered in UTC on the server and rewritten into the viewer's zone by `LOCAL_TIME_SCRIPT`. */
+export function timeTag(instant: number): SafeHtml {
+  const iso = new Date(instant).toISOString();
+  return html`<time datetime="${iso}">${iso.slice(0, 19).replace('T', ' ')} UTC</time>`;
+}
+
+/** Rewrites every <time datetime> into the viewer's own time zone. */
+export const LOCAL_TIME_SCRIPT = `
+function pschedLocalTimes(root) {
+  const fmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+  for (const el of (root || document).querySelectorAll('time[datetime]')) {
+    const d = new Date(el.getAttribute('datetime'));
+    if (!isNaN(d)) { el.textContent = fmt.format(d); el.title = d.toISOString(); }
+  }
+}
+pschedLocalTimes();
+`;
