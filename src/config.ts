@@ -1,0 +1,232 @@
+import { isValidTimeZone } from './protocol/time.ts';
+import { isLoopbackHost } from './http.ts';
+
+/**
+ * Every option of every service, read in one place: each has a flag, an
+ * environment variable and a documented default. `parseOptions` validates and
+ * returns a frozen config; the rest of the code receives it explicitly.
+ */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Kind = 'string' | 'int' | 'duration' | 'list' | 'boolean';
+
+export interface OptionSpec {
+  flag: string;
+  env: string;
+  kind: Kind;
+  default: string | undefined;
+  help: string;
+  /** Extra check on the parsed value; returns an error message or undefined. */
+  check?: (value: unknown) => string | undefined;
+}
+
+const port = (value: unknown) => (Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 65535 ? undefined : 'must be a port number 0-65535');
+const positive = (value: unknown) => ((value as number) > 0 ? undefined : 'must be greater than 0');
+const timeZone = (value: unknown) => (isValidTimeZone(value as string) ? undefined : 'must be an IANA time zone such as "UTC" or "Europe/Berlin"');
+const httpUrl = (value: unknown) => {
+  try {
+    const url = new URL(value as string);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? undefined : 'must be an http(s) URL';
+  } catch {
+    return 'must be an http(s) URL';
+  }
+};
+
+const LOG_LEVEL: OptionSpec = { flag: 'log-level', env: 'PSCHED_LOG_LEVEL', kind: 'string', default: 'info', help: 'pino log level (fatal, error, warn, info, debug, silent)' };
+
+export const DISPATCHER_OPTIONS = {
+  port: { flag: 'port', env: 'PSCHED_PORT', kind: 'int', default: '8081', help: 'HTTP port', check: port },
+  host: { flag: 'host', env: 'PSCHED_HOST', kind: 'string', default: '127.0.0.1', help: 'interface to listen on (a non-loopback host requires --api-token)' },
+  db: { flag: 'db', env: 'PSCHED_DB', kind: 'string', default: './data/dispatcher.db', help: 'SQLite file path, or a postgres:// URL' },
+  mainUrl: { flag: 'main-url', env: 'PSCHED_MAIN_URL', kind: 'string', default: 'http://127.0.0.1:8080', help: 'where due messages are delivered', check: httpUrl },
+  mainProtocol: { flag: 'main-protocol', env: 'PSCHED_MAIN_PROTOCOL', kind: 'string', default: 'json', help: 'json (signed POST /v1/posts) or legacy (form POST /postMessage.php)', check: (v) => (v === 'json' || v === 'legacy' ? undefined : 'must be json or legacy') },
+  apiToken: { flag: 'api-token', env: 'PSCHED_API_TOKEN', kind: 'string', default: undefined, help: 'bearer token required on /v1, the legacy endpoints and the UI' },
+  signingSecret: { flag: 'signing-secret', env: 'PSCHED_SIGNING_SECRET', kind: 'string', default: undefined, help: 'HMAC-SHA256 secret that signs deliveries' },
+  timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset', check: timeZone },
+  horizon: { flag: 'horizon', env: 'PSCHED_HORIZON', kind: 'duration', default: '60s', help: 'messages due within this window are held in memory', check: positive },
+  maxBuffered: { flag: 'max-buffered', env: 'PSCHED_MAX_BUFFERED', kind: 'int', default: '50000', help: 'cap on messages held in memory', check: positive },
+  lease: { flag: 'lease', env: 'PSCHED_LEASE', kind: 'duration', default: '10s', help: 'how long a claim lasts without renewal (failover time in a pool)', check: positive },
+  maxAttempts: { flag: 'max-attempts', env: 'PSCHED_MAX_ATTEMPTS', kind: 'int', default: '10', help: 'delivery attempts before a message goes to the dead letters', check: positive },
+  retryBase: { flag: 'retry-base', env: 'PSCHED_RETRY_BASE', kind: 'duration', default: '1s', help: 'first retry backoff (doubles each attempt, full jitter)', check: positive },
+  retryMax: { flag: 'retry-max', env: 'PSCHED_RETRY_MAX', kind: 'duration', default: '5m', help: 'longest retry backoff', check: positive },
+  deliveryTimeout: { flag: 'delivery-timeout', env: 'PSCHED_DELIVERY_TIMEOUT', kind: 'duration', default: '10s', help: 'a delivery not answered within this is retried', check: positive },
+  concurrency: { flag: 'concurrency', env: 'PSCHED_CONCURRENCY', kind: 'int', default: '128', help: 'deliveries in flight at once (keep-alive connections: a quarter of it, at least 1)', check: positive },
+  retention: { flag: 'retention', env: 'PSCHED_RETENTION', kind: 'duration', default: '7d', help: 'how long delivered messages stay in the history', check: positive },
+  logLevel: LOG_LEVEL,
+} satisfies Record<string, OptionSpec>;
+
+export const MAIN_OPTIONS = {
+  port: { flag: 'port', env: 'PSCHED_PORT', kind: 'int', default: '8080', help: 'HTTP port', check: port },
+  host: { flag: 'host', env: 'PSCHED_HOST', kind: 'string', default: '127.0.0.1', help: 'interface to listen on (a non-loopback host requires --api-token)' },
+  db: { flag: 'db', env: 'PSCHED_DB', kind: 'string', default: './data/main.db', help: 'SQLite file path, or a postgres:// URL' },
+  dispatcherUrls: { flag: 'dispatcher-url', env: 'PSCHED_DISPATCHER_URL', kind: 'list', default: 'http://127.0.0.1:8081', help: 'the dispatcher pool, comma-separated URLs' },
+  apiToken: { flag: 'api-token', env: 'PSCHED_API_TOKEN', kind: 'string', default: undefined, help: 'bearer token sent to the dispatchers and required on this server\'s /v1/scheduled and UI' },
+  signingSecret: { flag: 'signing-secret', env: 'PSCHED_SIGNING_SECRET', kind: 'string', default: undefined, help: 'secret that verifies deliveries (POST /v1/posts)' },
+  legacyPostMessage: { flag: 'legacy-post-message', env: 'PSCHED_LEGACY_POST_MESSAGE', kind: 'boolean', default: 'false', help: 'accept the original\'s unsigned POST /postMessage.php even with a signing secret set' },
+  timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset', check: timeZone },
+  logLevel: LOG_LEVEL,
+} satisfies Record<string, OptionSpec>;
+
+export interface DispatcherConfig {
+  port: number;
+  host: string;
+  db: string;
+  mainUrl: string;
+  mainProtocol: 'json' | 'legacy';
+  apiToken: string | undefined;
+  signingSecret: string | undefined;
+  timeZone: string;
+  horizonMs: number;
+  maxBuffered: number;
+  leaseMs: number;
+  maxAttempts: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  deliveryTimeoutMs: number;
+  concurrency: number;
+  retentionMs: number;
+  logLevel: string;
+}
+
+export interface MainConfig {
+  port: number;
+  host: string;
+  db: string;
+  dispatcherUrls: string[];
+  apiToken: string | undefined;
+  signingSecret: string | undefined;
+  legacyPostMessage: boolean;
+  timeZone: string;
+  logLevel: string;
+}
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "250ms", "10s", "5m", "2h", "7d"; a bare number is milliseconds. */
+export function parseDuration(text: string): number | undefined {
+  const match = DURATION.exec(text.trim());
+  if (!match) return undefined;
+  return Math.round(Number(match[1]) * UNIT_MS[match[2] ?? 'ms']!);
+}
+
+function parseValue(spec: OptionSpec, raw: string, source: string): unknown {
+  const fail = (why: string): never => {
+    throw new ConfigError(`${source} ${why} (got ${JSON.stringify(raw)})`);
+  };
+  let value: unknown;
+  switch (spec.kind) {
+    case 'string':
+      value = raw;
+      break;
+    case 'int':
+      if (!/^\d+$/.test(raw.trim())) fail('must be a whole number');
+      value = Number(raw);
+      break;
+    case 'duration':
+      value = parseDuration(raw) ?? fail('must be a duration such as 500ms, 10s, 5m, 2h or 7d');
+      break;
+    case 'list':
+      value = raw.split(',').map((s) => s.trim()).filter(Boolean);
+      if ((value as string[]).length === 0) fail('must list at least one value');
+      break;
+    case 'boolean':
+      if (!/^(true|false|1|0|yes|no)$/i.test(raw)) fail('must be true or false');
+      value = /^(true|1|yes)$/i.test(raw);
+      break;
+  }
+  const problem = spec.check && (Array.isArray(value) ? value.map(spec.check).find(Boolean) : spec.check(value));
+  if (problem) fail(problem);
+  return value;
+}
+
+/**
+ * Resolves each option from, in order: `given` (flags or code), `env`, the default.
+ * Keys of `given` are the option names (camelCase); values are raw strings.
+ */
+export function resolveOptions<T extends Record<string, OptionSpec>>(
+  specs: T,
+  given: Partial<Record<keyof T, string | undefined>>,
+  env: Record<string, string | undefined> = process.env,
+): Record<keyof T, unknown> {
+  const out = {} as Record<keyof T, unknown>;
+  for (const [name, spec] of Object.entries(specs) as [keyof T & string, OptionSpec][]) {
+    const fromFlag = given[name];
+    const fromEnv = env[spec.env];
+    if (fromFlag !== undefined) out[name] = parseValue(spec, fromFlag, `--${spec.flag}`);
+    else if (fromEnv !== undefined && fromEnv !== '') out[name] = parseValue(spec, fromEnv, spec.env);
+    else out[name] = spec.default === undefined ? undefined : parseValue(spec, spec.default, `default of --${spec.flag}`);
+  }
+  return out;
+}
+
+function requireTokenOffLoopback(host: string, apiToken: string | undefined, service: string): void {
+  if (!apiToken && !isLoopbackHost(host)) {
+    throw new ConfigError(
+      `refusing to listen on ${host} without an API token: anyone on the network could schedule messages. ` +
+        `Set --api-token (or PSCHED_API_TOKEN) for the ${service}, or listen on 127.0.0.1.`,
+    );
+  }
+}
+
+export function dispatcherConfig(
+  given: Partial<Record<keyof typeof DISPATCHER_OPTIONS, string | undefined>> = {},
+  env: Record<string, string | undefined> = process.env,
+): Readonly<DispatcherConfig> {
+  const o = resolveOptions(DISPATCHER_OPTIONS, given, env);
+  const config: DispatcherConfig = {
+    port: o.port as number,
+    host: o.host as string,
+    db: o.db as string,
+    mainUrl: (o.mainUrl as string).replace(/\/+$/, ''),
+    mainProtocol: o.mainProtocol as 'json' | 'legacy',
+    apiToken: o.apiToken as string | undefined,
+    signingSecret: o.signingSecret as string | undefined,
+    timeZone: o.timeZone as string,
+    horizonMs: o.horizon as number,
+    maxBuffered: o.maxBuffered as number,
+    leaseMs: o.lease as number,
+    maxAttempts: o.maxAttempts as number,
+    retryBaseMs: o.retryBase as number,
+    retryMaxMs: o.retryMax as number,
+    deliveryTimeoutMs: o.deliveryTimeout as number,
+    concurrency: o.concurrency as number,
+    retentionMs: o.retention as number,
+    logLevel: o.logLevel as string,
+  };
+  requireTokenOffLoopback(config.host, config.apiToken, 'dispatcher');
+  return Object.freeze(config);
+}
+
+export function mainConfig(
+  given: Partial<Record<keyof typeof MAIN_OPTIONS, string | undefined>> = {},
+  env: Record<string, string | undefined> = process.env,
+): Readonly<MainConfig> {
+  const o = resolveOptions(MAIN_OPTIONS, given, env);
+  const config: MainConfig = {
+    port: o.port as number,
+    host: o.host as string,
+    db: o.db as string,
+    dispatcherUrls: (o.dispatcherUrls as string[]).map((url) => url.replace(/\/+$/, '')),
+    apiToken: o.apiToken as string | undefined,
+    signingSecret: o.signingSecret as string | undefined,
+    legacyPostMessage: o.legacyPostMessage as boolean,
+    timeZone: o.timeZone as string,
+    logLevel: o.logLevel as string,
+  };
+  for (const url of config.dispatcherUrls) {
+    const problem = httpUrl(url);
+    if (problem) throw new ConfigError(`--dispatcher-url ${problem} (got ${JSON.stringify(url)})`);
+  }
+  requireTokenOffLoopback(config.host, config.apiToken, 'main server');
+  return Object.freeze(config);
+}
+
+/** The --help text of a service: one line per option with its env var and default. */
+export function optionsHelp(specs: Record<string, OptionSpec>): string {
+  return Object.values(specs)
+    .map((spec) => `  --${spec.flag.padEnd(22)} ${spec.help}\n  ${' '.repeat(24)} env ${spec.env}, default ${spec.default ?? '(none)'}`)
+    .join('\n');
+}
