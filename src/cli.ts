@@ -1,0 +1,55 @@
+import { runServiceCommand, runDev } from './cli/services.ts';
+import { runClientCommand } from './cli/client.ts';
+import { ConfigError } from './config.ts';
+
+/**
+ * psched's command line: the two services, the all-in-one dev mode, and a small
+ * client of the main server's API.
+ */
+const USAGE = `psched — a distributed message scheduler
+
+Usage:
+  psched dispatcher [options]     run a dispatcher (stores and delivers scheduled messages)
+  psched main [options]           run a main server (compose form, feed, receives deliveries)
+  psched dev [options]            run both on one machine: what \`npm start\` does
+  psched schedule [options] TEXT  schedule a message through a main server
+  psched scheduled [options]      list scheduled messages
+  psched cancel [options] ID      cancel a scheduled message
+
+Run \`psched <command> --help\` for a command's options.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'dispatcher':
+    case 'main':
+      return runServiceCommand(command, rest);
+    case 'dev':
+      return runDev(rest);
+    case 'schedule':
+    case 'scheduled':
+    case 'cancel':
+      return runClientCommand(command, rest);
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      console.log(USAGE);
+      return command === undefined ? 1 : 0;
+    default:
+      console.error(`psched: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+      return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    // Configuration and usage mistakes get one clear line; anything else its stack too.
+    const expected = err instanceof ConfigError || (err as { code?: string })?.code?.startsWith('ERR_PARSE_ARGS');
+    console.error(expected || !process.env.PSCHED_DEBUG ? `psched: ${(err as Error).message}` : err);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,160 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import {
+  DISPATCHER_OPTIONS, MAIN_OPTIONS, dispatcherConfig, mainConfig, optionsHelp, type OptionSpec,
+} from '../config.ts';
+import { createDispatcher } from '../dispatcher/app.ts';
+import { createMainServer } from '../main/app.ts';
+
+/** Runs the long-lived services until SIGINT/SIGTERM, then closes them cleanly. */
+
+type Given = Record<string, string | undefined>;
+
+/** Turns the option table into parseArgs options and back into `given` values keyed by option name. */
+function parseServiceFlags(specs: Record<string, OptionSpec>, args: string[]): { given: Given; help: boolean } {
+  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } };
+  for (const spec of Object.values(specs)) options[spec.flag] = { type: 'string' };
+  const { values } = parseArgs({ args, options, allowPositionals: false, strict: true });
+  const given: Given = {};
+  for (const [name, spec] of Object.entries(specs)) {
+    const value = values[spec.flag];
+    if (typeof value === 'string') given[name] = value;
+  }
+  return { given, help: values.help === true };
+}
+
+interface Closable {
+  close(): Promise<void>;
+}
+
+/** Resolves when the process is asked to stop; closes `services` in order, once. */
+function closeOnSignal(services: Closable[]): Promise<void> {
+  return new Promise((resolvePromise) => {
+    let closing = false;
+    const stop = (signal: string) => {
+      if (closing) {
+        console.error(`psched: ${signal} again, exiting at once`);
+        process.exit(130);
+      }
+      closing = true;
+      void (async () => {
+        for (const service of services) await service.close();
+        resolvePromise();
+      })();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}
+
+export async function runServiceCommand(kind: 'dispatcher' | 'main', args: string[]): Promise<number> {
+  const specs = kind === 'dispatcher' ? DISPATCHER_OPTIONS : MAIN_OPTIONS;
+  const { given, help } = parseServiceFlags(specs, args);
+  if (help) {
+    console.log(`Usage: psched ${kind} [options]\n\nOptions (flag, environment variable, default):\n${optionsHelp(specs)}`);
+    return 0;
+  }
+  const service = kind === 'dispatcher'
+    ? await createDispatcher(dispatcherConfig(given))
+    : await createMainServer(mainConfig(given));
+  const url = await service.listen();
+  console.error(`psched ${kind} listening on ${url}`);
+  await closeOnSignal([service]);
+  return 0;
+}
+
+interface DevCredentials {
+  apiToken: string;
+  signingSecret: string;
+}
+
+/**
+ * The dev mode's token and signing secret: generated on first start and kept
+ * in the data folder (mode 0600) so that `psched schedule` and restarts use the same ones.
+ */
+function devCredentials(dir: string): DevCredentials {
+  const file = join(dir, 'dev-credentials.json');
+  try {
+    const saved = JSON.parse(readFileSync(file, 'utf8')) as Partial<DevCredentials>;
+    if (typeof saved.apiToken === 'string' && typeof saved.signingSecret === 'string') {
+      return { apiToken: saved.apiToken, signingSecret: saved.signingSecret };
+    }
+  } catch {
+    // first start, or an unreadable file: make new ones
+  }
+  const credentials = { apiToken: randomBytes(24).toString('base64url'), signingSecret: randomBytes(32).toString('base64url') };
+  writeFileSync(file, JSON.stringify(credentials, null, 2) + '\n', { mode: 0o600 });
+  return credentials;
+}
+
+const DEV_USAGE = `Usage: psched dev [options]
+
+Runs a main server and a dispatcher in one process, embedded SQLite under the data folder,
+with a generated API token and signing secret shared by both.
+
+  --main-port N         main server port (default 8080)
+  --dispatcher-port N   dispatcher port (default 8081)
+  --dir PATH            data folder (default ./data)
+  --host HOST           interface for both (default 127.0.0.1)
+  --log-level LEVEL     pino log level (default info)`;
+
+export async function runDev(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      'main-port': { type: 'string', default: '8080' },
+      'dispatcher-port': { type: 'string', default: '8081' },
+      dir: { type: 'string', default: './data' },
+      host: { type: 'string', default: '127.0.0.1' },
+      'log-level': { type: 'string', default: 'info' },
+      help: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(DEV_USAGE);
+    return 0;
+  }
+  const dir = resolve(values.dir);
+  mkdirSync(dir, { recursive: true });
+  const { apiToken, signingSecret } = devCredentials(dir);
+  const host = values.host;
+  const shared = { host, apiToken, signingSecret, logLevel: values['log-level'] };
+  // Explicit values only: the environment must not turn one service's PSCHED_PORT into the other's.
+  const noEnv = {};
+  const dispatcher = await createDispatcher(dispatcherConfig({
+    ...shared,
+    port: values['dispatcher-port'],
+    db: join(dir, 'dispatcher.db'),
+    mainUrl: `http://${urlHost(host)}:${values['main-port']}`,
+  }, noEnv));
+  const main = await createMainServer(mainConfig({
+    ...shared,
+    port: values['main-port'],
+    db: join(dir, 'main.db'),
+    dispatcherUrls: `http://${urlHost(host)}:${values['dispatcher-port']}`,
+  }, noEnv));
+  const mainUrl = await main.listen();
+  const dispatcherUrl = await dispatcher.listen();
+  console.log(`
+psched is running
+  main server  ${mainUrl}    compose a message and watch the feed
+  dispatcher   ${dispatcherUrl}    scheduled messages (user: anything, password: the API token)
+  data         ${dir}
+  API token    stored in ${join(dir, 'dev-credentials.json')}
+
+Try:  curl --data "username=Curl&message=I'm scheduling a message!&time=2014-08-01 13:30:00" ${mainUrl}/scheduleMessage.php
+Stop with Ctrl-C.
+`);
+  // The dispatcher stops first, so its in-flight deliveries still reach a live main server.
+  await closeOnSignal([dispatcher, main]);
+  return 0;
+}
+
+function urlHost(host: string): string {
+  if (host === '0.0.0.0') return '127.0.0.1';
+  if (host === '::') return '[::1]';
+  return host.includes(':') ? `[${host}]` : host;
+}
