@@ -1,0 +1,273 @@
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { Pool } from 'undici';
+
+/**
+ * `npm run bench`: the real dispatcher (separate processes, over HTTP) against
+ * a local receiver process, measuring what issue #2 and #4 set targets for.
+ *
+ *   npm run bench                                    # SQLite, one dispatcher
+ *   npm run bench -- --store postgres --dispatchers 3
+ *   npm run bench -- --scale 0.1                     # a quick smoke run
+ */
+const { values: opts } = parseArgs({
+  options: {
+    store: { type: 'string', default: 'sqlite' },
+    dispatchers: { type: 'string', default: '1' },
+    scale: { type: 'string', default: '1' },
+    only: { type: 'string' },
+    'postgres-url': { type: 'string', default: process.env.PSCHED_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' },
+  },
+});
+const scale = Number(opts.scale);
+const dispatcherCount = Number(opts.dispatchers);
+const only = opts.only ? new Set(opts.only.split(',')) : undefined;
+const wanted = (phase: string) => !only || only.has(phase);
+const n = (count: number) => Math.max(1, Math.round(count * scale));
+
+const API_TOKEN = randomBytes(16).toString('hex');
+const SIGNING_SECRET = randomBytes(16).toString('hex');
+const FAR_AHEAD_MS = 7 * 24 * 3600_000;
+const root = join(import.meta.dirname, '..');
+
+// ---------- processes ----------
+
+interface Receiver {
+  port: number;
+  child: ChildProcess;
+  report(): Promise<{ deliveries: number; duplicates: number; badSignatures: number; lateness: number[]; arrivals: number[] }>;
+  reset(): Promise<void>;
+}
+
+function ask<T>(child: ChildProcess, type: string): Promise<T> {
+  return new Promise((resolve) => {
+    const onMessage = (message: { type: string }) => {
+      if (message.type === type) {
+        child.off('message', onMessage);
+        resolve(message as T);
+      }
+    };
+    child.on('message', onMessage);
+    child.send({ type });
+  });
+}
+
+async function startReceiver(): Promise<Receiver> {
+  const child = fork(join(root, 'bench/receiver.ts'), { env: { ...process.env, BENCH_SIGNING_SECRET: SIGNING_SECRET }, stdio: 'inherit' });
+  const port = await new Promise<number>((resolve) => child.once('message', (m: { port: number }) => resolve(m.port)));
+  return { port, child, report: () => ask(child, 'report'), reset: () => ask(child, 'reset') };
+}
+
+interface DispatcherProcess {
+  url: string;
+  child: ChildProcess;
+  client: Pool;
+}
+
+async function startDispatcher(index: number, db: string, receiverPort: number): Promise<DispatcherProcess> {
+  const port = 18100 + index;
+  const child = spawn(process.execPath, [join(root, 'bin/psched.js'), 'dispatcher',
+    '--port', String(port), '--db', db, '--main-url', `http://127.0.0.1:${receiverPort}`,
+    '--api-token', API_TOKEN, '--signing-secret', SIGNING_SECRET, '--log-level', 'warn',
+    '--max-buffered', '200000'], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const url = `http://127.0.0.1:${port}`;
+  const client = new Pool(url, { connections: 32, pipelining: 1 });
+  for (let i = 0; i < 200; i++) {
+    try {
+      const res = await client.request({ path: '/healthz', method: 'GET' });
+      await res.body.dump();
+      if (res.statusCode === 200) return { url, child, client };
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`dispatcher ${index} did not start on ${url}`);
+}
+
+function rssMb(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+  return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+}
+
+// ---------- load ----------
+
+const headers = { 'content-type': 'application/json', authorization: `Bearer ${API_TOKEN}` };
+
+async function post(client: Pool, path: string, body: unknown): Promise<void> {
+  const res = await client.request({ path, method: 'POST', headers, body: JSON.stringify(body) });
+  const text = await res.body.text();
+  if (res.statusCode !== 201) throw new Error(`${path} answered ${res.statusCode}: ${text.slice(0, 300)}`);
+}
+
+/** Runs `count` jobs with `concurrency` workers, spreading them round-robin over the dispatchers. */
+async function runLoad(count: number, concurrency: number, job: (i: number, client: Pool) => Promise<void>, dispatchers: DispatcherProcess[]): Promise<number> {
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= count) return;
+      await job(i, dispatchers[i % dispatchers.length]!.client);
+    }
+  }));
+  return (performance.now() - started) / 1000;
+}
+
+async function scheduleSingles(count: number, dispatchers: DispatcherProcess[]): Promise<number> {
+  const at = new Date(Date.now() + FAR_AHEAD_MS).toISOString();
+  const seconds = await runLoad(count, 32, (i, client) =>
+    post(client, '/v1/messages', { username: 'bench', message: `single message ${i}`, scheduledAt: at }), dispatchers);
+  return count / seconds;
+}
+
+async function scheduleBatches(total: number, perRequest: number, concurrency: number, dispatchers: DispatcherProcess[], dueAt: (i: number) => number): Promise<number> {
+  const requests = Math.ceil(total / perRequest);
+  const seconds = await runLoad(requests, concurrency, (r, client) => {
+    const items = [];
+    for (let j = r * perRequest; j < Math.min(total, (r + 1) * perRequest); j++) {
+      items.push({ username: 'bench', message: `batch message ${j}`, scheduledAt: new Date(dueAt(j)).toISOString() });
+    }
+    return post(client, '/v1/messages/batch', items);
+  }, dispatchers);
+  return total / seconds;
+}
+
+async function waitForDeliveries(receiver: Receiver, count: number, deadline: number) {
+  for (;;) {
+    const report = await receiver.report();
+    if (report.deliveries >= count || Date.now() > deadline) return report;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+// ---------- main ----------
+
+const results: { name: string; value: string; target: string; ok?: boolean }[] = [];
+function record(name: string, value: string, target = '', ok?: boolean) {
+  results.push({ name, value, target, ok });
+  console.log(`  ${name}: ${value}${target ? `   (target ${target}${ok === undefined ? '' : ok ? ', met' : ', MISSED'})` : ''}`);
+}
+
+const cleanups: (() => Promise<void> | void)[] = [];
+async function cleanup() {
+  for (const fn of cleanups.reverse()) await fn();
+}
+
+async function main() {
+  console.log(`psched benchmark: store=${opts.store}, dispatchers=${dispatcherCount}, scale=${scale}, node ${process.version}`);
+  let db: string;
+  if (opts.store === 'postgres') {
+    const name = `psched_bench_${Date.now()}`;
+    const admin = new pg.Client({ connectionString: opts['postgres-url'] });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${name}`);
+    await admin.end();
+    const url = new URL(opts['postgres-url']!);
+    url.pathname = `/${name}`;
+    db = url.toString();
+    cleanups.push(async () => {
+      const dropper = new pg.Client({ connectionString: opts['postgres-url'] });
+      await dropper.connect();
+      await dropper.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await dropper.end();
+    });
+  } else {
+    if (dispatcherCount !== 1) throw new Error('an SQLite file belongs to one dispatcher: use --store postgres for a pool');
+    const dir = mkdtempSync(join(tmpdir(), 'psched-bench-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    db = join(dir, 'dispatcher.db');
+  }
+
+  const receiver = await startReceiver();
+  cleanups.push(() => { receiver.child.send({ type: 'stop' }); });
+  const dispatchers: DispatcherProcess[] = [];
+  for (let i = 0; i < dispatcherCount; i++) {
+    // start one at a time: the first runs the migrations
+    dispatchers.push(await startDispatcher(i, db, receiver.port));
+  }
+  cleanups.push(async () => {
+    for (const d of dispatchers) {
+      await d.client.close();
+      d.child.kill('SIGTERM');
+      await new Promise((r) => d.child.once('exit', r));
+    }
+  });
+
+  let emptyRate = 0;
+  if (wanted('single')) {
+    const count = n(20_000);
+    console.log(`\nsingle-message scheduling: ${count} POST /v1/messages over 32 connections`);
+    emptyRate = await scheduleSingles(count, dispatchers);
+    record('single-message scheduling', `${Math.round(emptyRate)} msg/s`, '≥ 8,000/s', emptyRate >= 8000);
+  }
+
+  if (wanted('batch')) {
+    const total = n(100_000);
+    console.log(`\nbatch scheduling: ${total} messages, 100 per POST /v1/messages/batch`);
+    const rate = await scheduleBatches(total, 100, 8, dispatchers, () => Date.now() + FAR_AHEAD_MS);
+    record('batch scheduling', `${Math.round(rate)} msg/s`, '≥ 100,000/s', rate >= 100_000);
+  }
+
+  if (wanted('lateness')) {
+    const total = n(20_000);
+    const spreadMs = 5000;
+    await receiver.reset();
+    const start = Date.now() + 3000;
+    console.log(`\nlateness: ${total} messages due over ${spreadMs / 1000} s`);
+    await scheduleBatches(total, 1000, 4, dispatchers, (i) => start + Math.floor((i * spreadMs) / total));
+    const report = await waitForDeliveries(receiver, total, start + spreadMs + 60_000);
+    const sorted = report.lateness.slice().sort((a, b) => a - b);
+    record('delivered', `${report.deliveries}/${total} (duplicates ${report.duplicates}, bad signatures ${report.badSignatures})`, 'all', report.deliveries >= total);
+    record('lateness p50', `${percentile(sorted, 50)} ms`, '≤ 2 ms', percentile(sorted, 50) <= 2);
+    record('lateness p99', `${percentile(sorted, 99)} ms`, '≤ 10 ms', percentile(sorted, 99) <= 10);
+    record('lateness max', `${sorted.at(-1)} ms`);
+  }
+
+  if (wanted('drain')) {
+    const total = n(20_000);
+    await receiver.reset();
+    const dueAt = Date.now() + 3000;
+    console.log(`\ndrain: ${total} messages due at the same instant`);
+    await scheduleBatches(total, 1000, 4, dispatchers, () => dueAt);
+    const report = await waitForDeliveries(receiver, total, dueAt + 60_000);
+    const drainMs = Math.max(...report.arrivals) - dueAt;
+    record('drain delivered', `${report.deliveries}/${total} (duplicates ${report.duplicates})`, 'all', report.deliveries >= total);
+    record('drain time', `${(drainMs / 1000).toFixed(2)} s`, '≤ 2 s', report.deliveries >= total && drainMs <= 2000);
+  }
+
+  if (wanted('pending')) {
+    const total = n(1_000_000);
+    console.log(`\n${total} messages pending far ahead`);
+    const fillRate = await scheduleBatches(total, 1000, 4, dispatchers, () => Date.now() + FAR_AHEAD_MS);
+    console.log(`  (filled at ${Math.round(fillRate)} msg/s)`);
+    const count = n(20_000);
+    const rate = await scheduleSingles(count, dispatchers);
+    const within = emptyRate ? rate / emptyRate : NaN;
+    record(`single-message scheduling with ${total} pending`, `${Math.round(rate)} msg/s (${(within * 100).toFixed(0)}% of empty)`, '≥ 80% of empty', emptyRate ? within >= 0.8 : undefined);
+    for (const [i, d] of dispatchers.entries()) {
+      const mem = rssMb(d.child.pid!);
+      record(`dispatcher ${i} RSS`, `${mem.rss.toFixed(0)} MB (peak ${mem.peak.toFixed(0)} MB)`, '< 300 MB', mem.peak < 300);
+    }
+  }
+
+  console.log('\n| measure | result | target |\n|---|---|---|');
+  for (const r of results) console.log(`| ${r.name} | ${r.value} | ${r.target}${r.ok === undefined ? '' : r.ok ? ' ✓' : ' ✗'} |`);
+}
+
+try {
+  await main();
+} finally {
+  await cleanup();
+}
