@@ -1,0 +1,46 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigError, dispatcherConfig, mainConfig, parseDuration } from '../src/config.ts';
+
+describe('config', () => {
+  it('has documented defaults', () => {
+    const config = dispatcherConfig({}, {});
+    assert.equal(config.port, 8081);
+    assert.equal(config.host, '127.0.0.1');
+    assert.equal(config.db, './data/dispatcher.db');
+    assert.equal(config.mainUrl, 'http://127.0.0.1:8080');
+    assert.equal(config.mainProtocol, 'json');
+    assert.equal(config.timeZone, 'UTC');
+    assert.ok(Object.isFrozen(config));
+    assert.equal(mainConfig({}, {}).port, 8080);
+    assert.deepEqual(mainConfig({}, {}).dispatcherUrls, ['http://127.0.0.1:8081']);
+  });
+
+  it('takes flags over environment over defaults', () => {
+    assert.equal(dispatcherConfig({}, { PSCHED_PORT: '9000' }).port, 9000);
+    assert.equal(dispatcherConfig({ port: '9001' }, { PSCHED_PORT: '9000' }).port, 9001);
+    assert.deepEqual(mainConfig({ dispatcherUrls: 'http://a:1/, http://b:2' }, {}).dispatcherUrls, ['http://a:1', 'http://b:2']);
+    assert.equal(dispatcherConfig({ horizon: '2m' }, {}).horizonMs, 120_000);
+  });
+
+  it('refuses bad values with a message naming the option', () => {
+    assert.throws(() => dispatcherConfig({ port: 'eighty' }, {}), /--port must be a whole number/);
+    assert.throws(() => dispatcherConfig({}, { PSCHED_MAIN_PROTOCOL: 'soap' }), /PSCHED_MAIN_PROTOCOL must be json or legacy/);
+    assert.throws(() => dispatcherConfig({ timeZone: 'Mars/Base' }, {}), /--timezone must be an IANA time zone/);
+    assert.throws(() => mainConfig({ dispatcherUrls: 'ftp://x' }, {}), /--dispatcher-url must be an http/);
+  });
+
+  it('refuses to listen off loopback without a token', () => {
+    assert.throws(() => dispatcherConfig({ host: '0.0.0.0' }, {}), (err: unknown) => err instanceof ConfigError && /api-token/.test(err.message));
+    assert.equal(dispatcherConfig({ host: '0.0.0.0', apiToken: 't' }, {}).host, '0.0.0.0');
+    assert.equal(dispatcherConfig({ host: '::1' }, {}).host, '::1');
+  });
+
+  it('parses durations', () => {
+    assert.equal(parseDuration('250ms'), 250);
+    assert.equal(parseDuration('1.5s'), 1500);
+    assert.equal(parseDuration('7d'), 7 * 86_400_000);
+    assert.equal(parseDuration('300'), 300);
+    assert.equal(parseDuration('soon'), undefined);
+  });
+});

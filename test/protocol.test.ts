@@ -1,0 +1,116 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseUserTime, formatWallClock, timeZoneOffset } from '../src/protocol/time.ts';
+import { signHeader, verifySignature } from '../src/protocol/signing.ts';
+import { validateScheduleRequest, textLength } from '../src/protocol/messages.ts';
+import { html, unsafeRaw } from '../src/html.ts';
+import { ValidationError } from '../src/errors.ts';
+import { uuidv7 } from '../src/ids.ts';
+
+describe('parseUserTime', () => {
+  it('takes RFC 3339 instants with an offset as they are', () => {
+    assert.equal(parseUserTime('2026-12-24T09:00:00Z', 'Europe/Berlin'), Date.UTC(2026, 11, 24, 9));
+    assert.equal(parseUserTime('2026-12-24T09:00:00.250+02:00', 'UTC'), Date.UTC(2026, 11, 24, 7, 0, 0, 250));
+  });
+
+  it('reads wall-clock times in the given zone, the original\'s format included', () => {
+    assert.equal(parseUserTime('2014-08-01 13:30:00', 'UTC'), Date.UTC(2014, 7, 1, 13, 30));
+    assert.equal(parseUserTime('2014-08-01T13:30', 'America/Vancouver'), Date.UTC(2014, 7, 1, 20, 30));
+    assert.equal(parseUserTime('2026-01-15 09:00', 'Europe/Berlin'), Date.UTC(2026, 0, 15, 8));
+  });
+
+  it('gets the offset right on both sides of a DST change', () => {
+    // Europe/Berlin leaves summer time on 2026-10-25 at 03:00 local.
+    assert.equal(parseUserTime('2026-10-24 12:00', 'Europe/Berlin'), Date.UTC(2026, 9, 24, 10));
+    assert.equal(parseUserTime('2026-10-26 12:00', 'Europe/Berlin'), Date.UTC(2026, 9, 26, 11));
+    assert.equal(timeZoneOffset(Date.UTC(2026, 6, 1), 'Europe/Berlin'), 2 * 3600_000);
+  });
+
+  it('refuses impossible and malformed times, naming the field', () => {
+    for (const bad of ['2026-02-30 10:00', '2026-13-01 10:00', 'tomorrow', '2026-12-24', '2026-12-24 25:00']) {
+      assert.throws(() => parseUserTime(bad, 'UTC', 'time'), (err: unknown) => err instanceof ValidationError && err.field === 'time', bad);
+    }
+  });
+
+  it('formats instants as the original\'s wall-clock text', () => {
+    assert.equal(formatWallClock(Date.UTC(2014, 7, 1, 20, 30), 'America/Vancouver'), '2014-08-01 13:30:00');
+  });
+});
+
+describe('delivery signatures', () => {
+  const secret = 'test-secret';
+  const body = '{"id":"1","message":"hi"}';
+
+  it('verifies what was signed', () => {
+    const now = 1_800_000_000_000;
+    assert.deepEqual(verifySignature(secret, signHeader(secret, now, body), body, now + 1000), { ok: true });
+  });
+
+  it('refuses a missing, forged, tampered or stale signature', () => {
+    const now = 1_800_000_000_000;
+    const header = signHeader(secret, now, body);
+    assert.equal(verifySignature(secret, undefined, body, now).ok, false);
+    assert.equal(verifySignature('other-secret', header, body, now).ok, false);
+    assert.equal(verifySignature(secret, header, body.replace('hi', 'ho'), now).ok, false);
+    assert.equal(verifySignature(secret, header, body, now + 10 * 60_000).ok, false);
+    assert.equal(verifySignature(secret, 't=abc,v1=zz', body, now).ok, false);
+  });
+});
+
+describe('validateScheduleRequest', () => {
+  const now = Date.UTC(2030, 0, 1);
+  const options = { now, timeZone: 'UTC' };
+
+  it('accepts scheduledAt or delaySeconds and keeps the text exactly', () => {
+    const text = `Emoji 🎉, "quotes", <b>markup</b>, '; DROP TABLE messages; --`;
+    assert.deepEqual(validateScheduleRequest({ username: 'Ann', message: text, delaySeconds: 1.5 }, options), {
+      username: 'Ann', message: text, scheduledAt: now + 1500, idempotencyKey: null,
+    });
+    assert.equal(validateScheduleRequest({ username: 'A', message: 'x', scheduledAt: '2030-01-02 00:00', timeZone: 'Asia/Tokyo' }, options).scheduledAt, Date.UTC(2030, 0, 1, 15));
+  });
+
+  it('counts characters as people do: one emoji is one character', () => {
+    assert.equal(textLength('🎉🎉'), 2);
+    validateScheduleRequest({ username: '🎉'.repeat(64), message: 'x', delaySeconds: 0 }, options);
+  });
+
+  const cases: [string, Record<string, unknown>, string][] = [
+    ['missing username', { message: 'x', delaySeconds: 0 }, 'username'],
+    ['empty message', { username: 'a', message: '', delaySeconds: 0 }, 'message'],
+    ['message too long', { username: 'a', message: 'x'.repeat(5001), delaySeconds: 0 }, 'message'],
+    ['username too long', { username: 'a'.repeat(65), message: 'x', delaySeconds: 0 }, 'username'],
+    ['both times', { username: 'a', message: 'x', delaySeconds: 0, scheduledAt: '2030-01-01T00:00:00Z' }, 'scheduledAt'],
+    ['no time', { username: 'a', message: 'x' }, 'scheduledAt'],
+    ['negative delay', { username: 'a', message: 'x', delaySeconds: -1 }, 'delaySeconds'],
+    ['bad zone', { username: 'a', message: 'x', scheduledAt: '2030-01-01 00:00', timeZone: 'Mars/Olympus' }, 'timeZone'],
+    ['unknown field', { username: 'a', message: 'x', delaySeconds: 0, colour: 'red' }, 'colour'],
+  ];
+  for (const [name, body, field] of cases) {
+    it(`refuses ${name}, naming ${field}`, () => {
+      assert.throws(() => validateScheduleRequest(body, options), (err: unknown) => err instanceof ValidationError && err.field === field);
+    });
+  }
+
+  it('prefixes the field with the batch position', () => {
+    assert.throws(() => validateScheduleRequest({ username: 'a' }, { ...options, prefix: 'items[3].' }),
+      (err: unknown) => err instanceof ValidationError && err.field === 'items[3].message');
+  });
+});
+
+describe('html template', () => {
+  it('escapes every interpolation unless asked not to', () => {
+    const name = `<script>alert("x")</script>&'`;
+    assert.equal(html`<p>${name}</p>`.value, '<p>&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;</p>');
+    assert.equal(html`<div>${html`<b>${name.slice(0, 8)}</b>`}${unsafeRaw('<hr>')}</div>`.value, '<div><b>&lt;script&gt;</b><hr></div>');
+    assert.equal(html`${[1, '<', null]}`.value, '1&lt;');
+  });
+});
+
+describe('uuidv7', () => {
+  it('is time-ordered and unique', () => {
+    const ids = Array.from({ length: 5000 }, () => uuidv7(1_800_000_000_000));
+    assert.equal(new Set(ids).size, ids.length);
+    assert.deepEqual([...ids].sort(), ids);
+    assert.match(ids[0]!, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  });
+});
