@@ -1,0 +1,222 @@
+import { Pool } from 'undici';
+import { systemClock, type Clock } from '../clock.ts';
+import type { DeliveryPayload } from '../protocol/messages.ts';
+import { SIGNATURE_HEADER, signHeader } from '../protocol/signing.ts';
+import type { StoredMessage } from './store.ts';
+
+/**
+ * Delivery: one HTTP attempt to hand a due message to the main server, and
+ * what that attempt means for the message. Deliverers never throw: every
+ * failure is an AttemptResult. Backoff, attempt limits and the store are the
+ * engine's business.
+ *
+ * Outcomes (both protocols):
+ * - 2xx (JSON protocol), or a 2xx JSON answer with result "Success" (legacy): delivered.
+ * - 408, 429, 5xx, timeouts, connection errors: retry. 429 and 503 pass their
+ *   Retry-After (seconds or HTTP date) on as retryAfterMs.
+ * - any other status (other 4xx, unfollowed 3xx): dead; retrying cannot help.
+ * Legacy specifics: a 2xx answer with result "Failure" is dead (the original
+ * main server refuses only malformed posts, which stay malformed); a 2xx
+ * answer that is not JSON is retried, because PHP prints its fatal errors
+ * (database down and the like) as an HTML page with status 200.
+ */
+
+export type AttemptResult =
+  | { kind: 'delivered'; status: number; response?: unknown }
+  | { kind: 'retry'; error: string; status?: number; retryAfterMs?: number; response?: unknown }
+  | { kind: 'dead'; error: string; status?: number; response?: unknown };
+
+export interface Deliverer {
+  deliver(message: StoredMessage): Promise<AttemptResult>;
+  /** Waits for requests in flight, then closes the connections. */
+  close(): Promise<void>;
+}
+
+/** Answers are read only to classify them and show them (legacy cron); anything longer is cut off. */
+const MAX_RESPONSE_BYTES = 64 * 1024;
+
+export interface JsonDelivererOptions {
+  /** Base URL of the main server; deliveries go to `{mainUrl}/v1/posts`. */
+  mainUrl: string;
+  /** Signs each delivery (Psched-Signature header) when set. */
+  signingSecret?: string;
+  /** An attempt not connected, answered or finished within this is retried. */
+  timeoutMs: number;
+  /** Keep-alive connections to the main server. */
+  connections: number;
+  clock: Clock;
+}
+
+export function createJsonDeliverer(options: JsonDelivererOptions): Deliverer {
+  const target = new HttpTarget(options.mainUrl, '/v1/posts', options.timeoutMs, options.connections);
+  const { signingSecret, clock } = options;
+  return {
+    async deliver(message) {
+      const body = JSON.stringify(deliveryPayload(message));
+      const headers: Record<string, string> = {
+        'content-type': 'application/json',
+        'idempotency-key': message.id,
+      };
+      if (signingSecret) headers[SIGNATURE_HEADER] = signHeader(signingSecret, clock.now(), body);
+      const answer = await target.post(headers, body);
+      if (answer.kind === 'failed') return { kind: 'retry', error: answer.error };
+      const { status, response } = answer;
+      if (status >= 200 && status < 300) return { kind: 'delivered', status, response };
+      return failedStatus(answer, clock);
+    },
+    close: () => target.close(),
+  };
+}
+
+/** The JSON body of a delivery, keys in the documented order. */
+export function deliveryPayload(message: StoredMessage): DeliveryPayload {
+  return {
+    id: message.id,
+    username: message.username,
+    message: message.message,
+    scheduledAt: new Date(message.scheduledAt).toISOString(),
+    attempt: message.attempts,
+  };
+}
+
+export interface LegacyDelivererOptions {
+  /** Base URL of the main server; deliveries go to `{mainUrl}/postMessage.php`. */
+  mainUrl: string;
+  timeoutMs: number;
+  connections: number;
+  /** Reads Retry-After dates; the system clock by default. */
+  clock?: Clock;
+}
+
+/** Delivers as the PHP original did: a form post of username and message. */
+export function createLegacyDeliverer(options: LegacyDelivererOptions): Deliverer {
+  const target = new HttpTarget(options.mainUrl, '/postMessage.php', options.timeoutMs, options.connections);
+  const clock = options.clock ?? systemClock;
+  const headers = { 'content-type': 'application/x-www-form-urlencoded' };
+  return {
+    async deliver(message) {
+      const body = new URLSearchParams({ username: message.username, message: message.message }).toString();
+      const answer = await target.post(headers, body);
+      if (answer.kind === 'failed') return { kind: 'retry', error: answer.error };
+      const { status, response } = answer;
+      if (status < 200 || status >= 300) return failedStatus(answer, clock);
+      const result = (response as { result?: unknown } | undefined)?.result;
+      if (result === 'Success') return { kind: 'delivered', status, response };
+      if (result === 'Failure') {
+        const failure = (response as { failure?: unknown }).failure;
+        return { kind: 'dead', status, response, error: `main server answered Failure: ${typeof failure === 'string' ? failure : 'no reason given'}` };
+      }
+      return { kind: 'retry', status, response, error: `main server answered ${status} without a JSON result` };
+    },
+    close: () => target.close(),
+  };
+}
+
+type HttpAnswer =
+  | { kind: 'answered'; status: number; retryAfter: string | undefined; response: unknown; text: string }
+  | { kind: 'failed'; error: string };
+
+/** A keep-alive pool to one endpoint of the main server. */
+class HttpTarget {
+  #pool: Pool;
+  #path: string;
+
+  constructor(mainUrl: string, endpoint: string, timeoutMs: number, connections: number) {
+    const url = new URL(mainUrl);
+    this.#path = url.pathname.replace(/\/+$/, '') + endpoint;
+    this.#pool = new Pool(url.origin, {
+      connections: Math.max(1, connections),
+      connectTimeout: timeoutMs,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+    });
+  }
+
+  async post(headers: Record<string, string>, body: string): Promise<HttpAnswer> {
+    try {
+      const { statusCode, headers: responseHeaders, body: stream } = await this.#pool.request({
+        method: 'POST', path: this.#path, headers, body,
+      });
+      const text = await readBounded(stream);
+      const retryAfter = responseHeaders['retry-after'];
+      return {
+        kind: 'answered',
+        status: statusCode,
+        retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
+        response: parseJson(text),
+        text,
+      };
+    } catch (err) {
+      return { kind: 'failed', error: describeError(err) };
+    }
+  }
+
+  close(): Promise<void> {
+    return this.#pool.close();
+  }
+}
+
+/** Reads at most MAX_RESPONSE_BYTES of the body and always leaves the stream consumed or destroyed. */
+async function readBounded(stream: AsyncIterable<Buffer> & { destroy(): unknown }): Promise<string> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  try {
+    for await (const chunk of stream) {
+      chunks.push(chunk);
+      length += chunk.length;
+      if (length >= MAX_RESPONSE_BYTES) break; // leaving the loop destroys the stream
+    }
+  } catch {
+    // a body cut off after the status arrived: the status alone decides
+  } finally {
+    stream.destroy();
+  }
+  return Buffer.concat(chunks).subarray(0, MAX_RESPONSE_BYTES).toString('utf8');
+}
+
+function parseJson(text: string): unknown {
+  const start = text.trimStart()[0];
+  if (start !== '{' && start !== '[') return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Classifies a non-2xx answer: retry for 408, 429 and 5xx, dead otherwise. */
+function failedStatus(answer: Extract<HttpAnswer, { kind: 'answered' }>, clock: Clock): AttemptResult {
+  const { status, response } = answer;
+  const error = `main server answered ${status}${summary(answer.text)}`;
+  if (status === 408 || status === 429 || status >= 500) {
+    const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(answer.retryAfter, clock.now()) : undefined;
+    return retryAfterMs === undefined
+      ? { kind: 'retry', status, error, response }
+      : { kind: 'retry', status, error, response, retryAfterMs };
+  }
+  return { kind: 'dead', status, error, response };
+}
+
+/** Retry-After as delta-seconds or an HTTP date, in ms from `now`; undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
+  if (value === undefined) return undefined;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const date = Date.parse(trimmed);
+  if (!Number.isFinite(date)) return undefined;
+  return Math.max(0, date - now);
+}
+
+/** The start of an error answer, for lastError (shown in the UI). */
+function summary(text: string): string {
+  const oneLine = text.replace(/\s+/g, ' ').trim();
+  if (!oneLine) return '';
+  return `: ${oneLine.length > 200 ? oneLine.slice(0, 200) + '…' : oneLine}`;
+}
+
+function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as { code?: unknown }).code;
+  const cause = err.cause instanceof Error ? ` (${err.cause.message})` : '';
+  return `${typeof code === 'string' ? code + ': ' : ''}${err.message}${cause}`;
+}

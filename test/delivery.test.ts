@@ -1,0 +1,226 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { FakeClock } from '../src/clock.ts';
+import { createJsonDeliverer, createLegacyDeliverer, parseRetryAfter } from '../src/dispatcher/delivery.ts';
+import type { StoredMessage } from '../src/dispatcher/store.ts';
+import { verifySignature } from '../src/protocol/signing.ts';
+import { startReceiver } from './support/receiver.ts';
+
+const SECRET = 'test-signing-secret';
+
+function storedMessage(overrides: Partial<StoredMessage> = {}): StoredMessage {
+  const at = Date.UTC(2014, 7, 1, 13, 30);
+  return {
+    id: '0190f3a0-0000-7000-8000-000000000001',
+    username: 'Curl',
+    message: "I'm scheduling a message! ✨ <b>&amp;</b> '; DROP TABLE posts;--",
+    scheduledAt: at,
+    dueAt: at,
+    status: 'delivering',
+    attempts: 1,
+    version: 1,
+    idempotencyKey: null,
+    createdAt: at,
+    updatedAt: at,
+    deliveredAt: null,
+    lastError: null,
+    leaseOwner: 'owner',
+    leaseExpiresAt: at + 10_000,
+    ...overrides,
+  };
+}
+
+/** A local port nothing listens on: bound, read, closed. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe('JSON deliverer', () => {
+  it('posts the documented body to /v1/posts with an idempotency key and a valid signature', async () => {
+    await using receiver = await startReceiver();
+    const clock = new FakeClock(Date.now());
+    const deliverer = createJsonDeliverer({ mainUrl: receiver.url, signingSecret: SECRET, timeoutMs: 5000, connections: 2, clock });
+    try {
+      const message = storedMessage({ attempts: 3 });
+      const result = await deliverer.deliver(message);
+      assert.deepEqual(result, { kind: 'delivered', status: 200, response: { ok: true } });
+
+      const request = await receiver.nextRequest();
+      assert.equal(request.method, 'POST');
+      assert.equal(request.url, '/v1/posts');
+      assert.equal(request.headers['content-type'], 'application/json');
+      assert.equal(request.headers['idempotency-key'], message.id);
+      assert.equal(
+        request.body,
+        JSON.stringify({ id: message.id, username: 'Curl', message: message.message, scheduledAt: '2014-08-01T13:30:00.000Z', attempt: 3 }),
+      );
+      assert.deepEqual(verifySignature(SECRET, request.headers['psched-signature'] as string, request.body, clock.now()), { ok: true });
+      assert.equal(verifySignature('another-secret', request.headers['psched-signature'] as string, request.body, clock.now()).ok, false);
+    } finally {
+      await deliverer.close();
+    }
+  });
+
+  it('keeps a path prefix of the main URL and sends no signature without a secret', async () => {
+    await using receiver = await startReceiver();
+    const deliverer = createJsonDeliverer({ mainUrl: `${receiver.url}/social/`, timeoutMs: 5000, connections: 1, clock: new FakeClock() });
+    try {
+      assert.equal((await deliverer.deliver(storedMessage())).kind, 'delivered');
+      const request = await receiver.nextRequest();
+      assert.equal(request.url, '/social/v1/posts');
+      assert.equal(request.headers['psched-signature'], undefined);
+    } finally {
+      await deliverer.close();
+    }
+  });
+
+  it('retries 5xx and 408, and dies on other 4xx', async () => {
+    await using receiver = await startReceiver();
+    const deliverer = createJsonDeliverer({ mainUrl: receiver.url, timeoutMs: 5000, connections: 1, clock: new FakeClock() });
+    try {
+      receiver.script(
+        { status: 500, body: 'database is down' },
+        { status: 502 },
+        { status: 408 },
+        { status: 400, body: { error: { code: 'invalid_request', message: 'username too long' } } },
+        { status: 404 },
+      );
+      const first = await deliverer.deliver(storedMessage());
+      assert.equal(first.kind, 'retry');
+      assert.equal(first.status, 500);
+      assert.match((first as { error: string }).error, /500: database is down/);
+      assert.equal((await deliverer.deliver(storedMessage())).kind, 'retry');
+      assert.equal((await deliverer.deliver(storedMessage())).kind, 'retry');
+      const bad = await deliverer.deliver(storedMessage());
+      assert.equal(bad.kind, 'dead');
+      assert.equal(bad.status, 400);
+      assert.deepEqual(bad.response, { error: { code: 'invalid_request', message: 'username too long' } });
+      assert.equal((await deliverer.deliver(storedMessage())).kind, 'dead');
+    } finally {
+      await deliverer.close();
+    }
+  });
+
+  it('passes on Retry-After of a 429, in seconds or as an HTTP date', async () => {
+    await using receiver = await startReceiver();
+    const clock = new FakeClock(Date.UTC(2030, 0, 1, 12, 0, 0));
+    const deliverer = createJsonDeliverer({ mainUrl: receiver.url, timeoutMs: 5000, connections: 1, clock });
+    try {
+      receiver.script(
+        { status: 429, headers: { 'retry-after': '7' } },
+        { status: 429, headers: { 'retry-after': new Date(clock.now() + 90_000).toUTCString() } },
+        { status: 429 },
+      );
+      assert.deepEqual(pick(await deliverer.deliver(storedMessage())), { kind: 'retry', status: 429, retryAfterMs: 7000 });
+      assert.deepEqual(pick(await deliverer.deliver(storedMessage())), { kind: 'retry', status: 429, retryAfterMs: 90_000 });
+      assert.deepEqual(pick(await deliverer.deliver(storedMessage())), { kind: 'retry', status: 429, retryAfterMs: undefined });
+    } finally {
+      await deliverer.close();
+    }
+  });
+
+  it('retries when the main server does not answer in time', async () => {
+    await using receiver = await startReceiver();
+    const deliverer = createJsonDeliverer({ mainUrl: receiver.url, timeoutMs: 200, connections: 1, clock: new FakeClock() });
+    try {
+      receiver.script({ status: 200, hang: true });
+      const result = await deliverer.deliver(storedMessage());
+      assert.equal(result.kind, 'retry');
+      assert.match((result as { error: string }).error, /timeout/i);
+    } finally {
+      await deliverer.close();
+    }
+  });
+
+  it('retries when the connection is refused', async () => {
+    const port = await closedPort();
+    const deliverer = createJsonDeliverer({ mainUrl: `http://127.0.0.1:${port}`, timeoutMs: 2000, connections: 1, clock: new FakeClock() });
+    try {
+      const result = await deliverer.deliver(storedMessage());
+      assert.equal(result.kind, 'retry');
+      assert.match((result as { error: string }).error, /ECONNREFUSED/);
+    } finally {
+      await deliverer.close();
+    }
+  });
+
+  it('reuses keep-alive connections', async () => {
+    await using receiver = await startReceiver();
+    const deliverer = createJsonDeliverer({ mainUrl: receiver.url, timeoutMs: 5000, connections: 2, clock: new FakeClock() });
+    try {
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => deliverer.deliver(storedMessage({ id: `id-${i}` }))));
+      assert.ok(results.every((result) => result.kind === 'delivered'));
+      const sockets = new Set(receiver.requests.map((request) => request.remotePort));
+      assert.ok(sockets.size <= 2, `expected at most 2 connections, saw ${sockets.size}`);
+    } finally {
+      await deliverer.close();
+    }
+  });
+});
+
+describe('legacy deliverer', () => {
+  it('posts username and message form-encoded to postMessage.php; Success is delivered', async () => {
+    await using receiver = await startReceiver();
+    const deliverer = createLegacyDeliverer({ mainUrl: receiver.url, timeoutMs: 5000, connections: 1 });
+    try {
+      const message = storedMessage({ message: 'a+b = c & d ✨' });
+      const answer = { received: { username: 'Curl', message: message.message }, result: 'Success' };
+      receiver.script({ status: 200, body: answer });
+      assert.deepEqual(await deliverer.deliver(message), { kind: 'delivered', status: 200, response: answer });
+
+      const request = await receiver.nextRequest();
+      assert.equal(request.method, 'POST');
+      assert.equal(request.url, '/postMessage.php');
+      assert.equal(request.headers['content-type'], 'application/x-www-form-urlencoded');
+      const form = new URLSearchParams(request.body);
+      assert.deepEqual([...form.keys()], ['username', 'message']);
+      assert.equal(form.get('username'), 'Curl');
+      assert.equal(form.get('message'), 'a+b = c & d ✨');
+    } finally {
+      await deliverer.close();
+    }
+  });
+
+  it('Failure is dead, a non-JSON 200 and 5xx are retried, other 4xx are dead', async () => {
+    await using receiver = await startReceiver();
+    const deliverer = createLegacyDeliverer({ mainUrl: receiver.url, timeoutMs: 5000, connections: 1 });
+    try {
+      const failure = { received: {}, result: 'Failure', failure: 'Invalid Post. Expected two non-zero strings (username, message)' };
+      receiver.script(
+        { status: 200, body: failure },
+        { status: 400, body: failure },
+        { status: 200, body: '<b>Fatal error</b>: mysqli_connect(): (HY000/2002)' },
+        { status: 503 },
+      );
+      const refused = await deliverer.deliver(storedMessage());
+      assert.equal(refused.kind, 'dead');
+      assert.match((refused as { error: string }).error, /Invalid Post/);
+      assert.deepEqual(refused.response, failure);
+      assert.equal((await deliverer.deliver(storedMessage())).kind, 'dead');
+      assert.equal((await deliverer.deliver(storedMessage())).kind, 'retry');
+      assert.equal((await deliverer.deliver(storedMessage())).kind, 'retry');
+    } finally {
+      await deliverer.close();
+    }
+  });
+});
+
+describe('parseRetryAfter', () => {
+  it('reads seconds and HTTP dates, ignores garbage, never goes negative', () => {
+    const now = Date.UTC(2030, 0, 1);
+    assert.equal(parseRetryAfter('120', now), 120_000);
+    assert.equal(parseRetryAfter(new Date(now + 5000).toUTCString(), now), 5000);
+    assert.equal(parseRetryAfter(new Date(now - 5000).toUTCString(), now), 0);
+    assert.equal(parseRetryAfter('soon', now), undefined);
+    assert.equal(parseRetryAfter(undefined, now), undefined);
+  });
+});
+
+function pick(result: { kind: string; status?: number; retryAfterMs?: number }) {
+  return { kind: result.kind, status: result.status, retryAfterMs: result.retryAfterMs };
+}
