@@ -1,0 +1,70 @@
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+
+/**
+ * One node:sqlite connection with the settings both stores share, and a cache
+ * of prepared statements keyed by their SQL text (preparing costs more than
+ * running a small statement, so each SQL string is prepared once).
+ */
+
+/**
+ * How long a write waits for another connection's lock before failing. Only a
+ * second process starting at the same moment (both migrating) ever holds one:
+ * in normal operation one process owns the file.
+ */
+const BUSY_TIMEOUT_MS = 10_000;
+
+/**
+ * Page cache per connection, in KiB (negative = KiB for SQLite). The default
+ * 2 MiB keeps too few index pages of a million-message table in memory; 32 MiB
+ * keeps the hot edges of every index while staying far below the RSS budget.
+ */
+const CACHE_SIZE_KIB = 32 * 1024;
+
+/**
+ * FULL: every COMMIT fsyncs the WAL (a resolved user write is on disk).
+ * NORMAL: the WAL is fsynced only at checkpoints; a commit survives a crash of
+ * the process but may be lost with the machine's power. Never corrupts.
+ */
+export type Synchronous = 'FULL' | 'NORMAL';
+
+export class SqliteConnection {
+  readonly db: DatabaseSync;
+  #statements = new Map<string, StatementSync>();
+  #synchronous: Synchronous = 'FULL';
+
+  constructor(path: string) {
+    this.db = new DatabaseSync(path);
+    this.db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    // WAL: readers never block the writer, and a commit appends to one file (one fsync)
+    this.db.exec('PRAGMA journal_mode = WAL');
+    this.db.exec('PRAGMA synchronous = FULL');
+    this.db.exec(`PRAGMA cache_size = -${CACHE_SIZE_KIB}`);
+    this.db.exec('PRAGMA temp_store = MEMORY');
+  }
+
+  /** The prepared statement for `sql`, prepared on first use. */
+  statement(sql: string): StatementSync {
+    let prepared = this.#statements.get(sql);
+    if (!prepared) {
+      prepared = this.db.prepare(sql);
+      this.#statements.set(sql, prepared);
+    }
+    return prepared;
+  }
+
+  /** Switches the fsync policy for the next transactions (a no-op when unchanged). */
+  setSynchronous(mode: Synchronous): void {
+    if (mode === this.#synchronous) return;
+    this.db.exec(`PRAGMA synchronous = ${mode}`);
+    this.#synchronous = mode;
+  }
+
+  get inTransaction(): boolean {
+    return this.db.isTransaction;
+  }
+
+  close(): void {
+    this.#statements.clear();
+    if (this.db.isOpen) this.db.close();
+  }
+}

@@ -1,0 +1,274 @@
+import {
+  MESSAGE_STATUSES,
+  type ChangeOutcome,
+  type ClaimRequest,
+  type DeliveryResult,
+  type DispatcherStore,
+  type InsertOutcome,
+  type ListQuery,
+  type MessagePatch,
+  type MessageStatus,
+  type NewMessage,
+  type StoredMessage,
+} from '../../dispatcher/store.ts';
+import { SqliteConnection } from './connection.ts';
+import { GroupCommit } from './group-commit.ts';
+import { runMigrations } from './migrate.ts';
+import { dispatcherMigrations } from './migrations.ts';
+import { dispatcherStatements as sql } from './statements.ts';
+
+/**
+ * The dispatcher's store on embedded SQLite (node:sqlite). One process owns
+ * the file; writes go through group commit (./group-commit.ts).
+ *
+ * Durability: user writes (insert, update, remove, retry) are 'durable': their
+ * COMMIT fsyncs the WAL. The engine's own transitions (claims, leases,
+ * startDelivery, finishDeliveries, purge) are 'relaxed' (synchronous=NORMAL):
+ * they survive a crash of the process, and losing the last few to a power cut
+ * only means a message is claimed or delivered again, which the receiver
+ * dedupes by id. The next durable commit fsyncs the WAL including them.
+ */
+export function openSqliteDispatcherStore(path: string): DispatcherStore {
+  return new SqliteDispatcherStore(path);
+}
+
+interface MessageRow {
+  id: string;
+  username: string;
+  message: string;
+  scheduled_at: number;
+  due_at: number;
+  status: MessageStatus;
+  attempts: number;
+  version: number;
+  idempotency_key: string | null;
+  created_at: number;
+  updated_at: number;
+  delivered_at: number | null;
+  last_error: string | null;
+  lease_owner: string | null;
+  lease_expires_at: number | null;
+}
+
+interface DueRow {
+  id: string;
+  due_at: number;
+}
+
+class SqliteDispatcherStore implements DispatcherStore {
+  #connection: SqliteConnection;
+  #commits: GroupCommit;
+
+  constructor(path: string) {
+    this.#connection = new SqliteConnection(path);
+    this.#commits = new GroupCommit(this.#connection);
+  }
+
+  migrate(): Promise<void> {
+    return this.#commits.exclusive(() => runMigrations(this.#connection, dispatcherMigrations));
+  }
+
+  insert(messages: NewMessage[], now: number, claim?: ClaimRequest): Promise<InsertOutcome[]> {
+    return this.#commits.write('durable', () => messages.map((message) => this.#insertOne(message, now, claim)));
+  }
+
+  #insertOne(message: NewMessage, now: number, claim: ClaimRequest | undefined): InsertOutcome {
+    if (message.idempotencyKey !== null) {
+      const existing = this.#row(sql.getMessageByIdempotencyKey, { idempotencyKey: message.idempotencyKey });
+      if (existing) return { message: toMessage(existing), created: false };
+    }
+    const claimed = claim !== undefined && message.scheduledAt <= claim.dueBefore;
+    const stored: StoredMessage = {
+      id: message.id,
+      username: message.username,
+      message: message.message,
+      scheduledAt: message.scheduledAt,
+      dueAt: message.scheduledAt,
+      status: 'scheduled',
+      attempts: 0,
+      version: 1,
+      idempotencyKey: message.idempotencyKey,
+      createdAt: now,
+      updatedAt: now,
+      deliveredAt: null,
+      lastError: null,
+      leaseOwner: claimed ? claim.owner : null,
+      leaseExpiresAt: claimed ? claim.leaseExpiresAt : null,
+    };
+    this.#connection.statement(sql.insertMessage).run({
+      id: stored.id,
+      username: stored.username,
+      message: stored.message,
+      scheduledAt: stored.scheduledAt,
+      idempotencyKey: stored.idempotencyKey,
+      now,
+      leaseOwner: stored.leaseOwner,
+      leaseExpiresAt: stored.leaseExpiresAt,
+    });
+    return { message: stored, created: true };
+  }
+
+  get(id: string): Promise<StoredMessage | undefined> {
+    return this.#commits.read(() => {
+      const row = this.#row(sql.getMessage, { id });
+      return row && toMessage(row);
+    });
+  }
+
+  list(query: ListQuery): Promise<StoredMessage[]> {
+    return this.#commits.read(() => {
+      if (query.limit <= 0) return [];
+      if (query.status) return this.#listStatus(query.status, query);
+      // No index spans every status: merge the per-status pages, each already in (dueAt, id) order.
+      return MESSAGE_STATUSES.flatMap((status) => this.#listStatus(status, query))
+        .sort(compareDue)
+        .slice(0, query.limit);
+    });
+  }
+
+  #listStatus(status: MessageStatus, query: ListQuery): StoredMessage[] {
+    const rows = query.after
+      ? this.#rows(sql.listByStatusAfter, { status, afterDueAt: query.after.dueAt, afterId: query.after.id, limit: query.limit })
+      : this.#rows(sql.listByStatus, { status, limit: query.limit });
+    return rows.map(toMessage);
+  }
+
+  update(id: string, patch: MessagePatch, now: number, claim?: ClaimRequest): Promise<ChangeOutcome> {
+    return this.#commits.write('durable', () => this.#change(id, sql.updateMessage, {
+      id,
+      now,
+      scheduledAt: patch.scheduledAt ?? null,
+      message: patch.message ?? null,
+      ...claimParams(claim),
+    }));
+  }
+
+  remove(id: string): Promise<ChangeOutcome> {
+    return this.#commits.write('durable', () => this.#change(id, sql.removeMessage, { id }));
+  }
+
+  retry(id: string, now: number, claim?: ClaimRequest): Promise<ChangeOutcome> {
+    return this.#commits.write('durable', () => this.#change(id, sql.retryMessage, { id, now, ...claimParams(claim) }));
+  }
+
+  /** Runs a statement that changes one message only in an allowed status, and tells why it did not. */
+  #change(id: string, statement: string, params: Record<string, string | number | null>): ChangeOutcome {
+    const row = this.#row(statement, params);
+    if (row) return { kind: 'ok', message: toMessage(row) };
+    const current = this.#connection.statement(sql.getStatus).get({ id }) as { status: MessageStatus } | undefined;
+    return current ? { kind: 'conflict', status: current.status } : { kind: 'not_found' };
+  }
+
+  claimDue(owner: string, dueBefore: number, now: number, leaseExpiresAt: number, limit: number): Promise<StoredMessage[]> {
+    if (limit <= 0) return Promise.resolve([]);
+    return this.#commits.write('relaxed', () => {
+      const unclaimed = this.#connection.statement(sql.findUnclaimedDue).all({ dueBefore, limit }) as unknown as DueRow[];
+      const expired = this.#connection.statement(sql.findExpiredClaims).all({ now, dueBefore, limit }) as unknown as DueRow[];
+      const due = unclaimed.concat(expired)
+        .sort((a, b) => a.due_at - b.due_at || compareIds(a.id, b.id))
+        .slice(0, limit);
+      return due.map((row) => toMessage(this.#row(sql.claimMessage, { id: row.id, owner, leaseExpiresAt })!));
+    });
+  }
+
+  renewLeases(owner: string, leaseExpiresAt: number): Promise<number> {
+    return this.#commits.write('relaxed', () => this.#changes(sql.renewLeases, { owner, leaseExpiresAt }));
+  }
+
+  releaseClaims(owner: string): Promise<number> {
+    return this.#commits.write('relaxed', () => this.#changes(sql.releaseClaims, { owner }));
+  }
+
+  startDelivery(owner: string, entries: { id: string; version: number }[], now: number): Promise<StoredMessage[]> {
+    if (entries.length === 0) return Promise.resolve([]);
+    return this.#commits.write('relaxed', () => {
+      const started: StoredMessage[] = [];
+      for (const entry of entries) {
+        const row = this.#row(sql.startDelivery, { id: entry.id, version: entry.version, owner, now });
+        if (row) started.push(toMessage(row));
+      }
+      return started;
+    });
+  }
+
+  finishDeliveries(owner: string, results: DeliveryResult[]): Promise<void> {
+    if (results.length === 0) return Promise.resolve();
+    return this.#commits.write('relaxed', () => {
+      for (const result of results) {
+        const params = { id: result.id, owner, at: result.at };
+        if (result.outcome === 'delivered') this.#changes(sql.markDelivered, params);
+        else if (result.outcome === 'retry') this.#changes(sql.markRetry, { ...params, error: result.error ?? null });
+        else this.#changes(sql.markDead, { ...params, error: result.error ?? null });
+      }
+    });
+  }
+
+  countByStatus(): Promise<Record<MessageStatus, number>> {
+    return this.#commits.read(() => {
+      const counts = Object.fromEntries(MESSAGE_STATUSES.map((status) => [status, 0])) as Record<MessageStatus, number>;
+      const rows = this.#connection.statement(sql.countByStatus).all() as unknown as { status: MessageStatus; count: number }[];
+      for (const row of rows) counts[row.status] = row.count;
+      return counts;
+    });
+  }
+
+  purgeDelivered(before: number): Promise<number> {
+    return this.#commits.write('relaxed', () => this.#changes(sql.purgeDelivered, { before }));
+  }
+
+  onWake(_listener: () => void): () => void {
+    // One process owns the SQLite file: nobody else can change it behind our back.
+    return () => {};
+  }
+
+  async close(): Promise<void> {
+    this.#commits.close();
+    this.#connection.close();
+  }
+
+  #row(statement: string, params: Record<string, string | number | null>): MessageRow | undefined {
+    return this.#connection.statement(statement).get(params) as MessageRow | undefined;
+  }
+
+  #rows(statement: string, params: Record<string, string | number | null>): MessageRow[] {
+    return this.#connection.statement(statement).all(params) as unknown as MessageRow[];
+  }
+
+  #changes(statement: string, params: Record<string, string | number | null>): number {
+    return Number(this.#connection.statement(statement).run(params).changes);
+  }
+}
+
+function claimParams(claim: ClaimRequest | undefined): { owner: string | null; dueBefore: number | null; leaseExpiresAt: number | null } {
+  return claim
+    ? { owner: claim.owner, dueBefore: claim.dueBefore, leaseExpiresAt: claim.leaseExpiresAt }
+    : { owner: null, dueBefore: null, leaseExpiresAt: null };
+}
+
+function compareIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function compareDue(a: StoredMessage, b: StoredMessage): number {
+  return a.dueAt - b.dueAt || compareIds(a.id, b.id);
+}
+
+function toMessage(row: MessageRow): StoredMessage {
+  return {
+    id: row.id,
+    username: row.username,
+    message: row.message,
+    scheduledAt: row.scheduled_at,
+    dueAt: row.due_at,
+    status: row.status,
+    attempts: row.attempts,
+    version: row.version,
+    idempotencyKey: row.idempotency_key,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    deliveredAt: row.delivered_at,
+    lastError: row.last_error,
+    leaseOwner: row.lease_owner,
+    leaseExpiresAt: row.lease_expires_at,
+  };
+}

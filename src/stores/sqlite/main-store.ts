@@ -1,0 +1,88 @@
+import type { FeedQuery, MainStore, NewPost, Post } from '../../main/store.ts';
+import { SqliteConnection } from './connection.ts';
+import { GroupCommit } from './group-commit.ts';
+import { runMigrations } from './migrate.ts';
+import { mainMigrations } from './migrations.ts';
+import { mainStatements as sql } from './statements.ts';
+
+/**
+ * The main server's feed on embedded SQLite. Deliveries arrive concurrently,
+ * so posts are written through group commit (./group-commit.ts): concurrent
+ * `addPost` calls share one fsynced COMMIT.
+ */
+export function openSqliteMainStore(path: string): MainStore {
+  return new SqliteMainStore(path);
+}
+
+interface PostRow {
+  id: string;
+  message_id: string | null;
+  username: string;
+  message: string;
+  posted_at: number;
+  scheduled_at: number | null;
+}
+
+class SqliteMainStore implements MainStore {
+  #connection: SqliteConnection;
+  #commits: GroupCommit;
+
+  constructor(path: string) {
+    this.#connection = new SqliteConnection(path);
+    this.#commits = new GroupCommit(this.#connection);
+  }
+
+  migrate(): Promise<void> {
+    return this.#commits.exclusive(() => runMigrations(this.#connection, mainMigrations));
+  }
+
+  addPost(post: NewPost): Promise<{ post: Post; created: boolean }> {
+    return this.#commits.write('durable', () => {
+      if (post.messageId !== null) {
+        const existing = this.#connection.statement(sql.getPostByMessageId).get({ messageId: post.messageId }) as PostRow | undefined;
+        if (existing) return { post: toPost(existing), created: false };
+      }
+      const stored: Post = {
+        id: post.id,
+        messageId: post.messageId,
+        username: post.username,
+        message: post.message,
+        postedAt: post.postedAt,
+        scheduledAt: post.scheduledAt,
+      };
+      this.#connection.statement(sql.insertPost).run({ ...stored });
+      return { post: stored, created: true };
+    });
+  }
+
+  listPosts(query: FeedQuery): Promise<Post[]> {
+    return this.#commits.read(() => {
+      if (query.limit <= 0) return [];
+      const rows = query.before
+        ? this.#connection.statement(sql.listPostsBefore)
+          .all({ beforePostedAt: query.before.postedAt, beforeId: query.before.id, limit: query.limit })
+        : this.#connection.statement(sql.listPosts).all({ limit: query.limit });
+      return (rows as unknown as PostRow[]).map(toPost);
+    });
+  }
+
+  countPosts(): Promise<number> {
+    return this.#commits.read(() => (this.#connection.statement(sql.countPosts).get() as { count: number }).count);
+  }
+
+  async close(): Promise<void> {
+    this.#commits.close();
+    this.#connection.close();
+  }
+}
+
+function toPost(row: PostRow): Post {
+  return {
+    id: row.id,
+    messageId: row.message_id,
+    username: row.username,
+    message: row.message,
+    postedAt: row.posted_at,
+    scheduledAt: row.scheduled_at,
+  };
+}

@@ -1,0 +1,140 @@
+/**
+ * Every SQL statement the SQLite stores run, by name. The PostgreSQL stores
+ * use the same names for the same jobs, so one store reads like the other.
+ * Parameters are named (`:owner`) and bound from plain objects.
+ *
+ * `INDEXED BY` pins the partial indexes: without statistics the planner
+ * prefers messages_status_due, which makes a refill step over every claimed
+ * message in range. It also turns a schema change that breaks the index into
+ * an error instead of a slow full scan.
+ */
+
+const MESSAGE_COLUMNS = `id, username, message, scheduled_at, due_at, status, attempts, version,
+  idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner, lease_expires_at`;
+
+export const dispatcherStatements = {
+  insertMessage: `
+    INSERT INTO messages (id, username, message, scheduled_at, due_at, status, attempts, version,
+      idempotency_key, created_at, updated_at, lease_owner, lease_expires_at)
+    VALUES (:id, :username, :message, :scheduledAt, :scheduledAt, 'scheduled', 0, 1,
+      :idempotencyKey, :now, :now, :leaseOwner, :leaseExpiresAt)`,
+
+  getMessage: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id = :id`,
+
+  getMessageByIdempotencyKey: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE idempotency_key = :idempotencyKey`,
+
+  getStatus: `SELECT status FROM messages WHERE id = :id`,
+
+  listByStatus: `
+    SELECT ${MESSAGE_COLUMNS} FROM messages
+    WHERE status = :status
+    ORDER BY due_at, id LIMIT :limit`,
+
+  listByStatusAfter: `
+    SELECT ${MESSAGE_COLUMNS} FROM messages
+    WHERE status = :status AND (due_at, id) > (:afterDueAt, :afterId)
+    ORDER BY due_at, id LIMIT :limit`,
+
+  /** A new scheduledAt also moves dueAt; the lease goes to :owner only when due by :dueBefore. */
+  updateMessage: `
+    UPDATE messages SET
+      scheduled_at = coalesce(:scheduledAt, scheduled_at),
+      due_at = coalesce(:scheduledAt, due_at),
+      message = coalesce(:message, message),
+      version = version + 1,
+      updated_at = :now,
+      lease_owner = CASE WHEN coalesce(:scheduledAt, due_at) <= :dueBefore THEN :owner END,
+      lease_expires_at = CASE WHEN coalesce(:scheduledAt, due_at) <= :dueBefore THEN :leaseExpiresAt END
+    WHERE id = :id AND status = 'scheduled'
+    RETURNING ${MESSAGE_COLUMNS}`,
+
+  removeMessage: `
+    DELETE FROM messages WHERE id = :id AND status IN ('scheduled', 'dead')
+    RETURNING ${MESSAGE_COLUMNS}`,
+
+  retryMessage: `
+    UPDATE messages SET
+      status = 'scheduled',
+      due_at = :now,
+      attempts = 0,
+      version = version + 1,
+      updated_at = :now,
+      last_error = NULL,
+      lease_owner = CASE WHEN :now <= :dueBefore THEN :owner END,
+      lease_expires_at = CASE WHEN :now <= :dueBefore THEN :leaseExpiresAt END
+    WHERE id = :id AND status = 'dead'
+    RETURNING ${MESSAGE_COLUMNS}`,
+
+  /** claimDue, part 1: never-claimed messages (index messages_unclaimed_due). */
+  findUnclaimedDue: `
+    SELECT id, due_at FROM messages INDEXED BY messages_unclaimed_due
+    WHERE status = 'scheduled' AND lease_owner IS NULL AND due_at <= :dueBefore
+    ORDER BY due_at, id LIMIT :limit`,
+
+  /** claimDue, part 2: claims whose owner stopped renewing (index messages_lease_expiry). */
+  findExpiredClaims: `
+    SELECT id, due_at FROM messages INDEXED BY messages_lease_expiry
+    WHERE lease_owner IS NOT NULL AND lease_expires_at < :now
+      AND status IN ('scheduled', 'delivering') AND due_at <= :dueBefore
+    ORDER BY due_at, id LIMIT :limit`,
+
+  /** A dead owner's in-flight delivery goes back to scheduled. */
+  claimMessage: `
+    UPDATE messages SET status = 'scheduled', lease_owner = :owner, lease_expires_at = :leaseExpiresAt
+    WHERE id = :id
+    RETURNING ${MESSAGE_COLUMNS}`,
+
+  renewLeases: `UPDATE messages SET lease_expires_at = :leaseExpiresAt WHERE lease_owner = :owner`,
+
+  releaseClaims: `
+    UPDATE messages SET
+      status = CASE WHEN status = 'delivering' THEN 'scheduled' ELSE status END,
+      lease_owner = NULL,
+      lease_expires_at = NULL
+    WHERE lease_owner = :owner`,
+
+  startDelivery: `
+    UPDATE messages SET status = 'delivering', attempts = attempts + 1, updated_at = :now
+    WHERE id = :id AND version = :version AND lease_owner = :owner AND status = 'scheduled'
+    RETURNING ${MESSAGE_COLUMNS}`,
+
+  markDelivered: `
+    UPDATE messages SET status = 'delivered', delivered_at = :at, updated_at = :at, last_error = NULL,
+      lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = :id AND lease_owner = :owner AND status = 'delivering'`,
+
+  /** Stays leased to the owner, which keeps it buffered for the next attempt. */
+  markRetry: `
+    UPDATE messages SET status = 'scheduled', due_at = :at, last_error = :error
+    WHERE id = :id AND lease_owner = :owner AND status = 'delivering'`,
+
+  markDead: `
+    UPDATE messages SET status = 'dead', updated_at = :at, last_error = :error,
+      lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = :id AND lease_owner = :owner AND status = 'delivering'`,
+
+  countByStatus: `SELECT status, count(*) AS count FROM messages GROUP BY status`,
+
+  purgeDelivered: `
+    DELETE FROM messages INDEXED BY messages_delivered_at
+    WHERE status = 'delivered' AND delivered_at < :before`,
+} as const;
+
+const POST_COLUMNS = 'id, message_id, username, message, posted_at, scheduled_at';
+
+export const mainStatements = {
+  insertPost: `
+    INSERT INTO posts (id, message_id, username, message, posted_at, scheduled_at)
+    VALUES (:id, :messageId, :username, :message, :postedAt, :scheduledAt)`,
+
+  getPostByMessageId: `SELECT ${POST_COLUMNS} FROM posts WHERE message_id = :messageId`,
+
+  listPosts: `SELECT ${POST_COLUMNS} FROM posts ORDER BY posted_at DESC, id DESC LIMIT :limit`,
+
+  listPostsBefore: `
+    SELECT ${POST_COLUMNS} FROM posts
+    WHERE (posted_at, id) < (:beforePostedAt, :beforeId)
+    ORDER BY posted_at DESC, id DESC LIMIT :limit`,
+
+  countPosts: `SELECT count(*) AS count FROM posts`,
+} as const;

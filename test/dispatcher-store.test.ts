@@ -1,0 +1,647 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ClaimRequest, DispatcherStore, NewMessage, StoredMessage } from '../src/dispatcher/store.ts';
+import { uuidv7 } from '../src/ids.ts';
+import { dispatcherStoreFactories } from './support/stores.ts';
+
+/**
+ * The DispatcherStore contract (src/dispatcher/store.ts), run against every
+ * store. It tests behaviour through the interface only, never a backend's
+ * tables, so SQLite and PostgreSQL must pass the same cases.
+ */
+
+const T = Date.UTC(2030, 0, 1);
+const MINUTE = 60_000;
+const OWNER = 'owner-a';
+const OTHER = 'owner-b';
+/** A claim that takes everything, leased for a minute. */
+const CLAIM_ALL: ClaimRequest = { owner: OWNER, leaseExpiresAt: T + MINUTE, dueBefore: Number.MAX_SAFE_INTEGER };
+
+function newMessage(overrides: Partial<NewMessage> = {}): NewMessage {
+  return { id: uuidv7(), username: 'ann', message: 'hello', scheduledAt: T + MINUTE, idempotencyKey: null, ...overrides };
+}
+
+async function insertOne(store: DispatcherStore, overrides: Partial<NewMessage> = {}, claim?: ClaimRequest): Promise<StoredMessage> {
+  const [outcome] = await store.insert([newMessage(overrides)], T, claim);
+  return outcome!.message;
+}
+
+/** Inserts a message leased to OWNER and starts delivering it. */
+async function insertDelivering(store: DispatcherStore, overrides: Partial<NewMessage> = {}): Promise<StoredMessage> {
+  const message = await insertOne(store, overrides, CLAIM_ALL);
+  const [started] = await store.startDelivery(OWNER, [{ id: message.id, version: message.version }], T + 1);
+  assert.ok(started, 'delivery should start');
+  return started;
+}
+
+async function insertFinished(store: DispatcherStore, outcome: 'delivered' | 'dead', at = T + 2): Promise<StoredMessage> {
+  const message = await insertDelivering(store);
+  await store.finishDeliveries(OWNER, [{ id: message.id, outcome, at, error: outcome === 'dead' ? 'HTTP 400' : undefined }]);
+  return (await store.get(message.id))!;
+}
+
+function ids(messages: { id: string }[]): string[] {
+  return messages.map((message) => message.id);
+}
+
+for (const factory of dispatcherStoreFactories()) {
+  describe(`DispatcherStore contract: ${factory.name}`, () => {
+    describe('insert and get', () => {
+      it('stores a new message with every field set', async () => {
+        await using handle = await factory.create();
+        const input = newMessage({ idempotencyKey: 'key-1' });
+        const [outcome] = await handle.store.insert([input], T);
+        const expected: StoredMessage = {
+          id: input.id,
+          username: 'ann',
+          message: 'hello',
+          scheduledAt: T + MINUTE,
+          dueAt: T + MINUTE,
+          status: 'scheduled',
+          attempts: 0,
+          version: 1,
+          idempotencyKey: 'key-1',
+          createdAt: T,
+          updatedAt: T,
+          deliveredAt: null,
+          lastError: null,
+          leaseOwner: null,
+          leaseExpiresAt: null,
+        };
+        assert.deepEqual(outcome, { message: expected, created: true });
+        assert.deepEqual(await handle.store.get(input.id), expected);
+      });
+
+      it('returns undefined for an unknown id', async () => {
+        await using handle = await factory.create();
+        assert.equal(await handle.store.get(uuidv7()), undefined);
+      });
+
+      it('stores text exactly as given', async () => {
+        await using handle = await factory.create();
+        const texts = [
+          'emoji 😀👍🏽 and ünïcödé 中文 עברית',
+          `quotes ' " \` and backslashes \\ \\n`,
+          '<script>alert("x")</script> & <b>markup</b> &amp;',
+          "'; DROP TABLE messages; -- and $1 :id ? %s",
+          'line one\nline two\r\n\ttabbed  trailing spaces  ',
+          '😀'.repeat(2500),
+          'x'.repeat(5000),
+        ];
+        const inputs = texts.map((message, i) => newMessage({ message, username: `user ${i} 'O\u2019Brien' 🙂` }));
+        await handle.store.insert(inputs, T);
+        for (const input of inputs) {
+          const stored = await handle.store.get(input.id);
+          assert.equal(stored?.message, input.message);
+          assert.equal(stored?.username, input.username);
+        }
+      });
+
+      it('claims new messages due by claim.dueBefore, leaves later ones unclaimed', async () => {
+        await using handle = await factory.create();
+        const claim: ClaimRequest = { owner: OWNER, leaseExpiresAt: T + MINUTE, dueBefore: T + 10_000 };
+        const soon = newMessage({ scheduledAt: T + 10_000 });
+        const later = newMessage({ scheduledAt: T + 10_001 });
+        const outcomes = await handle.store.insert([soon, later], T, claim);
+        assert.equal(outcomes[0]!.message.leaseOwner, OWNER);
+        assert.equal(outcomes[0]!.message.leaseExpiresAt, T + MINUTE);
+        assert.equal(outcomes[1]!.message.leaseOwner, null);
+        assert.equal(outcomes[1]!.message.leaseExpiresAt, null);
+        assert.equal((await handle.store.get(soon.id))?.leaseOwner, OWNER);
+        assert.equal((await handle.store.get(later.id))?.leaseOwner, null);
+      });
+
+      it('accepts an empty batch', async () => {
+        await using handle = await factory.create();
+        assert.deepEqual(await handle.store.insert([], T), []);
+      });
+    });
+
+    describe('idempotency', () => {
+      it('returns the existing message for a known key, created=false', async () => {
+        await using handle = await factory.create();
+        const first = newMessage({ idempotencyKey: 'same' });
+        await handle.store.insert([first], T);
+        const [again] = await handle.store.insert([newMessage({ idempotencyKey: 'same', message: 'other text' })], T + 5);
+        assert.equal(again!.created, false);
+        assert.equal(again!.message.id, first.id);
+        assert.equal(again!.message.message, 'hello');
+        assert.equal((await handle.store.list({ limit: 10 })).length, 1);
+      });
+
+      it('dedupes two messages with the same key in one batch: the second gets the first', async () => {
+        await using handle = await factory.create();
+        const a = newMessage({ idempotencyKey: 'k' });
+        const b = newMessage({ idempotencyKey: 'k' });
+        const c = newMessage({ idempotencyKey: null });
+        const outcomes = await handle.store.insert([a, b, c], T);
+        assert.deepEqual(outcomes.map((o) => [o.message.id, o.created]), [[a.id, true], [a.id, false], [c.id, true]]);
+        assert.equal(await handle.store.get(b.id), undefined);
+      });
+
+      it('dedupes concurrent calls with the same key', async () => {
+        await using handle = await factory.create();
+        const results = await Promise.all([
+          handle.store.insert([newMessage({ idempotencyKey: 'race' })], T),
+          handle.store.insert([newMessage({ idempotencyKey: 'race' })], T),
+          handle.store.insert([newMessage({ idempotencyKey: 'race' })], T),
+        ]);
+        const outcomes = results.flat();
+        assert.equal(outcomes.filter((o) => o.created).length, 1);
+        assert.equal(new Set(outcomes.map((o) => o.message.id)).size, 1);
+        assert.equal((await handle.store.countByStatus()).scheduled, 1);
+      });
+
+      it('messages without a key are never deduped', async () => {
+        await using handle = await factory.create();
+        const outcomes = await handle.store.insert([newMessage(), newMessage()], T);
+        assert.deepEqual(outcomes.map((o) => o.created), [true, true]);
+      });
+    });
+
+    describe('atomicity', () => {
+      it('a batch is all or nothing', async () => {
+        await using handle = await factory.create();
+        const existing = await insertOne(handle.store);
+        const batch = [newMessage(), newMessage({ idempotencyKey: 'fresh' }), newMessage({ id: existing.id })];
+        await assert.rejects(handle.store.insert(batch, T));
+        assert.equal(await handle.store.get(batch[0]!.id), undefined);
+        assert.equal(await handle.store.get(batch[1]!.id), undefined);
+        // the key of the failed batch is free again
+        const [retried] = await handle.store.insert([newMessage({ idempotencyKey: 'fresh' })], T);
+        assert.equal(retried!.created, true);
+      });
+
+      it('a failing call does not take down concurrent calls', async () => {
+        await using handle = await factory.create();
+        const existing = await insertOne(handle.store);
+        const good1 = newMessage();
+        const good2 = newMessage();
+        const results = await Promise.allSettled([
+          handle.store.insert([good1], T),
+          handle.store.insert([newMessage(), newMessage({ id: existing.id })], T),
+          handle.store.insert([good2], T),
+          handle.store.update(existing.id, { message: 'changed' }, T + 1),
+        ]);
+        assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+        assert.ok(await handle.store.get(good1.id));
+        assert.ok(await handle.store.get(good2.id));
+        assert.equal((await handle.store.get(existing.id))?.message, 'changed');
+        assert.equal((await handle.store.countByStatus()).scheduled, 3);
+      });
+    });
+
+    describe('list', () => {
+      it('lists in (dueAt, id) order across statuses, up to the limit', async () => {
+        await using handle = await factory.create();
+        const late = await insertOne(handle.store, { scheduledAt: T + 3 * MINUTE });
+        const early = await insertOne(handle.store, { scheduledAt: T + MINUTE });
+        const delivered = await insertFinished(handle.store, 'delivered'); // dueAt T + MINUTE, inserted after early
+        const middle = await insertOne(handle.store, { scheduledAt: T + 2 * MINUTE });
+        assert.deepEqual(ids(await handle.store.list({ limit: 10 })), [early.id, delivered.id, middle.id, late.id]);
+        assert.deepEqual(ids(await handle.store.list({ limit: 2 })), [early.id, delivered.id]);
+      });
+
+      it('filters by status', async () => {
+        await using handle = await factory.create();
+        const scheduled = await insertOne(handle.store);
+        const delivering = await insertDelivering(handle.store);
+        const delivered = await insertFinished(handle.store, 'delivered');
+        const dead = await insertFinished(handle.store, 'dead');
+        assert.deepEqual(ids(await handle.store.list({ status: 'scheduled', limit: 10 })), [scheduled.id]);
+        assert.deepEqual(ids(await handle.store.list({ status: 'delivering', limit: 10 })), [delivering.id]);
+        assert.deepEqual(ids(await handle.store.list({ status: 'delivered', limit: 10 })), [delivered.id]);
+        assert.deepEqual(ids(await handle.store.list({ status: 'dead', limit: 10 })), [dead.id]);
+      });
+
+      it('pages with a keyset cursor, ties on dueAt broken by id', async () => {
+        await using handle = await factory.create();
+        const inputs = Array.from({ length: 25 }, (_, i) => newMessage({ scheduledAt: T + Math.floor(i / 4) * 1000 }));
+        await handle.store.insert(inputs.toReversed(), T);
+        const expected = inputs.map((m) => m.id); // ids are time-ordered, so creation order is id order
+        for (const status of [undefined, 'scheduled'] as const) {
+          const seen: string[] = [];
+          let after: { dueAt: number; id: string } | undefined;
+          for (;;) {
+            const page = await handle.store.list({ status, limit: 7, after });
+            seen.push(...ids(page));
+            if (page.length < 7) break;
+            const last = page.at(-1)!;
+            after = { dueAt: last.dueAt, id: last.id };
+          }
+          assert.deepEqual(seen, expected);
+        }
+      });
+
+      it('returns nothing for limit 0 and for a cursor past the end', async () => {
+        await using handle = await factory.create();
+        const message = await insertOne(handle.store);
+        assert.deepEqual(await handle.store.list({ limit: 0 }), []);
+        assert.deepEqual(await handle.store.list({ limit: 5, after: { dueAt: message.dueAt, id: message.id } }), []);
+      });
+    });
+
+    describe('update', () => {
+      it('changes time and text, moves dueAt, bumps the version', async () => {
+        await using handle = await factory.create();
+        const message = await insertOne(handle.store);
+        const outcome = await handle.store.update(message.id, { scheduledAt: T + 5 * MINUTE, message: 'new text' }, T + 10);
+        assert.equal(outcome.kind, 'ok');
+        const expected = { ...message, scheduledAt: T + 5 * MINUTE, dueAt: T + 5 * MINUTE, message: 'new text', version: 2, updatedAt: T + 10 };
+        assert.deepEqual(outcome.kind === 'ok' && outcome.message, expected);
+        assert.deepEqual(await handle.store.get(message.id), expected);
+      });
+
+      it('a text-only patch keeps the time', async () => {
+        await using handle = await factory.create();
+        const message = await insertOne(handle.store);
+        const outcome = await handle.store.update(message.id, { message: 'only text' }, T + 10);
+        assert.ok(outcome.kind === 'ok');
+        assert.equal(outcome.message.scheduledAt, message.scheduledAt);
+        assert.equal(outcome.message.dueAt, message.dueAt);
+        assert.equal(outcome.message.message, 'only text');
+        assert.equal(outcome.message.version, 2);
+      });
+
+      it('drops the lease, or moves it to the claim when due by claim.dueBefore', async () => {
+        await using handle = await factory.create();
+        const message = await insertOne(handle.store, {}, CLAIM_ALL);
+        const dropped = await handle.store.update(message.id, { message: 'a' }, T + 1);
+        assert.ok(dropped.kind === 'ok');
+        assert.equal(dropped.message.leaseOwner, null);
+        assert.equal(dropped.message.leaseExpiresAt, null);
+
+        const claim: ClaimRequest = { owner: OTHER, leaseExpiresAt: T + 2 * MINUTE, dueBefore: T + 2 * MINUTE };
+        const moved = await handle.store.update(message.id, { scheduledAt: T + 2 * MINUTE }, T + 2, claim);
+        assert.ok(moved.kind === 'ok');
+        assert.equal(moved.message.leaseOwner, OTHER);
+        assert.equal(moved.message.leaseExpiresAt, T + 2 * MINUTE);
+
+        const tooLate = await handle.store.update(message.id, { scheduledAt: T + 3 * MINUTE }, T + 3, claim);
+        assert.ok(tooLate.kind === 'ok');
+        assert.equal(tooLate.message.leaseOwner, null);
+        assert.equal(tooLate.message.version, 4);
+      });
+
+      it('answers not_found for an unknown id', async () => {
+        await using handle = await factory.create();
+        assert.deepEqual(await handle.store.update(uuidv7(), { message: 'x' }, T), { kind: 'not_found' });
+      });
+
+      it('answers conflict with the current status once delivering, delivered or dead', async () => {
+        await using handle = await factory.create();
+        const delivering = await insertDelivering(handle.store);
+        const delivered = await insertFinished(handle.store, 'delivered');
+        const dead = await insertFinished(handle.store, 'dead');
+        for (const message of [delivering, delivered, dead]) {
+          assert.deepEqual(await handle.store.update(message.id, { message: 'x' }, T + 5), { kind: 'conflict', status: message.status });
+          assert.deepEqual(await handle.store.get(message.id), message, 'unchanged');
+        }
+      });
+    });
+
+    describe('remove', () => {
+      it('deletes a scheduled message and a dead one', async () => {
+        await using handle = await factory.create();
+        const scheduled = await insertOne(handle.store);
+        const dead = await insertFinished(handle.store, 'dead');
+        for (const message of [scheduled, dead]) {
+          const outcome = await handle.store.remove(message.id);
+          assert.equal(outcome.kind, 'ok');
+          assert.equal(outcome.kind === 'ok' && outcome.message.id, message.id);
+          assert.equal(await handle.store.get(message.id), undefined);
+        }
+      });
+
+      it('answers conflict once delivering or delivered, not_found when unknown or already removed', async () => {
+        await using handle = await factory.create();
+        const delivering = await insertDelivering(handle.store);
+        const delivered = await insertFinished(handle.store, 'delivered');
+        assert.deepEqual(await handle.store.remove(delivering.id), { kind: 'conflict', status: 'delivering' });
+        assert.deepEqual(await handle.store.remove(delivered.id), { kind: 'conflict', status: 'delivered' });
+        assert.ok(await handle.store.get(delivering.id));
+        const scheduled = await insertOne(handle.store);
+        await handle.store.remove(scheduled.id);
+        assert.deepEqual(await handle.store.remove(scheduled.id), { kind: 'not_found' });
+        assert.deepEqual(await handle.store.remove(uuidv7()), { kind: 'not_found' });
+      });
+    });
+
+    describe('retry', () => {
+      it('moves a dead message back to scheduled, due now, attempts reset, version bumped', async () => {
+        await using handle = await factory.create();
+        const dead = await insertFinished(handle.store, 'dead');
+        assert.equal(dead.attempts, 1);
+        const outcome = await handle.store.retry(dead.id, T + 500);
+        assert.ok(outcome.kind === 'ok');
+        assert.equal(outcome.message.status, 'scheduled');
+        assert.equal(outcome.message.dueAt, T + 500);
+        assert.equal(outcome.message.scheduledAt, dead.scheduledAt);
+        assert.equal(outcome.message.attempts, 0);
+        assert.equal(outcome.message.version, dead.version + 1);
+        assert.equal(outcome.message.updatedAt, T + 500);
+        assert.equal(outcome.message.lastError, null);
+        assert.equal(outcome.message.leaseOwner, null);
+        assert.deepEqual(await handle.store.get(dead.id), outcome.message);
+      });
+
+      it('claims the retried message with a claim', async () => {
+        await using handle = await factory.create();
+        const dead = await insertFinished(handle.store, 'dead');
+        const outcome = await handle.store.retry(dead.id, T + 500, CLAIM_ALL);
+        assert.ok(outcome.kind === 'ok');
+        assert.equal(outcome.message.leaseOwner, OWNER);
+        assert.equal(outcome.message.leaseExpiresAt, CLAIM_ALL.leaseExpiresAt);
+      });
+
+      it('answers conflict for any other status, not_found when unknown', async () => {
+        await using handle = await factory.create();
+        const scheduled = await insertOne(handle.store);
+        const delivering = await insertDelivering(handle.store);
+        const delivered = await insertFinished(handle.store, 'delivered');
+        for (const message of [scheduled, delivering, delivered]) {
+          assert.deepEqual(await handle.store.retry(message.id, T + 5), { kind: 'conflict', status: message.status });
+        }
+        assert.deepEqual(await handle.store.retry(uuidv7(), T + 5), { kind: 'not_found' });
+      });
+    });
+
+    describe('claimDue', () => {
+      it('claims unclaimed messages due by dueBefore, in dueAt order, up to the limit', async () => {
+        await using handle = await factory.create();
+        const c = await insertOne(handle.store, { scheduledAt: T + 3000 });
+        const a = await insertOne(handle.store, { scheduledAt: T + 1000 });
+        const b = await insertOne(handle.store, { scheduledAt: T + 2000 });
+        const notYet = await insertOne(handle.store, { scheduledAt: T + 3001 });
+        const claimed = await handle.store.claimDue(OWNER, T + 3000, T, T + MINUTE, 2);
+        assert.deepEqual(ids(claimed), [a.id, b.id]);
+        for (const message of claimed) {
+          assert.equal(message.leaseOwner, OWNER);
+          assert.equal(message.leaseExpiresAt, T + MINUTE);
+          assert.equal(message.status, 'scheduled');
+        }
+        assert.deepEqual(ids(await handle.store.claimDue(OWNER, T + 3000, T, T + MINUTE, 10)), [c.id]);
+        assert.equal((await handle.store.get(notYet.id))?.leaseOwner, null);
+        assert.equal((await handle.store.get(a.id))?.leaseOwner, OWNER);
+      });
+
+      it('skips messages another owner holds until their lease expires', async () => {
+        await using handle = await factory.create();
+        const held = await insertOne(handle.store, { scheduledAt: T }, { owner: OTHER, leaseExpiresAt: T + 10_000, dueBefore: T + MINUTE });
+        assert.deepEqual(await handle.store.claimDue(OWNER, T + MINUTE, T + 9_000, T + MINUTE, 10), []);
+        const taken = await handle.store.claimDue(OWNER, T + MINUTE, T + 11_000, T + 2 * MINUTE, 10);
+        assert.deepEqual(ids(taken), [held.id]);
+        assert.equal(taken[0]!.leaseOwner, OWNER);
+        assert.equal(taken[0]!.leaseExpiresAt, T + 2 * MINUTE);
+      });
+
+      it("reclaims a dead owner's delivering message (lease expired) as scheduled", async () => {
+        await using handle = await factory.create();
+        const delivering = await insertDelivering(handle.store); // leased to OWNER until T + MINUTE
+        assert.deepEqual(await handle.store.claimDue(OTHER, T + 2 * MINUTE, T + 30_000, T + 2 * MINUTE, 10), [], 'lease still valid');
+        const [taken] = await handle.store.claimDue(OTHER, T + 2 * MINUTE, T + 61_000, T + 3 * MINUTE, 10);
+        assert.equal(taken?.id, delivering.id);
+        assert.equal(taken?.status, 'scheduled');
+        assert.equal(taken?.leaseOwner, OTHER);
+        assert.equal(taken?.attempts, 1);
+        assert.equal(taken?.version, delivering.version);
+        // the dead owner's late outcome no longer applies
+        await handle.store.finishDeliveries(OWNER, [{ id: delivering.id, outcome: 'delivered', at: T + 62_000 }]);
+        assert.equal((await handle.store.get(delivering.id))?.status, 'scheduled');
+      });
+
+      it('never claims delivered or dead messages', async () => {
+        await using handle = await factory.create();
+        await insertFinished(handle.store, 'delivered');
+        await insertFinished(handle.store, 'dead');
+        assert.deepEqual(await handle.store.claimDue(OTHER, Number.MAX_SAFE_INTEGER, T + 10 * MINUTE, T + 11 * MINUTE, 10), []);
+      });
+
+      it('two owners claiming at once never get the same message', async () => {
+        await using handle = await factory.create();
+        const inputs = Array.from({ length: 40 }, (_, i) => newMessage({ scheduledAt: T + i }));
+        await handle.store.insert(inputs, T);
+        const [forA, forB] = await Promise.all([
+          handle.store.claimDue(OWNER, T + MINUTE, T, T + MINUTE, 25),
+          handle.store.claimDue(OTHER, T + MINUTE, T, T + MINUTE, 25),
+        ]);
+        const claimedByA = new Set(ids(forA!));
+        assert.ok(ids(forB!).every((id) => !claimedByA.has(id)), 'disjoint');
+        assert.equal(forA!.length + forB!.length, 40);
+        for (const message of await handle.store.list({ limit: 100 })) {
+          assert.equal(message.leaseOwner, claimedByA.has(message.id) ? OWNER : OTHER);
+        }
+      });
+
+      it('returns nothing for limit 0', async () => {
+        await using handle = await factory.create();
+        await insertOne(handle.store, { scheduledAt: T });
+        assert.deepEqual(await handle.store.claimDue(OWNER, T + MINUTE, T, T + MINUTE, 0), []);
+        assert.equal((await handle.store.list({ limit: 1 }))[0]?.leaseOwner, null);
+      });
+    });
+
+    describe('leases', () => {
+      it('renewLeases extends only the given owner\'s leases', async () => {
+        await using handle = await factory.create();
+        const mine = [await insertOne(handle.store, {}, CLAIM_ALL), await insertDelivering(handle.store)];
+        const theirs = await insertOne(handle.store, {}, { ...CLAIM_ALL, owner: OTHER });
+        assert.equal(await handle.store.renewLeases(OWNER, T + 5 * MINUTE), 2);
+        for (const message of mine) assert.equal((await handle.store.get(message.id))?.leaseExpiresAt, T + 5 * MINUTE);
+        assert.equal((await handle.store.get(theirs.id))?.leaseExpiresAt, T + MINUTE);
+        // past the old expiry the renewed claims stay put
+        assert.deepEqual(ids(await handle.store.claimDue(OTHER, Number.MAX_SAFE_INTEGER, T + 2 * MINUTE, T + 6 * MINUTE, 10)), [theirs.id]);
+        assert.equal(await handle.store.renewLeases('nobody', T + 5 * MINUTE), 0);
+      });
+
+      it('releaseClaims hands everything back at once, delivering ones as scheduled', async () => {
+        await using handle = await factory.create();
+        const scheduled = await insertOne(handle.store, { scheduledAt: T }, CLAIM_ALL);
+        const delivering = await insertDelivering(handle.store, { scheduledAt: T });
+        const theirs = await insertOne(handle.store, { scheduledAt: T }, { ...CLAIM_ALL, owner: OTHER });
+        assert.equal(await handle.store.releaseClaims(OWNER), 2);
+        for (const id of [scheduled.id, delivering.id]) {
+          const message = await handle.store.get(id);
+          assert.equal(message?.status, 'scheduled');
+          assert.equal(message?.leaseOwner, null);
+          assert.equal(message?.leaseExpiresAt, null);
+        }
+        assert.equal((await handle.store.get(theirs.id))?.leaseOwner, OTHER);
+        // claimable right away by another owner, long before the old lease would expire
+        const taken = await handle.store.claimDue(OTHER, T + MINUTE, T + 1, T + MINUTE, 10);
+        assert.deepEqual(new Set(ids(taken)), new Set([scheduled.id, delivering.id]));
+        assert.equal(await handle.store.releaseClaims(OWNER), 0);
+      });
+    });
+
+    describe('startDelivery', () => {
+      it('moves leased messages of the right version to delivering, attempts+1', async () => {
+        await using handle = await factory.create();
+        const a = await insertOne(handle.store, {}, CLAIM_ALL);
+        const b = await insertOne(handle.store, {}, CLAIM_ALL);
+        const started = await handle.store.startDelivery(OWNER, [{ id: a.id, version: 1 }, { id: b.id, version: 1 }], T + 7);
+        assert.deepEqual(new Set(ids(started)), new Set([a.id, b.id]));
+        for (const message of started) {
+          assert.equal(message.status, 'delivering');
+          assert.equal(message.attempts, 1);
+          assert.equal(message.version, 1);
+          assert.equal(message.leaseOwner, OWNER);
+          assert.deepEqual(await handle.store.get(message.id), message);
+        }
+      });
+
+      it('does not start a changed, removed, foreign, unclaimed or already started message', async () => {
+        await using handle = await factory.create();
+        const changed = await insertOne(handle.store, {}, CLAIM_ALL);
+        await handle.store.update(changed.id, { message: 'edited' }, T + 1, CLAIM_ALL); // version 2, still ours
+        const removed = await insertOne(handle.store, {}, CLAIM_ALL);
+        await handle.store.remove(removed.id);
+        const foreign = await insertOne(handle.store, {}, { ...CLAIM_ALL, owner: OTHER });
+        const unclaimed = await insertOne(handle.store);
+        const started = await insertDelivering(handle.store);
+        const outcome = await handle.store.startDelivery(OWNER, [
+          { id: changed.id, version: 1 },
+          { id: removed.id, version: 1 },
+          { id: foreign.id, version: 1 },
+          { id: unclaimed.id, version: 1 },
+          { id: started.id, version: 1 },
+        ], T + 5);
+        assert.deepEqual(outcome, []);
+        assert.equal((await handle.store.get(changed.id))?.status, 'scheduled');
+        assert.equal((await handle.store.get(foreign.id))?.attempts, 0);
+        assert.equal((await handle.store.get(started.id))?.attempts, 1);
+        // the current version does start
+        assert.deepEqual(ids(await handle.store.startDelivery(OWNER, [{ id: changed.id, version: 2 }], T + 6)), [changed.id]);
+      });
+
+      it('accepts an empty list', async () => {
+        await using handle = await factory.create();
+        assert.deepEqual(await handle.store.startDelivery(OWNER, [], T), []);
+      });
+    });
+
+    describe('finishDeliveries', () => {
+      it('records delivered, retry and dead outcomes', async () => {
+        await using handle = await factory.create();
+        const delivered = await insertDelivering(handle.store);
+        const retried = await insertDelivering(handle.store);
+        const dead = await insertDelivering(handle.store);
+        await handle.store.finishDeliveries(OWNER, [
+          { id: delivered.id, outcome: 'delivered', at: T + 100 },
+          { id: retried.id, outcome: 'retry', at: T + 5000, error: 'HTTP 503' },
+          { id: dead.id, outcome: 'dead', at: T + 100, error: 'HTTP 400' },
+        ]);
+
+        const d = await handle.store.get(delivered.id);
+        assert.equal(d?.status, 'delivered');
+        assert.equal(d?.deliveredAt, T + 100);
+        assert.equal(d?.leaseOwner, null);
+        assert.equal(d?.leaseExpiresAt, null);
+        assert.equal(d?.attempts, 1);
+
+        const r = await handle.store.get(retried.id);
+        assert.equal(r?.status, 'scheduled');
+        assert.equal(r?.dueAt, T + 5000);
+        assert.equal(r?.scheduledAt, retried.scheduledAt);
+        assert.equal(r?.lastError, 'HTTP 503');
+        assert.equal(r?.leaseOwner, OWNER, 'still buffered by its owner');
+        assert.equal(r?.deliveredAt, null);
+
+        const x = await handle.store.get(dead.id);
+        assert.equal(x?.status, 'dead');
+        assert.equal(x?.lastError, 'HTTP 400');
+        assert.equal(x?.leaseOwner, null);
+        assert.equal(x?.deliveredAt, null);
+      });
+
+      it('a retried message can be started again by its owner', async () => {
+        await using handle = await factory.create();
+        const message = await insertDelivering(handle.store);
+        await handle.store.finishDeliveries(OWNER, [{ id: message.id, outcome: 'retry', at: T + 5000, error: 'timeout' }]);
+        const [again] = await handle.store.startDelivery(OWNER, [{ id: message.id, version: message.version }], T + 5000);
+        assert.equal(again?.attempts, 2);
+        assert.equal(again?.status, 'delivering');
+      });
+
+      it("ignores outcomes for messages the owner is not delivering", async () => {
+        await using handle = await factory.create();
+        const scheduled = await insertOne(handle.store, {}, CLAIM_ALL);
+        const delivering = await insertDelivering(handle.store);
+        await handle.store.finishDeliveries(OTHER, [{ id: delivering.id, outcome: 'dead', at: T + 9, error: 'no' }]);
+        await handle.store.finishDeliveries(OWNER, [
+          { id: scheduled.id, outcome: 'delivered', at: T + 9 },
+          { id: uuidv7(), outcome: 'delivered', at: T + 9 },
+        ]);
+        assert.deepEqual(await handle.store.get(delivering.id), delivering);
+        assert.deepEqual(await handle.store.get(scheduled.id), scheduled);
+      });
+    });
+
+    describe('counting and purging', () => {
+      it('countByStatus counts every status, zeros included', async () => {
+        await using handle = await factory.create();
+        assert.deepEqual(await handle.store.countByStatus(), { scheduled: 0, delivering: 0, delivered: 0, dead: 0 });
+        await insertOne(handle.store);
+        await insertOne(handle.store);
+        await insertDelivering(handle.store);
+        await insertFinished(handle.store, 'delivered');
+        assert.deepEqual(await handle.store.countByStatus(), { scheduled: 2, delivering: 1, delivered: 1, dead: 0 });
+      });
+
+      it('purgeDelivered deletes only messages delivered before the cutoff', async () => {
+        await using handle = await factory.create();
+        const old = await insertFinished(handle.store, 'delivered', T + 100);
+        const recent = await insertFinished(handle.store, 'delivered', T + 200);
+        const dead = await insertFinished(handle.store, 'dead', T + 50);
+        const scheduled = await insertOne(handle.store, { scheduledAt: T });
+        assert.equal(await handle.store.purgeDelivered(T + 200), 1);
+        assert.equal(await handle.store.get(old.id), undefined);
+        for (const kept of [recent, dead, scheduled]) assert.ok(await handle.store.get(kept.id));
+        assert.equal(await handle.store.purgeDelivered(T + 200), 0);
+      });
+    });
+
+    describe('lifecycle', () => {
+      it('migrate again is a no-op, from the same or another connection', async () => {
+        await using handle = await factory.create();
+        const message = await insertOne(handle.store);
+        await handle.store.migrate();
+        const other = await handle.open();
+        await other.migrate();
+        assert.deepEqual(await other.get(message.id), message);
+        await other.close();
+        assert.deepEqual(await handle.store.get(message.id), message);
+      });
+
+      it('keeps every resolved write across close and reopen', async () => {
+        await using handle = await factory.create();
+        const first = await handle.open();
+        const kept = await insertOne(first, { message: 'kept 😀' });
+        const changed = await insertOne(first);
+        const removed = await insertOne(first);
+        const dead = await insertFinished(first, 'dead');
+        // not awaited one by one: these share group commits
+        await Promise.all([
+          first.update(changed.id, { message: 'changed' }, T + 1),
+          first.remove(removed.id),
+          first.retry(dead.id, T + 2),
+        ]);
+        await first.close();
+
+        const reopened = await handle.open();
+        assert.deepEqual(await reopened.get(kept.id), kept);
+        assert.equal((await reopened.get(changed.id))?.message, 'changed');
+        assert.equal(await reopened.get(removed.id), undefined);
+        assert.equal((await reopened.get(dead.id))?.status, 'scheduled');
+        await reopened.close();
+      });
+
+      it('onWake returns an unsubscribe function', async () => {
+        await using handle = await factory.create();
+        const unsubscribe = handle.store.onWake(() => {});
+        assert.equal(typeof unsubscribe, 'function');
+        unsubscribe();
+      });
+    });
+  });
+}

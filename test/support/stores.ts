@@ -1,0 +1,146 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { DispatcherStore } from '../../src/dispatcher/store.ts';
+import type { MainStore } from '../../src/main/store.ts';
+import { openSqliteDispatcherStore } from '../../src/stores/sqlite/dispatcher-store.ts';
+import { openSqliteMainStore } from '../../src/stores/sqlite/main-store.ts';
+
+/**
+ * The stores the contract suites run against: SQLite always; PostgreSQL when
+ * PSCHED_TEST_POSTGRES_URL is set. Each `create()` makes a fresh, empty,
+ * migrated store of its own (a temp SQLite file, a new PostgreSQL schema
+ * `psched_test_<random>`) and `cleanup()` deletes it again.
+ *
+ *   for (const factory of dispatcherStoreFactories()) describe(factory.name, () => {
+ *     it('…', async () => {
+ *       await using handle = await factory.create();
+ *       await handle.store.insert(…);
+ *     });
+ *   });
+ */
+export interface StoreHandle<S> {
+  /** Open and migrated. */
+  store: S;
+  /** Opens another store on the same data (reopen, migrate-twice tests); cleanup() closes it if the test did not. */
+  open(): Promise<S>;
+  /** Closes `store` and deletes the data. */
+  cleanup(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export interface StoreFactory<S> {
+  name: string;
+  create(): Promise<StoreHandle<S>>;
+}
+
+interface Closable {
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function dispatcherStoreFactories(): StoreFactory<DispatcherStore>[] {
+  const factories = [sqliteFactory('dispatcher', openSqliteDispatcherStore)];
+  const url = process.env.PSCHED_TEST_POSTGRES_URL;
+  if (url) {
+    factories.push(postgresFactory(url, async (schema) => {
+      const { openPostgresDispatcherStore } = (await import(POSTGRES_DISPATCHER_MODULE)) as PostgresDispatcherModule;
+      return openPostgresDispatcherStore(url, { schema });
+    }));
+  }
+  return factories;
+}
+
+export function mainStoreFactories(): StoreFactory<MainStore>[] {
+  const factories = [sqliteFactory('main', openSqliteMainStore)];
+  const url = process.env.PSCHED_TEST_POSTGRES_URL;
+  if (url) {
+    factories.push(postgresFactory(url, async (schema) => {
+      const { openPostgresMainStore } = (await import(POSTGRES_MAIN_MODULE)) as PostgresMainModule;
+      return openPostgresMainStore(url, { schema });
+    }));
+  }
+  return factories;
+}
+
+function sqliteFactory<S extends Closable>(kind: string, open: (path: string) => S): StoreFactory<S> {
+  return {
+    name: 'sqlite',
+    async create() {
+      const folder = mkdtempSync(join(tmpdir(), `psched-${kind}-`));
+      const path = join(folder, `${kind}.db`);
+      const openMigrated = async () => {
+        const store = open(path);
+        await store.migrate();
+        return store;
+      };
+      return handle(await openMigrated(), openMigrated, async () => {
+        rmSync(folder, { recursive: true, force: true });
+      });
+    },
+  };
+}
+
+// PostgreSQL: loaded only when PSCHED_TEST_POSTGRES_URL is set, so the SQLite-only run never loads pg.
+// Specifiers in variables keep TypeScript from resolving the modules; their shapes are declared here.
+const POSTGRES_DISPATCHER_MODULE = '../../src/stores/postgres/dispatcher-store.ts';
+const POSTGRES_MAIN_MODULE = '../../src/stores/postgres/main-store.ts';
+
+interface PostgresDispatcherModule {
+  openPostgresDispatcherStore(url: string, options?: { schema?: string }): Promise<DispatcherStore>;
+}
+
+interface PostgresMainModule {
+  openPostgresMainStore(url: string, options?: { schema?: string }): Promise<MainStore>;
+}
+
+function postgresFactory<S extends Closable>(url: string, openInSchema: (schema: string) => Promise<S>): StoreFactory<S> {
+  return {
+    name: 'postgres',
+    async create() {
+      const { default: pg } = await import('pg');
+      const schema = `psched_test_${randomBytes(6).toString('hex')}`;
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      try {
+        await admin.query(`CREATE SCHEMA ${schema}`);
+      } finally {
+        await admin.end();
+      }
+      const openMigrated = async () => {
+        const store = await openInSchema(schema);
+        await store.migrate();
+        return store;
+      };
+      return handle(await openMigrated(), openMigrated, async () => {
+        const dropper = new pg.Client({ connectionString: url });
+        await dropper.connect();
+        try {
+          await dropper.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+        } finally {
+          await dropper.end();
+        }
+      });
+    },
+  };
+}
+
+function handle<S extends Closable>(store: S, openAgain: () => Promise<S>, deleteData: () => Promise<void>): StoreHandle<S> {
+  const reopened: S[] = [];
+  let cleaned = false;
+  const open = async () => {
+    const another = await openAgain();
+    reopened.push(another);
+    return another;
+  };
+  const cleanup = async () => {
+    if (cleaned) return;
+    cleaned = true;
+    await store.close();
+    // a failed test may leave these open; closing one the test already closed may throw
+    for (const another of reopened) await another.close().catch(() => {});
+    await deleteData();
+  };
+  return { store, open, cleanup, [Symbol.asyncDispose]: cleanup };
+}
