@@ -51,7 +51,8 @@ export function parseUserTime(text: string, timeZone: string, field = 'scheduled
   const trimmed = text.trim();
   if (WITH_OFFSET.test(trimmed)) {
     const instant = Date.parse(trimmed.replace(' ', 'T'));
-    if (Number.isFinite(instant)) return instant;
+    // Date.parse rolls "02-30" over into March; only real calendar dates pass
+    if (Number.isFinite(instant) && isCalendarDate(trimmed)) return instant;
   }
   const match = WALL_CLOCK.exec(trimmed);
   if (match) {
@@ -72,6 +73,12 @@ export function parseUserTime(text: string, timeZone: string, field = 'scheduled
     `${field} must be a date and time such as "2026-12-24T09:00:00Z" (RFC 3339) or "2026-12-24 09:00:00" (read in ${timeZone}); got ${JSON.stringify(text)}`,
     field,
   );
+}
+
+function isCalendarDate(text: string): boolean {
+  const [year, month, day] = text.slice(0, 10).split('-').map(Number) as [number, number, number];
+  const date = new Date(Date.UTC(year, month - 1, day));
+  return date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
 }
 
 /** Converts a wall-clock time (its fields encoded as if UTC) in `timeZone` to an instant. */
