@@ -111,3 +111,41 @@ export function validateScheduleRequest(
   }
   return { username, message, scheduledAt, idempotencyKey };
 }
+
+export interface ValidMessagePatch {
+  scheduledAt?: number;
+  message?: string;
+}
+
+/**
+ * Validates a change to a scheduled message (PATCH): scheduledAt and/or
+ * message, with the same rules as scheduling; timeZone reads a scheduledAt
+ * without offset.
+ */
+export function validateMessagePatch(input: unknown, options: { timeZone: string }): ValidMessagePatch {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new ValidationError('body must be a JSON object');
+  }
+  const body = input as Record<string, unknown>;
+  const known = new Set(['scheduledAt', 'message', 'timeZone']);
+  for (const key of Object.keys(body)) {
+    if (!known.has(key)) throw new ValidationError(`${key} is not a field you can change (scheduledAt, message)`, key);
+  }
+  let timeZone = options.timeZone;
+  if (body.timeZone !== undefined) {
+    if (typeof body.timeZone !== 'string' || !isValidTimeZone(body.timeZone)) {
+      throw new ValidationError('timeZone must be an IANA time zone such as "Europe/Berlin"', 'timeZone');
+    }
+    timeZone = body.timeZone;
+  }
+  const patch: ValidMessagePatch = {};
+  if (body.message !== undefined) patch.message = requireText(body, 'message', LIMITS.messageMax, '');
+  if (body.scheduledAt !== undefined) {
+    if (typeof body.scheduledAt !== 'string') throw new ValidationError('scheduledAt must be a string', 'scheduledAt');
+    patch.scheduledAt = parseUserTime(body.scheduledAt, timeZone, 'scheduledAt');
+  }
+  if (patch.message === undefined && patch.scheduledAt === undefined) {
+    throw new ValidationError('give scheduledAt and/or message to change', 'scheduledAt');
+  }
+  return patch;
+}
