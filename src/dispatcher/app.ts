@@ -1,0 +1,152 @@
+import type { FastifyInstance } from 'fastify';
+import { systemClock, type Clock } from '../clock.ts';
+import type { DispatcherConfig } from '../config.ts';
+import { createHttpServer } from '../http.ts';
+import { openDispatcherStore } from '../stores/index.ts';
+import type { DispatcherContext } from './context.ts';
+import { createJsonDeliverer, createLegacyDeliverer, type Deliverer } from './delivery.ts';
+import { SchedulingEngine } from './engine.ts';
+import { DispatcherMetrics } from './metrics.ts';
+import { registerApiRoutes } from './routes-api.ts';
+import { registerLegacyRoutes } from './routes-legacy.ts';
+import type { DispatcherStore } from './store.ts';
+import { registerUiRoutes } from './ui.ts';
+
+/**
+ * A dispatcher: store + scheduling engine + delivery + HTTP, wired from one
+ * config. Nothing runs until `listen()`; `close()` (or `await using`) stops it.
+ */
+export interface Dispatcher extends AsyncDisposable {
+  readonly app: FastifyInstance;
+  readonly engine: SchedulingEngine;
+  readonly store: DispatcherStore;
+  readonly config: Readonly<DispatcherConfig>;
+  /** Starts the engine, then listens on config.host:config.port; resolves with the base URL. */
+  listen(): Promise<string>;
+  /**
+   * Stops taking requests (waits for those in progress), stops the engine
+   * (finishes or hands back in-flight deliveries), closes the delivery
+   * connections and the store it opened. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+export interface DispatcherDeps {
+  clock?: Clock;
+  /** A store to use instead of opening config.db. It stays open on close(): the caller owns it. */
+  store?: DispatcherStore;
+  deliverer?: Deliverer;
+  /** false silences the logs (tests); default: JSON logs at config.logLevel. */
+  logger?: boolean;
+}
+
+/**
+ * Keep-alive connections to the main server: a quarter of the delivery
+ * concurrency. Each answer takes well under a millisecond on a local network,
+ * so a connection serves several deliveries in the time one is in flight.
+ */
+function connectionsFor(concurrency: number): number {
+  return Math.max(1, Math.floor(concurrency / 4));
+}
+
+function createDeliverer(config: Readonly<DispatcherConfig>, clock: Clock): Deliverer {
+  const common = { mainUrl: config.mainUrl, timeoutMs: config.deliveryTimeoutMs, connections: connectionsFor(config.concurrency), clock };
+  return config.mainProtocol === 'legacy'
+    ? createLegacyDeliverer(common)
+    : createJsonDeliverer({ ...common, signingSecret: config.signingSecret });
+}
+
+export async function createDispatcher(config: Readonly<DispatcherConfig>, deps: DispatcherDeps = {}): Promise<Dispatcher> {
+  const clock = deps.clock ?? systemClock;
+  const store = deps.store ?? (await openDispatcherStore(config.db));
+  const ownsStore = deps.store === undefined;
+  const deliverer = deps.deliverer ?? createDeliverer(config, clock);
+  try {
+    const app = await createHttpServer({ logger: deps.logger === false ? false : { level: config.logLevel } });
+    const metrics = new DispatcherMetrics();
+    const engine = new SchedulingEngine({
+      store,
+      deliverer,
+      clock,
+      metrics,
+      logger: app.log,
+      horizonMs: config.horizonMs,
+      maxBuffered: config.maxBuffered,
+      leaseMs: config.leaseMs,
+      maxAttempts: config.maxAttempts,
+      retryBaseMs: config.retryBaseMs,
+      retryMaxMs: config.retryMaxMs,
+      concurrency: config.concurrency,
+      retentionMs: config.retentionMs,
+    });
+    const ctx: DispatcherContext = { config, store, engine, metrics, clock };
+    registerApiRoutes(app, ctx);
+    registerLegacyRoutes(app, ctx);
+    registerUiRoutes(app, ctx);
+    await app.ready();
+    return new RunningDispatcher(app, engine, store, config, async () => {
+      await deliverer.close();
+      if (ownsStore) await store.close();
+    });
+  } catch (err) {
+    await deliverer.close().catch(() => {});
+    if (ownsStore) await store.close().catch(() => {});
+    throw err;
+  }
+}
+
+class RunningDispatcher implements Dispatcher {
+  readonly app: FastifyInstance;
+  readonly engine: SchedulingEngine;
+  readonly store: DispatcherStore;
+  readonly config: Readonly<DispatcherConfig>;
+  #releaseResources: () => Promise<void>;
+  #closing: Promise<void> | undefined;
+
+  constructor(
+    app: FastifyInstance,
+    engine: SchedulingEngine,
+    store: DispatcherStore,
+    config: Readonly<DispatcherConfig>,
+    releaseResources: () => Promise<void>,
+  ) {
+    this.app = app;
+    this.engine = engine;
+    this.store = store;
+    this.config = config;
+    this.#releaseResources = releaseResources;
+  }
+
+  async listen(): Promise<string> {
+    if (this.#closing) throw new Error('this dispatcher is closed; create a new one');
+    await this.engine.start();
+    try {
+      return await this.app.listen({ host: this.config.host, port: this.config.port });
+    } catch (err) {
+      await this.engine.stop();
+      throw new Error(`the dispatcher cannot listen on ${this.config.host}:${this.config.port}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #shutdown(): Promise<void> {
+    try {
+      // HTTP first: requests in progress finish (their schedule calls still reach a running engine)
+      await this.app.close();
+    } finally {
+      try {
+        await this.engine.stop();
+      } finally {
+        await this.#releaseResources();
+      }
+    }
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

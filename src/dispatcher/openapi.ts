@@ -1,0 +1,244 @@
+import { LIMITS } from '../protocol/messages.ts';
+import { LEGACY_FAILURES } from '../protocol/legacy.ts';
+import { MESSAGE_STATUSES } from './store.ts';
+
+/**
+ * The dispatcher's API as an OpenAPI 3.1 document (served at /openapi.json).
+ * MESSAGE_SCHEMA and friends are also the routes' response schemas, so what
+ * the document promises is what the serializer writes.
+ */
+
+const instant = (description: string) => ({ type: 'string', format: 'date-time', description });
+const nullableInstant = (description: string) => ({ type: ['string', 'null'], format: 'date-time', description });
+
+export const MESSAGE_SCHEMA = {
+  type: 'object',
+  required: ['id', 'username', 'message', 'scheduledAt', 'dueAt', 'status', 'attempts', 'createdAt', 'updatedAt', 'deliveredAt', 'lastError', 'idempotencyKey'],
+  properties: {
+    id: { type: 'string', description: 'UUIDv7, also the Idempotency-Key of every delivery' },
+    username: { type: 'string' },
+    message: { type: 'string', description: 'exactly as sent' },
+    scheduledAt: instant('when the message is to be delivered (UTC, ms)'),
+    dueAt: instant('when the next delivery attempt is due; later than scheduledAt after a retry'),
+    status: { type: 'string', enum: [...MESSAGE_STATUSES] },
+    attempts: { type: 'integer', description: 'delivery attempts started' },
+    createdAt: instant('when the dispatcher accepted it'),
+    updatedAt: instant('last change'),
+    deliveredAt: nullableInstant('when the main server accepted it'),
+    lastError: { type: ['string', 'null'], description: 'why the last attempt failed' },
+    idempotencyKey: { type: ['string', 'null'] },
+  },
+} as const;
+
+export const MESSAGE_PAGE_SCHEMA = {
+  type: 'object',
+  required: ['items', 'nextCursor'],
+  properties: {
+    items: { type: 'array', items: MESSAGE_SCHEMA },
+    nextCursor: { type: ['string', 'null'], description: 'pass as ?cursor= for the next page; null on the last page' },
+  },
+} as const;
+
+export const MESSAGE_ARRAY_SCHEMA = { type: 'array', items: MESSAGE_SCHEMA } as const;
+
+const ERROR_SCHEMA = {
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['code', 'message'],
+      properties: {
+        code: { type: 'string', examples: ['invalid_request', 'unauthorized', 'not_found', 'conflict', 'payload_too_large', 'unsupported_media_type'] },
+        message: { type: 'string', description: 'what is wrong, naming the field' },
+        field: { type: 'string', description: 'the bad field, e.g. "scheduledAt" or "items[3].message"' },
+        status: { type: 'string', enum: [...MESSAGE_STATUSES], description: 'on 409: the message\'s current status' },
+      },
+    },
+  },
+} as const;
+
+const SCHEDULE_REQUEST_SCHEMA = {
+  type: 'object',
+  required: ['username', 'message'],
+  additionalProperties: false,
+  description: 'Give exactly one of scheduledAt or delaySeconds.',
+  properties: {
+    username: { type: 'string', minLength: 1, maxLength: LIMITS.usernameMax },
+    message: { type: 'string', minLength: 1, maxLength: LIMITS.messageMax, description: 'length counted in characters (code points)' },
+    scheduledAt: { type: 'string', description: 'RFC 3339, e.g. "2026-12-24T09:00:00Z"; without an offset ("2026-12-24 09:00:00") it is read in timeZone' },
+    delaySeconds: { type: 'number', minimum: 0, maximum: LIMITS.maxDelaySeconds },
+    timeZone: { type: 'string', description: 'IANA zone for a scheduledAt without offset; default: the dispatcher\'s --timezone' },
+    idempotencyKey: { type: 'string', minLength: 1, maxLength: LIMITS.idempotencyKeyMax, description: 'the same key again returns the first message (200) instead of scheduling a second' },
+  },
+} as const;
+
+const PATCH_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  minProperties: 1,
+  properties: {
+    scheduledAt: SCHEDULE_REQUEST_SCHEMA.properties.scheduledAt,
+    message: SCHEDULE_REQUEST_SCHEMA.properties.message,
+    timeZone: SCHEDULE_REQUEST_SCHEMA.properties.timeZone,
+  },
+} as const;
+
+const LEGACY_ANSWER_SCHEMA = {
+  type: 'object',
+  required: ['received', 'result'],
+  properties: {
+    received: {
+      type: 'object',
+      properties: { username: { type: ['string', 'null'] }, message: { type: ['string', 'null'] }, time: { type: ['string', 'null'] } },
+    },
+    result: { type: 'string', enum: ['Success', 'Failure'] },
+    failure: { type: 'string', examples: [LEGACY_FAILURES.schedule] },
+  },
+} as const;
+
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const json = (schema: object) => ({ 'application/json': { schema } });
+const errorResponse = (description: string) => ({ description, content: json(ref('Error')) });
+const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
+
+const COMMON_ERRORS = {
+  '400': errorResponse('bad input; error.field names the field'),
+  '401': errorResponse('missing or wrong bearer token (only when the dispatcher has an API token)'),
+};
+
+export function openApiDocument(): Record<string, unknown> {
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'psched dispatcher',
+      version: '1',
+      description:
+        'Stores scheduled messages durably and delivers each at its due time to the main server. ' +
+        'A 2xx answer means the change is committed to disk. With --api-token set, /v1, /metrics and the legacy endpoints need ' +
+        '`Authorization: Bearer <token>`; the web UI also accepts HTTP Basic auth with the token as password.',
+    },
+    security: [{ bearerAuth: [] }],
+    components: {
+      securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } },
+      schemas: {
+        Message: MESSAGE_SCHEMA,
+        MessagePage: { ...MESSAGE_PAGE_SCHEMA, properties: { items: { type: 'array', items: ref('Message') }, nextCursor: MESSAGE_PAGE_SCHEMA.properties.nextCursor } },
+        ScheduleRequest: SCHEDULE_REQUEST_SCHEMA,
+        MessagePatch: PATCH_SCHEMA,
+        Error: ERROR_SCHEMA,
+        LegacyAnswer: LEGACY_ANSWER_SCHEMA,
+      },
+    },
+    paths: {
+      '/v1/messages': {
+        post: {
+          summary: 'Schedule a message',
+          requestBody: { required: true, content: json(ref('ScheduleRequest')) },
+          responses: {
+            '201': { description: 'scheduled (committed to disk)', content: json(ref('Message')) },
+            '200': { description: 'the idempotencyKey was seen before: the first message, unchanged', content: json(ref('Message')) },
+            ...COMMON_ERRORS,
+            '413': errorResponse('body too large'),
+            '415': errorResponse('the body must be application/json'),
+          },
+        },
+        get: {
+          summary: 'List messages in due-time order (keyset pagination)',
+          parameters: [
+            { name: 'status', in: 'query', schema: { type: 'string', enum: [...MESSAGE_STATUSES] } },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+            { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'nextCursor of the previous page' },
+          ],
+          responses: { '200': { description: 'a page', content: json(ref('MessagePage')) }, ...COMMON_ERRORS },
+        },
+      },
+      '/v1/messages/batch': {
+        post: {
+          summary: `Schedule up to ${LIMITS.batchMax} messages at once, all or nothing`,
+          description:
+            'The body is an array of ScheduleRequest (or {"items": [...]}). One bad item rejects the whole batch (400, error.field like "items[3].message") and stores nothing. ' +
+            'An item whose idempotencyKey exists already, or appeared earlier in the same batch, returns that message instead of a new one.',
+          requestBody: { required: true, content: json({ oneOf: [{ type: 'array', items: ref('ScheduleRequest'), minItems: 1, maxItems: LIMITS.batchMax }, { type: 'object', required: ['items'], properties: { items: { type: 'array', items: ref('ScheduleRequest') } } }] }) },
+          responses: {
+            '201': { description: 'the messages, in request order', content: json({ type: 'array', items: ref('Message') }) },
+            '200': { description: 'every item\'s idempotencyKey was seen before: the existing messages', content: json({ type: 'array', items: ref('Message') }) },
+            ...COMMON_ERRORS,
+            '413': errorResponse('body too large'),
+            '415': errorResponse('the body must be application/json'),
+          },
+        },
+      },
+      '/v1/messages/{id}': {
+        parameters: [idParam],
+        get: { summary: 'One message', responses: { '200': { description: 'the message', content: json(ref('Message')) }, '401': COMMON_ERRORS['401'], '404': errorResponse('unknown id') } },
+        patch: {
+          summary: 'Change the time and/or text of a scheduled message',
+          requestBody: { required: true, content: json(ref('MessagePatch')) },
+          responses: {
+            '200': { description: 'changed; it will be delivered with the new time and text', content: json(ref('Message')) },
+            ...COMMON_ERRORS,
+            '404': errorResponse('unknown id'),
+            '409': errorResponse('too late: error.status is the current status (delivering, delivered, dead)'),
+          },
+        },
+        delete: {
+          summary: 'Cancel a scheduled (or dead) message',
+          responses: { '204': { description: 'cancelled; it will not be delivered' }, '401': COMMON_ERRORS['401'], '404': errorResponse('unknown id'), '409': errorResponse('too late: error.status is the current status') },
+        },
+      },
+      '/v1/messages/{id}/retry': {
+        parameters: [idParam],
+        post: {
+          summary: 'Deliver a dead message again (now, attempts reset)',
+          responses: { '200': { description: 'scheduled again', content: json(ref('Message')) }, '401': COMMON_ERRORS['401'], '404': errorResponse('unknown id'), '409': errorResponse('the message is not dead; error.status is its status') },
+        },
+      },
+      '/healthz': {
+        get: {
+          summary: 'Liveness and database check (never needs the token)',
+          security: [],
+          responses: { '200': { description: 'healthy', content: json({ type: 'object', properties: { status: { const: 'ok' }, owner: { type: 'string' }, buffered: { type: 'integer' }, inFlight: { type: 'integer' } } }) }, '503': errorResponse('the database does not answer') },
+        },
+      },
+      '/metrics': {
+        get: {
+          summary: 'Prometheus metrics: messages by status, buffered, deliveries by outcome, lateness histogram',
+          responses: { '200': { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } }, '401': COMMON_ERRORS['401'] },
+        },
+      },
+      '/openapi.json': { get: { summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.1', content: json({ type: 'object' }) } } } },
+      '/scheduleMessage.php': {
+        post: {
+          summary: 'The original\'s scheduling endpoint (form fields username, message, time)',
+          description: 'time is "YYYY-MM-DD HH:MM:SS" or "YYYY-MM-DDTHH:MM[:SS]", read in the dispatcher\'s --timezone. Failures answer 400 with result "Failure".',
+          requestBody: {
+            required: true,
+            content: { 'application/x-www-form-urlencoded': { schema: { type: 'object', required: ['username', 'message', 'time'], properties: { username: { type: 'string' }, message: { type: 'string' }, time: { type: 'string', examples: ['2014-08-01 13:30:00'] } } } } },
+          },
+          responses: { '200': { description: 'scheduled', content: json(ref('LegacyAnswer')) }, '400': { description: 'invalid', content: json(ref('LegacyAnswer')) }, '401': COMMON_ERRORS['401'] },
+        },
+      },
+      '/cron/checkScheduledMessages.php': {
+        get: {
+          summary: 'The original\'s cron endpoint: deliver everything due now, answering what was posted',
+          responses: {
+            '200': {
+              description: 'entries numbered from 1 in delivery order; `[]` when nothing was due (as PHP encoded an empty array)',
+              content: json({
+                type: 'object',
+                properties: {
+                  externalResult: { oneOf: [{ type: 'object', additionalProperties: true }, { type: 'array', maxItems: 0 }], description: 'the main server\'s JSON answer per message' },
+                  scheduledMessagesPosted: { oneOf: [{ type: 'object', additionalProperties: { type: 'object', properties: { poster_name: { type: 'string' }, message: { type: 'string' } } } }, { type: 'array', maxItems: 0 }] },
+                  result: { const: 'Success' },
+                },
+              }),
+            },
+            '401': COMMON_ERRORS['401'],
+          },
+        },
+      },
+      '/': { get: { summary: 'The web UI (HTML); accepts the bearer token or HTTP Basic auth with the token as password', responses: { '200': { description: 'HTML page', content: { 'text/html': { schema: { type: 'string' } } } } } } },
+    },
+  };
+}

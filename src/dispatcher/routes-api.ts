@@ -1,0 +1,191 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
+import { requireToken } from '../http.ts';
+import { LIMITS, validateMessagePatch, validateScheduleRequest, type ValidScheduleRequest } from '../protocol/messages.ts';
+import { decodeCursor, encodeCursor, toMessageJson } from './message-json.ts';
+import { MESSAGE_ARRAY_SCHEMA, MESSAGE_PAGE_SCHEMA, MESSAGE_SCHEMA, openApiDocument } from './openapi.ts';
+import type { DispatcherContext } from './context.ts';
+import { MESSAGE_STATUSES, type ChangeOutcome, type MessageStatus, type StoredMessage } from './store.ts';
+
+/**
+ * The JSON API (/v1), /healthz, /metrics and /openapi.json. Input is checked
+ * by the shared validators (src/protocol/messages.ts) before anything is
+ * stored, so bad input stores nothing; errors go through the shared handler.
+ */
+
+/**
+ * One message is at most 5,000 characters; written as JSON escapes
+ * ("\ud83d\ude00", 12 bytes per emoji) that is 60 KB. 128 KiB leaves room for
+ * the other fields and refuses anything else early. Batches use the server's
+ * larger limit (src/http.ts).
+ */
+const SINGLE_BODY_LIMIT = 128 * 1024;
+
+const DEFAULT_PAGE = 100;
+const MAX_PAGE = 1000;
+
+export function registerApiRoutes(app: FastifyInstance, ctx: DispatcherContext): void {
+  app.register(async (v1) => {
+    v1.addHook('onRequest', requireToken(ctx.config.apiToken));
+    v1.addHook('onRequest', requireJsonBody);
+    registerMessageRoutes(v1, ctx);
+  }, { prefix: '/v1' });
+
+  app.get('/healthz', async (_request, reply) => {
+    // a point lookup proves the database answers without scanning anything
+    await ctx.store.get('00000000-0000-0000-0000-000000000000');
+    void reply.header('cache-control', 'no-store');
+    return { status: 'ok', owner: ctx.engine.ownerId, buffered: ctx.engine.bufferedCount, inFlight: ctx.engine.inFlightCount };
+  });
+
+  // Behind the token when one is set: the counts reveal how much a deployment
+  // schedules and when, and Prometheus sends a bearer token (`authorization`
+  // in the scrape config) at no cost. /healthz stays open for load balancers
+  // and says nothing about the messages.
+  app.get('/metrics', { onRequest: requireToken(ctx.config.apiToken) }, async (_request, reply) => {
+    const byStatus = await ctx.store.countByStatus();
+    void reply.type('text/plain; version=0.0.4; charset=utf-8').header('cache-control', 'no-store');
+    return ctx.metrics.render({ byStatus, buffered: ctx.engine.bufferedCount });
+  });
+
+  const openApi = JSON.stringify(openApiDocument());
+  app.get('/openapi.json', async (_request, reply) => {
+    void reply.type('application/json; charset=utf-8');
+    return openApi;
+  });
+}
+
+function registerMessageRoutes(v1: FastifyInstance, { engine, store, clock, config }: DispatcherContext): void {
+  const messageResponse = { 200: MESSAGE_SCHEMA, 201: MESSAGE_SCHEMA };
+
+  v1.post('/messages', { bodyLimit: SINGLE_BODY_LIMIT, schema: { response: messageResponse } }, async (request, reply) => {
+    const valid = validateScheduleRequest(request.body, { now: clock.now(), timeZone: config.timeZone });
+    const [outcome] = await engine.schedule([valid]);
+    const { message, created } = outcome!;
+    void reply.code(created ? 201 : 200).header('location', `/v1/messages/${message.id}`);
+    return toMessageJson(message);
+  });
+
+  v1.post('/messages/batch', { schema: { response: { 200: MESSAGE_ARRAY_SCHEMA, 201: MESSAGE_ARRAY_SCHEMA } } }, async (request, reply) => {
+    const items = batchItems(request.body);
+    const now = clock.now();
+    // every item is checked before anything is stored: one bad item rejects the batch
+    const valid = items.map((item, i) => validateScheduleRequest(item, { now, timeZone: config.timeZone, prefix: `items[${i}].` }));
+    // Items repeating an idempotencyKey of an earlier item in the same batch
+    // are not scheduled again: they answer with that earlier item's message,
+    // exactly as a later request with the key would (the first one wins, even
+    // if the texts differ). Done here so it holds whatever the store does
+    // with duplicate keys inside one transaction.
+    const { unique, slots } = dedupeByKey(valid);
+    const outcomes = await engine.schedule(unique);
+    void reply.code(outcomes.some((o) => o.created) ? 201 : 200);
+    return slots.map((slot) => toMessageJson(outcomes[slot]!.message));
+  });
+
+  v1.get('/messages', { schema: { response: { 200: MESSAGE_PAGE_SCHEMA } } }, async (request) => {
+    const query = request.query as Record<string, unknown>;
+    const status = parseStatus(query.status);
+    const limit = parseLimit(query.limit);
+    const after = query.cursor === undefined ? undefined : decodeCursor(String(query.cursor));
+    // one more than asked tells whether another page exists, so the last page has no cursor
+    const rows = await store.list({ status, limit: limit + 1, after });
+    const items = rows.slice(0, limit);
+    const last = items.at(-1);
+    return { items: items.map(toMessageJson), nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
+  });
+
+  v1.get('/messages/:id', { schema: { response: { 200: MESSAGE_SCHEMA } } }, async (request) => {
+    const { id } = request.params as { id: string };
+    const message = await store.get(id);
+    if (!message) throw notFound(id);
+    return toMessageJson(message);
+  });
+
+  v1.patch('/messages/:id', { bodyLimit: SINGLE_BODY_LIMIT, schema: { response: { 200: MESSAGE_SCHEMA } } }, async (request) => {
+    const { id } = request.params as { id: string };
+    const patch = validateMessagePatch(request.body, { timeZone: config.timeZone });
+    return toMessageJson(settle(await engine.update(id, patch), id, 'changed'));
+  });
+
+  v1.delete('/messages/:id', async (request, reply) => {
+    const { id } = request.params as { id: string };
+    settle(await engine.remove(id), id, 'cancelled');
+    return reply.code(204).send();
+  });
+
+  v1.post('/messages/:id/retry', { schema: { response: { 200: MESSAGE_SCHEMA } } }, async (request) => {
+    const { id } = request.params as { id: string };
+    const outcome = await engine.retry(id);
+    if (outcome.kind === 'conflict') {
+      throw new ConflictError(`Only dead messages can be retried; this one is ${outcome.status}`, outcome.status);
+    }
+    return toMessageJson(settle(outcome, id, 'retried'));
+  });
+}
+
+/** /v1 speaks JSON only: a body of any other type is refused before it is read. */
+async function requireJsonBody(request: FastifyRequest, reply: FastifyReply) {
+  const type = request.headers['content-type'];
+  const hasBody = type !== undefined || request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length'] ?? 0) > 0;
+  if (!hasBody || /^application\/json\s*(;|$)/i.test(type ?? '')) return;
+  return reply.code(415).send({
+    error: { code: 'unsupported_media_type', message: `Send the body as application/json (got ${type ?? 'no content-type'})` },
+  });
+}
+
+function batchItems(body: unknown): unknown[] {
+  const items = Array.isArray(body) ? body
+    : typeof body === 'object' && body !== null && Array.isArray((body as { items?: unknown }).items) ? (body as { items: unknown[] }).items
+    : undefined;
+  if (!items) throw new ValidationError('body must be a JSON array of messages (or {"items": [...]})', 'items');
+  if (items.length < 1 || items.length > LIMITS.batchMax) {
+    throw new ValidationError(`items must hold 1 to ${LIMITS.batchMax} messages (got ${items.length})`, 'items');
+  }
+  return items;
+}
+
+/** `unique` holds each idempotency key once; `slots[i]` is the index in `unique` answering item i. */
+export function dedupeByKey(valid: ValidScheduleRequest[]): { unique: ValidScheduleRequest[]; slots: number[] } {
+  const unique: ValidScheduleRequest[] = [];
+  const slots: number[] = [];
+  const slotOfKey = new Map<string, number>();
+  for (const request of valid) {
+    const known = request.idempotencyKey === null ? undefined : slotOfKey.get(request.idempotencyKey);
+    if (known !== undefined) {
+      slots.push(known);
+      continue;
+    }
+    if (request.idempotencyKey !== null) slotOfKey.set(request.idempotencyKey, unique.length);
+    slots.push(unique.length);
+    unique.push(request);
+  }
+  return { unique, slots };
+}
+
+function parseStatus(value: unknown): MessageStatus | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === 'string' && (MESSAGE_STATUSES as readonly string[]).includes(value)) return value as MessageStatus;
+  throw new ValidationError(`status must be one of ${MESSAGE_STATUSES.join(', ')} (got ${JSON.stringify(value)})`, 'status');
+}
+
+function parseLimit(value: unknown): number {
+  if (value === undefined) return DEFAULT_PAGE;
+  const limit = typeof value === 'string' && /^\d{1,7}$/.test(value) ? Number(value) : NaN;
+  if (!(limit >= 1 && limit <= MAX_PAGE)) {
+    throw new ValidationError(`limit must be a whole number from 1 to ${MAX_PAGE} (got ${JSON.stringify(value)})`, 'limit');
+  }
+  return limit;
+}
+
+function notFound(id: string): NotFoundError {
+  return new NotFoundError(`No message with id ${JSON.stringify(id)}`);
+}
+
+/** The message a change produced, or the 404/409 it deserves. */
+function settle(outcome: ChangeOutcome, id: string, action: string): StoredMessage {
+  if (outcome.kind === 'not_found') throw notFound(id);
+  if (outcome.kind === 'conflict') {
+    throw new ConflictError(`Too late: the message is ${outcome.status} and can no longer be ${action}`, outcome.status);
+  }
+  return outcome.message;
+}

@@ -1,0 +1,67 @@
+import type { FastifyInstance } from 'fastify';
+import { ValidationError } from '../errors.ts';
+import { requireToken } from '../http.ts';
+import {
+  LEGACY_FAILURES,
+  legacyFailure,
+  legacySuccess,
+  legacySweepAnswer,
+  readLegacyForm,
+  SCHEDULE_FIELDS,
+} from '../protocol/legacy.ts';
+import { validateScheduleRequest } from '../protocol/messages.ts';
+import type { DispatcherContext } from './context.ts';
+import type { AttemptResult } from './delivery.ts';
+
+/**
+ * The original dispatcher's endpoints, answering its JSON shapes, so the
+ * seed's curl examples and the original main server keep working:
+ *   POST /scheduleMessage.php            form username, message, time
+ *   GET  /cron/checkScheduledMessages.php deliver everything due now
+ * Failures answer 400 (the original said 200) with the original's body.
+ */
+export function registerLegacyRoutes(app: FastifyInstance, { engine, clock, config }: DispatcherContext): void {
+  const auth = requireToken(config.apiToken);
+
+  app.post('/scheduleMessage.php', { onRequest: auth }, async (request, reply) => {
+    const form = readLegacyForm(request.body, SCHEDULE_FIELDS);
+    if (!form.values) return reply.code(400).send(legacyFailure(form.received, LEGACY_FAILURES.schedule));
+    const { username, message, time } = form.values;
+    try {
+      const valid = validateScheduleRequest({ username, message, scheduledAt: time }, { now: clock.now(), timeZone: config.timeZone });
+      await engine.schedule([valid]);
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      return reply.code(400).send(legacyFailure(form.received, failureText(err, time, config.timeZone)));
+    }
+    return legacySuccess(form.received);
+  });
+
+  app.get('/cron/checkScheduledMessages.php', { onRequest: auth }, async () => {
+    const { results } = await engine.sweep();
+    return legacySweepAnswer(results.map(({ message, result }) => ({
+      username: message.username,
+      message: message.message,
+      mainAnswer: mainAnswer(result),
+    })));
+  });
+}
+
+/** The original's failure texts were terse; these say what to send instead. */
+function failureText(err: ValidationError, time: string, timeZone: string): string {
+  if (err.field === 'scheduledAt') {
+    return `Invalid Post. time must be "YYYY-MM-DD HH:MM:SS" or "YYYY-MM-DDTHH:MM[:SS]" (read in ${timeZone}); got ${JSON.stringify(time)}.`;
+  }
+  return `Invalid Post. ${err.message}.`;
+}
+
+/** What the original put in externalResult: the main server's decoded JSON answer (null when it gave none). */
+function mainAnswer(result: AttemptResult): unknown {
+  const response: unknown = result.response;
+  if (typeof response !== 'string') return response ?? null;
+  try {
+    return JSON.parse(response);
+  } catch {
+    return response;
+  }
+}
