@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import type { DispatcherStore } from '../../src/dispatcher/store.ts';
 import type { MainStore } from '../../src/main/store.ts';
 import { openSqliteDispatcherStore } from '../../src/stores/sqlite/dispatcher-store.ts';
@@ -99,29 +98,14 @@ function postgresFactory<S extends Closable>(url: string, openInSchema: (schema:
   return {
     name: 'postgres',
     async create() {
-      const { default: pg } = await import('pg');
-      const schema = `psched_test_${randomBytes(6).toString('hex')}`;
-      const admin = new pg.Client({ connectionString: url });
-      await admin.connect();
-      try {
-        await admin.query(`CREATE SCHEMA ${schema}`);
-      } finally {
-        await admin.end();
-      }
+      const { createTestSchema } = await import('./postgres.ts');
+      const schema = await createTestSchema(url);
       const openMigrated = async () => {
-        const store = await openInSchema(schema);
+        const store = await openInSchema(schema.name);
         await store.migrate();
         return store;
       };
-      return handle(await openMigrated(), openMigrated, async () => {
-        const dropper = new pg.Client({ connectionString: url });
-        await dropper.connect();
-        try {
-          await dropper.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-        } finally {
-          await dropper.end();
-        }
-      });
+      return handle(await openMigrated(), openMigrated, schema.drop);
     },
   };
 }

@@ -1,0 +1,93 @@
+import pg from 'pg';
+
+/**
+ * Connection plumbing shared by both PostgreSQL stores: pools that live in an
+ * optional schema, bigint columns parsed to numbers, identifier checks.
+ *
+ * Times are stored as epoch milliseconds in `bigint` columns (not timestamptz):
+ * the stores never do date arithmetic in SQL, the values round-trip exactly,
+ * and the SQLite stores keep the same integers. pg returns int8 as a string by
+ * default; every pool made here parses it to a number (epoch ms and counts
+ * stay far below 2^53).
+ */
+
+const INT8_OID = 20;
+
+const numericInt8Types = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === INT8_OID && format !== 'binary') return (value: string) => Number(value);
+    return pg.types.getTypeParser(oid, format);
+  },
+} as pg.CustomTypesConfig;
+
+/** Lower-case identifiers only, so names never need quoting in SQL or in `-c search_path=`. */
+const IDENTIFIER = /^[a-z_][a-z0-9_]{0,47}$/;
+
+export function checkSchemaName(schema: string): string {
+  if (!IDENTIFIER.test(schema)) {
+    throw new Error(`Invalid PostgreSQL schema name ${JSON.stringify(schema)}: use 1-48 lower-case letters, digits and underscores, not starting with a digit`);
+  }
+  return schema;
+}
+
+export interface PoolOptions {
+  /** Every table lives in this schema (set as the search_path of each connection). */
+  schema?: string;
+  max: number;
+  /**
+   * False for pools whose writes may be lost in a PostgreSQL crash without harm
+   * (the engine's state transitions): commits then return before the WAL fsync.
+   */
+  synchronousCommit?: boolean;
+  onError: (message: string, err: unknown) => void;
+}
+
+/** The `options` startup parameter: per-connection settings applied by the server. */
+export function sessionOptions(schema: string | undefined, synchronousCommit = true): string | undefined {
+  const settings: string[] = [];
+  if (schema) settings.push(`-c search_path=${checkSchemaName(schema)}`);
+  if (!synchronousCommit) settings.push('-c synchronous_commit=off');
+  return settings.length > 0 ? settings.join(' ') : undefined;
+}
+
+export function createPool(url: string, options: PoolOptions): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: url,
+    application_name: 'psched',
+    max: options.max,
+    options: sessionOptions(options.schema, options.synchronousCommit),
+    types: numericInt8Types,
+    // A psched process keeps its few connections warm; idle ones go after a minute.
+    idleTimeoutMillis: 60_000,
+  });
+  // An idle client losing its connection must not crash the process; the pool replaces it.
+  pool.on('error', (err) => options.onError('idle PostgreSQL connection failed', err));
+  return pool;
+}
+
+/** A connection of its own, outside any pool (LISTEN needs one that is never handed to anyone else). */
+export function createClient(url: string, schema: string | undefined, applicationName: string): pg.Client {
+  return new pg.Client({ connectionString: url, application_name: applicationName, options: sessionOptions(schema), types: numericInt8Types });
+}
+
+export function defaultErrorLog(message: string, err: unknown): void {
+  console.error(`psched postgres: ${message}:`, err instanceof Error ? err.message : err);
+}
+
+/** Runs `work` inside BEGIN/COMMIT on one pooled client; rolls back on any error. */
+export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let result: T;
+  try {
+    await client.query('BEGIN');
+    result = await work(client);
+    await client.query('COMMIT');
+  } catch (err) {
+    // A client that cannot even roll back has a broken connection: destroy it rather than return it to the pool.
+    const broken = await client.query('ROLLBACK').then(() => undefined, (rollbackErr: unknown) => rollbackErr as Error);
+    client.release(broken);
+    throw err;
+  }
+  client.release();
+  return result;
+}

@@ -1,0 +1,348 @@
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import {
+  MESSAGE_STATUSES,
+  type ChangeOutcome,
+  type ClaimRequest,
+  type DeliveryResult,
+  type DispatcherStore,
+  type InsertOutcome,
+  type ListQuery,
+  type MessagePatch,
+  type MessageStatus,
+  type NewMessage,
+  type StoredMessage,
+} from '../../dispatcher/store.ts';
+import { checkSchemaName, createPool, defaultErrorLog } from './connection.ts';
+import { GroupInsert } from './group-insert.ts';
+import { runMigrations } from './migrate.ts';
+import { dispatcherMigrations } from './migrations.ts';
+import { dispatcherStatements as sql } from './statements.ts';
+import { WakeListener } from './wake.ts';
+
+/**
+ * The dispatcher's store on PostgreSQL: the backend a pool of dispatchers
+ * shares. Claims use FOR UPDATE SKIP LOCKED, so two dispatchers never hold the
+ * same message; changes that leave a message unclaimed NOTIFY the others
+ * (./wake.ts), so whoever has room claims it at once.
+ *
+ * Durability: user writes (insert, update, remove, retry) go through a pool
+ * with synchronous_commit on: they resolve once the WAL is flushed. The
+ * engine's own transitions (claims, leases, startDelivery, finishDeliveries,
+ * purge) go through a small pool with synchronous_commit off: they are
+ * visible to every other connection at once, and losing the last few to a
+ * crash of PostgreSQL itself only means a message is claimed or delivered
+ * again, which the receiver dedupes by id.
+ *
+ * When is a message "unclaimed but due soon" (worth waking the others for)?
+ * When the caller did not claim it: an insert, update or retry without a
+ * ClaimRequest (the caller's buffer is full or it does not buffer), or
+ * releaseClaims. With a ClaimRequest, whatever stays unclaimed is due beyond
+ * the caller's horizon, which the others' periodic refill will reach in time.
+ */
+
+export interface PostgresDispatcherStoreOptions {
+  /** Every table lives in this schema, created if missing (one per test, or one per pool of dispatchers). */
+  schema?: string;
+  /** Connections for user writes and reads (the engine's transitions have their own small pool). */
+  poolSize?: number;
+  /** Where connection trouble is reported; defaults to stderr. */
+  onError?: (message: string, err: unknown) => void;
+}
+
+/**
+ * Connections per dispatcher for user writes and reads. Group commit turns a
+ * burst of inserts into few statements, so a handful suffices, and a pool of
+ * dispatchers stays far below PostgreSQL's default max_connections (100).
+ */
+const DEFAULT_POOL_SIZE = 6;
+
+/**
+ * Connections for the engine's transitions. The engine runs about one claim,
+ * one startDelivery and one finishDeliveries at a time; a second connection
+ * keeps a lease renewal from waiting behind them.
+ */
+const ENGINE_POOL_SIZE = 2;
+
+export async function openPostgresDispatcherStore(url: string, options: PostgresDispatcherStoreOptions = {}): Promise<DispatcherStore> {
+  const schema = options.schema === undefined ? undefined : checkSchemaName(options.schema);
+  const onError = options.onError ?? defaultErrorLog;
+  const selfId = randomUUID();
+  const wake = new WakeListener({ url, schema, selfId, onError });
+  // Connecting the listener first also checks the URL: a wrong one fails here, with pg's message.
+  await wake.start();
+  return new PostgresDispatcherStore({
+    schema,
+    selfId,
+    wake,
+    pool: createPool(url, { schema, max: options.poolSize ?? DEFAULT_POOL_SIZE, onError }),
+    enginePool: createPool(url, { schema, max: ENGINE_POOL_SIZE, synchronousCommit: false, onError }),
+  });
+}
+
+interface MessageRow {
+  id: string;
+  username: string;
+  message: string;
+  scheduled_at: number;
+  due_at: number;
+  status: MessageStatus;
+  attempts: number;
+  version: number;
+  idempotency_key: string | null;
+  created_at: number;
+  updated_at: number;
+  delivered_at: number | null;
+  last_error: string | null;
+  lease_owner: string | null;
+  lease_expires_at: number | null;
+}
+
+interface Parts {
+  schema: string | undefined;
+  selfId: string;
+  wake: WakeListener;
+  pool: pg.Pool;
+  enginePool: pg.Pool;
+}
+
+class PostgresDispatcherStore implements DispatcherStore {
+  #schema: string | undefined;
+  #selfId: string;
+  #wake: WakeListener;
+  #pool: pg.Pool;
+  #enginePool: pg.Pool;
+  #inserts: GroupInsert<StoredMessage>;
+  #closed: Promise<void> | undefined;
+
+  constructor(parts: Parts) {
+    this.#schema = parts.schema;
+    this.#selfId = parts.selfId;
+    this.#wake = parts.wake;
+    this.#pool = parts.pool;
+    this.#enginePool = parts.enginePool;
+    this.#inserts = new GroupInsert((rows, wake) => this.#insertRows(rows, wake));
+  }
+
+  migrate(): Promise<void> {
+    return runMigrations(this.#pool, { table: 'dispatcher_migrations', schema: this.#schema, migrations: dispatcherMigrations });
+  }
+
+  async insert(messages: NewMessage[], now: number, claim?: ClaimRequest): Promise<InsertOutcome[]> {
+    if (messages.length === 0) return [];
+    const rows = messages.map((message) => newRow(message, now, claim));
+    const outcomes = new Map<StoredMessage, InsertOutcome>();
+    let pending = rows;
+    // A conflicting message can be deleted between our INSERT and our look-up; it is inserted on the next turn.
+    for (let turn = 0; turn < 3 && pending.length > 0; turn++) {
+      const inserted = await this.#inserts.insert(pending, claim === undefined);
+      const skipped = pending.filter((row) => !inserted.has(row.id));
+      for (const row of pending) if (inserted.has(row.id)) outcomes.set(row, { message: row, created: true });
+      // Only an idempotency key conflict skips a row (a duplicate id fails the statement).
+      const existing = await this.#byIdempotencyKey(skipped.map((row) => row.idempotencyKey!));
+      for (const row of skipped) {
+        const found = existing.get(row.idempotencyKey!);
+        if (found) outcomes.set(row, { message: found, created: false });
+      }
+      pending = skipped.filter((row) => !outcomes.has(row));
+    }
+    if (pending.length > 0) {
+      throw new Error(`Could not insert message ${pending[0]!.id}: a message with its idempotency key keeps being inserted and deleted concurrently`);
+    }
+    return rows.map((row) => outcomes.get(row)!);
+  }
+
+  async #insertRows(rows: StoredMessage[], wake: boolean): Promise<Set<string>> {
+    const result = await this.#pool.query<{ id: string }>({
+      name: 'insertMessage',
+      text: sql.insertMessage,
+      values: [
+        rows.map((r) => r.id),
+        rows.map((r) => r.username),
+        rows.map((r) => r.message),
+        rows.map((r) => r.scheduledAt),
+        rows.map((r) => r.idempotencyKey),
+        rows.map((r) => r.createdAt),
+        rows.map((r) => r.leaseOwner),
+        rows.map((r) => r.leaseExpiresAt),
+        wake,
+        this.#wake.channel,
+        this.#selfId,
+      ],
+    });
+    return new Set(result.rows.map((row) => row.id));
+  }
+
+  async #byIdempotencyKey(keys: string[]): Promise<Map<string, StoredMessage>> {
+    if (keys.length === 0) return new Map();
+    const { rows } = await this.#pool.query<MessageRow>({ name: 'getMessagesByIdempotencyKeys', text: sql.getMessagesByIdempotencyKeys, values: [keys] });
+    return new Map(rows.map((row) => [row.idempotency_key!, toMessage(row)]));
+  }
+
+  async get(id: string): Promise<StoredMessage | undefined> {
+    const { rows } = await this.#pool.query<MessageRow>({ name: 'getMessage', text: sql.getMessage, values: [id] });
+    return rows[0] && toMessage(rows[0]);
+  }
+
+  async list(query: ListQuery): Promise<StoredMessage[]> {
+    if (query.limit <= 0) return [];
+    const statuses = query.status ? [query.status] : [...MESSAGE_STATUSES];
+    const { rows } = query.after
+      ? await this.#pool.query<MessageRow>({ name: 'listByStatusAfter', text: sql.listByStatusAfter, values: [statuses, query.limit, query.after.dueAt, query.after.id] })
+      : await this.#pool.query<MessageRow>({ name: 'listByStatus', text: sql.listByStatus, values: [statuses, query.limit] });
+    return rows.map(toMessage);
+  }
+
+  update(id: string, patch: MessagePatch, now: number, claim?: ClaimRequest): Promise<ChangeOutcome> {
+    return this.#change(id, 'updateMessage', [
+      id, now, patch.scheduledAt ?? null, patch.message ?? null,
+      claim?.owner ?? null, claim?.dueBefore ?? null, claim?.leaseExpiresAt ?? null,
+      claim === undefined, this.#wake.channel, this.#selfId,
+    ]);
+  }
+
+  remove(id: string): Promise<ChangeOutcome> {
+    return this.#change(id, 'removeMessage', [id]);
+  }
+
+  retry(id: string, now: number, claim?: ClaimRequest): Promise<ChangeOutcome> {
+    return this.#change(id, 'retryMessage', [
+      id, now, claim?.owner ?? null, claim?.dueBefore ?? null, claim?.leaseExpiresAt ?? null,
+      claim === undefined, this.#wake.channel, this.#selfId,
+    ]);
+  }
+
+  /** Runs a statement that changes one message only in an allowed status, and tells why it did not. */
+  async #change(id: string, name: 'updateMessage' | 'removeMessage' | 'retryMessage', values: unknown[]): Promise<ChangeOutcome> {
+    const { rows } = await this.#pool.query<MessageRow>({ name, text: sql[name], values });
+    if (rows[0]) return { kind: 'ok', message: toMessage(rows[0]) };
+    const current = await this.#pool.query<{ status: MessageStatus }>({ name: 'getStatus', text: sql.getStatus, values: [id] });
+    return current.rows[0] ? { kind: 'conflict', status: current.rows[0].status } : { kind: 'not_found' };
+  }
+
+  async claimDue(owner: string, dueBefore: number, now: number, leaseExpiresAt: number, limit: number): Promise<StoredMessage[]> {
+    if (limit <= 0) return [];
+    const { rows } = await this.#enginePool.query<MessageRow>({ name: 'claimDue', text: sql.claimDue, values: [owner, dueBefore, now, leaseExpiresAt, limit] });
+    return rows.map(toMessage).sort(compareDue);
+  }
+
+  async renewLeases(owner: string, leaseExpiresAt: number): Promise<number> {
+    const result = await this.#enginePool.query({ name: 'renewLeases', text: sql.renewLeases, values: [owner, leaseExpiresAt] });
+    return result.rowCount ?? 0;
+  }
+
+  async releaseClaims(owner: string): Promise<number> {
+    const { rows } = await this.#enginePool.query<{ count: number }>({
+      name: 'releaseClaims', text: sql.releaseClaims, values: [owner, this.#wake.channel, this.#selfId],
+    });
+    return rows[0]?.count ?? 0;
+  }
+
+  async startDelivery(owner: string, entries: { id: string; version: number }[], now: number): Promise<StoredMessage[]> {
+    if (entries.length === 0) return [];
+    const { rows } = await this.#enginePool.query<MessageRow & { position: number }>({
+      name: 'startDelivery',
+      text: sql.startDelivery,
+      values: [owner, entries.map((e) => e.id), entries.map((e) => e.version), now],
+    });
+    return rows.sort((a, b) => a.position - b.position).map(toMessage);
+  }
+
+  async finishDeliveries(owner: string, results: DeliveryResult[]): Promise<void> {
+    const byOutcome = (outcome: DeliveryResult['outcome']) => results.filter((r) => r.outcome === outcome);
+    const delivered = byOutcome('delivered');
+    const retried = byOutcome('retry');
+    const dead = byOutcome('dead');
+    // One statement per outcome kind; they touch different rows, so they may run side by side.
+    await Promise.all([
+      delivered.length > 0 && this.#enginePool.query({
+        name: 'markDelivered', text: sql.markDelivered, values: [owner, delivered.map((r) => r.id), delivered.map((r) => r.at)],
+      }),
+      retried.length > 0 && this.#enginePool.query({
+        name: 'markRetry', text: sql.markRetry, values: [owner, retried.map((r) => r.id), retried.map((r) => r.at), retried.map((r) => r.error ?? null)],
+      }),
+      dead.length > 0 && this.#enginePool.query({
+        name: 'markDead', text: sql.markDead, values: [owner, dead.map((r) => r.id), dead.map((r) => r.at), dead.map((r) => r.error ?? null)],
+      }),
+    ]);
+  }
+
+  async listRecentlyDelivered(limit: number): Promise<StoredMessage[]> {
+    if (limit <= 0) return [];
+    const { rows } = await this.#pool.query<MessageRow>({ name: 'listRecentlyDelivered', text: sql.listRecentlyDelivered, values: [limit] });
+    return rows.map(toMessage);
+  }
+
+  async countByStatus(): Promise<Record<MessageStatus, number>> {
+    const counts = Object.fromEntries(MESSAGE_STATUSES.map((status) => [status, 0])) as Record<MessageStatus, number>;
+    const { rows } = await this.#pool.query<{ status: MessageStatus; count: number }>({ name: 'countByStatus', text: sql.countByStatus });
+    for (const row of rows) counts[row.status] = row.count;
+    return counts;
+  }
+
+  async purgeDelivered(before: number): Promise<number> {
+    const result = await this.#enginePool.query({ name: 'purgeDelivered', text: sql.purgeDelivered, values: [before] });
+    return result.rowCount ?? 0;
+  }
+
+  onWake(listener: () => void): () => void {
+    return this.#wake.add(listener);
+  }
+
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      await this.#inserts.drain();
+      await Promise.all([this.#wake.close(), this.#pool.end(), this.#enginePool.end()]);
+    })();
+    return this.#closed;
+  }
+}
+
+function newRow(message: NewMessage, now: number, claim: ClaimRequest | undefined): StoredMessage {
+  const claimed = claim !== undefined && message.scheduledAt <= claim.dueBefore;
+  return {
+    id: message.id,
+    username: message.username,
+    message: message.message,
+    scheduledAt: message.scheduledAt,
+    dueAt: message.scheduledAt,
+    status: 'scheduled',
+    attempts: 0,
+    version: 1,
+    idempotencyKey: message.idempotencyKey,
+    createdAt: now,
+    updatedAt: now,
+    deliveredAt: null,
+    lastError: null,
+    leaseOwner: claimed ? claim.owner : null,
+    leaseExpiresAt: claimed ? claim.leaseExpiresAt : null,
+  };
+}
+
+function compareIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function compareDue(a: StoredMessage, b: StoredMessage): number {
+  return a.dueAt - b.dueAt || compareIds(a.id, b.id);
+}
+
+function toMessage(row: MessageRow): StoredMessage {
+  return {
+    id: row.id,
+    username: row.username,
+    message: row.message,
+    scheduledAt: row.scheduled_at,
+    dueAt: row.due_at,
+    status: row.status,
+    attempts: row.attempts,
+    version: row.version,
+    idempotencyKey: row.idempotency_key,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    deliveredAt: row.delivered_at,
+    lastError: row.last_error,
+    leaseOwner: row.lease_owner,
+    leaseExpiresAt: row.lease_expires_at,
+  };
+}

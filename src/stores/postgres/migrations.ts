@@ -1,0 +1,86 @@
+import type { Migration } from './migrate.ts';
+
+/**
+ * The PostgreSQL schemas, as numbered migrations. APPEND-ONLY: a migration
+ * that has shipped is never edited or removed; a change is a new migration
+ * with the next number. Applied by ./migrate.ts.
+ *
+ * Tables, columns and index names match the SQLite stores
+ * (../sqlite/migrations.ts), with these differences:
+ * - Times are epoch milliseconds in `bigint` (see ./connection.ts).
+ * - Ids are `text COLLATE "C"`: byte order, like SQLite's BINARY, so the
+ *   (dueAt, id) keyset cursors page identically on both stores, whatever the
+ *   database's collation.
+ * - Each store records its versions in its own table (dispatcher_migrations,
+ *   main_migrations, instead of SQLite's one `migrations` per file), because
+ *   a dispatcher and a main server may share one PostgreSQL database.
+ */
+
+export const dispatcherMigrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'messages',
+    sql: `
+      CREATE TABLE messages (
+        id text COLLATE "C" NOT NULL PRIMARY KEY,
+        username text NOT NULL,
+        message text NOT NULL,
+        scheduled_at bigint NOT NULL,
+        due_at bigint NOT NULL,
+        status text NOT NULL CHECK (status IN ('scheduled', 'delivering', 'delivered', 'dead')),
+        attempts integer NOT NULL DEFAULT 0,
+        version integer NOT NULL DEFAULT 1,
+        idempotency_key text,
+        created_at bigint NOT NULL,
+        updated_at bigint NOT NULL,
+        delivered_at bigint,
+        last_error text,
+        lease_owner text,
+        lease_expires_at bigint
+      );
+
+      -- list by status in due order; countByStatus
+      CREATE INDEX messages_status_due ON messages (status, due_at, id);
+
+      -- claimDue: the unclaimed scheduled messages, in due order. Partial, so
+      -- claimed and finished messages cost the refill nothing, and
+      -- FOR UPDATE SKIP LOCKED walks it past rows another dispatcher is claiming.
+      CREATE INDEX messages_unclaimed_due ON messages (due_at, id)
+        WHERE status = 'scheduled' AND lease_owner IS NULL;
+
+      -- claimDue (expired leases), renewLeases, releaseClaims: only claimed rows are indexed
+      CREATE INDEX messages_lease_expiry ON messages (lease_expires_at) WHERE lease_owner IS NOT NULL;
+      CREATE INDEX messages_lease_owner ON messages (lease_owner) WHERE lease_owner IS NOT NULL;
+
+      -- Not partial (NULLs never conflict anyway), so INSERT ... ON CONFLICT (idempotency_key) infers it.
+      CREATE UNIQUE INDEX messages_idempotency_key ON messages (idempotency_key);
+
+      -- purgeDelivered
+      CREATE INDEX messages_delivered_at ON messages (delivered_at) WHERE status = 'delivered';
+    `,
+  },
+];
+
+export const mainMigrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'posts',
+    sql: `
+      CREATE TABLE posts (
+        id text COLLATE "C" NOT NULL PRIMARY KEY,
+        message_id text,
+        username text NOT NULL,
+        message text NOT NULL,
+        posted_at bigint NOT NULL,
+        scheduled_at bigint
+      );
+
+      -- a redelivered message finds its post (INSERT ... ON CONFLICT (message_id));
+      -- legacy posts have none, and NULLs never conflict
+      CREATE UNIQUE INDEX posts_message_id ON posts (message_id);
+
+      -- the feed, newest first, keyset on (posted_at, id)
+      CREATE INDEX posts_feed ON posts (posted_at, id);
+    `,
+  },
+];
