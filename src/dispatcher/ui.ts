@@ -85,7 +85,9 @@ async function refuseCrossSite(request: FastifyRequest, reply: FastifyReply) {
   let foreign = site !== undefined && site !== 'same-origin' && site !== 'none';
   if (!foreign && origin !== undefined) {
     try {
-      foreign = new URL(origin).host !== request.headers.host;
+      const from = new URL(origin);
+      // parsed the same way on both sides, so a default port written out ("host:80") still matches
+      foreign = from.host !== new URL(`${from.protocol}//${request.headers.host ?? ''}`).host;
     } catch {
       foreign = true;
     }
