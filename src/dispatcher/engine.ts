@@ -1,0 +1,694 @@
+import { EventEmitter } from 'node:events';
+import type { Clock, Timer } from '../clock.ts';
+import { uuidv7 } from '../ids.ts';
+import type { ValidScheduleRequest } from '../protocol/messages.ts';
+import type { AttemptResult, Deliverer } from './delivery.ts';
+import { DueBuffer, type BufferEntry } from './heap.ts';
+import type { DispatcherMetrics } from './metrics.ts';
+import type {
+  ChangeOutcome, ClaimRequest, DeliveryResult, DispatcherStore, InsertOutcome, MessagePatch, StoredMessage,
+} from './store.ts';
+
+/**
+ * The scheduling engine: delivers every message at its due time, to the
+ * millisecond, with the database as the source of truth.
+ *
+ * - Buffer: the messages this owner has claimed (leased) in the store, in a
+ *   min-heap on (dueAt, id). Refills claim what is due within the horizon,
+ *   up to the free capacity; new messages due within it are claimed and
+ *   buffered at insert.
+ * - One timer, armed for the earliest entry. When it fires, every entry due
+ *   by now is moved to `delivering` in one store call per chunk (a CAS on
+ *   version and owner, so an edited, deleted or taken-over message never goes
+ *   out stale), handed to the deliverer with bounded concurrency, and the
+ *   outcomes are written back in one `finishDeliveries` call per event-loop
+ *   turn.
+ * - Retries keep their lease (the store keeps retried messages leased to the
+ *   owner), so they stay in this buffer whatever their next due time: nobody
+ *   else could claim them while this owner lives. Capacity counts every
+ *   message the owner holds (buffered, starting, queued, in flight, awaiting
+ *   its write), so the cap bounds memory including retries.
+ *
+ * Events (tests await them instead of sleeping):
+ * - 'outcome' (message, result): an attempt's outcome, after the store recorded it.
+ * - 'refilled' (claimed): a refill claimed `claimed` messages.
+ * - 'idle': nothing due is waiting and no delivery or write is in progress.
+ */
+
+export interface EngineLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface EngineOptions {
+  store: DispatcherStore;
+  deliverer: Deliverer;
+  clock: Clock;
+  metrics: DispatcherMetrics;
+  logger?: EngineLogger;
+  /** Default: a fresh UUIDv7 per engine (per process start). */
+  ownerId?: string;
+  /**
+   * Messages due within this window are held in memory. Default 60 s: long
+   * enough that a refill every 15 s (horizon/4) always finds a message well
+   * before it is due, short enough that the buffer stays small for typical
+   * rates (50,000 messages/minute fit the default cap).
+   */
+  horizonMs?: number;
+  /** Cap on messages held in memory (~200 bytes each). Default 50,000. */
+  maxBuffered?: number;
+  /** A claim not renewed within this expires and another owner may take over. Default 10 s. */
+  leaseMs?: number;
+  /** Attempts before a message is dead-lettered. Default 10. */
+  maxAttempts?: number;
+  /** First retry backoff; doubles per attempt, full jitter. Default 1 s. */
+  retryBaseMs?: number;
+  /** Longest retry backoff. Default 5 min. */
+  retryMaxMs?: number;
+  /** Deliveries in flight at once. Default 128. */
+  concurrency?: number;
+  /** How long delivered messages stay in the history. Default 7 days. */
+  retentionMs?: number;
+  /** How long stop() waits for deliveries in flight before handing them back. Default 10 s. */
+  stopGraceMs?: number;
+  /** Jitter source in [0, 1). Default Math.random. */
+  random?: () => number;
+}
+
+export interface SweepReport {
+  results: { message: StoredMessage; result: AttemptResult }[];
+}
+
+export interface EngineEvents {
+  outcome: [message: StoredMessage, result: AttemptResult];
+  refilled: [claimed: number];
+  idle: [];
+}
+
+/**
+ * Messages moved to `delivering` per store call. A few hundred keeps one
+ * transaction well under a millisecond while 20,000 messages due at one
+ * instant need only ~40 calls.
+ */
+const START_CHUNK = 256;
+
+/** Old delivered history is purged this often; purging is cheap but there is no hurry. */
+const PURGE_INTERVAL_MS = 10 * 60_000;
+
+/** After a store error the engine waits this long before trying the same work again. */
+const STORE_ERROR_BACKOFF_MS = 1000;
+
+/** Backoff before retry number `attempt` (1-based): full jitter over min(max, base * 2^(attempt-1)). */
+export function retryDelayMs(attempt: number, baseMs: number, maxMs: number, random: () => number): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.floor(ceiling * random());
+}
+
+type PendingOutcome = { message: StoredMessage; result: AttemptResult; record: DeliveryResult };
+
+interface SweepCollector {
+  waiting: Set<string>;
+  results: SweepReport['results'];
+  resolve: (report: SweepReport) => void;
+}
+
+const silentLogger: EngineLogger = { info() {}, warn() {}, error() {} };
+
+export class SchedulingEngine {
+  readonly ownerId: string;
+  readonly events = new EventEmitter<EngineEvents>();
+
+  readonly #store: DispatcherStore;
+  readonly #deliverer: Deliverer;
+  readonly #clock: Clock;
+  readonly #metrics: DispatcherMetrics;
+  readonly #logger: EngineLogger;
+  readonly #horizonMs: number;
+  readonly #maxBuffered: number;
+  readonly #leaseMs: number;
+  readonly #maxAttempts: number;
+  readonly #retryBaseMs: number;
+  readonly #retryMaxMs: number;
+  readonly #concurrency: number;
+  readonly #retentionMs: number;
+  readonly #stopGraceMs: number;
+  readonly #random: () => number;
+  /** Started messages waiting for a delivery slot beyond this make the starter pause. */
+  readonly #readyMax: number;
+
+  #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
+  #stopped: Promise<void> | undefined;
+  #buffer = new DueBuffer();
+
+  #timer: Timer | undefined;
+  #timerAt = 0;
+  /** Refill, lease renewal and purge timers, one slot each. */
+  #periodic: Timer[] = [];
+  /** One-off timers that repeat work a store error interrupted. */
+  #retryTimers = new Set<Timer>();
+  #unsubscribeWake: (() => void) | undefined;
+
+  /** Entries handed to startDelivery, awaiting its answer. */
+  #starting: BufferEntry[] = [];
+  #starterRunning = false;
+  /** Started messages waiting for a delivery slot (a queue: #ready[#readyHead..]). */
+  #ready: (StoredMessage | undefined)[] = [];
+  #readyHead = 0;
+  #inFlight = new Set<string>();
+  /** Outcomes not yet written, and the batch being written. */
+  #pending: PendingOutcome[] = [];
+  #writing: PendingOutcome[] = [];
+  #write: Promise<void> | undefined;
+  #flushScheduled = false;
+  /** Capacity promised to schedule() calls whose insert has not resolved yet. */
+  #reserved = 0;
+  /** Store calls that may claim for this owner; stop() lets them land before releasing claims. */
+  #claimingCalls = new Set<Promise<unknown>>();
+
+  #refilling: Promise<number> | undefined;
+  #refillAgain = false;
+  /** The last refill hit its limit: more is due than fitted, refill again as soon as room frees up. */
+  #moreWaiting = false;
+
+  #sweeps = new Set<SweepCollector>();
+  #quietWaiters: (() => void)[] = [];
+
+  constructor(options: EngineOptions) {
+    this.#store = options.store;
+    this.#deliverer = options.deliverer;
+    this.#clock = options.clock;
+    this.#metrics = options.metrics;
+    this.#logger = options.logger ?? silentLogger;
+    this.ownerId = options.ownerId ?? uuidv7();
+    this.#horizonMs = options.horizonMs ?? 60_000;
+    this.#maxBuffered = options.maxBuffered ?? 50_000;
+    this.#leaseMs = options.leaseMs ?? 10_000;
+    this.#maxAttempts = options.maxAttempts ?? 10;
+    this.#retryBaseMs = options.retryBaseMs ?? 1000;
+    this.#retryMaxMs = options.retryMaxMs ?? 300_000;
+    this.#concurrency = Math.max(1, options.concurrency ?? 128);
+    this.#retentionMs = options.retentionMs ?? 7 * 24 * 3600_000;
+    this.#stopGraceMs = options.stopGraceMs ?? 10_000;
+    this.#random = options.random ?? Math.random;
+    this.#readyMax = Math.max(START_CHUNK, this.#concurrency);
+  }
+
+  get bufferedCount(): number {
+    return this.#buffer.size;
+  }
+
+  get inFlightCount(): number {
+    return this.#inFlight.size;
+  }
+
+  /** Claims everything due within the horizon (past-due first: they go out at once) and starts the timers. */
+  async start(): Promise<void> {
+    if (this.#state !== 'new') throw new Error(`SchedulingEngine.start(): the engine is ${this.#state}; create a new one`);
+    this.#state = 'running';
+    this.#unsubscribeWake = this.#store.onWake(() => void this.refill());
+    await this.refill();
+    this.#every(Math.max(1, Math.floor(this.#horizonMs / 4)), () => void this.refill());
+    this.#every(Math.max(1, Math.floor(this.#leaseMs / 3)), () => void this.#renewLeases());
+    this.#every(PURGE_INTERVAL_MS, () => void this.#purge());
+    void this.#purge();
+    this.#logger.info({ owner: this.ownerId, horizonMs: this.#horizonMs, maxBuffered: this.#maxBuffered }, 'scheduling engine started');
+  }
+
+  /** Stops timers, waits (up to the grace period) for deliveries in flight, records them, releases every claim. Idempotent. */
+  stop(): Promise<void> {
+    this.#stopped ??= this.#stop();
+    return this.#stopped;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
+  /** Inserts new messages; those due within the horizon are claimed and buffered at once. */
+  async schedule(requests: ValidScheduleRequest[]): Promise<InsertOutcome[]> {
+    const now = this.#clock.now();
+    const messages = requests.map((request) => ({
+      id: uuidv7(now),
+      username: request.username,
+      message: request.message,
+      scheduledAt: request.scheduledAt,
+      idempotencyKey: request.idempotencyKey,
+    }));
+    // Claim only when all of them fit; otherwise a refill brings them in as room frees up.
+    const claim = this.#state === 'running' && this.#freeCapacity() >= messages.length ? this.#claimRequest(now) : undefined;
+    const reserved = claim ? messages.length : 0;
+    this.#reserved += reserved;
+    let outcomes: InsertOutcome[];
+    try {
+      outcomes = await this.#track(this.#store.insert(messages, now, claim));
+    } finally {
+      this.#reserved -= reserved;
+    }
+    if (claim && this.#state === 'running') {
+      for (const { message, created } of outcomes) {
+        if (created && message.leaseOwner === this.ownerId) this.#buffer.put(entryOf(message));
+      }
+      this.#arm();
+    }
+    return outcomes;
+  }
+
+  update(id: string, patch: MessagePatch): Promise<ChangeOutcome> {
+    const now = this.#clock.now();
+    return this.#change(id, this.#track(this.#store.update(id, patch, now, this.#claimFor(id, now))));
+  }
+
+  async remove(id: string): Promise<ChangeOutcome> {
+    const outcome = await this.#store.remove(id);
+    if (outcome.kind === 'ok') this.#drop(id);
+    return outcome;
+  }
+
+  /** Replays a dead message: due now, attempts reset. */
+  retry(id: string): Promise<ChangeOutcome> {
+    const now = this.#clock.now();
+    return this.#change(id, this.#track(this.#store.retry(id, now, this.#claimFor(id, now))));
+  }
+
+  /**
+   * The legacy cron: claims what is due now, and resolves once every message
+   * due now (or already on its way) has had one attempt recorded.
+   */
+  async sweep(): Promise<SweepReport> {
+    if (this.#state !== 'running') return { results: [] };
+    await this.refill();
+    const waiting = new Set<string>(this.#buffer.idsDueBy(this.#clock.now()));
+    for (const entry of this.#starting) waiting.add(entry.id);
+    for (let i = this.#readyHead; i < this.#ready.length; i++) waiting.add(this.#ready[i]!.id);
+    for (const id of this.#inFlight) waiting.add(id);
+    for (const { message } of this.#pending) waiting.add(message.id);
+    for (const { message } of this.#writing) waiting.add(message.id);
+    if (waiting.size === 0) return { results: [] };
+    const report = new Promise<SweepReport>((resolve) => this.#sweeps.add({ waiting, results: [], resolve }));
+    this.#kickStarter();
+    return report;
+  }
+
+  /**
+   * Claims due messages within the horizon, up to the free capacity. Runs on
+   * a timer and on store wake-ups; concurrent calls share one run (plus one
+   * more if asked during it). Resolves with how many were claimed.
+   */
+  refill(): Promise<number> {
+    if (this.#state !== 'running') return Promise.resolve(0);
+    if (this.#refilling) {
+      this.#refillAgain = true;
+      return this.#refilling;
+    }
+    this.#refilling = this.#refillLoop().finally(() => {
+      this.#refilling = undefined;
+    });
+    return this.#refilling;
+  }
+
+  /** Resolves when nothing due is waiting and no delivery or store write is in progress. */
+  whenIdle(): Promise<void> {
+    if (this.#isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.events.once('idle', () => resolve()));
+  }
+
+  // ---- refill, leases, purge -------------------------------------------------
+
+  async #refillLoop(): Promise<number> {
+    let claimed = 0;
+    do {
+      this.#refillAgain = false;
+      claimed += await this.#refillOnce();
+    } while (this.#refillAgain && this.#state === 'running');
+    return claimed;
+  }
+
+  async #refillOnce(): Promise<number> {
+    const limit = this.#freeCapacity();
+    if (limit <= 0) {
+      this.#moreWaiting = true;
+      return 0;
+    }
+    const now = this.#clock.now();
+    let claimed: StoredMessage[];
+    try {
+      claimed = await this.#store.claimDue(this.ownerId, now + this.#horizonMs, now, now + this.#leaseMs, limit);
+    } catch (err) {
+      this.#logger.error({ err }, 'refill failed; the next refill tries again');
+      return 0;
+    }
+    if (this.#state !== 'running') return 0;
+    for (const message of claimed) this.#buffer.put(entryOf(message));
+    this.#moreWaiting = claimed.length >= limit;
+    this.#arm();
+    this.events.emit('refilled', claimed.length);
+    return claimed.length;
+  }
+
+  async #renewLeases(): Promise<void> {
+    try {
+      await this.#store.renewLeases(this.ownerId, this.#clock.now() + this.#leaseMs);
+    } catch (err) {
+      this.#logger.error({ err }, 'lease renewal failed; claims expire unless the next renewal succeeds');
+    }
+  }
+
+  async #purge(): Promise<void> {
+    try {
+      const purged = await this.#store.purgeDelivered(this.#clock.now() - this.#retentionMs);
+      if (purged > 0) this.#logger.info({ purged }, 'purged delivered history past retention');
+    } catch (err) {
+      this.#logger.warn({ err }, 'purging delivered history failed');
+    }
+  }
+
+  /** Runs `fn` every `intervalMs` of the injected clock until stop(). */
+  #every(intervalMs: number, fn: () => void): void {
+    const slot = this.#periodic.length;
+    const tick = () => {
+      if (this.#state !== 'running') return;
+      this.#periodic[slot] = this.#clock.setTimer(tick, intervalMs);
+      fn();
+    };
+    this.#periodic.push(this.#clock.setTimer(tick, intervalMs));
+  }
+
+  /** Runs `fn` once after STORE_ERROR_BACKOFF_MS, unless stop() comes first. */
+  #retryLater(fn: () => void): void {
+    const timer = this.#clock.setTimer(() => {
+      this.#retryTimers.delete(timer);
+      fn();
+    }, STORE_ERROR_BACKOFF_MS);
+    this.#retryTimers.add(timer);
+  }
+
+  /** Remembers a store call that may claim for this owner until it settles. */
+  #track<T>(call: Promise<T>): Promise<T> {
+    this.#claimingCalls.add(call);
+    const forget = () => this.#claimingCalls.delete(call);
+    call.then(forget, forget);
+    return call;
+  }
+
+  // ---- the delivery pipeline: timer -> start -> deliver -> write -----------
+
+  /** Arms the one timer for the earliest buffered entry, unless it already fires by then. */
+  #arm(): void {
+    if (this.#state !== 'running' || this.#readyCount() >= this.#readyMax) return;
+    const next = this.#buffer.peek();
+    if (next === undefined) return;
+    if (this.#timer !== undefined) {
+      if (this.#timerAt <= next.dueAt) return;
+      this.#timer.cancel();
+    }
+    this.#timerAt = next.dueAt;
+    this.#timer = this.#clock.setTimer(this.#onTimer, next.dueAt - this.#clock.now());
+  }
+
+  #onTimer = (): void => {
+    this.#timer = undefined;
+    // if the system timer fired a hair before the wall clock reached dueAt, the starter finds nothing due and re-arms
+    this.#kickStarter();
+  };
+
+  #kickStarter(): void {
+    if (!this.#starterRunning && this.#state === 'running') void this.#startDue();
+  }
+
+  /** Moves due entries to `delivering`, chunk by chunk, and queues them for delivery. */
+  async #startDue(): Promise<void> {
+    this.#starterRunning = true;
+    try {
+      while (this.#state === 'running' && this.#readyCount() < this.#readyMax) {
+        const now = this.#clock.now();
+        const entries = this.#buffer.takeDue(now, START_CHUNK);
+        if (entries.length === 0) break;
+        this.#starting = entries;
+        let started: StoredMessage[];
+        try {
+          started = await this.#store.startDelivery(this.ownerId, entries, now);
+        } catch (err) {
+          this.#logger.error({ err, count: entries.length }, 'starting deliveries failed; trying again shortly');
+          for (const entry of entries) this.#buffer.put(entry);
+          this.#retryLater(() => this.#kickStarter());
+          break;
+        } finally {
+          this.#starting = [];
+        }
+        if (started.length < entries.length) this.#settleDropped(entries, started);
+        for (const message of started) this.#ready.push(message);
+        this.#pump();
+      }
+    } finally {
+      this.#starterRunning = false;
+    }
+    this.#arm();
+    this.#checkQuiet();
+  }
+
+  /** Starts deliveries from the ready queue while slots are free. */
+  #pump(): void {
+    while (this.#inFlight.size < this.#concurrency && this.#readyHead < this.#ready.length && this.#state === 'running') {
+      const message = this.#ready[this.#readyHead]!;
+      this.#ready[this.#readyHead++] = undefined;
+      this.#deliver(message);
+    }
+    if (this.#readyHead === this.#ready.length) {
+      this.#ready = [];
+      this.#readyHead = 0;
+    }
+    // #arm() stands down while the queue is full; with room again, pick up where it left off
+    if (this.#readyCount() < this.#readyMax && !this.#starterRunning) {
+      const next = this.#buffer.peek();
+      if (next !== undefined && next.dueAt <= this.#clock.now()) this.#kickStarter();
+      else this.#arm();
+    }
+  }
+
+  #deliver(message: StoredMessage): void {
+    this.#inFlight.add(message.id);
+    if (message.attempts === 1) {
+      // measured from when the message could first have gone out: its due time, or its creation for one scheduled in the past
+      this.#metrics.observeLateness(this.#clock.now() - Math.max(message.dueAt, message.createdAt));
+    }
+    let attempt: Promise<AttemptResult>;
+    try {
+      attempt = this.#deliverer.deliver(message);
+    } catch (err) {
+      attempt = Promise.reject(err);
+    }
+    attempt.then(
+      (result) => this.#complete(message, result),
+      (err: unknown) => this.#complete(message, { kind: 'retry', error: `deliverer failed: ${err instanceof Error ? err.message : String(err)}` }),
+    );
+  }
+
+  #complete(message: StoredMessage, attemptResult: AttemptResult): void {
+    this.#inFlight.delete(message.id);
+    if (this.#state === 'stopped') return; // its claim was handed back: someone delivers it again
+    let result = attemptResult;
+    if (result.kind === 'retry' && message.attempts >= this.#maxAttempts) {
+      result = { kind: 'dead', error: `gave up after ${message.attempts} attempts: ${result.error}`, status: result.status, response: result.response };
+    }
+    const now = this.#clock.now();
+    let record: DeliveryResult;
+    if (result.kind === 'delivered') {
+      record = { id: message.id, outcome: 'delivered', at: now };
+    } else if (result.kind === 'retry') {
+      const delay = result.retryAfterMs ?? retryDelayMs(message.attempts, this.#retryBaseMs, this.#retryMaxMs, this.#random);
+      record = { id: message.id, outcome: 'retry', at: now + Math.max(0, delay), error: result.error };
+    } else {
+      record = { id: message.id, outcome: 'dead', at: now, error: result.error };
+    }
+    this.#metrics.recordOutcome(result.kind);
+    this.#pending.push({ message, result, record });
+    this.#scheduleFlush();
+    this.#pump();
+  }
+
+  /** Outcomes are written in one store call per event-loop turn (every answer that arrived in it). */
+  #scheduleFlush(): void {
+    if (this.#flushScheduled || this.#writing.length > 0) return;
+    this.#flushScheduled = true;
+    setImmediate(this.#flush);
+  }
+
+  #flush = async (): Promise<void> => {
+    this.#flushScheduled = false;
+    if (this.#writing.length > 0 || this.#pending.length === 0) return;
+    const batch = this.#pending;
+    this.#pending = [];
+    this.#writing = batch;
+    this.#write = this.#store.finishDeliveries(this.ownerId, batch.map((item) => item.record));
+    try {
+      await this.#write;
+    } catch (err) {
+      this.#logger.error({ err, count: batch.length }, 'recording delivery outcomes failed; trying again shortly');
+      this.#pending = batch.concat(this.#pending);
+      this.#writing = [];
+      this.#write = undefined;
+      if (this.#state === 'running') this.#retryLater(() => this.#scheduleFlush());
+      this.#checkQuiet();
+      return;
+    }
+    this.#writing = [];
+    this.#write = undefined;
+    for (const { message, result, record } of batch) {
+      if (record.outcome === 'retry' && this.#state === 'running') {
+        this.#buffer.put({ id: message.id, version: message.version, dueAt: record.at });
+      }
+      this.#settleSweeps(message, result);
+      this.events.emit('outcome', message, result);
+    }
+    if (this.#pending.length > 0) this.#scheduleFlush();
+    this.#arm();
+    if (this.#moreWaiting && this.#freeCapacity() >= this.#maxBuffered / 2) void this.refill();
+    this.#checkQuiet();
+  };
+
+  // ---- changes made through the API ------------------------------------------
+
+  async #change(id: string, change: Promise<ChangeOutcome>): Promise<ChangeOutcome> {
+    const outcome = await change;
+    if (outcome.kind !== 'ok') return outcome;
+    const message = outcome.message;
+    this.#drop(id);
+    if (this.#state === 'running' && message.leaseOwner === this.ownerId && message.status === 'scheduled') {
+      this.#buffer.put(entryOf(message));
+      this.#arm();
+    }
+    return outcome;
+  }
+
+  /** A claim for one message: always when it is already ours (no extra room needed), else when there is room. */
+  #claimFor(id: string, now: number): ClaimRequest | undefined {
+    if (this.#state !== 'running') return undefined;
+    return this.#buffer.has(id) || this.#freeCapacity() >= 1 ? this.#claimRequest(now) : undefined;
+  }
+
+  #claimRequest(now: number): ClaimRequest {
+    return { owner: this.ownerId, leaseExpiresAt: now + this.#leaseMs, dueBefore: now + this.#horizonMs };
+  }
+
+  /** Forgets a buffered entry; a sweep waiting for it stops waiting. */
+  #drop(id: string): void {
+    this.#buffer.delete(id);
+    this.#settleSweepsWithout(id);
+  }
+
+  // ---- bookkeeping -------------------------------------------------------------
+
+  #readyCount(): number {
+    return this.#ready.length - this.#readyHead;
+  }
+
+  /** Room for more claims: every message this owner holds counts, wherever it is in the pipeline. */
+  #freeCapacity(): number {
+    const held = this.#buffer.size + this.#starting.length + this.#readyCount() + this.#inFlight.size
+      + this.#pending.length + this.#writing.length + this.#reserved;
+    return this.#maxBuffered - held;
+  }
+
+  #isIdle(): boolean {
+    if (this.#starterRunning || this.#readyCount() > 0 || this.#inFlight.size > 0) return false;
+    if (this.#pending.length > 0 || this.#writing.length > 0) return false;
+    const next = this.#buffer.peek();
+    return next === undefined || next.dueAt > this.#clock.now() || this.#state !== 'running';
+  }
+
+  /** Wakes stop() and whenIdle() callers when the pipeline has gone quiet. */
+  #checkQuiet(): void {
+    if (this.#quietWaiters.length > 0 && !this.#starterRunning && this.#inFlight.size === 0 && this.#writing.length === 0) {
+      const waiters = this.#quietWaiters;
+      this.#quietWaiters = [];
+      for (const wake of waiters) wake();
+    }
+    if (this.#isIdle()) this.events.emit('idle');
+  }
+
+  #settleDropped(entries: BufferEntry[], started: StoredMessage[]): void {
+    const startedIds = new Set(started.map((message) => message.id));
+    for (const entry of entries) if (!startedIds.has(entry.id)) this.#settleSweepsWithout(entry.id);
+  }
+
+  #settleSweeps(message: StoredMessage, result: AttemptResult): void {
+    for (const sweep of this.#sweeps) {
+      if (sweep.waiting.delete(message.id)) {
+        sweep.results.push({ message, result });
+        if (sweep.waiting.size === 0) this.#finishSweep(sweep);
+      }
+    }
+  }
+
+  #settleSweepsWithout(id: string): void {
+    for (const sweep of this.#sweeps) {
+      if (sweep.waiting.delete(id) && sweep.waiting.size === 0) this.#finishSweep(sweep);
+    }
+  }
+
+  #finishSweep(sweep: SweepCollector): void {
+    this.#sweeps.delete(sweep);
+    sweep.resolve({ results: sweep.results });
+  }
+
+  // ---- shutdown ------------------------------------------------------------------
+
+  async #stop(): Promise<void> {
+    if (this.#state === 'new') {
+      this.#state = 'stopped';
+      return;
+    }
+    this.#state = 'stopping';
+    this.#timer?.cancel();
+    this.#timer = undefined;
+    for (const timer of [...this.#periodic, ...this.#retryTimers]) timer.cancel();
+    this.#periodic = [];
+    this.#retryTimers.clear();
+    this.#unsubscribeWake?.();
+
+    await this.#waitForQuiet();
+    await this.#recordFinished();
+    // claims made by calls still under way must land before the release, or they would outlive this owner
+    await Promise.allSettled([this.#refilling, ...this.#claimingCalls]);
+
+    this.#state = 'stopped';
+    const abandoned = this.#inFlight.size + this.#readyCount() + this.#pending.length;
+    this.#buffer.clear();
+    this.#ready = [];
+    this.#readyHead = 0;
+    this.#pending = [];
+    for (const sweep of [...this.#sweeps]) this.#finishSweep(sweep);
+    try {
+      await this.#store.releaseClaims(this.ownerId);
+    } catch (err) {
+      this.#logger.error({ err }, 'releasing claims failed; they expire after one lease time');
+    }
+    this.#logger.info({ owner: this.ownerId, handedBack: abandoned }, 'scheduling engine stopped');
+    this.events.emit('idle');
+  }
+
+  /** Writes the outcomes of finished deliveries, so they are not delivered again after the release. */
+  async #recordFinished(): Promise<void> {
+    for (let round = 0; round < 3 && (this.#pending.length > 0 || this.#write); round++) {
+      if (this.#write) await this.#write.catch(() => {});
+      else await this.#flush();
+    }
+  }
+
+  /** Waits for the starter, deliveries in flight and the write in progress; true when the grace period ran out first. */
+  #waitForQuiet(): Promise<boolean> {
+    if (!this.#starterRunning && this.#inFlight.size === 0 && this.#writing.length === 0) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const grace = this.#clock.setTimer(() => resolve(true), this.#stopGraceMs);
+      this.#quietWaiters.push(() => {
+        grace.cancel();
+        resolve(false);
+      });
+    });
+  }
+}
+
+function entryOf(message: StoredMessage): BufferEntry {
+  return { id: message.id, version: message.version, dueAt: message.dueAt };
+}

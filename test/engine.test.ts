@@ -1,0 +1,489 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FakeClock } from '../src/clock.ts';
+import type { AttemptResult, Deliverer } from '../src/dispatcher/delivery.ts';
+import { retryDelayMs, SchedulingEngine, type EngineOptions } from '../src/dispatcher/engine.ts';
+import { DispatcherMetrics } from '../src/dispatcher/metrics.ts';
+import type { DispatcherStore, StoredMessage } from '../src/dispatcher/store.ts';
+import { uuidv7 } from '../src/ids.ts';
+import { openSqliteDispatcherStore } from '../src/stores/sqlite/dispatcher-store.ts';
+
+/**
+ * The engine's timing logic on a FakeClock and a real SQLite store. A
+ * scripted deliverer records the fake time of every call, so "delivered at
+ * its due time" is checked to the millisecond without any sleep.
+ */
+
+const SECOND = 1000;
+
+interface Call {
+  id: string;
+  at: number;
+  attempt: number;
+  text: string;
+}
+
+type Script = (message: StoredMessage, call: number) => AttemptResult | Promise<AttemptResult>;
+
+/** Records each call with the fake time; answers as scripted (default: delivered). */
+class ScriptedDeliverer implements Deliverer {
+  readonly calls: Call[] = [];
+  script: Script = () => ({ kind: 'delivered', status: 200 });
+  #clock: FakeClock;
+
+  constructor(clock: FakeClock) {
+    this.#clock = clock;
+  }
+
+  deliver(message: StoredMessage): Promise<AttemptResult> {
+    this.calls.push({ id: message.id, at: this.#clock.now(), attempt: message.attempts, text: message.message });
+    return Promise.resolve(this.script(message, this.calls.length));
+  }
+
+  callsFor(id: string): Call[] {
+    return this.calls.filter((call) => call.id === id);
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** A delivery the test finishes by hand. */
+function held(): { promise: Promise<AttemptResult>; finish: (result: AttemptResult) => void } {
+  let finish!: (result: AttemptResult) => void;
+  const promise = new Promise<AttemptResult>((resolve) => { finish = resolve; });
+  return { promise, finish };
+}
+
+/** Counts the calls made to each store method. */
+function countingStore(store: DispatcherStore): { store: DispatcherStore; calls: Map<string, number> } {
+  const calls = new Map<string, number>();
+  const proxy = new Proxy(store, {
+    get(target, name, receiver) {
+      const value = Reflect.get(target, name, receiver) as unknown;
+      if (typeof value !== 'function' || typeof name !== 'string') return value;
+      return (...args: unknown[]) => {
+        calls.set(name, (calls.get(name) ?? 0) + 1);
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  return { store: proxy, calls };
+}
+
+interface Harness {
+  clock: FakeClock;
+  store: DispatcherStore;
+  storeCalls: Map<string, number>;
+  deliverer: ScriptedDeliverer;
+  metrics: DispatcherMetrics;
+  engine: SchedulingEngine;
+  /** Schedules one message `delayMs` from now through the engine; returns its id. */
+  schedule(delayMs: number, text?: string): Promise<string>;
+  /** Inserts straight into the store (unclaimed), as another process or an earlier run would have. */
+  insertUnclaimed(scheduledAt: number, text?: string): Promise<string>;
+  status(id: string): Promise<StoredMessage>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+async function harness(options: Partial<EngineOptions> & { start?: boolean } = {}): Promise<Harness> {
+  const dir = mkdtempSync(join(tmpdir(), 'psched-engine-'));
+  const real = openSqliteDispatcherStore(join(dir, 'dispatcher.db'));
+  await real.migrate();
+  const { store, calls: storeCalls } = countingStore(real);
+  const clock = new FakeClock();
+  const deliverer = new ScriptedDeliverer(clock);
+  const metrics = new DispatcherMetrics();
+  const engine = new SchedulingEngine({ store, deliverer, clock, metrics, random: () => 0.5, ...options });
+  if (options.start !== false) await engine.start();
+  return {
+    clock, store, storeCalls, deliverer, metrics, engine,
+    async schedule(delayMs, text = 'hello') {
+      const [outcome] = await engine.schedule([{ username: 'ada', message: text, scheduledAt: clock.now() + delayMs, idempotencyKey: null }]);
+      return outcome!.message.id;
+    },
+    async insertUnclaimed(scheduledAt, text = 'from before') {
+      const id = uuidv7();
+      await real.insert([{ id, username: 'ada', message: text, scheduledAt, idempotencyKey: null }], clock.now());
+      return id;
+    },
+    async status(id) {
+      const message = await real.get(id);
+      assert.ok(message, `message ${id} exists`);
+      return message;
+    },
+    async [Symbol.asyncDispose]() {
+      await engine.stop();
+      await real.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+describe('SchedulingEngine timing', () => {
+  it('delivers a message exactly at its due time, not a millisecond before', async () => {
+    await using h = await harness();
+    const dueAt = h.clock.now() + 5 * SECOND;
+    const id = await h.schedule(5 * SECOND);
+    assert.equal(h.engine.bufferedCount, 1, 'due within the horizon: buffered at once');
+
+    await h.clock.advance(5 * SECOND - 1);
+    assert.equal(h.deliverer.calls.length, 0);
+    await h.clock.advance(1);
+    await h.engine.whenIdle();
+    assert.deepEqual(h.deliverer.calls, [{ id, at: dueAt, attempt: 1, text: 'hello' }]);
+    const stored = await h.status(id);
+    assert.equal(stored.status, 'delivered');
+    assert.equal(stored.deliveredAt, dueAt);
+    assert.equal(stored.leaseOwner, null);
+    assert.equal(h.engine.bufferedCount, 0);
+
+    const { outcomes, latenessCount, latenessSumMs } = h.metrics.snapshot();
+    assert.deepEqual(outcomes, { delivered: 1, retry: 0, dead: 0 });
+    assert.equal(latenessCount, 1);
+    assert.equal(latenessSumMs, 0);
+  });
+
+  it('re-arms its one timer when an earlier message arrives', async () => {
+    await using h = await harness();
+    const start = h.clock.now();
+    const later = await h.schedule(10 * SECOND);
+    const earlier = await h.schedule(3 * SECOND);
+    const sameInstant = await h.schedule(3 * SECOND);
+    await h.clock.advance(10 * SECOND);
+    await h.engine.whenIdle();
+    assert.deepEqual(h.deliverer.calls.map((call) => [call.id, call.at - start]), [
+      [earlier, 3 * SECOND], [sameInstant, 3 * SECOND], [later, 10 * SECOND],
+    ]);
+  });
+
+  it('sends past-due messages at once', async () => {
+    await using h = await harness();
+    const id = await h.schedule(-1000 * 24 * 3600 * SECOND);
+    await h.clock.advance(0);
+    await h.engine.whenIdle();
+    assert.deepEqual(h.deliverer.calls.map((call) => call.id), [id]);
+    assert.equal(h.deliverer.calls[0]!.at, h.clock.now());
+  });
+
+  it('holds only messages within the horizon; a refill brings later ones in before they are due', async () => {
+    await using h = await harness({ horizonMs: 60 * SECOND });
+    const dueAt = h.clock.now() + 120 * SECOND;
+    const id = await h.schedule(120 * SECOND);
+    assert.equal(h.engine.bufferedCount, 0);
+    assert.equal((await h.status(id)).leaseOwner, null);
+
+    // refills run every horizon/4 = 15 s; at +45 s the horizon reaches +105 s only
+    await h.clock.advance(45 * SECOND);
+    assert.equal(h.engine.bufferedCount, 0);
+    await h.clock.advance(15 * SECOND);
+    assert.equal(h.engine.bufferedCount, 1, 'claimed by the refill at +60 s');
+    assert.equal((await h.status(id)).leaseOwner, h.engine.ownerId);
+
+    await h.clock.set(dueAt);
+    await h.engine.whenIdle();
+    assert.deepEqual(h.deliverer.calls.map((call) => call.at), [dueAt]);
+  });
+
+  it('never holds more than maxBuffered messages, and refills as room frees up', async () => {
+    await using h = await harness({ maxBuffered: 3, start: false });
+    const dueAt = h.clock.now() + SECOND;
+    const ids = [];
+    for (let i = 0; i < 7; i++) ids.push(await h.insertUnclaimed(dueAt + i));
+    const seen: number[] = [];
+    h.engine.events.on('refilled', () => seen.push(h.engine.bufferedCount));
+    await h.engine.start();
+    assert.equal(h.engine.bufferedCount, 3);
+
+    // a new message does not squeeze in either: it stays unclaimed until there is room
+    const extra = await h.schedule(2 * SECOND);
+    assert.equal((await h.status(extra)).leaseOwner, null);
+
+    await h.clock.advance(2 * SECOND);
+    for (let round = 0; round < 5 && h.deliverer.calls.length < 8; round++) {
+      await h.engine.whenIdle();
+      await h.clock.advance(0);
+    }
+    assert.deepEqual(new Set(h.deliverer.calls.map((call) => call.id)), new Set([...ids, extra]));
+    assert.ok(seen.every((count) => count <= 3), `buffered counts at refills: ${seen.join(', ')}`);
+  });
+
+  it('starts many messages due at one instant in chunks and records outcomes in batches', async () => {
+    await using h = await harness({ concurrency: 16 });
+    const dueAt = h.clock.now() + SECOND;
+    const requests = Array.from({ length: 600 }, (_, i) => ({ username: 'bulk', message: `m${i}`, scheduledAt: dueAt, idempotencyKey: null }));
+    await h.engine.schedule(requests);
+    assert.equal(h.engine.bufferedCount, 600);
+
+    await h.clock.advance(SECOND);
+    await h.engine.whenIdle();
+    assert.equal(h.deliverer.calls.length, 600);
+    assert.ok(h.deliverer.calls.every((call) => call.at === dueAt));
+    assert.equal(h.storeCalls.get('startDelivery'), 3, '600 messages in chunks of 256');
+    const writes = h.storeCalls.get('finishDeliveries') ?? 0;
+    assert.ok(writes >= 1 && writes <= 60, `outcomes written in ${writes} calls`);
+    assert.deepEqual((await h.store.countByStatus()).delivered, 600);
+  });
+});
+
+describe('SchedulingEngine retries', () => {
+  it('computes full-jitter exponential backoff within its bounds', () => {
+    const ceilings = [1, 2, 3, 4, 5, 9, 10].map((attempt) => retryDelayMs(attempt, 1000, 30_000, () => 0.999999));
+    assert.deepEqual(ceilings, [999, 1999, 3999, 7999, 15_999, 29_999, 29_999]);
+    assert.equal(retryDelayMs(4, 1000, 30_000, () => 0), 0);
+    for (let i = 0; i < 200; i++) {
+      const delay = retryDelayMs(3, 1000, 30_000, Math.random);
+      assert.ok(delay >= 0 && delay < 4000, `attempt 3 backoff ${delay} within [0, 4000)`);
+    }
+  });
+
+  it('retries with exponential backoff, then delivers', async () => {
+    await using h = await harness({ retryBaseMs: 1000, random: () => 0.5 });
+    h.deliverer.script = (_message, call) => (call < 3 ? { kind: 'retry', error: 'main server answered 503', status: 503 } : { kind: 'delivered', status: 200 });
+    const start = h.clock.now();
+    const id = await h.schedule(0);
+    await h.clock.advance(10 * SECOND);
+    await h.engine.whenIdle();
+    // backoffs: 0.5 * 1000 after attempt 1, 0.5 * 2000 after attempt 2
+    assert.deepEqual(h.deliverer.calls.map((call) => [call.attempt, call.at - start]), [[1, 0], [2, 500], [3, 1500]]);
+    const stored = await h.status(id);
+    assert.equal(stored.status, 'delivered');
+    assert.equal(stored.attempts, 3);
+    assert.deepEqual(h.metrics.snapshot().outcomes, { delivered: 1, retry: 2, dead: 0 });
+    assert.equal(h.metrics.snapshot().latenessCount, 1, 'lateness counts first attempts only');
+  });
+
+  it('waits as long as Retry-After says', async () => {
+    await using h = await harness();
+    h.deliverer.script = (_message, call) => (call === 1 ? { kind: 'retry', error: 'main server answered 429', status: 429, retryAfterMs: 7000 } : { kind: 'delivered', status: 200 });
+    const start = h.clock.now();
+    const id = await h.schedule(0);
+    await h.clock.advance(0);
+    await h.engine.whenIdle();
+    const retried = await h.status(id);
+    assert.equal(retried.status, 'scheduled');
+    assert.equal(retried.dueAt, start + 7000);
+    assert.equal(retried.leaseOwner, h.engine.ownerId, 'a retried message stays claimed');
+    await h.clock.advance(6999);
+    assert.equal(h.deliverer.calls.length, 1);
+    await h.clock.advance(1);
+    await h.engine.whenIdle();
+    assert.deepEqual(h.deliverer.calls.map((call) => call.at - start), [0, 7000]);
+  });
+
+  it('keeps a retry due beyond the horizon and delivers it then', async () => {
+    await using h = await harness({ horizonMs: 10 * SECOND });
+    h.deliverer.script = (_message, call) => (call === 1 ? { kind: 'retry', error: 'busy', retryAfterMs: 60 * SECOND } : { kind: 'delivered', status: 200 });
+    const start = h.clock.now();
+    await h.schedule(0);
+    await h.clock.advance(61 * SECOND);
+    await h.engine.whenIdle();
+    assert.deepEqual(h.deliverer.calls.map((call) => call.at - start), [0, 60 * SECOND]);
+  });
+
+  it('dead-letters after maxAttempts, and on a dead answer at once', async () => {
+    await using h = await harness({ maxAttempts: 3, retryBaseMs: 100 });
+    h.deliverer.script = (message) => (message.message === 'refused'
+      ? { kind: 'dead', error: 'main server answered 400', status: 400 }
+      : { kind: 'retry', error: 'ECONNREFUSED' });
+    const flaky = await h.schedule(0, 'flaky');
+    const refused = await h.schedule(0, 'refused');
+    await h.clock.advance(10 * SECOND);
+    await h.engine.whenIdle();
+
+    assert.equal(h.deliverer.callsFor(flaky).length, 3);
+    const dead = await h.status(flaky);
+    assert.equal(dead.status, 'dead');
+    assert.match(dead.lastError ?? '', /gave up after 3 attempts: ECONNREFUSED/);
+    assert.equal(h.deliverer.callsFor(refused).length, 1);
+    assert.equal((await h.status(refused)).status, 'dead');
+    assert.equal(h.engine.bufferedCount, 0);
+  });
+
+  it('replays a dead message on retry', async () => {
+    await using h = await harness();
+    h.deliverer.script = (_message, call) => (call === 1 ? { kind: 'dead', error: 'main server answered 400', status: 400 } : { kind: 'delivered', status: 200 });
+    const id = await h.schedule(0);
+    await h.clock.advance(0);
+    await h.engine.whenIdle();
+    assert.equal((await h.status(id)).status, 'dead');
+
+    await h.clock.advance(5 * SECOND);
+    const outcome = await h.engine.retry(id);
+    assert.equal(outcome.kind, 'ok');
+    await h.clock.advance(0);
+    await h.engine.whenIdle();
+    const replayed = await h.status(id);
+    assert.equal(replayed.status, 'delivered');
+    assert.equal(replayed.attempts, 1);
+    assert.deepEqual(h.deliverer.calls.map((call) => call.attempt), [1, 1]);
+    assert.equal(h.deliverer.calls[1]!.at, h.clock.now());
+
+    assert.deepEqual(await h.engine.retry(id), { kind: 'conflict', status: 'delivered' });
+  });
+});
+
+describe('SchedulingEngine changes', () => {
+  it('delivers the edited version of a buffered message at its new time, never the stale one', async () => {
+    await using h = await harness();
+    const start = h.clock.now();
+    const moved = await h.schedule(5 * SECOND, 'original');
+    const edited = await h.schedule(5 * SECOND, 'original');
+    assert.equal((await h.engine.update(moved, { scheduledAt: start + 8 * SECOND })).kind, 'ok');
+    assert.equal((await h.engine.update(edited, { message: 'edited' })).kind, 'ok');
+    assert.equal(h.engine.bufferedCount, 2);
+
+    await h.clock.advance(10 * SECOND);
+    await h.engine.whenIdle();
+    assert.deepEqual(h.deliverer.calls.map((call) => [call.id, call.at - start, call.text]), [
+      [edited, 5 * SECOND, 'edited'], [moved, 8 * SECOND, 'original'],
+    ]);
+  });
+
+  it('never delivers a removed message; answers conflict once it is delivered', async () => {
+    await using h = await harness();
+    const removed = await h.schedule(5 * SECOND);
+    const kept = await h.schedule(5 * SECOND);
+    assert.equal((await h.engine.remove(removed)).kind, 'ok');
+    assert.equal(h.engine.bufferedCount, 1);
+    await h.clock.advance(5 * SECOND);
+    await h.engine.whenIdle();
+    assert.deepEqual(h.deliverer.calls.map((call) => call.id), [kept]);
+    assert.deepEqual(await h.engine.remove(kept), { kind: 'conflict', status: 'delivered' });
+    assert.deepEqual(await h.engine.update(removed, { message: 'x' }), { kind: 'not_found' });
+  });
+
+  it('moving a message beyond the horizon hands its claim back', async () => {
+    await using h = await harness({ horizonMs: 60 * SECOND });
+    const id = await h.schedule(5 * SECOND);
+    const outcome = await h.engine.update(id, { scheduledAt: h.clock.now() + 3600 * SECOND });
+    assert.equal(outcome.kind, 'ok');
+    assert.equal(h.engine.bufferedCount, 0);
+    assert.equal((await h.status(id)).leaseOwner, null);
+    await h.clock.advance(10 * SECOND);
+    assert.equal(h.deliverer.calls.length, 0);
+  });
+
+  it('sweep delivers everything due now and reports every outcome', async () => {
+    await using h = await harness();
+    const a = await h.insertUnclaimed(Date.UTC(2014, 7, 1, 13, 30), 'from 2014');
+    const b = await h.insertUnclaimed(h.clock.now() - 1, 'just due');
+    await h.insertUnclaimed(h.clock.now() + 3600 * SECOND, 'later');
+    const report = await h.engine.sweep();
+    assert.deepEqual(new Set(report.results.map(({ message }) => message.id)), new Set([a, b]));
+    assert.ok(report.results.every(({ result }) => result.kind === 'delivered'));
+    assert.equal((await h.status(a)).status, 'delivered');
+    assert.deepEqual(await h.engine.sweep(), { results: [] });
+  });
+});
+
+describe('SchedulingEngine lifecycle', () => {
+  it('stop() waits for deliveries in flight, records them and releases every claim', async () => {
+    await using h = await harness();
+    const inFlight = held();
+    h.deliverer.script = () => inFlight.promise;
+    const sending = await h.schedule(0);
+    const waiting = await h.schedule(30 * SECOND);
+    await h.clock.advance(0);
+    assert.equal(h.engine.inFlightCount, 1);
+
+    let stopped = false;
+    const stopping = h.engine.stop().then(() => { stopped = true; });
+    await h.clock.advance(0);
+    assert.equal(stopped, false, 'stop waits for the delivery in flight');
+    inFlight.finish({ kind: 'delivered', status: 200 });
+    await stopping;
+
+    assert.equal((await h.status(sending)).status, 'delivered');
+    const released = await h.status(waiting);
+    assert.equal(released.status, 'scheduled');
+    assert.equal(released.leaseOwner, null);
+    await h.engine.stop(); // idempotent
+  });
+
+  it('stop() hands back a delivery that outlives the grace period', async () => {
+    await using h = await harness({ stopGraceMs: 2 * SECOND });
+    const never = held();
+    h.deliverer.script = () => never.promise;
+    const id = await h.schedule(0);
+    await h.clock.advance(0);
+    const stopping = h.engine.stop();
+    await h.clock.advance(2 * SECOND);
+    await stopping;
+    const message = await h.status(id);
+    assert.equal(message.status, 'scheduled');
+    assert.equal(message.leaseOwner, null);
+    never.finish({ kind: 'delivered', status: 200 });
+    await h.clock.advance(0);
+    assert.equal((await h.status(id)).status, 'scheduled', 'a late answer after stop changes nothing');
+  });
+
+  it('a new engine on the same store delivers what is past due at once', async () => {
+    await using h = await harness({ start: false });
+    const from2014 = await h.insertUnclaimed(Date.UTC(2014, 7, 1, 13, 30));
+    const missed = await h.insertUnclaimed(h.clock.now() - 3600 * SECOND);
+    const future = await h.insertUnclaimed(h.clock.now() + 30 * SECOND);
+    await h.engine.start();
+    await h.clock.advance(0);
+    await h.engine.whenIdle();
+    assert.deepEqual(h.deliverer.calls.map((call) => [call.id, call.at]), [[from2014, h.clock.now()], [missed, h.clock.now()]]);
+    assert.equal(h.engine.bufferedCount, 1);
+    await h.clock.advance(30 * SECOND);
+    await h.engine.whenIdle();
+    assert.equal((await h.status(future)).status, 'delivered');
+  });
+
+  it('redelivers a message a dead owner left delivering, once its lease expired', async () => {
+    await using h = await harness({ leaseMs: 10 * SECOND });
+    const stuck = held();
+    h.deliverer.script = () => stuck.promise;
+    const id = await h.schedule(0);
+    await h.clock.advance(0);
+    assert.equal((await h.status(id)).status, 'delivering');
+    const deadOwner = h.engine.ownerId;
+
+    // the first owner "dies": it renews nothing from now on; a second process starts after its lease ran out
+    const clock = new FakeClock(h.clock.now() + 11 * SECOND);
+    const deliverer = new ScriptedDeliverer(clock);
+    const successor = new SchedulingEngine({ store: h.store, deliverer, clock, metrics: new DispatcherMetrics(), leaseMs: 10 * SECOND });
+    try {
+      await successor.start();
+      await clock.advance(0);
+      await successor.whenIdle();
+      assert.deepEqual(deliverer.calls.map((call) => [call.id, call.attempt, call.at]), [[id, 2, clock.now()]]);
+      assert.equal((await h.status(id)).status, 'delivered');
+    } finally {
+      await successor.stop();
+    }
+    // the zombie's late answer cannot overwrite the successor's record
+    stuck.finish({ kind: 'retry', error: 'too late' });
+    await h.clock.advance(0);
+    const final = await h.status(id);
+    assert.equal(final.status, 'delivered');
+    assert.notEqual(final.leaseOwner, deadOwner);
+  });
+
+  it('renews its leases while it runs', async () => {
+    await using h = await harness({ leaseMs: 9 * SECOND, horizonMs: 60 * SECOND });
+    const id = await h.schedule(50 * SECOND);
+    await h.clock.advance(30 * SECOND);
+    const message = await h.status(id);
+    assert.equal(message.leaseOwner, h.engine.ownerId);
+    assert.ok(message.leaseExpiresAt! > h.clock.now(), 'lease still valid after 3 lease times');
+  });
+
+  it('renders Prometheus metrics', async () => {
+    await using h = await harness();
+    await h.schedule(0);
+    await h.clock.advance(0);
+    await h.engine.whenIdle();
+    const text = h.metrics.render({ byStatus: await h.store.countByStatus(), buffered: h.engine.bufferedCount });
+    assert.match(text, /^psched_messages\{status="delivered"\} 1$/m);
+    assert.match(text, /^psched_buffered_messages 0$/m);
+    assert.match(text, /^psched_deliveries_total\{outcome="delivered"\} 1$/m);
+    assert.match(text, /^psched_delivery_lateness_seconds_bucket\{le="0.001"\} 1$/m);
+    assert.match(text, /^psched_delivery_lateness_seconds_count 1$/m);
+  });
+});
