@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { describe, it } from 'node:test';
+import type { AttemptResult } from '../src/dispatcher/delivery.ts';
+import type { StoredMessage } from '../src/dispatcher/store.ts';
+import { verifySignature } from '../src/protocol/signing.ts';
 import { forceStatus, startTestDispatcher } from './support/dispatcher.ts';
+import { startReceiver } from './support/receiver.ts';
 
 const FAR = '2099-01-01T00:00:00.000Z';
 const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -492,5 +497,46 @@ describe('service endpoints', () => {
     const response = await t.request('GET', '/v1/nothing');
     assert.equal(response.statusCode, 404);
     assert.equal((response.json() as Json).error.code, 'not_found');
+  });
+});
+
+describe('through the real engine', () => {
+  it('delivers signed, dead-letters a refused message, retries it on request, then answers 409', async () => {
+    await using receiver = await startReceiver();
+    receiver.script({ status: 400, body: { error: 'refused once' } });
+    await using t = await startTestDispatcher({ mainUrl: receiver.url, signingSecret: 'sign-me' });
+    await t.dispatcher.listen();
+    const outcome = () => once(t.dispatcher.engine.events, 'outcome') as Promise<[StoredMessage, AttemptResult]>;
+
+    const refused = outcome();
+    const created = (await t.request('POST', '/v1/messages', { body: { username: 'eve', message: 'hi 😀', delaySeconds: 0 } })).json() as Json;
+    const first = await receiver.nextRequest();
+    assert.equal(first.url, '/v1/posts');
+    assert.deepEqual(verifySignature('sign-me', first.headers['psched-signature'] as string, first.body, Date.now()), { ok: true });
+    assert.deepEqual(JSON.parse(first.body), { id: created.id, username: 'eve', message: 'hi 😀', scheduledAt: created.scheduledAt, attempt: 1 });
+    assert.equal((await refused)[1].kind, 'dead');
+    const dead = (await t.request('GET', `/v1/messages/${created.id}`)).json() as Json;
+    assert.equal(dead.status, 'dead');
+    assert.match(dead.lastError, /400/);
+
+    const delivered = outcome();
+    assert.equal((await t.request('POST', `/v1/messages/${created.id}/retry`)).statusCode, 200);
+    assert.equal((await delivered)[1].kind, 'delivered');
+    const after = (await t.request('GET', `/v1/messages/${created.id}`)).json() as Json;
+    assert.equal(after.status, 'delivered');
+    assert.match(after.deliveredAt, ISO_MS);
+
+    const patch = await t.request('PATCH', `/v1/messages/${created.id}`, { body: { message: 'too late' } });
+    assert.equal(patch.statusCode, 409);
+    assert.equal((patch.json() as Json).error.status, 'delivered');
+    assert.match((await t.request('GET', '/metrics')).body, /psched_deliveries_total\{outcome="delivered"\} 1/);
+  });
+
+  it('close() is idempotent and a closed dispatcher refuses to listen again', async () => {
+    await using t = await startTestDispatcher();
+    await t.dispatcher.listen();
+    await Promise.all([t.dispatcher.close(), t.dispatcher.close()]);
+    await t.dispatcher.close();
+    await assert.rejects(t.dispatcher.listen(), /closed/);
   });
 });

@@ -120,7 +120,8 @@ describe('the page\'s buttons', () => {
   it('refuses form posts from another site', async () => {
     await using t = await startTestDispatcher();
     const [m] = await t.schedule({ username: 'u', message: 'keep me', scheduledAt: '2099-01-01T00:00:00Z' });
-    for (const headers of [{ 'sec-fetch-site': 'cross-site' }, { origin: 'https://evil.example' }, { 'sec-fetch-site': 'same-site' }]) {
+    const foreign: Record<string, string>[] = [{ 'sec-fetch-site': 'cross-site' }, { origin: 'https://evil.example' }, { 'sec-fetch-site': 'same-site' }];
+    for (const headers of foreign) {
       const response = await t.request('POST', `/ui/messages/${m!.id}/cancel`, { headers });
       assert.equal(response.statusCode, 403, JSON.stringify(headers));
     }

@@ -129,13 +129,19 @@ function shownOf(shown: number, total: number, apiQuery: string): SafeHtml {
   return html`<p class="empty">Showing the first ${shown.toLocaleString('en-US')} of ${total.toLocaleString('en-US')}; page through all of them with <code>GET /v1/messages?${apiQuery}</code>.</p>`;
 }
 
+/** Where a pending message stands: being delivered (attempt n), or waiting to retry after failed attempts. */
+function progress(m: StoredMessage): SafeHtml | string {
+  if (m.status === 'delivering') return html`<span>attempt ${m.attempts} in progress</span>`;
+  if (m.attempts === 0) return '';
+  return html`<span>retrying after ${plural(m.attempts, 'failed attempt')}${m.lastError ? html`: <code>${m.lastError}</code>` : ''}</span>`;
+}
+
 function pendingItem(m: StoredMessage): SafeHtml {
-  const retrying = m.attempts > 0;
   return html`<li id="m-${m.id}">
   <div class="meta"><strong>${m.username}</strong> ${badge(m.status)}
     <span>due ${timeTag(m.dueAt)}</span>
     ${m.dueAt !== m.scheduledAt ? html`<span>(scheduled for ${timeTag(m.scheduledAt)})</span>` : ''}
-    ${retrying ? html`<span>after ${plural(m.attempts, 'attempt')}${m.lastError ? html`: ${m.lastError}` : ''}</span>` : ''}
+    ${progress(m)}
   </div>
   <p class="text">${m.message}</p>
   ${m.status === 'scheduled' ? html`<div class="row-actions">${postButton(`/ui/messages/${encodeURIComponent(m.id)}/cancel`, 'Cancel', 'danger small')}</div>` : ''}
