@@ -382,7 +382,7 @@ describe('one message: GET, PATCH, DELETE, retry', () => {
       { username: 'u', message: 'dead', scheduledAt: '2099-01-01T00:00:00Z' },
       { username: 'u', message: 'fine', scheduledAt: '2099-01-02T00:00:00Z' },
     );
-    await forceStatus(t.dispatcher, dead!.id, 'dead', 'main server answered 400: nope');
+    await forceStatus(t.dispatcher, dead!.id, 'dead', { error: 'main server answered 400: nope' });
     const before = (await t.request('GET', `/v1/messages/${dead!.id}`)).json() as Json;
     assert.equal(before.status, 'dead');
     assert.equal(before.lastError, 'main server answered 400: nope');

@@ -41,7 +41,7 @@ describe('the dispatcher page', () => {
       { username: '<img src=x onerror=alert(1)>', message: '<script>alert("pwned")</script> & "quotes" \'too\'', scheduledAt: '2099-01-01T00:00:00Z' },
       { username: 'ok', message: 'fine', scheduledAt: '2099-01-02T00:00:00Z' },
     );
-    await forceStatus(t.dispatcher, dead!.id, 'dead', 'main server answered 400: <b>bad</b>');
+    await forceStatus(t.dispatcher, dead!.id, 'dead', { error: 'main server answered 400: <b>bad</b>' });
     await t.schedule({ username: '"><svg onload=alert(2)>', message: '</p><iframe src=//evil>', scheduledAt: '2099-01-03T00:00:00Z' });
     const page = (await t.request('GET', '/')).body;
     for (const raw of ['<img src=x', '<script>alert', '<svg onload', '<iframe', '<b>bad</b>']) {
@@ -58,7 +58,7 @@ describe('the dispatcher page', () => {
       { username: 'dana', message: 'never arrived', scheduledAt: '2099-01-01T00:00:00Z' },
       { username: 'dora', message: 'arrived fine', scheduledAt: '2099-01-02T00:00:00Z' },
     );
-    await forceStatus(t.dispatcher, dead!.id, 'dead', 'main server answered 422: unprocessable');
+    await forceStatus(t.dispatcher, dead!.id, 'dead', { error: 'main server answered 422: unprocessable' });
     await forceStatus(t.dispatcher, delivered!.id, 'delivered');
     const page = (await t.request('GET', '/')).body;
     const deadSection = section(page, 'dead-title');
@@ -69,6 +69,18 @@ describe('the dispatcher page', () => {
     assert.match(deliveredSection, /arrived fine/);
     assert.match(deliveredSection, /badge delivered/);
     assert.doesNotMatch(section(page, 'scheduled-title'), /never arrived|arrived fine/);
+  });
+
+  it('lists the delivered history most recently delivered first', async () => {
+    await using t = await startTestDispatcher();
+    const [dueFirst, dueSecond] = await t.schedule(
+      { username: 'u', message: 'due first, delivered an hour ago', scheduledAt: '2099-01-01T00:00:00Z' },
+      { username: 'u', message: 'due second, delivered just now', scheduledAt: '2099-01-02T00:00:00Z' },
+    );
+    await forceStatus(t.dispatcher, dueFirst!.id, 'delivered', { at: Date.now() - 3_600_000 });
+    await forceStatus(t.dispatcher, dueSecond!.id, 'delivered');
+    const delivered = section((await t.request('GET', '/')).body, 'delivered-title');
+    assert.ok(delivered.indexOf('delivered just now') < delivered.indexOf('delivered an hour ago'));
   });
 
   it('shows the first 200 of a long list with the total', async () => {

@@ -71,16 +71,21 @@ export async function startTestDispatcher(
 /**
  * Moves a scheduled message through the store the way an engine would, so a
  * test can put it in any status without timing: `delivering`, `delivered` or
- * `dead` (with `error`). Uses its own owner id; the message must not be
+ * `dead` (with `error`), at the instant `at` (default now). Uses its own owner id; the message must not be
  * claimed by the test dispatcher's engine (schedule it far ahead).
  */
-export async function forceStatus(dispatcher: Dispatcher, id: string, status: 'delivering' | 'delivered' | 'dead', error = 'main server answered 400'): Promise<void> {
+export async function forceStatus(
+  dispatcher: Dispatcher,
+  id: string,
+  status: 'delivering' | 'delivered' | 'dead',
+  { error = 'main server answered 400', at = Date.now() }: { error?: string; at?: number } = {},
+): Promise<void> {
   const { store } = dispatcher;
   // an owner of its own, so releasing its other claims never touches another forced message
   const owner = `test-owner-${id}`;
   const message = await store.get(id);
   if (!message) throw new Error(`no message ${id}`);
-  const now = Date.now();
+  const now = at;
   const claimed = await store.claimDue(owner, message.dueAt + 1, now, now + 600_000, 100_000);
   const mine = claimed.find((m) => m.id === id);
   if (!mine) throw new Error(`could not claim ${id} (claimed by the engine?)`);
