@@ -1,0 +1,90 @@
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { systemClock, type Clock } from '../clock.ts';
+import type { MainConfig } from '../config.ts';
+import { createHttpServer } from '../http.ts';
+import { openMainStore } from '../stores/index.ts';
+import { rejectCrossSiteWrites } from './auth.ts';
+import { EventStreams } from './events.ts';
+import { DispatcherPool } from './pool.ts';
+import { registerPostRoutes } from './routes-posts.ts';
+import { registerScheduledRoutes } from './routes-scheduled.ts';
+import { registerUiRoutes } from './routes-ui.ts';
+import { ScheduledMessages } from './scheduled.ts';
+import type { MainStore } from './store.ts';
+
+/**
+ * The main server: receives posts from the dispatchers, forwards scheduling to
+ * the dispatcher pool, serves the feed (JSON, Server-Sent Events) and its page.
+ */
+export interface MainServer extends AsyncDisposable {
+  readonly app: FastifyInstance;
+  readonly store: MainStore;
+  readonly config: Readonly<MainConfig>;
+  /** Starts listening on config.host:config.port; resolves with the base URL (port 0 picks a free port). */
+  listen(): Promise<string>;
+  /** Ends the event streams, stops the HTTP server, the dispatcher connections and the store it opened. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface MainServerDeps {
+  clock?: Clock;
+  /** A store to use instead of opening config.db. It stays open on close(): the caller owns it (as with createDispatcher). */
+  store?: MainStore;
+  /** JSON logs at config.logLevel (default true); false for silence. */
+  logger?: boolean;
+  /** Overrides how long a dispatcher may take to answer (tests). */
+  dispatcherTimeoutMs?: number;
+}
+
+export async function createMainServer(config: Readonly<MainConfig>, deps: MainServerDeps = {}): Promise<MainServer> {
+  const clock = deps.clock ?? systemClock;
+  const store = deps.store ?? (await openMainStore(config.db));
+  const closeStore = deps.store === undefined ? () => store.close() : async () => {};
+  const streams = new EventStreams(clock);
+  let pool: DispatcherPool | undefined;
+  let app: FastifyInstance;
+  try {
+    pool = new DispatcherPool(config.dispatcherUrls, { apiToken: config.apiToken, requestTimeoutMs: deps.dispatcherTimeoutMs });
+    app = await createHttpServer({ logger: deps.logger === false ? false : { level: config.logLevel } });
+    const scheduled = new ScheduledMessages(pool, clock, config.timeZone);
+    app.addHook('onRequest', rejectCrossSiteWrites);
+    await registerPostRoutes(app, { config, store, clock, streams });
+    registerScheduledRoutes(app, { config, scheduled });
+    registerUiRoutes(app, { config, store, clock, scheduled });
+    await app.ready();
+  } catch (err) {
+    await pool?.close();
+    await closeStore();
+    throw err;
+  }
+
+  const dispatchers = pool;
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      // Open event streams would keep app.close() waiting forever.
+      streams.closeAll();
+      try {
+        await app.close();
+      } finally {
+        await dispatchers.close();
+        await closeStore();
+      }
+    })();
+    return closing;
+  };
+
+  return {
+    app,
+    store,
+    config,
+    async listen() {
+      await app.listen({ port: config.port, host: config.host });
+      const { port } = app.server.address() as AddressInfo;
+      return `http://${config.host.includes(':') && !config.host.startsWith('[') ? `[${config.host}]` : config.host}:${port}`;
+    },
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}

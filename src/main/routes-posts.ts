@@ -1,0 +1,129 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Clock } from '../clock.ts';
+import type { MainConfig } from '../config.ts';
+import { ValidationError } from '../errors.ts';
+import { uuidv7 } from '../ids.ts';
+import { LEGACY_FAILURES, POST_FIELDS, legacyFailure, legacySuccess, readLegacyForm } from '../protocol/legacy.ts';
+import { LIMITS, textLength } from '../protocol/messages.ts';
+import { requireValidSignature, parseDelivery } from './delivery.ts';
+import type { EventStreams } from './events.ts';
+import { parseFeedLimit, readFeedPage, toPostJson } from './feed.ts';
+import type { MainStore, NewPost } from './store.ts';
+
+/**
+ * Posts in and out: deliveries from the dispatchers (POST /v1/posts, and the
+ * original's /postMessage.php), the feed (GET /v1/posts) and its live stream
+ * (GET /v1/events). Reading is public: the feed is what the site publishes.
+ * Writing is protected by the delivery signature.
+ */
+export interface PostRoutesContext {
+  config: Readonly<MainConfig>;
+  store: MainStore;
+  clock: Clock;
+  streams: EventStreams;
+}
+
+/** How many recent posts a reconnecting stream is offered when it names the last one it saw. */
+const REPLAY_LIMIT = 100;
+
+export async function registerPostRoutes(app: FastifyInstance, context: PostRoutesContext): Promise<void> {
+  const { config, store, clock, streams } = context;
+
+  const addPost = async (post: Omit<NewPost, 'id' | 'postedAt'>) => {
+    const now = clock.now();
+    const outcome = await store.addPost({ ...post, id: uuidv7(now), postedAt: now });
+    if (outcome.created) streams.broadcast(toPostJson(outcome.post));
+    return outcome;
+  };
+
+  // Deliveries are signed over the exact bytes sent: this scope reads the JSON
+  // body as text, checks the signature on that text, and only then parses it.
+  await app.register(async (scope) => {
+    scope.removeContentTypeParser('application/json');
+    scope.addContentTypeParser('application/json', { parseAs: 'string' }, (request, raw, done) => {
+      try {
+        const text = raw as string;
+        if (config.signingSecret) {
+          requireValidSignature(config.signingSecret, request.headers['psched-signature'], text, clock.now());
+        }
+        done(null, parseJson(text));
+      } catch (err) {
+        done(err as Error, undefined);
+      }
+    });
+
+    scope.post('/v1/posts', async (request, reply) => {
+      if (config.signingSecret && !request.headers['content-type']?.startsWith('application/json')) {
+        // Only the JSON parser above checks signatures: any other body is refused.
+        throw new ValidationError('a delivery is a signed JSON body (content-type: application/json)');
+      }
+      const delivery = parseDelivery(request.body);
+      const { post, created } = await addPost({
+        messageId: delivery.messageId,
+        username: delivery.username,
+        message: delivery.message,
+        scheduledAt: delivery.scheduledAt,
+      });
+      return reply.status(created ? 201 : 200).send(toPostJson(post));
+    });
+  });
+
+  app.post('/postMessage.php', async (request, reply) => {
+    const { received, values } = readLegacyForm(request.body, POST_FIELDS);
+    if (config.signingSecret && !config.legacyPostMessage) {
+      return reply.status(403).send(legacyFailure(received,
+        'Unsigned posts are refused: this server verifies signed deliveries (POST /v1/posts). ' +
+          'Start it with --legacy-post-message (PSCHED_LEGACY_POST_MESSAGE=true) to accept the original dispatcher.'));
+    }
+    if (!values) return reply.status(400).send(legacyFailure(received, LEGACY_FAILURES.post));
+    const tooLong = lengthProblem(values);
+    if (tooLong) return reply.status(400).send(legacyFailure(received, tooLong));
+    await addPost({ messageId: null, username: values.username, message: values.message, scheduledAt: null });
+    return reply.status(200).send(legacySuccess(received));
+  });
+
+  app.get('/v1/posts', async (request) => {
+    const query = request.query as Record<string, unknown>;
+    const cursor = query.cursor;
+    if (cursor !== undefined && typeof cursor !== 'string') throw new ValidationError('cursor must be given once', 'cursor');
+    return readFeedPage(store, { limit: parseFeedLimit(query.limit), cursor: cursor || undefined });
+  });
+
+  app.get('/v1/events', (request, reply) => {
+    reply.hijack();
+    const lastSeen = lastEventId(request);
+    streams.open(reply.raw, lastSeen ? () => missedPosts(store, lastSeen) : undefined);
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new ValidationError('body is not valid JSON', undefined, { cause: err });
+  }
+}
+
+function lengthProblem(values: { username: string; message: string }): string | undefined {
+  if (textLength(values.username) > LIMITS.usernameMax) return `username must be at most ${LIMITS.usernameMax} characters`;
+  if (textLength(values.message) > LIMITS.messageMax) return `message must be at most ${LIMITS.messageMax} characters`;
+  return undefined;
+}
+
+function lastEventId(request: FastifyRequest): string | undefined {
+  const header = request.headers['last-event-id'];
+  return typeof header === 'string' && header.length > 0 && header.length <= 100 ? header : undefined;
+}
+
+/**
+ * The posts newer than `lastSeenId`, oldest first. When that post is not among
+ * the most recent REPLAY_LIMIT, the client missed more than a replay carries:
+ * it gets the most recent ones (it skips those it already shows).
+ */
+async function missedPosts(store: MainStore, lastSeenId: string) {
+  const recent = await store.listPosts({ limit: REPLAY_LIMIT });
+  const seenAt = recent.findIndex((post) => post.id === lastSeenId);
+  return (seenAt >= 0 ? recent.slice(0, seenAt) : recent).reverse().map(toPostJson);
+}

@@ -1,0 +1,93 @@
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { MainConfig } from '../config.ts';
+import { ValidationError, toHttpError } from '../errors.ts';
+import { isAuthorized } from '../http.ts';
+import {
+  SCHEDULE_FIELDS, legacyFailure, legacyForwarded, legacyNoDispatcher, readLegacyForm, LEGACY_FAILURES,
+} from '../protocol/legacy.ts';
+import { isValidTimeZone } from '../protocol/time.ts';
+import { requireApiToken } from './auth.ts';
+import type { DispatcherAnswer } from './pool.ts';
+import { DispatcherAnswerError, type ScheduledMessages } from './scheduled.ts';
+
+/**
+ * Scheduling through the main server: the JSON API (/v1/scheduled) and the
+ * original's scheduleMessage.php. Both spend this server's credentials at the
+ * dispatchers, so both need the API token when one is configured.
+ */
+export interface ScheduledRoutesContext {
+  config: Readonly<MainConfig>;
+  scheduled: ScheduledMessages;
+}
+
+export function registerScheduledRoutes(app: FastifyInstance, context: ScheduledRoutesContext): void {
+  const { config, scheduled } = context;
+  const auth = { preHandler: requireApiToken(config.apiToken) };
+
+  app.post('/v1/scheduled', auth, async (request, reply) => passThrough(reply, await scheduled.schedule(request.body)));
+
+  app.get('/v1/scheduled', auth, async (request, reply) => {
+    try {
+      return await scheduled.list(request.query as Record<string, unknown>);
+    } catch (err) {
+      if (err instanceof DispatcherAnswerError) return passThrough(reply, err.answer);
+      throw err;
+    }
+  });
+
+  app.patch('/v1/scheduled/:id', auth, async (request, reply) => {
+    const { id } = request.params as { id: string };
+    return passThrough(reply, await scheduled.update(id, request.body));
+  });
+
+  app.delete('/v1/scheduled/:id', auth, async (request, reply) => {
+    const { id } = request.params as { id: string };
+    return passThrough(reply, await scheduled.cancel(id));
+  });
+
+  /**
+   * The original's form: `time` is the datetime-local value, read in the
+   * `timezone` field's zone when the page sent one, else this server's zone.
+   * Answers in the original's shape, with the dispatcher's JSON answer as
+   * `externalResult`; failures with a 4xx/503 status instead of the original's 200.
+   */
+  app.post('/scheduleMessage.php', async (request, reply) => {
+    const { received, values } = readLegacyForm(request.body, SCHEDULE_FIELDS);
+    if (!isAuthorized(request, config.apiToken, true)) {
+      void reply.header('www-authenticate', 'Basic realm="psched", charset="UTF-8"');
+      return reply.status(401).send(legacyFailure(received, 'Missing or wrong API token: send "Authorization: Bearer <token>" (or curl -u :<token>)'));
+    }
+    if (!values) return reply.status(400).send(legacyFailure(received, LEGACY_FAILURES.schedule));
+    let answer: DispatcherAnswer;
+    try {
+      const timeZone = legacyTimeZone(request.body);
+      answer = await scheduled.schedule({ username: values.username, message: values.message, scheduledAt: values.time, ...(timeZone ? { timeZone } : {}) });
+    } catch (err) {
+      const { status, body } = toHttpError(err);
+      if (status === 503) return reply.status(503).send(legacyNoDispatcher());
+      return reply.status(status).send(legacyFailure(received, body.error.message));
+    }
+    if (answer.status >= 400) {
+      return reply.status(answer.status).send({ ...legacyFailure(received, dispatcherError(answer)), externalResult: answer.body });
+    }
+    return reply.status(200).send(legacyForwarded(received, answer.body));
+  });
+}
+
+/** Sends a dispatcher's answer on as it is: its status and its JSON body (none for 204). */
+function passThrough(reply: FastifyReply, answer: DispatcherAnswer): FastifyReply {
+  void reply.status(answer.status);
+  return answer.status === 204 || answer.body === null ? reply.send() : reply.send(answer.body);
+}
+
+function legacyTimeZone(body: unknown): string | undefined {
+  const value = (body as Record<string, unknown> | null)?.timezone;
+  if (value === undefined || value === '') return undefined;
+  if (typeof value !== 'string' || !isValidTimeZone(value)) throw new ValidationError('timezone must be an IANA time zone such as "Europe/Berlin"', 'timezone');
+  return value;
+}
+
+function dispatcherError(answer: DispatcherAnswer): string {
+  const message = (answer.body as { error?: { message?: unknown } } | null)?.error?.message;
+  return typeof message === 'string' ? message : `The dispatcher answered HTTP ${answer.status}`;
+}

@@ -1,0 +1,159 @@
+import { randomUUID } from 'node:crypto';
+import type { Clock } from '../clock.ts';
+import { UnavailableError, ValidationError } from '../errors.ts';
+import { validateMessagePatch, validateScheduleRequest } from '../protocol/messages.ts';
+import { encodeCursor, type MessageJson } from '../dispatcher/message-json.ts';
+import { MESSAGE_STATUSES } from '../dispatcher/store.ts';
+import { DispatcherFailure, noDispatcherAnswered, type DispatcherAnswer, type DispatcherPool } from './pool.ts';
+
+/**
+ * Scheduled messages as the main server offers them (/v1/scheduled, the
+ * original's scheduleMessage.php, the UI): input is validated here so bad
+ * input never leaves, then the request goes to the dispatcher pool.
+ *
+ * Requests are forwarded normalised: the time as an RFC 3339 UTC instant, so
+ * "09:00" means 09:00 in the main server's (or the client's) zone whatever
+ * zone a dispatcher runs in, and a failover does not shift a delaySeconds.
+ */
+
+/** A dispatcher's message plus the dispatcher that holds it. */
+export interface ScheduledJson extends MessageJson {
+  dispatcher: string;
+}
+
+export interface ScheduledPage {
+  items: ScheduledJson[];
+  nextCursor: string | null;
+  /** Dispatchers that did not answer: their messages are missing from this page. */
+  unavailable: { dispatcher: string; message: string }[];
+}
+
+export interface ListQuery {
+  limit?: unknown;
+  cursor?: unknown;
+  status?: unknown;
+}
+
+export const LIST_LIMIT = { default: 50, max: 200 } as const;
+
+const MAX_ID_LENGTH = 200;
+
+export class ScheduledMessages {
+  #pool: DispatcherPool;
+  #clock: Clock;
+  #timeZone: string;
+
+  constructor(pool: DispatcherPool, clock: Clock, timeZone: string) {
+    this.#pool = pool;
+    this.#clock = clock;
+    this.#timeZone = timeZone;
+  }
+
+  /** Validates and forwards a new message; the dispatcher's answer (201, 200 for a known key, 4xx). */
+  async schedule(input: unknown): Promise<DispatcherAnswer> {
+    const valid = validateScheduleRequest(input, { now: this.#clock.now(), timeZone: this.#timeZone });
+    const idempotencyKey = valid.idempotencyKey ?? randomUUID();
+    const answer = await this.#pool.create(
+      {
+        method: 'POST',
+        path: '/v1/messages',
+        body: { username: valid.username, message: valid.message, scheduledAt: new Date(valid.scheduledAt).toISOString(), idempotencyKey },
+      },
+      { idempotencyKey, clientKey: valid.idempotencyKey !== null },
+    );
+    return withDispatcher(answer);
+  }
+
+  /**
+   * Every dispatcher's messages merged in due-time order. The cursor is the
+   * dispatchers' own (due time, id) cursor of the last item returned: each
+   * dispatcher continues after that point in the same order, so one cursor
+   * pages through all of them. On a shared database every dispatcher lists the
+   * same messages: duplicates are dropped by id.
+   */
+  async list(query: ListQuery): Promise<ScheduledPage> {
+    const limit = parseLimit(query.limit);
+    const params = new URLSearchParams({ limit: String(limit) });
+    if (query.status !== undefined) {
+      if (typeof query.status !== 'string' || !(MESSAGE_STATUSES as readonly string[]).includes(query.status)) {
+        throw new ValidationError(`status must be one of ${MESSAGE_STATUSES.join(', ')}`, 'status');
+      }
+      params.set('status', query.status);
+    }
+    if (query.cursor !== undefined && query.cursor !== '') {
+      if (typeof query.cursor !== 'string') throw new ValidationError('cursor must be a string', 'cursor');
+      params.set('cursor', query.cursor);
+    }
+    const answers = await this.#pool.all({ method: 'GET', path: `/v1/messages?${params}` });
+    const failures = answers.filter((a): a is DispatcherFailure => a instanceof DispatcherFailure);
+    if (failures.length === answers.length) throw noDispatcherAnswered(failures);
+
+    const byId = new Map<string, ScheduledJson>();
+    let moreOnSomeDispatcher = false;
+    for (const answer of answers) {
+      if (answer instanceof DispatcherFailure) continue;
+      if (answer.status !== 200) throw new DispatcherAnswerError(answer);
+      const page = answer.body as { items?: MessageJson[]; nextCursor?: string | null };
+      if (!Array.isArray(page?.items)) throw new UnavailableError(`Dispatcher ${answer.dispatcher} answered an unexpected list`);
+      if (page.nextCursor) moreOnSomeDispatcher = true;
+      for (const item of page.items) if (!byId.has(item.id)) byId.set(item.id, { ...item, dispatcher: answer.dispatcher });
+    }
+    const merged = [...byId.values()].sort(byDueTime);
+    const items = merged.slice(0, limit);
+    const last = items.at(-1);
+    const more = merged.length > limit || moreOnSomeDispatcher;
+    return {
+      items,
+      nextCursor: more && last ? encodeCursor({ dueAt: Date.parse(last.dueAt), id: last.id }) : null,
+      unavailable: failures.map((f) => ({ dispatcher: f.dispatcher, message: f.message })),
+    };
+  }
+
+  /** Validates and forwards a change (scheduledAt and/or message); the holder's answer (200, 404, 409). */
+  async update(id: string, input: unknown): Promise<DispatcherAnswer> {
+    const patch = validateMessagePatch(input, { timeZone: this.#timeZone });
+    const body: Record<string, string> = {};
+    if (patch.message !== undefined) body.message = patch.message;
+    if (patch.scheduledAt !== undefined) body.scheduledAt = new Date(patch.scheduledAt).toISOString();
+    return withDispatcher(await this.#pool.find({ method: 'PATCH', path: messagePath(id), body }));
+  }
+
+  /** Cancels a scheduled message; the holder's answer (204, 404, 409). */
+  async cancel(id: string): Promise<DispatcherAnswer> {
+    return this.#pool.find({ method: 'DELETE', path: messagePath(id) });
+  }
+}
+
+/** A dispatcher's 4xx answer to a listing, passed on as it is. */
+export class DispatcherAnswerError extends Error {
+  override name = 'DispatcherAnswerError';
+  readonly answer: DispatcherAnswer;
+  constructor(answer: DispatcherAnswer) {
+    super(`dispatcher ${answer.dispatcher} answered HTTP ${answer.status}`);
+    this.answer = answer;
+  }
+}
+
+function messagePath(id: string): string {
+  if (id.length === 0 || id.length > MAX_ID_LENGTH) throw new ValidationError(`id must be 1 to ${MAX_ID_LENGTH} characters`, 'id');
+  return `/v1/messages/${encodeURIComponent(id)}`;
+}
+
+function parseLimit(value: unknown): number {
+  if (value === undefined || value === '') return LIST_LIMIT.default;
+  const limit = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!(limit >= 1 && limit <= LIST_LIMIT.max)) throw new ValidationError(`limit must be a whole number from 1 to ${LIST_LIMIT.max}`, 'limit');
+  return limit;
+}
+
+function byDueTime(a: MessageJson, b: MessageJson): number {
+  const due = Date.parse(a.dueAt) - Date.parse(b.dueAt);
+  if (due !== 0) return due;
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+/** Tags a successful answer's message with the dispatcher that holds it. */
+function withDispatcher(answer: DispatcherAnswer): DispatcherAnswer {
+  if (answer.status >= 300 || typeof answer.body !== 'object' || answer.body === null || Array.isArray(answer.body)) return answer;
+  return { ...answer, body: { ...answer.body, dispatcher: answer.dispatcher } };
+}
