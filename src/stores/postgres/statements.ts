@@ -121,11 +121,18 @@ export const dispatcherStatements = {
    * SKIP LOCKED passes over rows another dispatcher is claiming at this very
    * moment, so two dispatchers never get the same message. A dead owner's
    * in-flight delivery goes back to scheduled.
+   *
+   * Why `status = ANY ('{scheduled}')` and not `status = 'scheduled'`: with
+   * the plain equality the planner prefers messages_status_due and filters
+   * out lease_owner, reading every claimed message first (they are the
+   * soonest due: 12 ms instead of 0.1 ms behind 50,000 claims). A one-element
+   * array still proves the partial index's predicate, but leaves
+   * messages_status_due unable to return rows in due_at order.
    */
   claimDue: `
     WITH unclaimed AS (
       SELECT id, due_at FROM messages
-      WHERE status = 'scheduled' AND lease_owner IS NULL AND due_at <= $2
+      WHERE status = ANY ('{scheduled}') AND lease_owner IS NULL AND due_at <= $2
       ORDER BY due_at, id LIMIT $5
       FOR UPDATE SKIP LOCKED
     ), expired AS (

@@ -1,0 +1,221 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type pg from 'pg';
+import type { ClaimRequest, DispatcherStore, NewMessage } from '../src/dispatcher/store.ts';
+import type { MainStore } from '../src/main/store.ts';
+import { uuidv7 } from '../src/ids.ts';
+import { createTestSchema, dropTestSchema, postgresTestUrl, testSchemaName, withAdminClient } from './support/postgres.ts';
+
+/**
+ * What only the PostgreSQL stores do (the shared behaviour is in the contract
+ * suites): several processes migrating at once, several pools claiming at
+ * once, and LISTEN/NOTIFY wake-ups between stores. Each store opened here is
+ * a "process" of its own: its own pools and LISTEN connection.
+ */
+
+const url = postgresTestUrl();
+const T = Date.UTC(2030, 0, 1);
+const MINUTE = 60_000;
+const CLAIM_ALL: ClaimRequest = { owner: 'owner-a', leaseExpiresAt: T + MINUTE, dueBefore: Number.MAX_SAFE_INTEGER };
+
+function newMessage(overrides: Partial<NewMessage> = {}): NewMessage {
+  return { id: uuidv7(), username: 'ann', message: 'hello', scheduledAt: T, idempotencyKey: null, ...overrides };
+}
+
+/** Loaded lazily, so a run without PostgreSQL never loads pg or these modules. */
+async function postgresModules() {
+  const [{ openPostgresDispatcherStore }, { openPostgresMainStore }, { wakeChannel }] = await Promise.all([
+    import('../src/stores/postgres/dispatcher-store.ts'),
+    import('../src/stores/postgres/main-store.ts'),
+    import('../src/stores/postgres/wake.ts'),
+  ]);
+  return { openPostgresDispatcherStore, openPostgresMainStore, wakeChannel };
+}
+
+/** Closes every store opened through it, then drops the schema. */
+class Stores {
+  readonly schema: string;
+  #opened: { close(): Promise<void> }[] = [];
+
+  constructor(schema: string) {
+    this.schema = schema;
+  }
+
+  /** Connection trouble goes to `onError`; by default it is expected and kept quiet. */
+  async dispatcher(onError: (message: string, err: unknown) => void = () => {}): Promise<DispatcherStore> {
+    const { openPostgresDispatcherStore } = await postgresModules();
+    const store = await openPostgresDispatcherStore(url!, { schema: this.schema, onError });
+    this.#opened.push(store);
+    return store;
+  }
+
+  async main(): Promise<MainStore> {
+    const { openPostgresMainStore } = await postgresModules();
+    const store = await openPostgresMainStore(url!, { schema: this.schema });
+    this.#opened.push(store);
+    return store;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await Promise.all(this.#opened.map((store) => store.close()));
+    await dropTestSchema(url!, this.schema);
+  }
+}
+
+/** A migrated dispatcher store per name, all on one fresh schema. */
+async function migratedDispatchers(stores: Stores, count: number): Promise<DispatcherStore[]> {
+  const opened = await Promise.all(Array.from({ length: count }, () => stores.dispatcher()));
+  await opened[0]!.migrate();
+  return opened;
+}
+
+/** Resolves on the next call of a wake listener. */
+function nextWake(store: DispatcherStore): Promise<void> {
+  return new Promise((resolve) => {
+    const unsubscribe = store.onWake(() => {
+      unsubscribe();
+      resolve();
+    });
+  });
+}
+
+/** A raw LISTEN on a store's wake channel: sees every notification, with its payload. */
+async function rawListener(schema: string) {
+  const { default: pg } = await import('pg');
+  const { wakeChannel } = await postgresModules();
+  const channel = wakeChannel(schema);
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  await client.query(`LISTEN ${channel}`);
+  const received: string[] = [];
+  let waiting: (() => void) | undefined;
+  client.on('notification', (notification: pg.Notification) => {
+    received.push(notification.payload ?? '');
+    waiting?.();
+  });
+  return {
+    /** Sends a marker through the channel and returns everything heard up to and including it. */
+    async heardUntilMarker(marker: string): Promise<string[]> {
+      const heard = new Promise<void>((resolve) => {
+        waiting = () => {
+          if (received.includes(marker)) resolve();
+        };
+      });
+      await client.query('SELECT pg_notify($1, $2)', [channel, marker]);
+      await heard;
+      return received.splice(0, received.length);
+    },
+    close: () => client.end(),
+  };
+}
+
+describe('PostgreSQL stores', { skip: url ? false : 'PSCHED_TEST_POSTGRES_URL is not set' }, () => {
+  it('several processes migrating a new schema at once apply each migration once', async () => {
+    await using stores = new Stores(testSchemaName());
+    const dispatchers = await Promise.all([1, 2, 3, 4].map(() => stores.dispatcher()));
+    const mains = await Promise.all([1, 2].map(() => stores.main()));
+    // The schema does not exist yet: every one of them tries to create it, and its tables.
+    await Promise.all([...dispatchers, ...mains].map((store) => store.migrate()));
+
+    const applied = await withAdminClient(url!, (client: pg.Client) => client.query<{ kind: string; version: number }>(
+      `SELECT 'dispatcher' AS kind, version FROM ${stores.schema}.dispatcher_migrations
+       UNION ALL SELECT 'main', version FROM ${stores.schema}.main_migrations ORDER BY kind, version`,
+    ));
+    assert.deepEqual(applied.rows, [{ kind: 'dispatcher', version: 1 }, { kind: 'main', version: 1 }]);
+    const [message] = await dispatchers[3]!.insert([newMessage()], T);
+    assert.equal((await dispatchers[0]!.get(message!.message.id))?.id, message!.message.id);
+    assert.equal((await mains[1]!.addPost({ id: uuidv7(), messageId: null, username: 'ann', message: 'hi', postedAt: T, scheduledAt: null })).created, true);
+  });
+
+  it('two processes claiming at once never hold the same message', async () => {
+    await using schema = await createTestSchema(url!);
+    await using stores = new Stores(schema.name);
+    const [a, b] = await migratedDispatchers(stores, 2);
+    const all = Array.from({ length: 600 }, (_, i) => newMessage({ scheduledAt: T + i }));
+    await a!.insert(all, T);
+
+    // Both take small bites until nothing is left, side by side.
+    const claimAll = async (store: DispatcherStore, owner: string) => {
+      const claimed: string[] = [];
+      for (;;) {
+        const batch = await store.claimDue(owner, T + MINUTE, T, T + MINUTE, 20);
+        if (batch.length === 0) return claimed;
+        claimed.push(...batch.map((message) => message.id));
+      }
+    };
+    const [byA, byB] = await Promise.all([claimAll(a!, 'owner-a'), claimAll(b!, 'owner-b')]);
+
+    const overlap = byA.filter((id) => new Set(byB).has(id));
+    assert.deepEqual(overlap, []);
+    assert.equal(byA.length + byB.length, all.length);
+    assert.ok(byA.length > 0 && byB.length > 0, `both should get work (a: ${byA.length}, b: ${byB.length})`);
+    const held = await a!.list({ status: 'scheduled', limit: 1000 });
+    const inA = new Set(byA);
+    for (const message of held) assert.equal(message.leaseOwner, inA.has(message.id) ? 'owner-a' : 'owner-b');
+  });
+
+  it("a change that leaves a message unclaimed wakes another process's onWake listeners", async () => {
+    await using schema = await createTestSchema(url!);
+    await using stores = new Stores(schema.name);
+    const [sender, other] = await migratedDispatchers(stores, 2);
+    const woken = nextWake(other!);
+    await sender!.insert([newMessage()], T);
+    await woken;
+  });
+
+  it('wakes exactly on changes that leave a message unclaimed', async () => {
+    await using schema = await createTestSchema(url!);
+    await using stores = new Stores(schema.name);
+    const [store] = await migratedDispatchers(stores, 1);
+    const listener = await rawListener(schema.name);
+    try {
+      const wakesFrom = async (change: () => Promise<unknown>, marker: string) => {
+        await change();
+        return (await listener.heardUntilMarker(marker)).filter((payload) => payload !== marker).length;
+      };
+      const claimed = await store!.insert([newMessage()], T, CLAIM_ALL);
+      const unclaimed = await store!.insert([newMessage(), newMessage()], T);
+      assert.equal(await wakesFrom(async () => {}, 'm0'), 1, 'an insert without a claim wakes once per statement');
+
+      assert.equal(await wakesFrom(() => store!.insert([newMessage()], T, CLAIM_ALL), 'm1'), 0, 'claimed insert');
+      assert.equal(await wakesFrom(() => store!.insert([newMessage({ scheduledAt: T + MINUTE })], T, { ...CLAIM_ALL, dueBefore: T }), 'm2'), 0,
+        'an insert beyond the claimer\'s horizon: the periodic refills reach it');
+      assert.equal(await wakesFrom(() => store!.update(claimed[0]!.message.id, { message: 'x' }, T, CLAIM_ALL), 'm3'), 0, 'claimed update');
+      assert.equal(await wakesFrom(() => store!.update(claimed[0]!.message.id, { message: 'y' }, T), 'm4'), 1, 'update without a claim');
+      assert.equal(await wakesFrom(() => store!.claimDue('owner-b', T, T, T + MINUTE, 10), 'm5'), 0, 'claimDue');
+      assert.equal(await wakesFrom(() => store!.releaseClaims('owner-b'), 'm6'), 1, 'releaseClaims with claims');
+      assert.equal(await wakesFrom(() => store!.releaseClaims('owner-b'), 'm7'), 0, 'releaseClaims without claims');
+      assert.equal(await wakesFrom(() => store!.update(unclaimed[0]!.message.id, { message: 'z' }, T + 1, CLAIM_ALL), 'm8'), 0, 'claimed update');
+
+      const [started] = await store!.startDelivery('owner-a', [{ id: unclaimed[0]!.message.id, version: 2 }], T);
+      assert.ok(started);
+      await store!.finishDeliveries('owner-a', [{ id: started.id, outcome: 'dead', at: T, error: 'HTTP 400' }]);
+      assert.equal(await wakesFrom(() => store!.retry(started.id, T), 'm9'), 1, 'retry without a claim');
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it('the LISTEN connection comes back after it drops, and its listeners refill once', async () => {
+    await using schema = await createTestSchema(url!);
+    await using stores = new Stores(schema.name);
+    const errors: string[] = [];
+    const listening = await stores.dispatcher((message) => errors.push(message));
+    const [sender] = await migratedDispatchers(stores, 1);
+    const { wakeChannel } = await postgresModules();
+
+    const refill = nextWake(listening);
+    const terminated = await withAdminClient(url!, (client: pg.Client) => client.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'psched-wake' AND query = $1`,
+      [`LISTEN ${wakeChannel(schema.name)}`],
+    ));
+    // the sender's listener is on the same channel: both dropped
+    assert.equal(terminated.rowCount, 2);
+    await refill;
+    assert.ok(errors.some((message) => message.includes('LISTEN connection dropped')), errors.join('; '));
+
+    const woken = nextWake(listening);
+    await sender!.insert([newMessage()], T);
+    await woken;
+  });
+});
