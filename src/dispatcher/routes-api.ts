@@ -83,7 +83,7 @@ function registerMessageRoutes(v1: FastifyInstance, { engine, store, clock, conf
   });
 
   v1.get('/messages', { schema: { response: { 200: MESSAGE_PAGE_SCHEMA } } }, async (request) => {
-    const query = request.query as Record<string, unknown>;
+    const query = givenParams(request.query as Record<string, unknown>);
     const status = parseStatus(query.status);
     const limit = parseLimit(query.limit);
     const after = query.cursor === undefined ? undefined : decodeCursor(String(query.cursor));
@@ -160,6 +160,11 @@ export function dedupeByKey(valid: ValidScheduleRequest[]): { unique: ValidSched
     unique.push(request);
   }
   return { unique, slots };
+}
+
+/** An empty parameter (`?status=`, as forms send it) counts as not given. */
+function givenParams(query: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(query).filter(([, value]) => value !== ''));
 }
 
 function parseStatus(value: unknown): MessageStatus | undefined {
