@@ -1,10 +1,12 @@
-import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { DatabaseSync, type SQLInputValue, type StatementResultingChanges, type StatementSync } from 'node:sqlite';
 
 /**
  * One node:sqlite connection with the settings both stores share, and a cache
  * of prepared statements keyed by their SQL text (preparing costs more than
  * running a small statement, so each SQL string is prepared once).
  */
+
+export type Params = Record<string, SQLInputValue>;
 
 /**
  * How long a write waits for another connection's lock before failing. Only a
@@ -29,7 +31,7 @@ export type Synchronous = 'FULL' | 'NORMAL';
 
 export class SqliteConnection {
   readonly db: DatabaseSync;
-  #statements = new Map<string, StatementSync>();
+  #statements = new Map<string, Statement>();
   #synchronous: Synchronous = 'FULL';
 
   constructor(path: string) {
@@ -43,10 +45,10 @@ export class SqliteConnection {
   }
 
   /** The prepared statement for `sql`, prepared on first use. */
-  statement(sql: string): StatementSync {
+  statement(sql: string): Statement {
     let prepared = this.#statements.get(sql);
     if (!prepared) {
-      prepared = this.db.prepare(sql);
+      prepared = new Statement(this.db, sql);
       this.#statements.set(sql, prepared);
     }
     return prepared;
@@ -66,5 +68,46 @@ export class SqliteConnection {
   close(): void {
     this.#statements.clear();
     if (this.db.isOpen) this.db.close();
+  }
+}
+
+/**
+ * A prepared statement whose SQL names its parameters (`:owner`) but which is
+ * bound by position: node:sqlite looks every named parameter up under three
+ * prefixes, which made a 100-message insert batch 1.7x slower (measured).
+ * `:name` becomes `?N` (N = the name's first appearance), so a name may repeat.
+ * The SQL must not contain `:` outside parameters (no string literals with one).
+ */
+export class Statement {
+  #prepared: StatementSync;
+  #names: string[] = [];
+
+  constructor(db: DatabaseSync, sql: string) {
+    const text = sql.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, (_, name: string) => {
+      let index = this.#names.indexOf(name);
+      if (index < 0) index = this.#names.push(name) - 1;
+      return `?${index + 1}`;
+    });
+    this.#prepared = db.prepare(text);
+  }
+
+  run(params: Params = {}): StatementResultingChanges {
+    return this.#prepared.run(...this.#values(params));
+  }
+
+  get<Row>(params: Params = {}): Row | undefined {
+    return this.#prepared.get(...this.#values(params)) as Row | undefined;
+  }
+
+  all<Row>(params: Params = {}): Row[] {
+    return this.#prepared.all(...this.#values(params)) as Row[];
+  }
+
+  #values(params: Params): SQLInputValue[] {
+    return this.#names.map((name) => {
+      const value = params[name];
+      if (value === undefined) throw new Error(`SQL parameter :${name} is missing`);
+      return value;
+    });
   }
 }

@@ -11,7 +11,7 @@ import {
   type NewMessage,
   type StoredMessage,
 } from '../../dispatcher/store.ts';
-import { SqliteConnection } from './connection.ts';
+import { SqliteConnection, type Params } from './connection.ts';
 import { GroupCommit } from './group-commit.ts';
 import { runMigrations } from './migrate.ts';
 import { dispatcherMigrations } from './migrations.ts';
@@ -53,6 +53,8 @@ interface MessageRow {
 interface DueRow {
   id: string;
   due_at: number;
+  /** claimMessage or reclaimMessage */
+  claim: string;
 }
 
 class SqliteDispatcherStore implements DispatcherStore {
@@ -152,22 +154,22 @@ class SqliteDispatcherStore implements DispatcherStore {
   }
 
   /** Runs a statement that changes one message only in an allowed status, and tells why it did not. */
-  #change(id: string, statement: string, params: Record<string, string | number | null>): ChangeOutcome {
+  #change(id: string, statement: string, params: Params): ChangeOutcome {
     const row = this.#row(statement, params);
     if (row) return { kind: 'ok', message: toMessage(row) };
-    const current = this.#connection.statement(sql.getStatus).get({ id }) as { status: MessageStatus } | undefined;
+    const current = this.#connection.statement(sql.getStatus).get<{ status: MessageStatus }>({ id });
     return current ? { kind: 'conflict', status: current.status } : { kind: 'not_found' };
   }
 
   claimDue(owner: string, dueBefore: number, now: number, leaseExpiresAt: number, limit: number): Promise<StoredMessage[]> {
     if (limit <= 0) return Promise.resolve([]);
     return this.#commits.write('relaxed', () => {
-      const unclaimed = this.#connection.statement(sql.findUnclaimedDue).all({ dueBefore, limit }) as unknown as DueRow[];
-      const expired = this.#connection.statement(sql.findExpiredClaims).all({ now, dueBefore, limit }) as unknown as DueRow[];
+      const unclaimed = this.#dueRows(sql.findUnclaimedDue, { dueBefore, limit }, sql.claimMessage);
+      const expired = this.#dueRows(sql.findExpiredClaims, { now, dueBefore, limit }, sql.reclaimMessage);
       const due = unclaimed.concat(expired)
         .sort((a, b) => a.due_at - b.due_at || compareIds(a.id, b.id))
         .slice(0, limit);
-      return due.map((row) => toMessage(this.#row(sql.claimMessage, { id: row.id, owner, leaseExpiresAt })!));
+      return due.map((row) => toMessage(this.#row(row.claim, { id: row.id, owner, leaseExpiresAt })!));
     });
   }
 
@@ -206,7 +208,7 @@ class SqliteDispatcherStore implements DispatcherStore {
   countByStatus(): Promise<Record<MessageStatus, number>> {
     return this.#commits.read(() => {
       const counts = Object.fromEntries(MESSAGE_STATUSES.map((status) => [status, 0])) as Record<MessageStatus, number>;
-      const rows = this.#connection.statement(sql.countByStatus).all() as unknown as { status: MessageStatus; count: number }[];
+      const rows = this.#connection.statement(sql.countByStatus).all<{ status: MessageStatus; count: number }>();
       for (const row of rows) counts[row.status] = row.count;
       return counts;
     });
@@ -226,15 +228,21 @@ class SqliteDispatcherStore implements DispatcherStore {
     this.#connection.close();
   }
 
-  #row(statement: string, params: Record<string, string | number | null>): MessageRow | undefined {
-    return this.#connection.statement(statement).get(params) as MessageRow | undefined;
+  /** Due rows found by `find`, each tagged with the statement that claims it. */
+  #dueRows(find: string, params: Params, claim: string): DueRow[] {
+    const rows = this.#connection.statement(find).all<{ id: string; due_at: number }>(params);
+    return rows.map((row) => ({ id: row.id, due_at: row.due_at, claim }));
   }
 
-  #rows(statement: string, params: Record<string, string | number | null>): MessageRow[] {
-    return this.#connection.statement(statement).all(params) as unknown as MessageRow[];
+  #row(statement: string, params: Params): MessageRow | undefined {
+    return this.#connection.statement(statement).get<MessageRow>(params);
   }
 
-  #changes(statement: string, params: Record<string, string | number | null>): number {
+  #rows(statement: string, params: Params): MessageRow[] {
+    return this.#connection.statement(statement).all<MessageRow>(params);
+  }
+
+  #changes(statement: string, params: Params): number {
     return Number(this.#connection.statement(statement).run(params).changes);
   }
 }

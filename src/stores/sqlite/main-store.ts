@@ -39,7 +39,7 @@ class SqliteMainStore implements MainStore {
   addPost(post: NewPost): Promise<{ post: Post; created: boolean }> {
     return this.#commits.write('durable', () => {
       if (post.messageId !== null) {
-        const existing = this.#connection.statement(sql.getPostByMessageId).get({ messageId: post.messageId }) as PostRow | undefined;
+        const existing = this.#connection.statement(sql.getPostByMessageId).get<PostRow>({ messageId: post.messageId });
         if (existing) return { post: toPost(existing), created: false };
       }
       const stored: Post = {
@@ -60,14 +60,14 @@ class SqliteMainStore implements MainStore {
       if (query.limit <= 0) return [];
       const rows = query.before
         ? this.#connection.statement(sql.listPostsBefore)
-          .all({ beforePostedAt: query.before.postedAt, beforeId: query.before.id, limit: query.limit })
-        : this.#connection.statement(sql.listPosts).all({ limit: query.limit });
-      return (rows as unknown as PostRow[]).map(toPost);
+          .all<PostRow>({ beforePostedAt: query.before.postedAt, beforeId: query.before.id, limit: query.limit })
+        : this.#connection.statement(sql.listPosts).all<PostRow>({ limit: query.limit });
+      return rows.map(toPost);
     });
   }
 
   countPosts(): Promise<number> {
-    return this.#commits.read(() => (this.#connection.statement(sql.countPosts).get() as { count: number }).count);
+    return this.#commits.read(() => this.#connection.statement(sql.countPosts).get<{ count: number }>()!.count);
   }
 
   async close(): Promise<void> {

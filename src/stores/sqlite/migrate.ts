@@ -18,10 +18,10 @@ export function runMigrations(connection: SqliteConnection, migrations: readonly
   for (const migration of migrations) {
     connection.statement('BEGIN IMMEDIATE').run();
     try {
-      const applied = connection.statement('SELECT 1 FROM migrations WHERE version = ?').get(migration.version);
+      const applied = connection.statement('SELECT 1 FROM migrations WHERE version = :version').get({ version: migration.version });
       if (!applied) {
-        connection.statement('INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)')
-          .run(migration.version, migration.name, Date.now());
+        connection.statement('INSERT INTO migrations (version, name, applied_at) VALUES (:version, :name, :appliedAt)')
+          .run({ version: migration.version, name: migration.name, appliedAt: Date.now() });
         connection.db.exec(migration.sql);
       }
       connection.statement('COMMIT').run();
@@ -37,7 +37,7 @@ export function runMigrations(connection: SqliteConnection, migrations: readonly
 
 /** A database migrated by a newer psched may hold data this version would mishandle. */
 function refuseNewerSchema(connection: SqliteConnection, migrations: readonly Migration[]): void {
-  const row = connection.statement('SELECT max(version) AS version FROM migrations').get() as { version: number | null };
+  const row = connection.statement('SELECT max(version) AS version FROM migrations').get<{ version: number | null }>()!;
   const known = migrations.at(-1)?.version ?? 0;
   if (row.version !== null && row.version > known) {
     throw new Error(
