@@ -12,18 +12,6 @@ import { openSqliteMainStore } from './sqlite/main-store.ts';
  * for, so SQLite users never load pg.
  */
 
-// Specifiers in variables keep TypeScript from resolving these modules at compile time; the shapes are declared below.
-const POSTGRES_DISPATCHER_MODULE = './postgres/dispatcher-store.ts';
-const POSTGRES_MAIN_MODULE = './postgres/main-store.ts';
-
-interface PostgresDispatcherModule {
-  openPostgresDispatcherStore(url: string, options?: { schema?: string }): Promise<DispatcherStore>;
-}
-
-interface PostgresMainModule {
-  openPostgresMainStore(url: string, options?: { schema?: string }): Promise<MainStore>;
-}
-
 export function isPostgresUrl(db: string): boolean {
   return /^postgres(ql)?:\/\//i.test(db);
 }
@@ -31,7 +19,7 @@ export function isPostgresUrl(db: string): boolean {
 export async function openDispatcherStore(db: string): Promise<DispatcherStore> {
   let store: DispatcherStore;
   if (isPostgresUrl(db)) {
-    const { openPostgresDispatcherStore } = (await import(POSTGRES_DISPATCHER_MODULE)) as PostgresDispatcherModule;
+    const { openPostgresDispatcherStore } = await import('./postgres/dispatcher-store.ts');
     store = await openPostgresDispatcherStore(db);
   } else {
     createParentFolder(db);
@@ -43,7 +31,7 @@ export async function openDispatcherStore(db: string): Promise<DispatcherStore> 
 export async function openMainStore(db: string): Promise<MainStore> {
   let store: MainStore;
   if (isPostgresUrl(db)) {
-    const { openPostgresMainStore } = (await import(POSTGRES_MAIN_MODULE)) as PostgresMainModule;
+    const { openPostgresMainStore } = await import('./postgres/main-store.ts');
     store = await openPostgresMainStore(db);
   } else {
     createParentFolder(db);

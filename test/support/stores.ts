@@ -44,7 +44,7 @@ export function dispatcherStoreFactories(): StoreFactory<DispatcherStore>[] {
   const url = process.env.PSCHED_TEST_POSTGRES_URL;
   if (url) {
     factories.push(postgresFactory(url, async (schema) => {
-      const { openPostgresDispatcherStore } = (await import(POSTGRES_DISPATCHER_MODULE)) as PostgresDispatcherModule;
+      const { openPostgresDispatcherStore } = await import('../../src/stores/postgres/dispatcher-store.ts');
       return openPostgresDispatcherStore(url, { schema });
     }));
   }
@@ -56,7 +56,7 @@ export function mainStoreFactories(): StoreFactory<MainStore>[] {
   const url = process.env.PSCHED_TEST_POSTGRES_URL;
   if (url) {
     factories.push(postgresFactory(url, async (schema) => {
-      const { openPostgresMainStore } = (await import(POSTGRES_MAIN_MODULE)) as PostgresMainModule;
+      const { openPostgresMainStore } = await import('../../src/stores/postgres/main-store.ts');
       return openPostgresMainStore(url, { schema });
     }));
   }
@@ -81,19 +81,7 @@ function sqliteFactory<S extends Closable>(kind: string, open: (path: string) =>
   };
 }
 
-// PostgreSQL: loaded only when PSCHED_TEST_POSTGRES_URL is set, so the SQLite-only run never loads pg.
-// Specifiers in variables keep TypeScript from resolving the modules; their shapes are declared here.
-const POSTGRES_DISPATCHER_MODULE = '../../src/stores/postgres/dispatcher-store.ts';
-const POSTGRES_MAIN_MODULE = '../../src/stores/postgres/main-store.ts';
-
-interface PostgresDispatcherModule {
-  openPostgresDispatcherStore(url: string, options?: { schema?: string }): Promise<DispatcherStore>;
-}
-
-interface PostgresMainModule {
-  openPostgresMainStore(url: string, options?: { schema?: string }): Promise<MainStore>;
-}
-
+// PostgreSQL modules (and pg) are imported only when PSCHED_TEST_POSTGRES_URL is set.
 function postgresFactory<S extends Closable>(url: string, openInSchema: (schema: string) => Promise<S>): StoreFactory<S> {
   return {
     name: 'postgres',
