@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import formbody from '@fastify/formbody';
 import { toHttpError, UnauthorizedError } from './errors.ts';
 
@@ -21,8 +21,8 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Fast
   const app = Fastify({
     logger: options.logger,
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
-    // keep the raw text of JSON bodies: signatures are computed over the exact bytes
-    disableRequestLogging: true,
+    // one log line per request would cost more than the request itself at 10,000/s
+    logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: 'idle',
   });
   await app.register(formbody, { bodyLimit: 64 * 1024 });

@@ -83,6 +83,7 @@ describe('validateScheduleRequest', () => {
     ['no time', { username: 'a', message: 'x' }, 'scheduledAt'],
     ['negative delay', { username: 'a', message: 'x', delaySeconds: -1 }, 'delaySeconds'],
     ['bad zone', { username: 'a', message: 'x', scheduledAt: '2030-01-01 00:00', timeZone: 'Mars/Olympus' }, 'timeZone'],
+    ['a NUL character', { username: 'a', message: 'x\u0000y', delaySeconds: 0 }, 'message'],
     ['unknown field', { username: 'a', message: 'x', delaySeconds: 0, colour: 'red' }, 'colour'],
   ];
   for (const [name, body, field] of cases) {

@@ -54,6 +54,8 @@ function requireText(body: Record<string, unknown>, field: string, max: number, 
   const length = textLength(value);
   if (length < 1) throw new ValidationError(`${prefix}${field} must not be empty`, prefix + field);
   if (length > max) throw new ValidationError(`${prefix}${field} must be at most ${max} characters (got ${length})`, prefix + field);
+  // PostgreSQL text cannot hold NUL; refusing it everywhere keeps both stores alike.
+  if (value.includes('\u0000')) throw new ValidationError(`${prefix}${field} must not contain the NUL character (\\u0000)`, prefix + field);
   return value;
 }
 
