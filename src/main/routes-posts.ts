@@ -112,9 +112,17 @@ function lengthProblem(values: { username: string; message: string }): string | 
   return undefined;
 }
 
+/**
+ * The last post the client has: the Last-Event-ID header a reconnecting
+ * EventSource sends, or `?after=<post id>` from a page that was rendered with
+ * that post on top (so a post arriving between rendering and connecting is not
+ * missed); `?after=none` from a page that showed no post gets the recent ones.
+ */
 function lastEventId(request: FastifyRequest): string | undefined {
   const header = request.headers['last-event-id'];
-  return typeof header === 'string' && header.length > 0 && header.length <= 100 ? header : undefined;
+  const after = (request.query as Record<string, unknown>).after;
+  const id = typeof header === 'string' && header.length > 0 ? header : after;
+  return typeof id === 'string' && id.length > 0 && id.length <= 100 ? id : undefined;
 }
 
 /**

@@ -3,12 +3,11 @@ import type { Clock } from '../clock.ts';
 import type { MainConfig } from '../config.ts';
 import { toHttpError } from '../errors.ts';
 import { requirePageToken } from '../http.ts';
-import { formatWallClock } from '../protocol/time.ts';
 import { readFeedPage, FEED_LIMIT } from './feed.ts';
 import type { DispatcherAnswer } from './pool.ts';
 import type { ScheduledMessages } from './scheduled.ts';
 import type { MainStore } from './store.ts';
-import { DEFAULT_LEAD_MS, pickerValue, renderHome, type ComposeValues, type HomeView, type Notice } from './ui.ts';
+import { DEFAULT_LEAD_MS, pickerValue, renderHome, wallClockText, type ComposeValues, type HomeView, type Notice } from './ui.ts';
 
 /**
  * The page at `/` and the plain form posts behind it. Each form answers with a
@@ -104,7 +103,7 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
       return renderPage(reply, { status: answer.status, notice: { kind: 'error', text: `Not scheduled: ${answerMessage(answer)}` }, compose });
     }
     const at = Date.parse((answer.body as { scheduledAt: string }).scheduledAt);
-    return redirectWith(reply, 'notice', `Scheduled for ${formatWallClock(at, compose.timeZone).slice(0, 16)} (${compose.timeZone}).`);
+    return redirectWith(reply, 'notice', `Scheduled for ${wallClockText(at, compose.timeZone)} (${compose.timeZone}).`);
   });
 
   app.post('/ui/scheduled/:id/reschedule', auth, async (request, reply) => {
@@ -113,7 +112,7 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
     const timeZone = form('timezone') || config.timeZone;
     return settle(reply, () => scheduled.update(id, { scheduledAt: form('time'), timeZone }), (answer) => {
       const at = Date.parse((answer.body as { scheduledAt: string }).scheduledAt);
-      return `Moved to ${formatWallClock(at, timeZone).slice(0, 16)} (${timeZone}).`;
+      return `Moved to ${wallClockText(at, timeZone)} (${timeZone}).`;
     });
   });
 

@@ -35,7 +35,9 @@ export const MAIN_PAGE_SCRIPT = `
   const live = document.getElementById('live');
   if (!feed || feed.dataset.live !== 'true' || !window.EventSource) return;
   const setLive = (on) => { if (live) { live.hidden = false; live.className = 'badge ' + (on ? 'delivered' : 'delivering'); live.textContent = on ? 'live' : 'reconnecting…'; } };
-  const source = new EventSource('/v1/events');
+  // the newest post the page shows: the stream starts after it, so nothing posted since rendering is missed
+  const newest = feed.querySelector('li.post');
+  const source = new EventSource('/v1/events?after=' + (newest ? encodeURIComponent(newest.id.slice('post-'.length)) : 'none'));
   source.onopen = () => setLive(true);
   source.onerror = () => setLive(false);
   source.addEventListener('post', (event) => {

@@ -27,7 +27,7 @@ export interface Notice {
 export interface ComposeValues {
   username: string;
   message: string;
-  /** datetime-local value, "YYYY-MM-DDTHH:MM". */
+  /** datetime-local value, "YYYY-MM-DDTHH:MM" (seconds allowed: step="1", for messages due in a few seconds). */
   time: string;
   timeZone: string;
   /** True for the server's default time, which the script replaces with the viewer's. */
@@ -50,6 +50,12 @@ export interface HomeView {
 /** How far ahead the compose form's time defaults to, as the original's page did. */
 export const DEFAULT_LEAD_MS = 5 * 60_000;
 
+/** "YYYY-MM-DD HH:MM" in a zone, with ":SS" when the seconds are not zero: for notices. */
+export function wallClockText(instant: number, timeZone: string): string {
+  const text = formatWallClock(instant, timeZone);
+  return text.endsWith(':00') ? text.slice(0, 16) : text;
+}
+
 /** A datetime-local value ("YYYY-MM-DDTHH:MM") for an instant in a zone. */
 export function pickerValue(instant: number, timeZone: string): string {
   return formatWallClock(instant, timeZone).slice(0, 16).replace(' ', 'T');
@@ -59,7 +65,7 @@ export function renderHome(view: HomeView): string {
   const body = html`
 ${view.notice ? html`<div id="notice" class="notice ${view.notice.kind}" role="status">${view.notice.text}</div>` : ''}
 <div class="grid-2">
-  <div class="column">
+  <div class="column" style="display: grid; gap: 20px; align-content: start">
     ${composeCard(view.compose)}
     ${scheduledCard(view)}
   </div>
@@ -82,7 +88,7 @@ function composeCard(values: ComposeValues): SafeHtml {
     <label for="compose-username">Name</label>
     <input id="compose-username" name="username" required maxlength="${LIMITS.usernameMax}" autocomplete="nickname" value="${values.username}">
     <label for="compose-time">Post at</label>
-    <input id="compose-time" type="datetime-local" name="time" required value="${values.time}"${values.isDefault ? html` data-default` : ''}>
+    <input id="compose-time" type="datetime-local" name="time" step="1" required value="${values.time}"${values.isDefault ? html` data-default` : ''}>
     <input type="hidden" name="timezone" value="${values.timeZone}">
     <p class="empty">Time zone: <span class="tz-name">${values.timeZone}</span></p>
     <div class="actions"><button type="submit">Schedule</button></div>

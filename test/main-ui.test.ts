@@ -1,0 +1,197 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { FakeClock } from '../src/clock.ts';
+import { forceStatus, startTestDispatcher, type TestDispatcher } from './support/dispatcher.ts';
+import { basicAuth, closedPortUrl, deliveryPayload, startTestMain, type TestMain } from './support/main.ts';
+
+async function listeningDispatcher(options: Record<string, string> = {}): Promise<TestDispatcher & { url: string }> {
+  const t = await startTestDispatcher(options);
+  const url = await t.dispatcher.listen();
+  return Object.assign(t, { url });
+}
+
+/** The markup of the element with this id, up to its closing tag (enough for these flat sections). */
+function element(page: string, id: string, closing = '</section>'): string {
+  const start = page.indexOf(`id="${id}"`);
+  assert.ok(start >= 0, `no #${id}`);
+  return page.slice(start, page.indexOf(closing, start));
+}
+
+/** Follows a 303 the way a browser does: GET the Location. */
+async function follow(t: TestMain, response: { statusCode: number; headers: Record<string, unknown> }, headers: Record<string, string> = {}) {
+  assert.equal(response.statusCode, 303);
+  const location = response.headers.location as string;
+  assert.match(location, /^\/\?/);
+  return t.request('GET', location, { headers });
+}
+
+describe('the main page', () => {
+  it('shows the compose form with a default time five minutes ahead, the feed newest first, and the scheduled messages', async () => {
+    const clock = new FakeClock(Date.UTC(2030, 0, 1, 12, 0, 30));
+    await using d = await listeningDispatcher();
+    await d.schedule({ username: 'Bea', message: 'later', scheduledAt: '2099-01-01T09:30:00Z' });
+    await using t = await startTestMain({ dispatcherUrls: d.url, timeZone: 'Europe/Berlin' }, { clock });
+    await t.deliver(deliveryPayload({ username: 'Ann', message: 'older post' }));
+    await clock.advance(1000);
+    await t.deliver(deliveryPayload({ username: 'Ann', message: 'newer post' }));
+
+    const response = await t.request('GET', '/');
+    assert.equal(response.statusCode, 200);
+    assert.match(response.headers['content-type'] as string, /^text\/html; charset=utf-8/);
+    const page = response.body;
+    const compose = element(page, 'compose', '</form>');
+    assert.match(compose, /method="post" action="\/ui\/schedule"/);
+    assert.match(compose, /<textarea id="compose-message" name="message" required><\/textarea>/);
+    assert.match(compose, /name="username"/);
+    // 12:00:30 UTC + 5 min, in Berlin (UTC+1 in winter)
+    assert.match(compose, /type="datetime-local" name="time" step="1" required value="2030-01-01T13:05" data-default/);
+    assert.match(compose, /<input type="hidden" name="timezone" value="Europe\/Berlin">/);
+
+    const feed = element(page, 'feed', '</ul>');
+    assert.ok(feed.indexOf('newer post') < feed.indexOf('older post'), 'newest first');
+    assert.match(feed, /Posted By <strong class="username">Ann<\/strong> at <time datetime="2030-01-01T12:00:31.000Z">/);
+
+    const scheduled = element(page, 'scheduled-card');
+    assert.match(scheduled, /<strong class="username">Bea<\/strong>/);
+    assert.match(scheduled, /later/);
+    assert.match(scheduled, /class="reschedule" method="post" action="\/ui\/scheduled\/[\w-]+\/reschedule"/);
+    assert.match(scheduled, /value="2099-01-01T10:30" data-instant="2099-01-01T09:30:00.000Z"/);
+    assert.match(scheduled, /class="cancel" method="post" action="\/ui\/scheduled\/[\w-]+\/cancel"/);
+    // the optional script: local times and the live feed
+    assert.match(page, /pschedLocalTimes/);
+    assert.match(page, /new EventSource\('\/v1\/events\?after=/);
+  });
+
+  it('escapes every user string: posts, scheduled messages and the notice in the URL', async () => {
+    const evil = '<script>alert("x")</script> & \'quotes\'';
+    await using d = await listeningDispatcher();
+    await d.schedule({ username: '"><img src=x onerror=alert(1)>', message: evil, scheduledAt: '2099-01-01T00:00:00Z' });
+    await using t = await startTestMain({ dispatcherUrls: d.url });
+    await t.deliver(deliveryPayload({ username: '<b>bold</b>', message: evil }));
+    await t.form('/postMessage.php', { username: '<svg onload=alert(2)>', message: '</p><iframe src=//evil>' });
+    const page = (await t.request('GET', `/?error=${encodeURIComponent('<script>alert(3)</script>')}`)).body;
+    for (const raw of ['<script>alert', '<img src=x', '<b>bold</b>', '<svg onload', '<iframe']) {
+      assert.ok(!page.includes(raw), `unescaped ${raw}`);
+    }
+    assert.ok(page.includes('&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;quotes&#39;'));
+    assert.match(element(page, 'notice', '</div>'), /&lt;script&gt;alert\(3\)&lt;\/script&gt;/);
+  });
+
+  it('pages the feed backwards with an "Older posts" link; older pages do not go live', async () => {
+    const clock = new FakeClock();
+    await using t = await startTestMain({}, { clock });
+    for (let i = 1; i <= 52; i++) {
+      await t.deliver(deliveryPayload({ message: `post #${i}.` }));
+      await clock.advance(1);
+    }
+    const first = (await t.request('GET', '/')).body;
+    assert.match(first, /data-live="true"/);
+    assert.ok(first.includes('post #52.') && !first.includes('post #2.'));
+    const older = /id="older" href="([^"]+)"/.exec(first)![1]!.replaceAll('&amp;', '&');
+    const second = (await t.request('GET', older)).body;
+    assert.match(second, /data-live="false"/);
+    assert.ok(second.includes('post #2.') && second.includes('post #1.') && !second.includes('post #52.'));
+    assert.ok(!second.includes('id="older"'));
+  });
+
+  it('still shows the feed when no dispatcher answers, saying so where the scheduled messages would be', async () => {
+    await using t = await startTestMain({ dispatcherUrls: await closedPortUrl() });
+    await t.deliver(deliveryPayload({ message: 'still here' }));
+    const response = await t.request('GET', '/');
+    assert.equal(response.statusCode, 200);
+    assert.match(response.body, /still here/);
+    assert.match(element(response.body, 'scheduled-card'), /id="scheduled-problem">No dispatcher answered/);
+  });
+});
+
+describe('the page without JavaScript: form posts and redirects', () => {
+  it('schedules from the compose form: 303 back to the page, which confirms and lists the message', async () => {
+    await using d = await listeningDispatcher();
+    await using t = await startTestMain({ dispatcherUrls: d.url });
+    const response = await t.form('/ui/schedule', { message: 'Hello <world>', username: 'Ann', time: '2099-12-24T09:00', timezone: 'Europe/Berlin' });
+    const page = (await follow(t, response)).body;
+    assert.match(element(page, 'notice', '</div>'), /class="notice ok"[^>]*>Scheduled for 2099-12-24 09:00 \(Europe\/Berlin\)\./);
+    const scheduled = element(page, 'scheduled-card');
+    assert.match(scheduled, /Hello &lt;world&gt;/);
+    assert.match(scheduled, /<time datetime="2099-12-24T08:00:00.000Z">/);
+  });
+
+  it('shows the form again, filled in, with the error when the input is bad', async () => {
+    await using d = await listeningDispatcher();
+    await using t = await startTestMain({ dispatcherUrls: d.url });
+    const response = await t.form('/ui/schedule', { message: 'keep <this>', username: '', time: '2099-12-24T09:00', timezone: 'UTC' });
+    assert.equal(response.statusCode, 400);
+    assert.match(element(response.body, 'notice', '</div>'), /class="notice error"[^>]*>Not scheduled: username/);
+    const compose = element(response.body, 'compose', '</form>');
+    assert.match(compose, /<textarea[^>]*>keep &lt;this&gt;<\/textarea>/);
+    assert.match(compose, /value="2099-12-24T09:00"(?! data-default)/);
+    assert.equal((await d.request('GET', '/v1/messages')).json().items.length, 0);
+  });
+
+  it('shows the form again with a 503 when no dispatcher answers', async () => {
+    await using t = await startTestMain({ dispatcherUrls: await closedPortUrl() });
+    const response = await t.form('/ui/schedule', { message: 'm', username: 'u', time: '2099-12-24T09:00', timezone: 'UTC' });
+    assert.equal(response.statusCode, 503);
+    assert.match(element(response.body, 'notice', '</div>'), /Not scheduled: No dispatcher answered/);
+  });
+
+  it('changes the time of a scheduled message and cancels it, confirming each', async () => {
+    await using d = await listeningDispatcher();
+    const [message] = await d.schedule({ username: 'a', message: 'move me', scheduledAt: '2099-01-01T00:00:00Z' });
+    await using t = await startTestMain({ dispatcherUrls: d.url });
+    const moved = await t.form(`/ui/scheduled/${message!.id}/reschedule`, { time: '2099-03-01T08:15', timezone: 'UTC' });
+    assert.match(element((await follow(t, moved)).body, 'notice', '</div>'), /Moved to 2099-03-01 08:15 \(UTC\)\./);
+    assert.equal((await d.dispatcher.store.get(message!.id))?.scheduledAt, Date.UTC(2099, 2, 1, 8, 15));
+
+    const cancelled = await t.form(`/ui/scheduled/${message!.id}/cancel`, {});
+    const page = (await follow(t, cancelled)).body;
+    assert.match(element(page, 'notice', '</div>'), /Cancelled\./);
+    assert.doesNotMatch(element(page, 'scheduled-card'), /move me/);
+    assert.equal(await d.dispatcher.store.get(message!.id), undefined);
+  });
+
+  it('explains a cancel that came too late or found nothing', async () => {
+    await using d = await listeningDispatcher();
+    const [message] = await d.schedule({ username: 'a', message: 'x', scheduledAt: '2099-01-01T00:00:00Z' });
+    await forceStatus(d.dispatcher, message!.id, 'delivered');
+    await using t = await startTestMain({ dispatcherUrls: d.url });
+    const late = (await follow(t, await t.form(`/ui/scheduled/${message!.id}/cancel`, {}))).body;
+    assert.match(element(late, 'notice', '</div>'), /class="notice error"[^>]*>Too late: the message is already delivered\./);
+    const gone = (await follow(t, await t.form('/ui/scheduled/01900000-0000-7000-8000-000000000000/cancel', {}))).body;
+    assert.match(element(gone, 'notice', '</div>'), /no longer scheduled/);
+    const badTime = (await follow(t, await t.form(`/ui/scheduled/${message!.id}/reschedule`, { time: '', timezone: 'UTC' }))).body;
+    assert.match(element(badTime, 'notice', '</div>'), /class="notice error"/);
+  });
+});
+
+describe('who may see and do what', () => {
+  it('with an API token: the page and its forms need it (Basic prompt), reading the feed stays public', async () => {
+    await using d = await listeningDispatcher({ apiToken: 'tok' });
+    await using t = await startTestMain({ dispatcherUrls: d.url, apiToken: 'tok' });
+    const page = await t.request('GET', '/');
+    assert.equal(page.statusCode, 401);
+    assert.match(page.headers['www-authenticate'] as string, /^Basic realm="psched"/);
+    assert.equal((await t.request('GET', '/', { headers: { authorization: basicAuth('wrong') } })).statusCode, 401);
+    assert.equal((await t.request('GET', '/', { headers: { authorization: basicAuth('tok') } })).statusCode, 200);
+    assert.equal((await t.form('/ui/schedule', { message: 'm', username: 'u', time: '2099-01-01T00:00' })).statusCode, 401);
+    const allowed = await t.form('/ui/schedule', { message: 'm', username: 'u', time: '2099-01-01T00:00' }, { headers: { authorization: basicAuth('tok') } });
+    assert.equal(allowed.statusCode, 303);
+    assert.equal((await t.request('GET', '/v1/posts')).statusCode, 200);
+    assert.equal((await t.request('GET', '/healthz')).statusCode, 200);
+  });
+
+  it('refuses form posts a browser marks as coming from another site', async () => {
+    await using d = await listeningDispatcher();
+    await using t = await startTestMain({ dispatcherUrls: d.url });
+    const fields = { message: 'm', username: 'u', time: '2099-01-01T00:00' };
+    const crossSite = await t.form('/ui/schedule', fields, { headers: { 'sec-fetch-site': 'cross-site' } });
+    assert.equal(crossSite.statusCode, 403);
+    const otherOrigin = await t.form('/scheduleMessage.php', fields, { headers: { origin: 'http://evil.example', host: 'localhost:8080' } });
+    assert.equal(otherOrigin.statusCode, 403);
+    const otherPort = await t.form('/ui/schedule', fields, { headers: { 'sec-fetch-site': 'same-site', origin: 'http://localhost:3000', host: 'localhost:8080' } });
+    assert.equal(otherPort.statusCode, 403);
+    assert.equal((await d.request('GET', '/v1/messages')).json().items.length, 0);
+    const sameOrigin = await t.form('/ui/schedule', fields, { headers: { 'sec-fetch-site': 'same-origin', origin: 'http://localhost:8080', host: 'localhost:8080' } });
+    assert.equal(sameOrigin.statusCode, 303);
+  });
+});
