@@ -3,6 +3,7 @@ import { get, type IncomingMessage } from 'node:http';
 import { describe, it } from 'node:test';
 import { FakeClock } from '../src/clock.ts';
 import { deliveryPayload, startTestMain } from './support/main.ts';
+import { mainStoreFactories } from './support/stores.ts';
 
 const SECRET = 'test-signing-secret';
 
@@ -116,6 +117,16 @@ describe("the original's POST /postMessage.php", () => {
     assert.equal(body.result, 'Failure');
     assert.deepEqual(body.received, { username: 'Curl', message: 'Hi' });
     assert.match(body.failure, /--legacy-post-message/);
+    assert.equal(await t.server.store.countPosts(), 0);
+  });
+
+  it('refuses text over the limits or with NUL, as scheduling does', async () => {
+    await using t = await startTestMain();
+    for (const fields of [{ username: 'a'.repeat(65), message: 'x' }, { username: 'a', message: 'x'.repeat(5001) }, { username: 'a', message: 'nul\u0000' }]) {
+      const response = await t.form('/postMessage.php', fields);
+      assert.equal(response.statusCode, 400);
+      assert.equal(response.json().result, 'Failure');
+    }
     assert.equal(await t.server.store.countPosts(), 0);
   });
 
@@ -277,6 +288,34 @@ describe('the live feed (GET /v1/events)', () => {
     assert.equal(clock.pendingTimers, 0, 'no heartbeat left running');
   });
 });
+
+for (const factory of mainStoreFactories()) {
+  describe(`receiving on the ${factory.name} store`, () => {
+    it('concurrent redeliveries of one message: one 201, the rest 200 with the same post, one post in the feed', async () => {
+      await using handle = await factory.create();
+      await using t = await startTestMain({ signingSecret: SECRET }, { store: handle.store });
+      const payload = deliveryPayload({ message: 'once only' });
+      const answers = await Promise.all(Array.from({ length: 8 }, (_, attempt) => t.deliver({ ...payload, attempt: attempt + 1 }, { secret: SECRET })));
+      assert.deepEqual(answers.map((a) => a.statusCode).sort(), [200, 200, 200, 200, 200, 200, 200, 201]);
+      assert.equal(new Set(answers.map((a) => a.json().id)).size, 1);
+      const feed = (await t.request('GET', '/v1/posts')).json();
+      assert.deepEqual(feed.items.map((p: { message: string }) => p.message), ['once only']);
+    });
+
+    it('legacy posts and signed deliveries share one feed, newest first', async () => {
+      await using handle = await factory.create();
+      const clock = new FakeClock();
+      await using t = await startTestMain({}, { store: handle.store, clock });
+      await t.deliver(deliveryPayload({ message: 'signed' }));
+      await clock.advance(5);
+      await t.form('/postMessage.php', { username: 'Curl', message: 'legacy' });
+      const feed = (await t.request('GET', '/v1/posts?limit=1')).json();
+      assert.equal(feed.items[0].message, 'legacy');
+      const rest = (await t.request('GET', `/v1/posts?limit=1&cursor=${feed.nextCursor}`)).json();
+      assert.equal(rest.items[0].message, 'signed');
+    });
+  });
+}
 
 describe('GET /healthz', () => {
   it('answers ok', async () => {

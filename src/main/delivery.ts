@@ -29,6 +29,8 @@ function text(body: Record<string, unknown>, field: string, max: number): string
   if (typeof value !== 'string' || value.length === 0) throw new ValidationError(`${field} is required and must be a non-empty string`, field);
   const length = textLength(value);
   if (length > max) throw new ValidationError(`${field} must be at most ${max} characters (got ${length})`, field);
+  // as in scheduling: PostgreSQL text cannot hold NUL
+  if (value.includes('\u0000')) throw new ValidationError(`${field} must not contain the NUL character (\\u0000)`, field);
   return value;
 }
 

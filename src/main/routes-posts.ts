@@ -76,8 +76,8 @@ export async function registerPostRoutes(app: FastifyInstance, context: PostRout
           'Start it with --legacy-post-message (PSCHED_LEGACY_POST_MESSAGE=true) to accept the original dispatcher.'));
     }
     if (!values) return reply.status(400).send(legacyFailure(received, LEGACY_FAILURES.post));
-    const tooLong = lengthProblem(values);
-    if (tooLong) return reply.status(400).send(legacyFailure(received, tooLong));
+    const problem = textProblem(values);
+    if (problem) return reply.status(400).send(legacyFailure(received, problem));
     await addPost({ messageId: null, username: values.username, message: values.message, scheduledAt: null });
     return reply.status(200).send(legacySuccess(received));
   });
@@ -106,9 +106,11 @@ function parseJson(text: string): unknown {
   }
 }
 
-function lengthProblem(values: { username: string; message: string }): string | undefined {
+/** The limits of scheduling, applied to the original's unsigned posts too. */
+function textProblem(values: { username: string; message: string }): string | undefined {
   if (textLength(values.username) > LIMITS.usernameMax) return `username must be at most ${LIMITS.usernameMax} characters`;
   if (textLength(values.message) > LIMITS.messageMax) return `message must be at most ${LIMITS.messageMax} characters`;
+  if (values.username.includes('\u0000') || values.message.includes('\u0000')) return 'username and message must not contain the NUL character';
   return undefined;
 }
 

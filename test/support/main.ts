@@ -6,10 +6,11 @@ import type { LightMyRequestResponse } from 'fastify';
 import type { Clock } from '../../src/clock.ts';
 import { MAIN_OPTIONS, mainConfig } from '../../src/config.ts';
 import { createMainServer, type MainServer } from '../../src/main/app.ts';
+import type { MainStore } from '../../src/main/store.ts';
 import { signHeader } from '../../src/protocol/signing.ts';
 
 /**
- * A main server for HTTP tests: its own temp SQLite file, silent logs, driven
+ * A main server for HTTP tests: its own temp SQLite file (or the store given), silent logs, driven
  * in-process with `app.inject()` (or `listen()` for streams and real
  * dispatchers). Dispose it (`await using`) to close everything and delete the file.
  */
@@ -30,7 +31,7 @@ export interface RequestOptions {
 
 export async function startTestMain(
   options: Partial<Record<keyof typeof MAIN_OPTIONS, string>> = {},
-  deps: { clock?: Clock; dispatcherTimeoutMs?: number } = {},
+  deps: { clock?: Clock; dispatcherTimeoutMs?: number; store?: MainStore } = {},
 ): Promise<TestMain> {
   const dir = mkdtempSync(join(tmpdir(), 'psched-main-'));
   // a closed port by default: tests that schedule pass their dispatchers' URLs
