@@ -26,10 +26,10 @@ export function requireApiToken(token: string | undefined) {
  * say where a request comes from in Sec-Fetch-Site (or, older ones, Origin);
  * scripts and the dispatchers send neither and are not affected.
  */
-export async function rejectCrossSiteWrites(request: FastifyRequest, reply: FastifyReply): Promise<void> {
-  if (request.method === 'GET' || request.method === 'HEAD' || request.method === 'OPTIONS') return;
-  if (!isCrossSite(request)) return;
-  await reply.status(403).send({ error: { code: 'forbidden', message: 'Cross-site request refused: submit the form from this server\'s own page' } });
+export async function rejectCrossSiteWrites(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+  if (request.method === 'GET' || request.method === 'HEAD' || request.method === 'OPTIONS') return undefined;
+  if (!isCrossSite(request)) return undefined;
+  return reply.status(403).send({ error: { code: 'forbidden', message: 'Cross-site request refused: submit the form from this server\'s own page' } });
 }
 
 function isCrossSite(request: FastifyRequest): boolean {

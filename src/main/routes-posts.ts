@@ -53,7 +53,7 @@ export async function registerPostRoutes(app: FastifyInstance, context: PostRout
     });
 
     scope.post('/v1/posts', async (request, reply) => {
-      if (config.signingSecret && !request.headers['content-type']?.startsWith('application/json')) {
+      if (config.signingSecret && !/^application\/json\s*(;|$)/i.test(request.headers['content-type'] ?? '')) {
         // Only the JSON parser above checks signatures: any other body is refused.
         throw new ValidationError('a delivery is a signed JSON body (content-type: application/json)');
       }
