@@ -154,6 +154,20 @@ describe('PostgreSQL stores', { skip: url ? false : 'PSCHED_TEST_POSTGRES_URL is
     for (const message of held) assert.equal(message.leaseOwner, inA.has(message.id) ? 'owner-a' : 'owner-b');
   });
 
+  it('renewLeases renews every claim of an owner, over several chunks', async () => {
+    await using schema = await createTestSchema(url!);
+    await using stores = new Stores(schema.name);
+    const [store] = await migratedDispatchers(stores, 1);
+    const mine = await store!.insert(Array.from({ length: 450 }, () => newMessage()), T, CLAIM_ALL);
+    await store!.insert([newMessage()], T, { ...CLAIM_ALL, owner: 'owner-b' });
+    assert.equal(await store!.renewLeases('owner-a', T + 5 * MINUTE), 450);
+    const held = await store!.list({ status: 'scheduled', limit: 1000 });
+    assert.deepEqual(
+      held.filter((message) => message.leaseExpiresAt === T + 5 * MINUTE).map((message) => message.id).sort(),
+      mine.map((outcome) => outcome.message.id).sort(),
+    );
+  });
+
   it("a change that leaves a message unclaimed wakes another process's onWake listeners", async () => {
     await using schema = await createTestSchema(url!);
     await using stores = new Stores(schema.name);

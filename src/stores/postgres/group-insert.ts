@@ -15,12 +15,14 @@
  */
 const MAX_GROUP_ROWS = 1000;
 
-/** Inserts the rows in one statement (all or nothing); resolves with the ids actually inserted. */
-export type InsertStatement<Row> = (rows: Row[], wake: boolean) => Promise<Set<string>>;
+/**
+ * Inserts the rows in one statement (all or nothing), skipping rows whose
+ * unique key exists; resolves with the ids actually inserted.
+ */
+export type InsertStatement<Row> = (rows: Row[]) => Promise<Set<string>>;
 
 interface PendingCall<Row> {
   rows: Row[];
-  wake: boolean;
   resolve: (inserted: Set<string>) => void;
   reject: (err: unknown) => void;
 }
@@ -30,16 +32,18 @@ export class GroupInsert<Row> {
   #queue: PendingCall<Row>[] = [];
   #flushScheduled = false;
   #running = new Set<Promise<void>>();
+  #enabled: boolean;
 
-  constructor(execute: InsertStatement<Row>) {
+  constructor(execute: InsertStatement<Row>, options: { enabled: boolean } = { enabled: true }) {
     this.#execute = execute;
+    this.#enabled = options.enabled;
   }
 
   /** Resolves with the ids inserted by this call's group (a superset of this call's inserted ids). */
-  insert(rows: Row[], wake: boolean): Promise<Set<string>> {
-    if (rows.length >= MAX_GROUP_ROWS) return this.#execute(rows, wake);
+  insert(rows: Row[]): Promise<Set<string>> {
+    if (!this.#enabled || rows.length >= MAX_GROUP_ROWS) return this.#execute(rows);
     return new Promise((resolve, reject) => {
-      this.#queue.push({ rows, wake, resolve, reject });
+      this.#queue.push({ rows, resolve, reject });
       if (!this.#flushScheduled) {
         this.#flushScheduled = true;
         setImmediate(() => this.#flush());
@@ -67,15 +71,15 @@ export class GroupInsert<Row> {
   async #run(group: PendingCall<Row>[]): Promise<void> {
     if (group.length === 1) {
       const call = group[0]!;
-      await this.#execute(call.rows, call.wake).then(call.resolve, call.reject);
+      await this.#execute(call.rows).then(call.resolve, call.reject);
       return;
     }
     try {
-      const inserted = await this.#execute(group.flatMap((call) => call.rows), group.some((call) => call.wake));
+      const inserted = await this.#execute(group.flatMap((call) => call.rows));
       for (const call of group) call.resolve(inserted);
     } catch {
       // Nothing of the group was written: run each call alone so only the faulty one fails.
-      await Promise.all(group.map((call) => this.#execute(call.rows, call.wake).then(call.resolve, call.reject)));
+      await Promise.all(group.map((call) => this.#execute(call.rows).then(call.resolve, call.reject)));
     }
   }
 }

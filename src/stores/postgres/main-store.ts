@@ -1,15 +1,16 @@
 import type pg from 'pg';
 import type { FeedQuery, MainStore, NewPost, Post } from '../../main/store.ts';
 import { checkSchemaName, createPool, defaultErrorLog } from './connection.ts';
+import { GroupInsert } from './group-insert.ts';
 import { runMigrations } from './migrate.ts';
 import { mainMigrations } from './migrations.ts';
 import { mainStatements as sql } from './statements.ts';
 
 /**
- * The main server's feed on PostgreSQL. Every addPost is one INSERT ... ON
- * CONFLICT (message_id) DO NOTHING committed with synchronous_commit on, so a
- * resolved post is on disk. Concurrent deliveries commit on separate pooled
- * connections and PostgreSQL flushes their WAL together (its own group commit).
+ * The main server's feed on PostgreSQL. Deliveries arrive concurrently from
+ * the whole dispatcher pool: the addPost calls of one tick go out as one
+ * INSERT ... ON CONFLICT (message_id) DO NOTHING (./group-insert.ts), committed
+ * with synchronous_commit on, so a resolved post is on disk.
  */
 
 export interface PostgresMainStoreOptions {
@@ -19,6 +20,8 @@ export interface PostgresMainStoreOptions {
   poolSize?: number;
   /** Where connection trouble is reported; defaults to stderr. */
   onError?: (message: string, err: unknown) => void;
+  /** False sends every addPost as its own statement (to measure what grouping buys). Default true. */
+  groupInserts?: boolean;
 }
 
 /** Enough concurrent commits to share each WAL flush, few enough to leave room for the dispatchers' connections. */
@@ -34,7 +37,7 @@ export async function openPostgresMainStore(url: string, options: PostgresMainSt
     await pool.end();
     throw err;
   }
-  return new PostgresMainStore(pool, schema);
+  return new PostgresMainStore(pool, schema, options.groupInserts ?? true);
 }
 
 interface PostRow {
@@ -49,11 +52,13 @@ interface PostRow {
 class PostgresMainStore implements MainStore {
   #pool: pg.Pool;
   #schema: string | undefined;
+  #inserts: GroupInsert<NewPost>;
   #closed: Promise<void> | undefined;
 
-  constructor(pool: pg.Pool, schema: string | undefined) {
+  constructor(pool: pg.Pool, schema: string | undefined, groupInserts: boolean) {
     this.#pool = pool;
     this.#schema = schema;
+    this.#inserts = new GroupInsert((posts) => this.#insertPosts(posts), { enabled: groupInserts });
   }
 
   migrate(): Promise<void> {
@@ -63,16 +68,30 @@ class PostgresMainStore implements MainStore {
   async addPost(post: NewPost): Promise<{ post: Post; created: boolean }> {
     // The post that holds this message id can be deleted between our INSERT and our look-up: then try again.
     for (let turn = 0; turn < 3; turn++) {
-      const inserted = await this.#pool.query<PostRow>({
-        name: 'insertPost',
-        text: sql.insertPost,
-        values: [post.id, post.messageId, post.username, post.message, post.postedAt, post.scheduledAt],
-      });
-      if (inserted.rows[0]) return { post: toPost(inserted.rows[0]), created: true };
+      const inserted = await this.#inserts.insert([post]);
+      if (inserted.has(post.id)) return { post: { ...post }, created: true };
+      // Only a known message id skips a post (a duplicate id fails the statement).
       const existing = await this.#pool.query<PostRow>({ name: 'getPostByMessageId', text: sql.getPostByMessageId, values: [post.messageId] });
       if (existing.rows[0]) return { post: toPost(existing.rows[0]), created: false };
     }
     throw new Error(`Could not add the post for message ${post.messageId}: its post keeps being inserted and deleted concurrently`);
+  }
+
+  /** One statement for the posts of one or several calls (./group-insert.ts). */
+  async #insertPosts(posts: NewPost[]): Promise<Set<string>> {
+    const result = await this.#pool.query<{ id: string }>({
+      name: 'insertPost',
+      text: sql.insertPost,
+      values: [
+        posts.map((p) => p.id),
+        posts.map((p) => p.messageId),
+        posts.map((p) => p.username),
+        posts.map((p) => p.message),
+        posts.map((p) => p.postedAt),
+        posts.map((p) => p.scheduledAt),
+      ],
+    });
+    return new Set(result.rows.map((row) => row.id));
   }
 
   async listPosts(query: FeedQuery): Promise<Post[]> {
@@ -89,7 +108,7 @@ class PostgresMainStore implements MainStore {
   }
 
   close(): Promise<void> {
-    this.#closed ??= this.#pool.end();
+    this.#closed ??= this.#inserts.drain().then(() => this.#pool.end());
     return this.#closed;
   }
 }

@@ -48,9 +48,9 @@ export const dispatcherMigrations: readonly Migration[] = [
       CREATE INDEX messages_unclaimed_due ON messages (due_at, id)
         WHERE status = 'scheduled' AND lease_owner IS NULL;
 
-      -- claimDue (expired leases), renewLeases, releaseClaims: only claimed rows are indexed
+      -- claimDue (expired leases), renewLeases (in id-ordered chunks), releaseClaims: only claimed rows are indexed
       CREATE INDEX messages_lease_expiry ON messages (lease_expires_at) WHERE lease_owner IS NOT NULL;
-      CREATE INDEX messages_lease_owner ON messages (lease_owner) WHERE lease_owner IS NOT NULL;
+      CREATE INDEX messages_lease_owner ON messages (lease_owner, id) WHERE lease_owner IS NOT NULL;
 
       -- Not partial (NULLs never conflict anyway), so INSERT ... ON CONFLICT (idempotency_key) infers it.
       CREATE UNIQUE INDEX messages_idempotency_key ON messages (idempotency_key);

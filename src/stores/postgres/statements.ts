@@ -149,8 +149,21 @@ export const dispatcherStatements = {
     FROM chosen WHERE m.id = chosen.id
     RETURNING ${M_COLUMNS}`,
 
-  /** Params: $1 owner, $2 leaseExpiresAt. */
-  renewLeases: `UPDATE messages SET lease_expires_at = $2 WHERE lease_owner = $1`,
+  /**
+   * Params: $1 owner, $2 leaseExpiresAt, $3 after id ('' to start), $4 chunk size.
+   * One chunk of the owner's claims in id order (index messages_lease_owner);
+   * the caller repeats from `last` until a chunk comes back short.
+   */
+  renewLeases: `
+    WITH chunk AS (
+      SELECT id FROM messages WHERE lease_owner = $1 AND id > $3 ORDER BY id LIMIT $4
+    ), renewed AS (
+      UPDATE messages m SET lease_expires_at = $2
+      FROM chunk WHERE m.id = chunk.id AND m.lease_owner = $1
+      RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM chunk) AS scanned, (SELECT max(id) FROM chunk) AS last,
+      (SELECT count(*) FROM renewed) AS renewed`,
 
   /** Params: $1 owner, $2 channel, $3 payload. Returns how many; wakes the others when any. */
   releaseClaims: `
@@ -211,12 +224,16 @@ export const dispatcherStatements = {
 const POST_COLUMNS = 'id, message_id, username, message, posted_at, scheduled_at';
 
 export const mainStatements = {
-  /** Params: $1 id, $2 messageId, $3 username, $4 message, $5 postedAt, $6 scheduledAt. Returns nothing for a known message id. */
+  /**
+   * Params: $1 ids, $2 messageIds, $3 usernames, $4 messages, $5 postedAts, $6 scheduledAts
+   * (arrays, one element per post). Skips posts whose message id is known (the
+   * caller fetches those) and returns the ids it inserted.
+   */
   insertPost: `
     INSERT INTO posts (id, message_id, username, message, posted_at, scheduled_at)
-    VALUES ($1, $2, $3, $4, $5, $6)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
     ON CONFLICT (message_id) DO NOTHING
-    RETURNING ${POST_COLUMNS}`,
+    RETURNING id`,
 
   /** Params: $1 messageId. */
   getPostByMessageId: `SELECT ${POST_COLUMNS} FROM posts WHERE message_id = $1`,
