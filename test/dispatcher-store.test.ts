@@ -111,6 +111,20 @@ for (const factory of dispatcherStoreFactories()) {
         assert.equal((await handle.store.get(later.id))?.leaseOwner, null);
       });
 
+      it('stores a batch of 1,000 completely, outcomes in input order', async () => {
+        await using handle = await factory.create();
+        const inputs = Array.from({ length: 1000 }, (_, i) => newMessage({
+          scheduledAt: T + i,
+          message: `message ${i}`,
+          idempotencyKey: i % 7 === 0 ? `key-${i}` : null,
+        }));
+        const outcomes = await handle.store.insert(inputs, T);
+        assert.deepEqual(outcomes.map((o) => o.message.id), ids(inputs));
+        assert.ok(outcomes.every((o) => o.created));
+        const stored = await handle.store.list({ limit: 1000 });
+        assert.deepEqual(stored.map((m) => [m.id, m.message, m.scheduledAt, m.idempotencyKey]), inputs.map((m) => [m.id, m.message, m.scheduledAt, m.idempotencyKey]));
+      });
+
       it('accepts an empty batch', async () => {
         await using handle = await factory.create();
         assert.deepEqual(await handle.store.insert([], T), []);
@@ -170,6 +184,15 @@ for (const factory of dispatcherStoreFactories()) {
         // the key of the failed batch is free again
         const [retried] = await handle.store.insert([newMessage({ idempotencyKey: 'fresh' })], T);
         assert.equal(retried!.created, true);
+      });
+
+      it('a large batch failing near its end stores nothing', async () => {
+        await using handle = await factory.create();
+        const existing = await insertOne(handle.store);
+        const batch = Array.from({ length: 250 }, () => newMessage());
+        batch[240] = newMessage({ id: existing.id });
+        await assert.rejects(handle.store.insert(batch, T));
+        assert.deepEqual(await handle.store.countByStatus(), { scheduled: 1, delivering: 0, delivered: 0, dead: 0 });
       });
 
       it('a failing call does not take down concurrent calls', async () => {

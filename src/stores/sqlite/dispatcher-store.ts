@@ -71,43 +71,42 @@ class SqliteDispatcherStore implements DispatcherStore {
   }
 
   insert(messages: NewMessage[], now: number, claim?: ClaimRequest): Promise<InsertOutcome[]> {
-    return this.#commits.write('durable', () => messages.map((message) => this.#insertOne(message, now, claim)));
+    return this.#commits.write('durable', () => {
+      const outcomes: InsertOutcome[] = [];
+      const created: StoredMessage[] = [];
+      // keys created earlier in this batch: not in the table until the rows go in at the end
+      const createdByKey = new Map<string, StoredMessage>();
+      for (const message of messages) {
+        const key = message.idempotencyKey;
+        if (key !== null) {
+          const existing = createdByKey.get(key) ?? this.#messageWithKey(key);
+          if (existing) {
+            outcomes.push({ message: { ...existing }, created: false });
+            continue;
+          }
+        }
+        const stored = newStoredMessage(message, now, claim);
+        if (key !== null) createdByKey.set(key, stored);
+        created.push(stored);
+        outcomes.push({ message: stored, created: true });
+      }
+      this.#connection.insertRows(sql.insertMessages, created.map((stored) => ({
+        id: stored.id,
+        username: stored.username,
+        message: stored.message,
+        scheduledAt: stored.scheduledAt,
+        idempotencyKey: stored.idempotencyKey,
+        now,
+        leaseOwner: stored.leaseOwner,
+        leaseExpiresAt: stored.leaseExpiresAt,
+      })));
+      return outcomes;
+    });
   }
 
-  #insertOne(message: NewMessage, now: number, claim: ClaimRequest | undefined): InsertOutcome {
-    if (message.idempotencyKey !== null) {
-      const existing = this.#row(sql.getMessageByIdempotencyKey, { idempotencyKey: message.idempotencyKey });
-      if (existing) return { message: toMessage(existing), created: false };
-    }
-    const claimed = claim !== undefined && message.scheduledAt <= claim.dueBefore;
-    const stored: StoredMessage = {
-      id: message.id,
-      username: message.username,
-      message: message.message,
-      scheduledAt: message.scheduledAt,
-      dueAt: message.scheduledAt,
-      status: 'scheduled',
-      attempts: 0,
-      version: 1,
-      idempotencyKey: message.idempotencyKey,
-      createdAt: now,
-      updatedAt: now,
-      deliveredAt: null,
-      lastError: null,
-      leaseOwner: claimed ? claim.owner : null,
-      leaseExpiresAt: claimed ? claim.leaseExpiresAt : null,
-    };
-    this.#connection.statement(sql.insertMessage).run({
-      id: stored.id,
-      username: stored.username,
-      message: stored.message,
-      scheduledAt: stored.scheduledAt,
-      idempotencyKey: stored.idempotencyKey,
-      now,
-      leaseOwner: stored.leaseOwner,
-      leaseExpiresAt: stored.leaseExpiresAt,
-    });
-    return { message: stored, created: true };
+  #messageWithKey(idempotencyKey: string): StoredMessage | undefined {
+    const row = this.#row(sql.getMessageByIdempotencyKey, { idempotencyKey });
+    return row && toMessage(row);
   }
 
   get(id: string): Promise<StoredMessage | undefined> {
@@ -245,6 +244,27 @@ class SqliteDispatcherStore implements DispatcherStore {
   #changes(statement: string, params: Params): number {
     return Number(this.#connection.statement(statement).run(params).changes);
   }
+}
+
+function newStoredMessage(message: NewMessage, now: number, claim: ClaimRequest | undefined): StoredMessage {
+  const claimed = claim !== undefined && message.scheduledAt <= claim.dueBefore;
+  return {
+    id: message.id,
+    username: message.username,
+    message: message.message,
+    scheduledAt: message.scheduledAt,
+    dueAt: message.scheduledAt,
+    status: 'scheduled',
+    attempts: 0,
+    version: 1,
+    idempotencyKey: message.idempotencyKey,
+    createdAt: now,
+    updatedAt: now,
+    deliveredAt: null,
+    lastError: null,
+    leaseOwner: claimed ? claim.owner : null,
+    leaseExpiresAt: claimed ? claim.leaseExpiresAt : null,
+  };
 }
 
 function claimParams(claim: ClaimRequest | undefined): { owner: string | null; dueBefore: number | null; leaseExpiresAt: number | null } {

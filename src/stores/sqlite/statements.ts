@@ -13,11 +13,13 @@ const MESSAGE_COLUMNS = `id, username, message, scheduled_at, due_at, status, at
   idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner, lease_expires_at`;
 
 export const dispatcherStatements = {
-  insertMessage: `
-    INSERT INTO messages (id, username, message, scheduled_at, due_at, status, attempts, version,
-      idempotency_key, created_at, updated_at, lease_owner, lease_expires_at)
-    VALUES (:id, :username, :message, :scheduledAt, :scheduledAt, 'scheduled', 0, 1,
+  /** A multi-row insert: `into` followed by one `row` tuple per message. */
+  insertMessages: {
+    into: `INSERT INTO messages (id, username, message, scheduled_at, due_at, status, attempts, version,
+      idempotency_key, created_at, updated_at, lease_owner, lease_expires_at) VALUES`,
+    row: `(:id, :username, :message, :scheduledAt, :scheduledAt, 'scheduled', 0, 1,
       :idempotencyKey, :now, :now, :leaseOwner, :leaseExpiresAt)`,
+  },
 
   getMessage: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id = :id`,
 
