@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import type pg from 'pg';
 import type { ClaimRequest, DispatcherStore, NewMessage } from '../src/dispatcher/store.ts';
 import type { MainStore } from '../src/main/store.ts';
+import { UnavailableError } from '../src/errors.ts';
 import { uuidv7 } from '../src/ids.ts';
 import { createTestSchema, dropTestSchema, postgresTestUrl, testSchemaName, withAdminClient } from './support/postgres.ts';
 
@@ -231,5 +232,13 @@ describe('PostgreSQL stores', { skip: url ? false : 'PSCHED_TEST_POSTGRES_URL is
     const woken = nextWake(listening);
     await sender!.insert([newMessage()], T);
     await woken;
+  });
+
+  it('an unreachable database is an UnavailableError (503), with the reason', async () => {
+    const { openPostgresDispatcherStore, openPostgresMainStore } = await postgresModules();
+    // nothing listens on port 1 of the loopback interface: refused at once
+    const nowhere = 'postgres://postgres@127.0.0.1:1/test';
+    await assert.rejects(openPostgresDispatcherStore(nowhere), (err: unknown) => err instanceof UnavailableError && /ECONNREFUSED/.test(err.message));
+    await assert.rejects(openPostgresMainStore(nowhere), (err: unknown) => err instanceof UnavailableError && /ECONNREFUSED/.test(err.message));
   });
 });

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { UnavailableError } from '../../errors.ts';
 
 /**
  * Connection plumbing shared by both PostgreSQL stores: pools that live in an
@@ -30,6 +31,8 @@ export function checkSchemaName(schema: string): string {
   return schema;
 }
 
+const CONNECT_TIMEOUT_MS = 10_000;
+
 export interface PoolOptions {
   /** Every table lives in this schema (set as the search_path of each connection). */
   schema?: string;
@@ -59,6 +62,8 @@ export function createPool(url: string, options: PoolOptions): pg.Pool {
     types: numericInt8Types,
     // A psched process keeps its few connections warm; idle ones go after a minute.
     idleTimeoutMillis: 60_000,
+    // An unreachable server fails the call (503) instead of hanging it; a live one connects in milliseconds.
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
   });
   // An idle client losing its connection must not crash the process; the pool replaces it.
   pool.on('error', (err) => options.onError('idle PostgreSQL connection failed', err));
@@ -72,6 +77,33 @@ export function createClient(url: string, schema: string | undefined, applicatio
 
 export function defaultErrorLog(message: string, err: unknown): void {
   console.error(`psched postgres: ${message}:`, err instanceof Error ? err.message : err);
+}
+
+/** Runs one named statement (prepared once per connection); a lost database becomes an UnavailableError (503). */
+export async function runStatement<R extends pg.QueryResultRow>(pool: pg.Pool, name: string, text: string, values: unknown[] = []): Promise<pg.QueryResult<R>> {
+  try {
+    return await pool.query<R>({ name, text, values });
+  } catch (err) {
+    throw asUnavailable(err);
+  }
+}
+
+/** A connection failure as an UnavailableError (503, "try again later"); any other error as it is. */
+export function asUnavailable(err: unknown): unknown {
+  if (!isConnectionError(err)) return err;
+  return new UnavailableError(`The PostgreSQL database is unavailable: ${(err as Error).message}`, { cause: err });
+}
+
+/** SQLSTATEs that mean "the server is not there for us", not "this statement is wrong". */
+const CONNECTION_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300']);
+const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'EHOSTUNREACH']);
+
+function isConnectionError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && (code.startsWith('08') || CONNECTION_SQLSTATES.has(code) || CONNECTION_ERRNOS.has(code))) return true;
+  // pg's own words for a connection that died or never came (no code attached)
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(err.message);
 }
 
 /** Runs `work` inside BEGIN/COMMIT on one pooled client; rolls back on any error. */

@@ -13,7 +13,7 @@ import {
   type NewMessage,
   type StoredMessage,
 } from '../../dispatcher/store.ts';
-import { checkSchemaName, createPool, defaultErrorLog } from './connection.ts';
+import { asUnavailable, checkSchemaName, createPool, defaultErrorLog, runStatement } from './connection.ts';
 import { GroupInsert } from './group-insert.ts';
 import { runMigrations } from './migrate.ts';
 import { dispatcherMigrations } from './migrations.ts';
@@ -82,8 +82,10 @@ export async function openPostgresDispatcherStore(url: string, options: Postgres
   const onError = options.onError ?? defaultErrorLog;
   const selfId = randomUUID();
   const wake = new WakeListener({ url, schema, selfId, onError });
-  // Connecting the listener first also checks the URL: a wrong one fails here, with pg's message.
-  await wake.start();
+  // Connecting the listener first also checks the URL: a wrong one fails here, not at the first call.
+  await wake.start().catch((err: unknown) => {
+    throw asUnavailable(err);
+  });
   return new PostgresDispatcherStore({
     schema,
     selfId,
@@ -170,35 +172,31 @@ class PostgresDispatcherStore implements DispatcherStore {
   /** One statement for rows of one or several calls (./group-insert.ts). */
   async #insertRows(rows: NewRow[]): Promise<Set<string>> {
     const messages = rows.map((row) => row.message);
-    const result = await this.#pool.query<{ id: string }>({
-      name: 'insertMessage',
-      text: sql.insertMessage,
-      values: [
-        messages.map((m) => m.id),
-        messages.map((m) => m.username),
-        messages.map((m) => m.message),
-        messages.map((m) => m.scheduledAt),
-        messages.map((m) => m.idempotencyKey),
-        messages.map((m) => m.createdAt),
-        messages.map((m) => m.leaseOwner),
-        messages.map((m) => m.leaseExpiresAt),
-        // in a group of calls, an unclaimed row of a claiming call may wake the others too: harmless
-        rows.some((row) => row.wake),
-        this.#wake.channel,
-        this.#selfId,
-      ],
-    });
+    const result = await this.#run<{ id: string }>(this.#pool, 'insertMessage', [
+      messages.map((m) => m.id),
+      messages.map((m) => m.username),
+      messages.map((m) => m.message),
+      messages.map((m) => m.scheduledAt),
+      messages.map((m) => m.idempotencyKey),
+      messages.map((m) => m.createdAt),
+      messages.map((m) => m.leaseOwner),
+      messages.map((m) => m.leaseExpiresAt),
+      // in a group of calls, an unclaimed row of a claiming call may wake the others too: harmless
+      rows.some((row) => row.wake),
+      this.#wake.channel,
+      this.#selfId,
+    ]);
     return new Set(result.rows.map((row) => row.id));
   }
 
   async #byIdempotencyKey(keys: string[]): Promise<Map<string, StoredMessage>> {
     if (keys.length === 0) return new Map();
-    const { rows } = await this.#pool.query<MessageRow>({ name: 'getMessagesByIdempotencyKeys', text: sql.getMessagesByIdempotencyKeys, values: [keys] });
+    const { rows } = await this.#run<MessageRow>(this.#pool, 'getMessagesByIdempotencyKeys', [keys]);
     return new Map(rows.map((row) => [row.idempotency_key!, toMessage(row)]));
   }
 
   async get(id: string): Promise<StoredMessage | undefined> {
-    const { rows } = await this.#pool.query<MessageRow>({ name: 'getMessage', text: sql.getMessage, values: [id] });
+    const { rows } = await this.#run<MessageRow>(this.#pool, 'getMessage', [id]);
     return rows[0] && toMessage(rows[0]);
   }
 
@@ -206,8 +204,8 @@ class PostgresDispatcherStore implements DispatcherStore {
     if (query.limit <= 0) return [];
     const statuses = query.status ? [query.status] : [...MESSAGE_STATUSES];
     const { rows } = query.after
-      ? await this.#pool.query<MessageRow>({ name: 'listByStatusAfter', text: sql.listByStatusAfter, values: [statuses, query.limit, query.after.dueAt, query.after.id] })
-      : await this.#pool.query<MessageRow>({ name: 'listByStatus', text: sql.listByStatus, values: [statuses, query.limit] });
+      ? await this.#run<MessageRow>(this.#pool, 'listByStatusAfter', [statuses, query.limit, query.after.dueAt, query.after.id])
+      : await this.#run<MessageRow>(this.#pool, 'listByStatus', [statuses, query.limit]);
     return rows.map(toMessage);
   }
 
@@ -232,15 +230,15 @@ class PostgresDispatcherStore implements DispatcherStore {
 
   /** Runs a statement that changes one message only in an allowed status, and tells why it did not. */
   async #change(id: string, name: 'updateMessage' | 'removeMessage' | 'retryMessage', values: unknown[]): Promise<ChangeOutcome> {
-    const { rows } = await this.#pool.query<MessageRow>({ name, text: sql[name], values });
+    const { rows } = await this.#run<MessageRow>(this.#pool, name, values);
     if (rows[0]) return { kind: 'ok', message: toMessage(rows[0]) };
-    const current = await this.#pool.query<{ status: MessageStatus }>({ name: 'getStatus', text: sql.getStatus, values: [id] });
+    const current = await this.#run<{ status: MessageStatus }>(this.#pool, 'getStatus', [id]);
     return current.rows[0] ? { kind: 'conflict', status: current.rows[0].status } : { kind: 'not_found' };
   }
 
   async claimDue(owner: string, dueBefore: number, now: number, leaseExpiresAt: number, limit: number): Promise<StoredMessage[]> {
     if (limit <= 0) return [];
-    const { rows } = await this.#enginePool.query<MessageRow>({ name: 'claimDue', text: sql.claimDue, values: [owner, dueBefore, now, leaseExpiresAt, limit] });
+    const { rows } = await this.#run<MessageRow>(this.#enginePool, 'claimDue', [owner, dueBefore, now, leaseExpiresAt, limit]);
     return rows.map(toMessage).sort(compareDue);
   }
 
@@ -249,9 +247,9 @@ class PostgresDispatcherStore implements DispatcherStore {
     let renewed = 0;
     let after = '';
     for (;;) {
-      const { rows } = await this.#enginePool.query<{ scanned: number; last: string | null; renewed: number }>({
-        name: 'renewLeases', text: sql.renewLeases, values: [owner, leaseExpiresAt, after, RENEW_CHUNK],
-      });
+      const { rows } = await this.#run<{ scanned: number; last: string | null; renewed: number }>(
+        this.#enginePool, 'renewLeases', [owner, leaseExpiresAt, after, RENEW_CHUNK],
+      );
       const chunk = rows[0]!;
       renewed += chunk.renewed;
       if (chunk.scanned < RENEW_CHUNK || chunk.last === null) return renewed;
@@ -260,19 +258,15 @@ class PostgresDispatcherStore implements DispatcherStore {
   }
 
   async releaseClaims(owner: string): Promise<number> {
-    const { rows } = await this.#enginePool.query<{ count: number }>({
-      name: 'releaseClaims', text: sql.releaseClaims, values: [owner, this.#wake.channel, this.#selfId],
-    });
+    const { rows } = await this.#run<{ count: number }>(this.#enginePool, 'releaseClaims', [owner, this.#wake.channel, this.#selfId]);
     return rows[0]?.count ?? 0;
   }
 
   async startDelivery(owner: string, entries: { id: string; version: number }[], now: number): Promise<StoredMessage[]> {
     if (entries.length === 0) return [];
-    const { rows } = await this.#enginePool.query<MessageRow & { position: number }>({
-      name: 'startDelivery',
-      text: sql.startDelivery,
-      values: [owner, entries.map((e) => e.id), entries.map((e) => e.version), now],
-    });
+    const { rows } = await this.#run<MessageRow & { position: number }>(
+      this.#enginePool, 'startDelivery', [owner, entries.map((e) => e.id), entries.map((e) => e.version), now],
+    );
     return rows.sort((a, b) => a.position - b.position).map(toMessage);
   }
 
@@ -283,38 +277,37 @@ class PostgresDispatcherStore implements DispatcherStore {
     const dead = byOutcome('dead');
     // One statement per outcome kind; they touch different rows, so they may run side by side.
     await Promise.all([
-      delivered.length > 0 && this.#enginePool.query({
-        name: 'markDelivered', text: sql.markDelivered, values: [owner, delivered.map((r) => r.id), delivered.map((r) => r.at)],
-      }),
-      retried.length > 0 && this.#enginePool.query({
-        name: 'markRetry', text: sql.markRetry, values: [owner, retried.map((r) => r.id), retried.map((r) => r.at), retried.map((r) => r.error ?? null)],
-      }),
-      dead.length > 0 && this.#enginePool.query({
-        name: 'markDead', text: sql.markDead, values: [owner, dead.map((r) => r.id), dead.map((r) => r.at), dead.map((r) => r.error ?? null)],
-      }),
+      delivered.length > 0 && this.#run(this.#enginePool, 'markDelivered', [owner, delivered.map((r) => r.id), delivered.map((r) => r.at)]),
+      retried.length > 0 && this.#run(this.#enginePool, 'markRetry', [owner, retried.map((r) => r.id), retried.map((r) => r.at), retried.map((r) => r.error ?? null)]),
+      dead.length > 0 && this.#run(this.#enginePool, 'markDead', [owner, dead.map((r) => r.id), dead.map((r) => r.at), dead.map((r) => r.error ?? null)]),
     ]);
   }
 
   async listRecentlyDelivered(limit: number): Promise<StoredMessage[]> {
     if (limit <= 0) return [];
-    const { rows } = await this.#pool.query<MessageRow>({ name: 'listRecentlyDelivered', text: sql.listRecentlyDelivered, values: [limit] });
+    const { rows } = await this.#run<MessageRow>(this.#pool, 'listRecentlyDelivered', [limit]);
     return rows.map(toMessage);
   }
 
   async countByStatus(): Promise<Record<MessageStatus, number>> {
     const counts = Object.fromEntries(MESSAGE_STATUSES.map((status) => [status, 0])) as Record<MessageStatus, number>;
-    const { rows } = await this.#pool.query<{ status: MessageStatus; count: number }>({ name: 'countByStatus', text: sql.countByStatus });
+    const { rows } = await this.#run<{ status: MessageStatus; count: number }>(this.#pool, 'countByStatus');
     for (const row of rows) counts[row.status] = row.count;
     return counts;
   }
 
   async purgeDelivered(before: number): Promise<number> {
-    const result = await this.#enginePool.query({ name: 'purgeDelivered', text: sql.purgeDelivered, values: [before] });
+    const result = await this.#run(this.#enginePool, 'purgeDelivered', [before]);
     return result.rowCount ?? 0;
   }
 
   onWake(listener: () => void): () => void {
     return this.#wake.add(listener);
+  }
+
+  /** Runs one statement of ./statements.ts by name. */
+  #run<R extends pg.QueryResultRow>(pool: pg.Pool, name: keyof typeof sql, values: unknown[] = []): Promise<pg.QueryResult<R>> {
+    return runStatement<R>(pool, name, sql[name], values);
   }
 
   close(): Promise<void> {

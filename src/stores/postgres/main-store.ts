@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { FeedQuery, MainStore, NewPost, Post } from '../../main/store.ts';
-import { checkSchemaName, createPool, defaultErrorLog } from './connection.ts';
+import { checkSchemaName, createPool, defaultErrorLog, runStatement } from './connection.ts';
 import { GroupInsert } from './group-insert.ts';
 import { runMigrations } from './migrate.ts';
 import { mainMigrations } from './migrations.ts';
@@ -31,8 +31,8 @@ export async function openPostgresMainStore(url: string, options: PostgresMainSt
   const schema = options.schema === undefined ? undefined : checkSchemaName(options.schema);
   const pool = createPool(url, { schema, max: options.poolSize ?? DEFAULT_POOL_SIZE, onError: options.onError ?? defaultErrorLog });
   try {
-    // Fail here, with pg's message, when the URL is wrong.
-    await pool.query('SELECT 1');
+    // Fail here, not at the first post, when the URL is wrong.
+    await runStatement(pool, 'ping', 'SELECT 1');
   } catch (err) {
     await pool.end();
     throw err;
@@ -71,7 +71,7 @@ class PostgresMainStore implements MainStore {
       const inserted = await this.#inserts.insert([post]);
       if (inserted.has(post.id)) return { post: { ...post }, created: true };
       // Only a known message id skips a post (a duplicate id fails the statement).
-      const existing = await this.#pool.query<PostRow>({ name: 'getPostByMessageId', text: sql.getPostByMessageId, values: [post.messageId] });
+      const existing = await this.#run<PostRow>('getPostByMessageId', [post.messageId]);
       if (existing.rows[0]) return { post: toPost(existing.rows[0]), created: false };
     }
     throw new Error(`Could not add the post for message ${post.messageId}: its post keeps being inserted and deleted concurrently`);
@@ -79,32 +79,33 @@ class PostgresMainStore implements MainStore {
 
   /** One statement for the posts of one or several calls (./group-insert.ts). */
   async #insertPosts(posts: NewPost[]): Promise<Set<string>> {
-    const result = await this.#pool.query<{ id: string }>({
-      name: 'insertPost',
-      text: sql.insertPost,
-      values: [
-        posts.map((p) => p.id),
-        posts.map((p) => p.messageId),
-        posts.map((p) => p.username),
-        posts.map((p) => p.message),
-        posts.map((p) => p.postedAt),
-        posts.map((p) => p.scheduledAt),
-      ],
-    });
+    const result = await this.#run<{ id: string }>('insertPost', [
+      posts.map((p) => p.id),
+      posts.map((p) => p.messageId),
+      posts.map((p) => p.username),
+      posts.map((p) => p.message),
+      posts.map((p) => p.postedAt),
+      posts.map((p) => p.scheduledAt),
+    ]);
     return new Set(result.rows.map((row) => row.id));
   }
 
   async listPosts(query: FeedQuery): Promise<Post[]> {
     if (query.limit <= 0) return [];
     const { rows } = query.before
-      ? await this.#pool.query<PostRow>({ name: 'listPostsBefore', text: sql.listPostsBefore, values: [query.limit, query.before.postedAt, query.before.id] })
-      : await this.#pool.query<PostRow>({ name: 'listPosts', text: sql.listPosts, values: [query.limit] });
+      ? await this.#run<PostRow>('listPostsBefore', [query.limit, query.before.postedAt, query.before.id])
+      : await this.#run<PostRow>('listPosts', [query.limit]);
     return rows.map(toPost);
   }
 
   async countPosts(): Promise<number> {
-    const { rows } = await this.#pool.query<{ count: number }>({ name: 'countPosts', text: sql.countPosts });
+    const { rows } = await this.#run<{ count: number }>('countPosts');
     return rows[0]!.count;
+  }
+
+  /** Runs one statement of ./statements.ts by name. */
+  #run<R extends pg.QueryResultRow>(name: keyof typeof sql, values: unknown[] = []): Promise<pg.QueryResult<R>> {
+    return runStatement<R>(this.#pool, name, sql[name], values);
   }
 
   close(): Promise<void> {
