@@ -62,7 +62,8 @@ export const MAIN_OPTIONS = {
   host: { flag: 'host', env: 'PSCHED_HOST', kind: 'string', default: '127.0.0.1', help: 'interface to listen on (a non-loopback host requires --api-token)' },
   db: { flag: 'db', env: 'PSCHED_DB', kind: 'string', default: './data/main.db', help: 'SQLite file path, or a postgres:// URL' },
   dispatcherUrls: { flag: 'dispatcher-url', env: 'PSCHED_DISPATCHER_URL', kind: 'list', default: 'http://127.0.0.1:8081', help: 'the dispatcher pool, comma-separated URLs' },
-  apiToken: { flag: 'api-token', env: 'PSCHED_API_TOKEN', kind: 'string', default: undefined, help: 'bearer token sent to the dispatchers and required on this server\'s /v1/scheduled and UI' },
+  apiToken: { flag: 'api-token', env: 'PSCHED_API_TOKEN', kind: 'string', default: undefined, help: 'bearer token sent to the dispatchers' },
+  accessToken: { flag: 'access-token', env: 'PSCHED_ACCESS_TOKEN', kind: 'string', default: undefined, help: 'token this server\'s page, /ui and scheduling API require (Bearer, or the Basic password); the feed stays public' },
   signingSecret: { flag: 'signing-secret', env: 'PSCHED_SIGNING_SECRET', kind: 'string', default: undefined, help: 'secret that verifies deliveries (POST /v1/posts)' },
   legacyPostMessage: { flag: 'legacy-post-message', env: 'PSCHED_LEGACY_POST_MESSAGE', kind: 'boolean', default: 'false', help: 'accept the original\'s unsigned POST /postMessage.php even with a signing secret set' },
   timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset', check: timeZone },
@@ -95,7 +96,10 @@ export interface MainConfig {
   host: string;
   db: string;
   dispatcherUrls: string[];
+  /** Sent to the dispatchers. */
   apiToken: string | undefined;
+  /** Required by this server's own page and scheduling API, when set. */
+  accessToken: string | undefined;
   signingSecret: string | undefined;
   legacyPostMessage: boolean;
   timeZone: string;
@@ -162,11 +166,11 @@ export function resolveOptions<T extends Record<string, OptionSpec>>(
   return out;
 }
 
-function requireTokenOffLoopback(host: string, apiToken: string | undefined, service: string): void {
-  if (!apiToken && !isLoopbackHost(host)) {
+function requireTokenOffLoopback(host: string, token: string | undefined, spec: OptionSpec, service: string): void {
+  if (!token && !isLoopbackHost(host)) {
     throw new ConfigError(
-      `refusing to listen on ${host} without an API token: anyone on the network could schedule messages. ` +
-        `Set --api-token (or PSCHED_API_TOKEN) for the ${service}, or listen on 127.0.0.1.`,
+      `refusing to listen on ${host} without a token: anyone on the network could schedule messages. ` +
+        `Set --${spec.flag} (or ${spec.env}) for the ${service}, or listen on 127.0.0.1.`,
     );
   }
 }
@@ -196,7 +200,7 @@ export function dispatcherConfig(
     retentionMs: o.retention as number,
     logLevel: o.logLevel as string,
   };
-  requireTokenOffLoopback(config.host, config.apiToken, 'dispatcher');
+  requireTokenOffLoopback(config.host, config.apiToken, DISPATCHER_OPTIONS.apiToken, 'dispatcher');
   return Object.freeze(config);
 }
 
@@ -211,6 +215,7 @@ export function mainConfig(
     db: o.db as string,
     dispatcherUrls: (o.dispatcherUrls as string[]).map((url) => url.replace(/\/+$/, '')),
     apiToken: o.apiToken as string | undefined,
+    accessToken: o.accessToken as string | undefined,
     signingSecret: o.signingSecret as string | undefined,
     legacyPostMessage: o.legacyPostMessage as boolean,
     timeZone: o.timeZone as string,
@@ -220,7 +225,7 @@ export function mainConfig(
     const problem = httpUrl(url);
     if (problem) throw new ConfigError(`--dispatcher-url ${problem} (got ${JSON.stringify(url)})`);
   }
-  requireTokenOffLoopback(config.host, config.apiToken, 'main server');
+  requireTokenOffLoopback(config.host, config.accessToken, MAIN_OPTIONS.accessToken, 'main server');
   return Object.freeze(config);
 }
 

@@ -87,6 +87,39 @@ export function requirePageToken(token: string | undefined, realm: string) {
   };
 }
 
+/**
+ * True when a browser says the request comes from another site's page. A
+ * browser sends Basic credentials along with any form post to this origin, so
+ * without this check a form elsewhere could schedule or cancel messages (CSRF).
+ * Browsers tell the source in Sec-Fetch-Site (older ones only in Origin);
+ * scripts, curl and the dispatchers send neither and are not affected.
+ */
+export function isCrossSiteRequest(request: FastifyRequest): boolean {
+  const site = request.headers['sec-fetch-site'];
+  if (site === 'cross-site') return true;
+  if (site === 'same-origin' || site === 'none') return false;
+  // same-site (another port or subdomain) or an older browser: compare the Origin with the host
+  const origin = request.headers.origin;
+  if (typeof origin !== 'string' || origin === 'null') return site !== undefined;
+  try {
+    const from = new URL(origin);
+    // both parsed the same way, so a default port written out ("host:80") still matches
+    const hosts = [request.headers.host, request.headers['x-forwarded-host']]
+      .filter((h): h is string => typeof h === 'string')
+      .map((h) => new URL(`${from.protocol}//${h}`).host);
+    return !hosts.includes(from.host);
+  } catch {
+    return true;
+  }
+}
+
+/** An onRequest hook refusing cross-site writes (see isCrossSiteRequest) with 403. */
+export async function refuseCrossSiteWrites(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+  if (request.method === 'GET' || request.method === 'HEAD' || request.method === 'OPTIONS') return undefined;
+  if (!isCrossSiteRequest(request)) return undefined;
+  return reply.status(403).send({ error: { code: 'forbidden', message: 'Cross-site request refused: submit the form from this server\'s own page' } });
+}
+
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost|\[::1\])$/i;
 
 export function isLoopbackHost(host: string): boolean {

@@ -162,21 +162,25 @@ describe('POST /v1/scheduled', () => {
     assert.equal(await t.server.store.countPosts(), 0);
   });
 
-  it('sends the API token to the dispatchers and requires it from clients', async () => {
+  it('sends the API token to the dispatchers; its own clients need only the access token, when one is set', async () => {
     await using d = await listeningDispatcher({ apiToken: 'tok' });
-    await using t = await startTestMain({ dispatcherUrls: d.url, apiToken: 'tok' });
     const body = { username: 'a', message: 'x', scheduledAt: FUTURE };
+    {
+      await using open = await startTestMain({ dispatcherUrls: d.url, apiToken: 'tok' });
+      assert.equal((await open.request('POST', '/v1/scheduled', { body })).statusCode, 201);
+    }
+    await using t = await startTestMain({ dispatcherUrls: d.url, apiToken: 'tok', accessToken: 'users' });
     assert.equal((await t.request('POST', '/v1/scheduled', { body })).statusCode, 401);
-    assert.equal((await t.request('POST', '/v1/scheduled', { body, token: 'wrong' })).statusCode, 401);
+    assert.equal((await t.request('POST', '/v1/scheduled', { body, token: 'tok' })).statusCode, 401);
     assert.equal((await t.request('GET', '/v1/scheduled')).statusCode, 401);
-    assert.equal((await t.request('POST', '/v1/scheduled', { body, token: 'tok' })).statusCode, 201);
-    assert.equal((await t.request('GET', '/v1/scheduled', { headers: { authorization: basicAuth('tok') } })).statusCode, 200);
+    assert.equal((await t.request('POST', '/v1/scheduled', { body, token: 'users' })).statusCode, 201);
+    assert.equal((await t.request('GET', '/v1/scheduled', { headers: { authorization: basicAuth('users') } })).statusCode, 200);
   });
 
   it('answers 503 with a hint when the dispatchers refuse its token', async () => {
     await using d = await listeningDispatcher({ apiToken: 'theirs' });
     await using t = await startTestMain({ dispatcherUrls: d.url, apiToken: 'ours' });
-    const response = await t.request('POST', '/v1/scheduled', { body: { username: 'a', message: 'x', scheduledAt: FUTURE }, token: 'ours' });
+    const response = await t.request('POST', '/v1/scheduled', { body: { username: 'a', message: 'x', scheduledAt: FUTURE } });
     assert.equal(response.statusCode, 503);
     assert.match(response.json().error.message, /--api-token/);
   });
@@ -314,9 +318,9 @@ describe("the original's POST /scheduleMessage.php", () => {
     assert.match(badTime.json().failure, /scheduledAt|time/);
   });
 
-  it('needs the API token when one is set (Bearer or curl -u :token)', async () => {
+  it('needs the access token when one is set (Bearer or curl -u :token)', async () => {
     await using d = await listeningDispatcher({ apiToken: 'tok' });
-    await using t = await startTestMain({ dispatcherUrls: d.url, apiToken: 'tok' });
+    await using t = await startTestMain({ dispatcherUrls: d.url, apiToken: 'tok', accessToken: 'tok' });
     const fields = { username: 'a', message: 'b', time: '2099-08-01T13:30' };
     const refused = await t.form('/scheduleMessage.php', fields);
     assert.equal(refused.statusCode, 401);

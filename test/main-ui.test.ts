@@ -165,9 +165,9 @@ describe('the page without JavaScript: form posts and redirects', () => {
 });
 
 describe('who may see and do what', () => {
-  it('with an API token: the page and its forms need it (Basic prompt), reading the feed stays public', async () => {
-    await using d = await listeningDispatcher({ apiToken: 'tok' });
-    await using t = await startTestMain({ dispatcherUrls: d.url, apiToken: 'tok' });
+  it('with an access token: the page and its forms need it (Basic prompt), reading the feed stays public', async () => {
+    await using d = await listeningDispatcher({ apiToken: 'other' });
+    await using t = await startTestMain({ dispatcherUrls: d.url, apiToken: 'other', accessToken: 'tok' });
     const page = await t.request('GET', '/');
     assert.equal(page.statusCode, 401);
     assert.match(page.headers['www-authenticate'] as string, /^Basic realm="psched"/);

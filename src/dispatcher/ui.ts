@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { html, type SafeHtml } from '../html.ts';
-import { requirePageToken } from '../http.ts';
+import { refuseCrossSiteWrites, requirePageToken } from '../http.ts';
 import { LOCAL_TIME_SCRIPT, page, timeTag } from '../ui/layout.ts';
 import type { DispatcherContext } from './context.ts';
 import { MESSAGE_STATUSES, type ChangeOutcome, type MessageStatus, type StoredMessage } from './store.ts';
@@ -55,12 +55,12 @@ export function registerUiRoutes(app: FastifyInstance, ctx: DispatcherContext): 
     return renderDispatcherPage(data);
   });
 
-  app.post('/ui/messages/:id/cancel', { onRequest: [auth, refuseCrossSite] }, async (request, reply) => {
+  app.post('/ui/messages/:id/cancel', { onRequest: [auth, refuseCrossSiteWrites] }, async (request, reply) => {
     const { id } = request.params as { id: string };
     return redirectAfter(reply, await ctx.engine.remove(id), 'cancelled', 'too-late');
   });
 
-  app.post('/ui/messages/:id/retry', { onRequest: [auth, refuseCrossSite] }, async (request, reply) => {
+  app.post('/ui/messages/:id/retry', { onRequest: [auth, refuseCrossSiteWrites] }, async (request, reply) => {
     const { id } = request.params as { id: string };
     return redirectAfter(reply, await ctx.engine.retry(id), 'retried', 'not-dead');
   });
@@ -72,29 +72,6 @@ function redirectAfter(reply: FastifyReply, outcome: ChangeOutcome, done: string
     : outcome.kind === 'not_found' ? '/?notice=not-found'
     : `/?notice=${conflict}&status=${outcome.status}`;
   return reply.redirect(target, 303);
-}
-
-/**
- * The browser sends Basic credentials with any form post to this origin, even
- * one made by another site's page: refuse posts that a browser marks as coming
- * from elsewhere (Sec-Fetch-Site, Origin). Clients that send neither (curl) pass.
- */
-async function refuseCrossSite(request: FastifyRequest, reply: FastifyReply) {
-  const site = request.headers['sec-fetch-site'];
-  const origin = request.headers.origin;
-  let foreign = site !== undefined && site !== 'same-origin' && site !== 'none';
-  if (!foreign && origin !== undefined) {
-    try {
-      const from = new URL(origin);
-      // parsed the same way on both sides, so a default port written out ("host:80") still matches
-      foreign = from.host !== new URL(`${from.protocol}//${request.headers.host ?? ''}`).host;
-    } catch {
-      foreign = true;
-    }
-  }
-  if (foreign) {
-    return reply.code(403).type('text/plain; charset=utf-8').send('Refused: this form may only be posted from the dispatcher\'s own page.');
-  }
 }
 
 export async function loadPageData(ctx: DispatcherContext): Promise<DispatcherPageData> {

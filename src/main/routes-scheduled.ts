@@ -22,7 +22,7 @@ export interface ScheduledRoutesContext {
 
 export function registerScheduledRoutes(app: FastifyInstance, context: ScheduledRoutesContext): void {
   const { config, scheduled } = context;
-  const auth = { preHandler: requireApiToken(config.apiToken) };
+  const auth = { preHandler: requireApiToken(config.accessToken) };
 
   app.post('/v1/scheduled', auth, async (request, reply) => passThrough(reply, await scheduled.schedule(request.body)));
 
@@ -53,7 +53,7 @@ export function registerScheduledRoutes(app: FastifyInstance, context: Scheduled
    */
   app.post('/scheduleMessage.php', async (request, reply) => {
     const { received, values } = readLegacyForm(request.body, SCHEDULE_FIELDS);
-    if (!isAuthorized(request, config.apiToken, true)) {
+    if (!isAuthorized(request, config.accessToken, true)) {
       void reply.header('www-authenticate', 'Basic realm="psched", charset="UTF-8"');
       return reply.status(401).send(legacyFailure(received, 'Missing or wrong API token: send "Authorization: Bearer <token>" (or curl -u :<token>)'));
     }

@@ -33,7 +33,7 @@ const MAX_NOTICE_LENGTH = 300;
 
 export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext): void {
   const { config, store, clock, scheduled } = context;
-  const auth = { preHandler: requirePageToken(config.apiToken, 'psched') };
+  const auth = { preHandler: requirePageToken(config.accessToken, 'psched') };
 
   const defaultCompose = (): ComposeValues => ({
     username: '',
