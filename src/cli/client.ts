@@ -114,7 +114,7 @@ export async function runClientCommand(command: 'schedule' | 'scheduled' | 'canc
   }
 
   if (command === 'scheduled') {
-    const answer = await call(url, token, 'GET', '/v1/scheduled');
+    const answer = await call(url, token, 'GET', '/v1/scheduled?status=scheduled');
     if (answer.status >= 300) throw new Error(errorText(answer));
     const items = (answer.body as { items: ScheduledView[] }).items;
     if (values.json) console.log(JSON.stringify(answer.body, null, 2));
