@@ -241,4 +241,26 @@ describe('PostgreSQL stores', { skip: url ? false : 'PSCHED_TEST_POSTGRES_URL is
     await assert.rejects(openPostgresDispatcherStore(nowhere), (err: unknown) => err instanceof UnavailableError && /ECONNREFUSED/.test(err.message));
     await assert.rejects(openPostgresMainStore(nowhere), (err: unknown) => err instanceof UnavailableError && /ECONNREFUSED/.test(err.message));
   });
+
+  it('a schema parameter in the URL places the stores in that schema', async () => {
+    const { openPostgresDispatcherStore, openPostgresMainStore } = await postgresModules();
+    const schema = testSchemaName();
+    const withSchema = `${url}${url!.includes('?') ? '&' : '?'}schema=${schema}`;
+    try {
+      const dispatcher = await openPostgresDispatcherStore(withSchema);
+      const main = await openPostgresMainStore(withSchema);
+      try {
+        await dispatcher.migrate();
+        await main.migrate();
+      } finally {
+        await Promise.all([dispatcher.close(), main.close()]);
+      }
+      const tables = await withAdminClient(url!, (client: pg.Client) => client.query<{ table_name: string }>(
+        'SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name', [schema],
+      ));
+      assert.deepEqual(tables.rows.map((row) => row.table_name), ['dispatcher_migrations', 'main_migrations', 'messages', 'posts']);
+    } finally {
+      await dropTestSchema(url!, schema);
+    }
+  });
 });

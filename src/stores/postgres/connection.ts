@@ -33,6 +33,25 @@ export function checkSchemaName(schema: string): string {
 
 const CONNECT_TIMEOUT_MS = 10_000;
 
+/**
+ * Where a store lives: `options.schema`, else a `schema` parameter of the URL
+ * (`postgres://host/db?schema=pool_a`), so a `--db` value alone can give each
+ * pool of dispatchers its own tables and wake-up channel in one database.
+ * Returns the URL without that parameter (it is not a pg connection setting).
+ */
+export function resolveSchema(url: string, schema: string | undefined): { url: string; schema: string | undefined } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { url, schema: schema === undefined ? undefined : checkSchemaName(schema) };
+  }
+  const fromUrl = parsed.searchParams.get('schema');
+  if (fromUrl === null) return { url, schema: schema === undefined ? undefined : checkSchemaName(schema) };
+  parsed.searchParams.delete('schema');
+  return { url: parsed.toString(), schema: checkSchemaName(schema ?? fromUrl) };
+}
+
 export interface PoolOptions {
   /** Every table lives in this schema (set as the search_path of each connection). */
   schema?: string;

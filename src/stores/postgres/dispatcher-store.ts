@@ -13,7 +13,7 @@ import {
   type NewMessage,
   type StoredMessage,
 } from '../../dispatcher/store.ts';
-import { asUnavailable, checkSchemaName, createPool, defaultErrorLog, runStatement } from './connection.ts';
+import { asUnavailable, createPool, defaultErrorLog, resolveSchema, runStatement } from './connection.ts';
 import { GroupInsert } from './group-insert.ts';
 import { runMigrations } from './migrate.ts';
 import { dispatcherMigrations } from './migrations.ts';
@@ -42,7 +42,7 @@ import { WakeListener } from './wake.ts';
  */
 
 export interface PostgresDispatcherStoreOptions {
-  /** Every table lives in this schema, created if missing (one per test, or one per pool of dispatchers). */
+  /** Every table lives in this schema, created if missing (one per test, or one per pool of dispatchers); default: the URL's `?schema=`, else the search_path. */
   schema?: string;
   /** Connections for user writes and reads (the engine's transitions have their own small pool). */
   poolSize?: number;
@@ -77,8 +77,8 @@ const ENGINE_POOL_SIZE = 4;
  */
 const RENEW_CHUNK = 200;
 
-export async function openPostgresDispatcherStore(url: string, options: PostgresDispatcherStoreOptions = {}): Promise<DispatcherStore> {
-  const schema = options.schema === undefined ? undefined : checkSchemaName(options.schema);
+export async function openPostgresDispatcherStore(databaseUrl: string, options: PostgresDispatcherStoreOptions = {}): Promise<DispatcherStore> {
+  const { url, schema } = resolveSchema(databaseUrl, options.schema);
   const onError = options.onError ?? defaultErrorLog;
   const selfId = randomUUID();
   const wake = new WakeListener({ url, schema, selfId, onError });

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { FeedQuery, MainStore, NewPost, Post } from '../../main/store.ts';
-import { checkSchemaName, createPool, defaultErrorLog, runStatement } from './connection.ts';
+import { createPool, defaultErrorLog, resolveSchema, runStatement } from './connection.ts';
 import { GroupInsert } from './group-insert.ts';
 import { runMigrations } from './migrate.ts';
 import { mainMigrations } from './migrations.ts';
@@ -14,7 +14,7 @@ import { mainStatements as sql } from './statements.ts';
  */
 
 export interface PostgresMainStoreOptions {
-  /** Every table lives in this schema, created if missing. */
+  /** Every table lives in this schema, created if missing; default: the URL's `?schema=`, else the search_path. */
   schema?: string;
   /** Connections; deliveries from the whole dispatcher pool arrive here concurrently. */
   poolSize?: number;
@@ -27,8 +27,8 @@ export interface PostgresMainStoreOptions {
 /** Enough concurrent commits to share each WAL flush, few enough to leave room for the dispatchers' connections. */
 const DEFAULT_POOL_SIZE = 8;
 
-export async function openPostgresMainStore(url: string, options: PostgresMainStoreOptions = {}): Promise<MainStore> {
-  const schema = options.schema === undefined ? undefined : checkSchemaName(options.schema);
+export async function openPostgresMainStore(databaseUrl: string, options: PostgresMainStoreOptions = {}): Promise<MainStore> {
+  const { url, schema } = resolveSchema(databaseUrl, options.schema);
   const pool = createPool(url, { schema, max: options.poolSize ?? DEFAULT_POOL_SIZE, onError: options.onError ?? defaultErrorLog });
   try {
     // Fail here, not at the first post, when the URL is wrong.
