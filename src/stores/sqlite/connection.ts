@@ -1,21 +1,11 @@
-import { DatabaseSync, type SQLInputValue, type StatementResultingChanges, type StatementSync } from 'node:sqlite';
+import { DatabaseSync } from 'node:sqlite';
+import { MultiRowStatement, Statement, type MultiRowSql } from './prepared.ts';
 
 /**
  * One node:sqlite connection with the settings both stores share, and a cache
- * of prepared statements keyed by their SQL text (preparing costs more than
- * running a small statement, so each SQL string is prepared once).
+ * of prepared statements (preparing costs more than running a small
+ * statement, so each SQL text is prepared once).
  */
-
-export type Params = Record<string, SQLInputValue>;
-
-/** `INSERT INTO t (a, b) VALUES` and one row's tuple `(:a, :b)`, repeated for many rows. */
-export interface RowInsert {
-  into: string;
-  row: string;
-}
-
-/** Rows per multi-row INSERT, largest first (100 rows x ~10 values stays far below SQLite's 32,766 variables). */
-const MULTI_ROW_SIZES = [100, 10, 1];
 
 /**
  * How long a write waits for another connection's lock before failing. Only a
@@ -41,7 +31,7 @@ export type Synchronous = 'FULL' | 'NORMAL';
 export class SqliteConnection {
   readonly db: DatabaseSync;
   #statements = new Map<string, Statement>();
-  #multiRowInserts = new Map<string, StatementSync>();
+  #multiRowStatements = new Map<MultiRowSql, MultiRowStatement>();
   #synchronous: Synchronous = 'FULL';
 
   constructor(path: string) {
@@ -64,32 +54,12 @@ export class SqliteConnection {
     return prepared;
   }
 
-  /**
-   * Inserts `rows` with as few calls into SQLite as possible: multi-row
-   * INSERTs of 100 rows, then of 10, then single rows (only three prepared
-   * statements per table). One call per row made large groups 2x slower
-   * (measured: 100,000 rows in groups of 800, 536 ms row by row, 272 ms).
-   */
-  insertRows(insert: RowInsert, rows: Params[]): void {
-    const tuple = compileTuple(insert.row);
-    let done = 0;
-    for (const size of MULTI_ROW_SIZES) {
-      if (rows.length - done < size) continue;
-      const statement = this.#multiRowInsert(insert.into, tuple.text, size);
-      for (; rows.length - done >= size; done += size) {
-        const values: SQLInputValue[] = [];
-        for (let i = done; i < done + size; i++) pushValues(values, tuple.names, rows[i]!);
-        statement.run(...values);
-      }
-    }
-  }
-
-  #multiRowInsert(into: string, tupleText: string, size: number): StatementSync {
-    const key = `${into}\n${size}`;
-    let prepared = this.#multiRowInserts.get(key);
+  /** The multi-row statement for `multiRow` (a constant of ./statements.ts), prepared on first use. */
+  multiRow(multiRow: MultiRowSql): MultiRowStatement {
+    let prepared = this.#multiRowStatements.get(multiRow);
     if (!prepared) {
-      prepared = this.db.prepare(`${into} ${Array(size).fill(tupleText).join(', ')}`);
-      this.#multiRowInserts.set(key, prepared);
+      prepared = new MultiRowStatement(this.db, multiRow);
+      this.#multiRowStatements.set(multiRow, prepared);
     }
     return prepared;
   }
@@ -107,71 +77,7 @@ export class SqliteConnection {
 
   close(): void {
     this.#statements.clear();
-    this.#multiRowInserts.clear();
+    this.#multiRowStatements.clear();
     if (this.db.isOpen) this.db.close();
-  }
-}
-
-/**
- * A prepared statement whose SQL names its parameters (`:owner`) but which is
- * bound by position: node:sqlite looks every named parameter up under three
- * prefixes, which made a 100-message insert batch 1.7x slower (measured).
- * `:name` becomes `?N` (N = the name's first appearance), so a name may repeat.
- * The SQL must not contain `:` outside parameters (no string literals with one).
- */
-export class Statement {
-  #prepared: StatementSync;
-  #names: string[] = [];
-
-  constructor(db: DatabaseSync, sql: string) {
-    const text = sql.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, (_, name: string) => {
-      let index = this.#names.indexOf(name);
-      if (index < 0) index = this.#names.push(name) - 1;
-      return `?${index + 1}`;
-    });
-    this.#prepared = db.prepare(text);
-  }
-
-  run(params: Params = {}): StatementResultingChanges {
-    return this.#prepared.run(...this.#values(params));
-  }
-
-  get<Row>(params: Params = {}): Row | undefined {
-    return this.#prepared.get(...this.#values(params)) as Row | undefined;
-  }
-
-  all<Row>(params: Params = {}): Row[] {
-    return this.#prepared.all(...this.#values(params)) as Row[];
-  }
-
-  #values(params: Params): SQLInputValue[] {
-    const values: SQLInputValue[] = [];
-    pushValues(values, this.#names, params);
-    return values;
-  }
-}
-
-const compiledTuples = new Map<string, { text: string; names: string[] }>();
-
-/** A row tuple with `?` per parameter occurrence, and the names in that order. */
-function compileTuple(row: string): { text: string; names: string[] } {
-  let compiled = compiledTuples.get(row);
-  if (!compiled) {
-    const names: string[] = [];
-    const text = row.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, (_, name: string) => {
-      names.push(name);
-      return '?';
-    });
-    compiled = { text, names };
-    compiledTuples.set(row, compiled);
-  }
-  return compiled;
-}
-
-function pushValues(values: SQLInputValue[], names: string[], params: Params): void {
-  for (const name of names) {
-    const value = params[name];
-    if (value === undefined) throw new Error(`SQL parameter :${name} is missing`);
-    values.push(value);
   }
 }

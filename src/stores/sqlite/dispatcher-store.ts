@@ -11,7 +11,8 @@ import {
   type NewMessage,
   type StoredMessage,
 } from '../../dispatcher/store.ts';
-import { SqliteConnection, type Params } from './connection.ts';
+import { SqliteConnection } from './connection.ts';
+import type { Params } from './prepared.ts';
 import { GroupCommit } from './group-commit.ts';
 import { runMigrations } from './migrate.ts';
 import { dispatcherMigrations } from './migrations.ts';
@@ -53,8 +54,6 @@ interface MessageRow {
 interface DueRow {
   id: string;
   due_at: number;
-  /** claimMessage or reclaimMessage */
-  claim: string;
 }
 
 class SqliteDispatcherStore implements DispatcherStore {
@@ -90,7 +89,7 @@ class SqliteDispatcherStore implements DispatcherStore {
         created.push(stored);
         outcomes.push({ message: stored, created: true });
       }
-      this.#connection.insertRows(sql.insertMessages, created.map((stored) => ({
+      this.#connection.multiRow(sql.insertMessages).run(created.map((stored) => ({
         id: stored.id,
         username: stored.username,
         message: stored.message,
@@ -163,12 +162,16 @@ class SqliteDispatcherStore implements DispatcherStore {
   claimDue(owner: string, dueBefore: number, now: number, leaseExpiresAt: number, limit: number): Promise<StoredMessage[]> {
     if (limit <= 0) return Promise.resolve([]);
     return this.#commits.write('relaxed', () => {
-      const unclaimed = this.#dueRows(sql.findUnclaimedDue, { dueBefore, limit }, sql.claimMessage);
-      const expired = this.#dueRows(sql.findExpiredClaims, { now, dueBefore, limit }, sql.reclaimMessage);
+      const unclaimed = this.#connection.statement(sql.findUnclaimedDue).all<DueRow>({ dueBefore, limit }).map((row) => ({ ...row, expired: false }));
+      const expired = this.#connection.statement(sql.findExpiredClaims).all<DueRow>({ now, dueBefore, limit }).map((row) => ({ ...row, expired: true }));
       const due = unclaimed.concat(expired)
         .sort((a, b) => a.due_at - b.due_at || compareIds(a.id, b.id))
         .slice(0, limit);
-      return due.map((row) => toMessage(this.#row(row.claim, { id: row.id, owner, leaseExpiresAt })!));
+      const lease = { owner, leaseExpiresAt };
+      this.#connection.multiRow(sql.claimMessages).run(due.filter((row) => !row.expired).map(({ id }) => ({ id })), lease);
+      this.#connection.multiRow(sql.reclaimMessages).run(due.filter((row) => row.expired).map(({ id }) => ({ id })), lease);
+      const claimed = new Map(this.#connection.multiRow(sql.getMessages).all<MessageRow>(due.map(({ id }) => ({ id }))).map((row) => [row.id, row]));
+      return due.map((row) => toMessage(claimed.get(row.id)!));
     });
   }
 
@@ -183,24 +186,29 @@ class SqliteDispatcherStore implements DispatcherStore {
   startDelivery(owner: string, entries: { id: string; version: number }[], now: number): Promise<StoredMessage[]> {
     if (entries.length === 0) return Promise.resolve([]);
     return this.#commits.write('relaxed', () => {
-      const started: StoredMessage[] = [];
+      // The compare-and-set is checked here, on rows read inside this transaction: nothing can change them in between.
+      const rows = this.#connection.multiRow(sql.getMessages).all<MessageRow>(entries.map((entry) => ({ id: entry.id })));
+      const byId = new Map(rows.map((row) => [row.id, row]));
+      const startable: MessageRow[] = [];
       for (const entry of entries) {
-        const row = this.#row(sql.startDelivery, { id: entry.id, version: entry.version, owner, now });
-        if (row) started.push(toMessage(row));
+        const row = byId.get(entry.id);
+        if (row && row.status === 'scheduled' && row.lease_owner === owner && row.version === entry.version) startable.push(row);
       }
-      return started;
+      this.#connection.multiRow(sql.startDelivery).run(startable.map((row) => ({ id: row.id })), { now });
+      // in the order asked for: the engine delivers in that (due) order
+      return startable.map((row) => ({ ...toMessage(row), status: 'delivering' as const, attempts: row.attempts + 1, updatedAt: now }));
     });
   }
 
   finishDeliveries(owner: string, results: DeliveryResult[]): Promise<void> {
     if (results.length === 0) return Promise.resolve();
     return this.#commits.write('relaxed', () => {
-      for (const result of results) {
-        const params = { id: result.id, owner, at: result.at };
-        if (result.outcome === 'delivered') this.#changes(sql.markDelivered, params);
-        else if (result.outcome === 'retry') this.#changes(sql.markRetry, { ...params, error: result.error ?? null });
-        else this.#changes(sql.markDead, { ...params, error: result.error ?? null });
-      }
+      const rows = (outcome: DeliveryResult['outcome']) => results
+        .filter((result) => result.outcome === outcome)
+        .map((result) => ({ id: result.id, at: result.at, error: result.error ?? null }));
+      this.#connection.multiRow(sql.markDelivered).run(rows('delivered'), { owner });
+      this.#connection.multiRow(sql.markRetry).run(rows('retry'), { owner });
+      this.#connection.multiRow(sql.markDead).run(rows('dead'), { owner });
     });
   }
 
@@ -225,12 +233,6 @@ class SqliteDispatcherStore implements DispatcherStore {
   async close(): Promise<void> {
     this.#commits.close();
     this.#connection.close();
-  }
-
-  /** Due rows found by `find`, each tagged with the statement that claims it. */
-  #dueRows(find: string, params: Params, claim: string): DueRow[] {
-    const rows = this.#connection.statement(find).all<{ id: string; due_at: number }>(params);
-    return rows.map((row) => ({ id: row.id, due_at: row.due_at, claim }));
   }
 
   #row(statement: string, params: Params): MessageRow | undefined {

@@ -1,7 +1,9 @@
 /**
  * Every SQL statement the SQLite stores run, by name. The PostgreSQL stores
  * use the same names for the same jobs, so one store reads like the other.
- * Parameters are named (`:owner`) and bound from plain objects.
+ * Parameters are named (`:owner`) and bound from plain objects (./prepared.ts).
+ * `{ sql, row }` entries work on many rows per call: `row` is repeated at
+ * `{rows}` once per row.
  *
  * `INDEXED BY` pins the index a query is written for (without statistics the
  * planner may pick another, and a refill would read every claimed row), and
@@ -9,19 +11,24 @@
  * slow scan.
  */
 
+import type { MultiRowSql } from './prepared.ts';
+
 const MESSAGE_COLUMNS = `id, username, message, scheduled_at, due_at, status, attempts, version,
   idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner, lease_expires_at`;
 
 export const dispatcherStatements = {
-  /** A multi-row insert: `into` followed by one `row` tuple per message. */
   insertMessages: {
-    into: `INSERT INTO messages (id, username, message, scheduled_at, due_at, status, attempts, version,
-      idempotency_key, created_at, updated_at, lease_owner, lease_expires_at) VALUES`,
+    sql: `
+      INSERT INTO messages (id, username, message, scheduled_at, due_at, status, attempts, version,
+        idempotency_key, created_at, updated_at, lease_owner, lease_expires_at)
+      VALUES {rows}`,
     row: `(:id, :username, :message, :scheduledAt, :scheduledAt, 'scheduled', 0, 1,
       :idempotencyKey, :now, :now, :leaseOwner, :leaseExpiresAt)`,
-  },
+  } satisfies MultiRowSql,
 
   getMessage: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id = :id`,
+
+  getMessages: { sql: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id IN ({rows})`, row: ':id' } satisfies MultiRowSql,
 
   getMessageByIdempotencyKey: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE idempotency_key = :idempotencyKey`,
 
@@ -81,16 +88,16 @@ export const dispatcherStatements = {
     ORDER BY due_at, id LIMIT :limit`,
 
   /** Leaves status alone: naming it in SET would rewrite its index entries (3x slower, measured). */
-  claimMessage: `
-    UPDATE messages SET lease_owner = :owner, lease_expires_at = :leaseExpiresAt
-    WHERE id = :id
-    RETURNING ${MESSAGE_COLUMNS}`,
+  claimMessages: {
+    sql: `UPDATE messages SET lease_owner = :owner, lease_expires_at = :leaseExpiresAt WHERE id IN ({rows})`,
+    row: ':id',
+  } satisfies MultiRowSql,
 
-  /** An expired claim; a dead owner's in-flight delivery goes back to scheduled. */
-  reclaimMessage: `
-    UPDATE messages SET status = 'scheduled', lease_owner = :owner, lease_expires_at = :leaseExpiresAt
-    WHERE id = :id
-    RETURNING ${MESSAGE_COLUMNS}`,
+  /** Expired claims; a dead owner's in-flight delivery goes back to scheduled. */
+  reclaimMessages: {
+    sql: `UPDATE messages SET status = 'scheduled', lease_owner = :owner, lease_expires_at = :leaseExpiresAt WHERE id IN ({rows})`,
+    row: ':id',
+  } satisfies MultiRowSql,
 
   renewLeases: `UPDATE messages SET lease_expires_at = :leaseExpiresAt WHERE lease_owner = :owner`,
 
@@ -101,25 +108,41 @@ export const dispatcherStatements = {
       lease_expires_at = NULL
     WHERE lease_owner = :owner`,
 
-  startDelivery: `
-    UPDATE messages SET status = 'delivering', attempts = attempts + 1, updated_at = :now
-    WHERE id = :id AND version = :version AND lease_owner = :owner AND status = 'scheduled'
-    RETURNING ${MESSAGE_COLUMNS}`,
+  /** The compare-and-set (version, owner, status) is checked on the rows read by getMessages first. */
+  startDelivery: {
+    sql: `UPDATE messages SET status = 'delivering', attempts = attempts + 1, updated_at = :now WHERE id IN ({rows})`,
+    row: ':id',
+  } satisfies MultiRowSql,
 
-  markDelivered: `
-    UPDATE messages SET status = 'delivered', delivered_at = :at, updated_at = :at, last_error = NULL,
-      lease_owner = NULL, lease_expires_at = NULL
-    WHERE id = :id AND lease_owner = :owner AND status = 'delivering'`,
+  markDelivered: {
+    sql: `
+      WITH outcome (id, at) AS (VALUES {rows})
+      UPDATE messages SET status = 'delivered', delivered_at = outcome.at, updated_at = outcome.at, last_error = NULL,
+        lease_owner = NULL, lease_expires_at = NULL
+      FROM outcome
+      WHERE messages.id = outcome.id AND messages.lease_owner = :owner AND messages.status = 'delivering'`,
+    row: '(:id, :at)',
+  } satisfies MultiRowSql,
 
   /** Stays leased to the owner, which keeps it buffered for the next attempt. */
-  markRetry: `
-    UPDATE messages SET status = 'scheduled', due_at = :at, last_error = :error
-    WHERE id = :id AND lease_owner = :owner AND status = 'delivering'`,
+  markRetry: {
+    sql: `
+      WITH outcome (id, at, error) AS (VALUES {rows})
+      UPDATE messages SET status = 'scheduled', due_at = outcome.at, last_error = outcome.error
+      FROM outcome
+      WHERE messages.id = outcome.id AND messages.lease_owner = :owner AND messages.status = 'delivering'`,
+    row: '(:id, :at, :error)',
+  } satisfies MultiRowSql,
 
-  markDead: `
-    UPDATE messages SET status = 'dead', updated_at = :at, last_error = :error,
-      lease_owner = NULL, lease_expires_at = NULL
-    WHERE id = :id AND lease_owner = :owner AND status = 'delivering'`,
+  markDead: {
+    sql: `
+      WITH outcome (id, at, error) AS (VALUES {rows})
+      UPDATE messages SET status = 'dead', updated_at = outcome.at, last_error = outcome.error,
+        lease_owner = NULL, lease_expires_at = NULL
+      FROM outcome
+      WHERE messages.id = outcome.id AND messages.lease_owner = :owner AND messages.status = 'delivering'`,
+    row: '(:id, :at, :error)',
+  } satisfies MultiRowSql,
 
   countByStatus: `SELECT status, count(*) AS count FROM messages GROUP BY status`,
 
