@@ -21,7 +21,11 @@ const numericInt8Types = {
   },
 } as pg.CustomTypesConfig;
 
-/** Lower-case identifiers only, so names never need quoting in SQL or in `-c search_path=`. */
+/**
+ * Lower-case identifiers only, so names never need quoting in SQL or in
+ * `-c search_path=`; at most 48 characters, so the wake channel
+ * `psched_wake_<schema>` fits PostgreSQL's 63-byte names.
+ */
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,47}$/;
 
 export function checkSchemaName(schema: string): string {
@@ -31,8 +35,6 @@ export function checkSchemaName(schema: string): string {
   return schema;
 }
 
-const CONNECT_TIMEOUT_MS = 10_000;
-
 /**
  * Where a store lives: `options.schema`, else a `schema` parameter of the URL
  * (`postgres://host/db?schema=pool_a`), so a `--db` value alone can give each
@@ -40,16 +42,14 @@ const CONNECT_TIMEOUT_MS = 10_000;
  * Returns the URL without that parameter (it is not a pg connection setting).
  */
 export function resolveSchema(url: string, schema: string | undefined): { url: string; schema: string | undefined } {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return { url, schema: schema === undefined ? undefined : checkSchemaName(schema) };
+  const parsed = URL.canParse(url) ? new URL(url) : undefined;
+  const fromUrl = parsed?.searchParams.get('schema') ?? undefined;
+  if (parsed && fromUrl !== undefined) {
+    parsed.searchParams.delete('schema');
+    url = parsed.toString();
   }
-  const fromUrl = parsed.searchParams.get('schema');
-  if (fromUrl === null) return { url, schema: schema === undefined ? undefined : checkSchemaName(schema) };
-  parsed.searchParams.delete('schema');
-  return { url: parsed.toString(), schema: checkSchemaName(schema ?? fromUrl) };
+  const chosen = schema ?? fromUrl;
+  return { url, schema: chosen === undefined ? undefined : checkSchemaName(chosen) };
 }
 
 export interface PoolOptions {
@@ -72,6 +72,9 @@ export function sessionOptions(schema: string | undefined, synchronousCommit = t
   return settings.length > 0 ? settings.join(' ') : undefined;
 }
 
+/** An unreachable server fails a call after this long instead of hanging it; a live one connects in milliseconds. */
+const CONNECT_TIMEOUT_MS = 10_000;
+
 export function createPool(url: string, options: PoolOptions): pg.Pool {
   const pool = new pg.Pool({
     connectionString: url,
@@ -81,7 +84,6 @@ export function createPool(url: string, options: PoolOptions): pg.Pool {
     types: numericInt8Types,
     // A psched process keeps its few connections warm; idle ones go after a minute.
     idleTimeoutMillis: 60_000,
-    // An unreachable server fails the call (503) instead of hanging it; a live one connects in milliseconds.
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
   });
   // An idle client losing its connection must not crash the process; the pool replaces it.
@@ -110,7 +112,9 @@ export async function runStatement<R extends pg.QueryResultRow>(pool: pg.Pool, n
 /** A connection failure as an UnavailableError (503, "try again later"); any other error as it is. */
 export function asUnavailable(err: unknown): unknown {
   if (!isConnectionError(err)) return err;
-  return new UnavailableError(`The PostgreSQL database is unavailable: ${(err as Error).message}`, { cause: err });
+  // a refused connection to a host name with several addresses is an AggregateError without a message
+  const reason = (err as Error).message || String((err as { code?: unknown }).code);
+  return new UnavailableError(`The PostgreSQL database is unavailable: ${reason}`, { cause: err });
 }
 
 /** SQLSTATEs that mean "the server is not there for us", not "this statement is wrong". */

@@ -10,8 +10,9 @@
  */
 
 /**
- * Rows per merged statement. Past a few hundred rows a bigger statement saves
- * nothing measurable, and a failed group costs a rerun of every call in it.
+ * Rows per merged statement: bounds its size and the rerun that a failed group
+ * costs. A burst of single-message requests in one tick stays far below it;
+ * calls this large are batches already and go out alone.
  */
 const MAX_GROUP_ROWS = 1000;
 
