@@ -115,7 +115,8 @@ function runIsolated(connection: SqliteConnection, job: Job): Outcome {
     connection.statement('RELEASE call').run();
     return { ok: true, value };
   } catch (error) {
-    // throws (and so fails the whole group) only if SQLite already rolled the transaction back
+    // disk full or an I/O error: SQLite rolled the whole transaction back, so the whole group fails
+    if (!connection.inTransaction) throw error;
     connection.statement('ROLLBACK TO call').run();
     connection.statement('RELEASE call').run();
     return { ok: false, error };

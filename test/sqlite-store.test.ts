@@ -1,0 +1,99 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { uuidv7 } from '../src/ids.ts';
+import { openDispatcherStore, openMainStore } from '../src/stores/index.ts';
+import { dispatcherMigrations, mainMigrations } from '../src/stores/sqlite/migrations.ts';
+import { openSqliteDispatcherStore } from '../src/stores/sqlite/dispatcher-store.ts';
+
+/**
+ * What only the SQLite stores do (the shared behaviour is in the contract
+ * suites): migrations from several processes at once, refusing a newer
+ * schema, opening by path.
+ */
+
+function tempFolder(): { path: string; [Symbol.dispose](): void } {
+  const path = mkdtempSync(join(tmpdir(), 'psched-sqlite-'));
+  return { path, [Symbol.dispose]: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+const storeModule = new URL('../src/stores/sqlite/dispatcher-store.ts', import.meta.url).href;
+
+/** A separate Node process that opens the file and migrates it. */
+function migrateInChild(file: string): Promise<{ code: number | null; stderr: string }> {
+  const script = `
+    import { openSqliteDispatcherStore } from ${JSON.stringify(storeModule)};
+    const store = openSqliteDispatcherStore(process.argv[1]);
+    await store.migrate();
+    await store.close();`;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, file], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => { stderr += chunk; });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stderr }));
+  });
+}
+
+describe('SQLite stores', () => {
+  it('applies each migration once when several processes start at the same moment', async () => {
+    using folder = tempFolder();
+    const file = join(folder.path, 'dispatcher.db');
+    const results = await Promise.all([1, 2, 3, 4].map(() => migrateInChild(file)));
+    for (const result of results) assert.equal(result.code, 0, result.stderr);
+    const db = new DatabaseSync(file);
+    try {
+      const versions = db.prepare('SELECT version FROM migrations ORDER BY version').all().map((row) => row.version);
+      assert.deepEqual(versions, dispatcherMigrations.map((migration) => migration.version));
+    } finally {
+      db.close();
+    }
+  });
+
+  it('refuses a database migrated by a newer psched', async () => {
+    using folder = tempFolder();
+    const file = join(folder.path, 'dispatcher.db');
+    const store = openSqliteDispatcherStore(file);
+    await store.migrate();
+    await store.close();
+    const db = new DatabaseSync(file);
+    db.prepare('INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)').run(999, 'from the future', 0);
+    db.close();
+    const newer = openSqliteDispatcherStore(file);
+    await assert.rejects(newer.migrate(), /schema version 999, newer than this psched knows/);
+    await newer.close();
+  });
+
+  it('openDispatcherStore and openMainStore create the folder and return migrated stores', async () => {
+    using folder = tempFolder();
+    const dispatcherFile = join(folder.path, 'nested', 'data', 'dispatcher.db');
+    const mainFile = join(folder.path, 'nested', 'data', 'main.db');
+    const dispatcher = await openDispatcherStore(dispatcherFile);
+    const main = await openMainStore(mainFile);
+    try {
+      assert.ok(existsSync(dispatcherFile));
+      assert.equal((await dispatcher.insert([{ id: uuidv7(), username: 'a', message: 'b', scheduledAt: 1, idempotencyKey: null }], 0)).length, 1);
+      assert.equal(await main.countPosts(), 0);
+      const db = new DatabaseSync(mainFile);
+      assert.equal(db.prepare('SELECT count(*) AS n FROM migrations').get()!.n, mainMigrations.length);
+      db.close();
+    } finally {
+      await dispatcher.close();
+      await main.close();
+    }
+  });
+
+  it('a closed store rejects calls instead of touching the file', async () => {
+    using folder = tempFolder();
+    const store = openSqliteDispatcherStore(join(folder.path, 'dispatcher.db'));
+    await store.migrate();
+    await store.close();
+    await assert.rejects(store.get(uuidv7()), /closed/);
+    await assert.rejects(store.insert([], 0), /closed/);
+    await store.close(); // twice is harmless
+  });
+});
