@@ -172,7 +172,7 @@ class PostgresDispatcherStore implements DispatcherStore {
   /** One statement for rows of one or several calls (./group-insert.ts). */
   async #insertRows(rows: NewRow[]): Promise<Set<string>> {
     const messages = rows.map((row) => row.message);
-    const result = await this.#run<{ id: string }>(this.#pool, 'insertMessage', [
+    const result = await this.#run<{ id: string }>(this.#pool, 'insertMessages', [
       messages.map((m) => m.id),
       messages.map((m) => m.username),
       messages.map((m) => m.message),

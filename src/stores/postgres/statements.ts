@@ -24,7 +24,7 @@ export const dispatcherStatements = {
    * Skips messages whose idempotency key exists (the caller fetches those) and
    * returns the ids it inserted. Later duplicates of a key within the arrays are skipped too.
    */
-  insertMessage: `
+  insertMessages: `
     WITH inserted AS (
       INSERT INTO messages (id, username, message, scheduled_at, due_at, status, attempts, version,
         idempotency_key, created_at, updated_at, lease_owner, lease_expires_at)
