@@ -31,6 +31,10 @@ function message(scheduledAt = NOW + 3_600_000): NewMessage {
   return { id: uuidv7(), username: 'bench', message: TEXT, scheduledAt, idempotencyKey: null };
 }
 
+function rss(): string {
+  return `${Math.round(process.memoryUsage().rss / 2 ** 20)} MB`;
+}
+
 function rate(count: number, ms: number): string {
   return `${Math.round((count / ms) * 1000).toLocaleString('en-US')}/s`;
 }
@@ -62,7 +66,7 @@ async function benchDispatcher(folder: string, pending: number): Promise<void> {
   await store.migrate();
   if (pending > 0) {
     const ms = await fill(store, pending);
-    console.log(`  filled ${pending.toLocaleString('en-US')} pending messages in ${Math.round(ms)} ms (${rate(pending, ms)})`);
+    console.log(`  filled ${pending.toLocaleString('en-US')} pending messages in ${Math.round(ms)} ms (${rate(pending, ms)}), RSS ${rss()}`);
   }
 
   const singles = n(20_000);
@@ -95,7 +99,7 @@ async function benchDispatcher(folder: string, pending: number): Promise<void> {
 
   const countStart = performance.now();
   const counts = await store.countByStatus();
-  console.log(`  countByStatus: ${(performance.now() - countStart).toFixed(1)} ms (${JSON.stringify(counts)})`);
+  console.log(`  countByStatus: ${(performance.now() - countStart).toFixed(1)} ms (${JSON.stringify(counts)}), RSS ${rss()}`);
   await store.close();
 }
 

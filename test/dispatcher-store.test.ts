@@ -611,6 +611,49 @@ for (const factory of dispatcherStoreFactories()) {
         assert.deepEqual(await handle.store.countByStatus(), { scheduled: 2, delivering: 1, delivered: 1, dead: 0 });
       });
 
+      it('countByStatus follows every kind of change', async () => {
+        await using handle = await factory.create();
+        const store = handle.store;
+        const expectCountsMatchList = async (step: string) => {
+          const tally = { scheduled: 0, delivering: 0, delivered: 0, dead: 0 };
+          for (const message of await store.list({ limit: 1000 })) tally[message.status]++;
+          assert.deepEqual(await store.countByStatus(), tally, `after ${step}`);
+        };
+        const batch = Array.from({ length: 8 }, () => newMessage({ scheduledAt: T }));
+        batch.push(newMessage({ idempotencyKey: 'dup' }), newMessage({ idempotencyKey: 'dup' }));
+        await store.insert(batch, T, CLAIM_ALL);
+        await expectCountsMatchList('insert');
+        await store.remove(batch[0]!.id);
+        await store.update(batch[1]!.id, { message: 'x' }, T + 1, CLAIM_ALL);
+        await expectCountsMatchList('remove, update');
+        const toStart = batch.slice(1, 7).map((m) => ({ id: m.id, version: m.id === batch[1]!.id ? 2 : 1 }));
+        assert.equal((await store.startDelivery(OWNER, toStart, T + 2)).length, 6);
+        await expectCountsMatchList('startDelivery');
+        await store.finishDeliveries(OWNER, [
+          { id: batch[1]!.id, outcome: 'delivered', at: T + 3 },
+          { id: batch[2]!.id, outcome: 'retry', at: T + 4, error: 'e' },
+          { id: batch[3]!.id, outcome: 'dead', at: T + 3, error: 'e' },
+          { id: batch[4]!.id, outcome: 'dead', at: T + 3, error: 'e' },
+        ]);
+        await expectCountsMatchList('finishDeliveries');
+        await store.retry(batch[3]!.id, T + 5);
+        await store.remove(batch[4]!.id);
+        await expectCountsMatchList('retry, remove dead');
+        // batch[5] is delivering under OWNER: lease expires, OTHER reclaims it
+        const reclaimed = await store.claimDue(OTHER, Number.MAX_SAFE_INTEGER, T + 2 * MINUTE, T + 3 * MINUTE, 100);
+        assert.ok(ids(reclaimed).includes(batch[5]!.id));
+        await expectCountsMatchList('claimDue of expired deliveries');
+        const [again] = await store.startDelivery(OTHER, [{ id: batch[5]!.id, version: 1 }], T + 2 * MINUTE);
+        assert.ok(again);
+        assert.ok(await store.releaseClaims(OTHER) > 0);
+        await expectCountsMatchList('releaseClaims');
+        assert.equal(await store.purgeDelivered(T + 10), 1);
+        await expectCountsMatchList('purgeDelivered');
+        const reopened = await handle.open();
+        assert.deepEqual(await reopened.countByStatus(), await store.countByStatus(), 'after reopening');
+        await reopened.close();
+      });
+
       it('purgeDelivered deletes only messages delivered before the cutoff', async () => {
         await using handle = await factory.create();
         const old = await insertFinished(handle.store, 'delivered', T + 100);

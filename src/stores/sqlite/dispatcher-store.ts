@@ -54,6 +54,7 @@ interface MessageRow {
 interface DueRow {
   id: string;
   due_at: number;
+  status: MessageStatus;
 }
 
 class SqliteDispatcherStore implements DispatcherStore {
@@ -99,6 +100,7 @@ class SqliteDispatcherStore implements DispatcherStore {
         leaseOwner: stored.leaseOwner,
         leaseExpiresAt: stored.leaseExpiresAt,
       })));
+      this.#addToCount('scheduled', created.length);
       return outcomes;
     });
   }
@@ -144,11 +146,19 @@ class SqliteDispatcherStore implements DispatcherStore {
   }
 
   remove(id: string): Promise<ChangeOutcome> {
-    return this.#commits.write('durable', () => this.#change(id, sql.removeMessage, { id }));
+    return this.#commits.write('durable', () => {
+      const outcome = this.#change(id, sql.removeMessage, { id });
+      if (outcome.kind === 'ok') this.#addToCount(outcome.message.status, -1);
+      return outcome;
+    });
   }
 
   retry(id: string, now: number, claim?: ClaimRequest): Promise<ChangeOutcome> {
-    return this.#commits.write('durable', () => this.#change(id, sql.retryMessage, { id, now, ...claimParams(claim) }));
+    return this.#commits.write('durable', () => {
+      const outcome = this.#change(id, sql.retryMessage, { id, now, ...claimParams(claim) });
+      if (outcome.kind === 'ok') this.#move('dead', 'scheduled', 1);
+      return outcome;
+    });
   }
 
   /** Runs a statement that changes one message only in an allowed status, and tells why it did not. */
@@ -162,15 +172,18 @@ class SqliteDispatcherStore implements DispatcherStore {
   claimDue(owner: string, dueBefore: number, now: number, leaseExpiresAt: number, limit: number): Promise<StoredMessage[]> {
     if (limit <= 0) return Promise.resolve([]);
     return this.#commits.write('relaxed', () => {
-      const unclaimed = this.#connection.statement(sql.findUnclaimedDue).all<DueRow>({ dueBefore, limit }).map((row) => ({ ...row, expired: false }));
-      const expired = this.#connection.statement(sql.findExpiredClaims).all<DueRow>({ now, dueBefore, limit }).map((row) => ({ ...row, expired: true }));
+      const unclaimed = this.#connection.statement(sql.findUnclaimedDue).all<DueRow>({ dueBefore, limit });
+      const expired = this.#connection.statement(sql.findExpiredClaims).all<DueRow>({ now, dueBefore, limit });
+      const isExpired = new Set(expired.map((row) => row.id));
       const due = unclaimed.concat(expired)
         .sort((a, b) => a.due_at - b.due_at || compareIds(a.id, b.id))
         .slice(0, limit);
+      const ids = (rows: DueRow[]) => rows.map(({ id }) => ({ id }));
       const lease = { owner, leaseExpiresAt };
-      this.#connection.multiRow(sql.claimMessages).run(due.filter((row) => !row.expired).map(({ id }) => ({ id })), lease);
-      this.#connection.multiRow(sql.reclaimMessages).run(due.filter((row) => row.expired).map(({ id }) => ({ id })), lease);
-      const claimed = new Map(this.#connection.multiRow(sql.getMessages).all<MessageRow>(due.map(({ id }) => ({ id }))).map((row) => [row.id, row]));
+      this.#connection.multiRow(sql.claimMessages).run(ids(due.filter((row) => !isExpired.has(row.id))), lease);
+      this.#connection.multiRow(sql.reclaimMessages).run(ids(due.filter((row) => isExpired.has(row.id))), lease);
+      this.#move('delivering', 'scheduled', due.filter((row) => row.status === 'delivering').length);
+      const claimed = new Map(this.#connection.multiRow(sql.getMessages).all<MessageRow>(ids(due)).map((row) => [row.id, row]));
       return due.map((row) => toMessage(claimed.get(row.id)!));
     });
   }
@@ -180,7 +193,11 @@ class SqliteDispatcherStore implements DispatcherStore {
   }
 
   releaseClaims(owner: string): Promise<number> {
-    return this.#commits.write('relaxed', () => this.#changes(sql.releaseClaims, { owner }));
+    return this.#commits.write('relaxed', () => {
+      const deliveries = this.#changes(sql.releaseDeliveries, { owner });
+      this.#move('delivering', 'scheduled', deliveries);
+      return deliveries + this.#changes(sql.releaseClaims, { owner });
+    });
   }
 
   startDelivery(owner: string, entries: { id: string; version: number }[], now: number): Promise<StoredMessage[]> {
@@ -195,6 +212,7 @@ class SqliteDispatcherStore implements DispatcherStore {
         if (row && row.status === 'scheduled' && row.lease_owner === owner && row.version === entry.version) startable.push(row);
       }
       this.#connection.multiRow(sql.startDelivery).run(startable.map((row) => ({ id: row.id })), { now });
+      this.#move('scheduled', 'delivering', startable.length);
       // in the order asked for: the engine delivers in that (due) order
       return startable.map((row) => ({ ...toMessage(row), status: 'delivering' as const, attempts: row.attempts + 1, updatedAt: now }));
     });
@@ -206,9 +224,9 @@ class SqliteDispatcherStore implements DispatcherStore {
       const rows = (outcome: DeliveryResult['outcome']) => results
         .filter((result) => result.outcome === outcome)
         .map((result) => ({ id: result.id, at: result.at, error: result.error ?? null }));
-      this.#connection.multiRow(sql.markDelivered).run(rows('delivered'), { owner });
-      this.#connection.multiRow(sql.markRetry).run(rows('retry'), { owner });
-      this.#connection.multiRow(sql.markDead).run(rows('dead'), { owner });
+      this.#move('delivering', 'delivered', this.#connection.multiRow(sql.markDelivered).run(rows('delivered'), { owner }));
+      this.#move('delivering', 'scheduled', this.#connection.multiRow(sql.markRetry).run(rows('retry'), { owner }));
+      this.#move('delivering', 'dead', this.#connection.multiRow(sql.markDead).run(rows('dead'), { owner }));
     });
   }
 
@@ -222,7 +240,11 @@ class SqliteDispatcherStore implements DispatcherStore {
   }
 
   purgeDelivered(before: number): Promise<number> {
-    return this.#commits.write('relaxed', () => this.#changes(sql.purgeDelivered, { before }));
+    return this.#commits.write('relaxed', () => {
+      const purged = this.#changes(sql.purgeDelivered, { before });
+      this.#addToCount('delivered', -purged);
+      return purged;
+    });
   }
 
   onWake(_listener: () => void): () => void {
@@ -233,6 +255,16 @@ class SqliteDispatcherStore implements DispatcherStore {
   async close(): Promise<void> {
     this.#commits.close();
     this.#connection.close();
+  }
+
+  /** Keeps message_counts right: every change of a status's size goes through here, in the same transaction. */
+  #addToCount(status: MessageStatus, change: number): void {
+    if (change !== 0) this.#connection.statement(sql.addToCount).run({ status, change });
+  }
+
+  #move(from: MessageStatus, to: MessageStatus, count: number): void {
+    this.#addToCount(from, -count);
+    this.#addToCount(to, count);
   }
 
   #row(statement: string, params: Params): MessageRow | undefined {

@@ -76,13 +76,13 @@ export const dispatcherStatements = {
 
   /** claimDue, part 1: unclaimed messages, read from the index alone. */
   findUnclaimedDue: `
-    SELECT id, due_at FROM messages INDEXED BY messages_status_due
+    SELECT id, due_at, status FROM messages INDEXED BY messages_status_due
     WHERE status = 'scheduled' AND lease_owner IS NULL AND due_at <= :dueBefore
     ORDER BY due_at, id LIMIT :limit`,
 
   /** claimDue, part 2: claims whose owner stopped renewing. */
   findExpiredClaims: `
-    SELECT id, due_at FROM messages INDEXED BY messages_lease
+    SELECT id, due_at, status FROM messages INDEXED BY messages_lease
     WHERE lease_owner IS NOT NULL AND lease_expires_at < :now
       AND status IN ('scheduled', 'delivering') AND due_at <= :dueBefore
     ORDER BY due_at, id LIMIT :limit`,
@@ -101,12 +101,12 @@ export const dispatcherStatements = {
 
   renewLeases: `UPDATE messages SET lease_expires_at = :leaseExpiresAt WHERE lease_owner = :owner`,
 
-  releaseClaims: `
-    UPDATE messages SET
-      status = CASE WHEN status = 'delivering' THEN 'scheduled' ELSE status END,
-      lease_owner = NULL,
-      lease_expires_at = NULL
-    WHERE lease_owner = :owner`,
+  /** releaseClaims, part 1: deliveries in flight go back to scheduled. */
+  releaseDeliveries: `
+    UPDATE messages SET status = 'scheduled', lease_owner = NULL, lease_expires_at = NULL
+    WHERE lease_owner = :owner AND status = 'delivering'`,
+
+  releaseClaims: `UPDATE messages SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = :owner`,
 
   /** The compare-and-set (version, owner, status) is checked on the rows read by getMessages first. */
   startDelivery: {
@@ -144,7 +144,10 @@ export const dispatcherStatements = {
     row: '(:id, :at, :error)',
   } satisfies MultiRowSql,
 
-  countByStatus: `SELECT status, count(*) AS count FROM messages GROUP BY status`,
+  countByStatus: `SELECT status, count FROM message_counts`,
+
+  /** Every call that changes how many messages a status has adds its net change here. */
+  addToCount: `UPDATE message_counts SET count = count + :change WHERE status = :status`,
 
   purgeDelivered: `
     DELETE FROM messages INDEXED BY messages_delivered_at
