@@ -135,6 +135,8 @@ describe('PostgreSQL stores', { skip: url ? false : 'PSCHED_TEST_POSTGRES_URL is
     const all = Array.from({ length: 600 }, (_, i) => newMessage({ scheduledAt: T + i }));
     await a!.insert(all, T);
 
+    // Warm each engine pool's connection first (claims nothing), so neither starts late.
+    await Promise.all([a!.claimDue('owner-a', 0, T, T, 1), b!.claimDue('owner-b', 0, T, T, 1)]);
     // Both take small bites until nothing is left, side by side.
     const claimAll = async (store: DispatcherStore, owner: string) => {
       const claimed: string[] = [];
