@@ -62,8 +62,8 @@ export interface WaitOptions {
   timeoutMs?: number;
   /** Time between checks; default 25 ms. */
   intervalMs?: number;
-  /** Says what was awaited, for the timeout message. */
-  what?: string;
+  /** Says what was awaited, for the timeout message (a function is called at the timeout: for output seen by then). */
+  what?: string | (() => string);
 }
 
 /**
@@ -85,7 +85,7 @@ export async function waitFor<T>(check: () => Promise<T | undefined | false> | T
     }
     if (Date.now() >= deadline) {
       const detail = last instanceof Error ? last.message : JSON.stringify(last);
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${detail})`);
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what} (last: ${detail})`);
     }
     await new Promise((resolvePromise) => setTimeout(resolvePromise, intervalMs));
   }
@@ -144,7 +144,7 @@ export class PschedProcess {
       if (this.#output.includes(text)) return true;
       if (!this.running) throw new Error(`psched ${this.args[0]} exited (${JSON.stringify(this.#exit)}) before printing ${JSON.stringify(text)}:\n${this.#output}`);
       return false;
-    }, { timeoutMs, intervalMs: 20, what: `psched ${this.args[0]} to print ${JSON.stringify(text)}\n${this.#output}` });
+    }, { timeoutMs, intervalMs: 20, what: () => `psched ${this.args[0]} to print ${JSON.stringify(text)}; its output:\n${this.#output}` });
   }
 
   /** Sends `signal` and waits for the exit; fails if it takes longer than EXIT_TIMEOUT_MS. */
@@ -203,7 +203,7 @@ export async function waitHealthy(url: string, process?: PschedProcess): Promise
     } catch {
       return false;
     }
-  }, { timeoutMs: START_TIMEOUT_MS, intervalMs: 50, what: `${url}/healthz${process ? `\n${process.output}` : ''}` });
+  }, { timeoutMs: START_TIMEOUT_MS, intervalMs: 50, what: () => `${url}/healthz${process ? `; the process's output:\n${process.output}` : ''}` });
 }
 
 export interface CliResult {
