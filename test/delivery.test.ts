@@ -161,6 +161,19 @@ describe('JSON deliverer', () => {
       await deliverer.close();
     }
   });
+
+  it('pipelines deliveries on few connections when asked', async () => {
+    await using receiver = await startReceiver();
+    const deliverer = createJsonDeliverer({ mainUrl: receiver.url, timeoutMs: 5000, connections: 1, pipelining: 8, clock: new FakeClock() });
+    try {
+      const results = await Promise.all(Array.from({ length: 40 }, (_, i) => deliverer.deliver(storedMessage({ id: `id-${i}` }))));
+      assert.ok(results.every((result) => result.kind === 'delivered'));
+      assert.deepEqual(new Set(receiver.requests.map((request) => request.headers['idempotency-key'])).size, 40);
+      assert.equal(new Set(receiver.requests.map((request) => request.remotePort)).size, 1);
+    } finally {
+      await deliverer.close();
+    }
+  });
 });
 
 describe('legacy deliverer', () => {

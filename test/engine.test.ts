@@ -210,6 +210,20 @@ describe('SchedulingEngine timing', () => {
     assert.ok(seen.every((count) => count <= 3), `buffered counts at refills: ${seen.join(', ')}`);
   });
 
+  it('refills in chunks, so a large backlog never blocks the timers in one store call', async () => {
+    await using h = await harness({ start: false });
+    const past = h.clock.now() - 3600 * SECOND;
+    await h.store.insert(Array.from({ length: 600 }, (_, i) => ({ id: uuidv7(), username: 'ada', message: `m${i}`, scheduledAt: past + i, idempotencyKey: null })), h.clock.now());
+    let claimed = -1;
+    h.engine.events.once('refilled', (count) => { claimed = count; });
+    await h.engine.start();
+    assert.equal(claimed, 600);
+    assert.equal(h.storeCalls.get('claimDue'), 3, '600 claims in chunks of 256');
+    await h.clock.advance(0);
+    await h.engine.whenIdle();
+    assert.equal((await h.store.countByStatus()).delivered, 600);
+  });
+
   it('starts many messages due at one instant in chunks and records outcomes in batches', async () => {
     await using h = await harness({ concurrency: 16 });
     const dueAt = h.clock.now() + SECOND;
