@@ -1,7 +1,7 @@
 import type { FeedQuery, MainStore, NewPost, Post } from '../../main/store.ts';
-import { SqliteConnection } from './connection.ts';
-import { GroupCommit } from './group-commit.ts';
-import { runMigrations } from './migrate.ts';
+import type { SqliteConnection } from './connection.ts';
+import { SqliteDatabase } from './database.ts';
+import type { GroupCommit } from './group-commit.ts';
 import { mainMigrations } from './migrations.ts';
 import { mainStatements as sql } from './statements.ts';
 
@@ -24,16 +24,18 @@ interface PostRow {
 }
 
 class SqliteMainStore implements MainStore {
+  #database: SqliteDatabase;
   #connection: SqliteConnection;
   #commits: GroupCommit;
 
   constructor(path: string) {
-    this.#connection = new SqliteConnection(path);
-    this.#commits = new GroupCommit(this.#connection);
+    this.#database = new SqliteDatabase(path);
+    this.#connection = this.#database.connection;
+    this.#commits = this.#database.commits;
   }
 
   migrate(): Promise<void> {
-    return this.#commits.exclusive(() => runMigrations(this.#connection, mainMigrations));
+    return this.#database.migrate(mainMigrations);
   }
 
   addPost(post: NewPost): Promise<{ post: Post; created: boolean }> {
@@ -70,9 +72,8 @@ class SqliteMainStore implements MainStore {
     return this.#commits.read(() => this.#connection.statement(sql.countPosts).get<{ count: number }>()!.count);
   }
 
-  async close(): Promise<void> {
-    this.#commits.close();
-    this.#connection.close();
+  close(): Promise<void> {
+    return this.#database.close();
   }
 }
 

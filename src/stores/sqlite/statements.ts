@@ -99,7 +99,13 @@ export const dispatcherStatements = {
     row: ':id',
   } satisfies MultiRowSql,
 
-  renewLeases: `UPDATE messages SET lease_expires_at = :leaseExpiresAt WHERE lease_owner = :owner`,
+  /** One chunk of a renewal: leases not yet extended to :leaseExpiresAt. */
+  renewLeases: `
+    UPDATE messages SET lease_expires_at = :leaseExpiresAt
+    WHERE id IN (
+      SELECT id FROM messages INDEXED BY messages_lease
+      WHERE lease_owner = :owner AND lease_expires_at < :leaseExpiresAt
+      LIMIT :limit)`,
 
   /** releaseClaims, part 1: deliveries in flight go back to scheduled. */
   releaseDeliveries: `
@@ -149,9 +155,13 @@ export const dispatcherStatements = {
   /** Every call that changes how many messages a status has adds its net change here. */
   addToCount: `UPDATE message_counts SET count = count + :change WHERE status = :status`,
 
+  /** One chunk of a purge. */
   purgeDelivered: `
-    DELETE FROM messages INDEXED BY messages_delivered_at
-    WHERE status = 'delivered' AND delivered_at < :before`,
+    DELETE FROM messages
+    WHERE id IN (
+      SELECT id FROM messages INDEXED BY messages_delivered_at
+      WHERE status = 'delivered' AND delivered_at < :before
+      LIMIT :limit)`,
 } as const;
 
 const POST_COLUMNS = 'id, message_id, username, message, posted_at, scheduled_at';
