@@ -477,6 +477,23 @@ for (const factory of dispatcherStoreFactories()) {
         assert.equal(await handle.store.renewLeases('nobody', T + 5 * MINUTE), 0);
       });
 
+      it('renews, delivers and purges thousands of messages completely', async () => {
+        await using handle = await factory.create();
+        const store = handle.store;
+        const inputs = Array.from({ length: 2500 }, (_, i) => newMessage({ scheduledAt: T + i }));
+        await store.insert(inputs, T, CLAIM_ALL);
+        assert.equal(await store.renewLeases(OWNER, T + 9 * MINUTE), 2500);
+        const claimedAfterOldExpiry = await store.claimDue(OTHER, Number.MAX_SAFE_INTEGER, T + 2 * MINUTE, T + 10 * MINUTE, 5000);
+        assert.deepEqual(claimedAfterOldExpiry, [], 'every lease was extended');
+        const started = await store.startDelivery(OWNER, inputs.map((m) => ({ id: m.id, version: 1 })), T + 3000);
+        assert.equal(started.length, 2500);
+        assert.deepEqual(ids(started), ids(inputs), 'in the order asked for');
+        await store.finishDeliveries(OWNER, started.map((m) => ({ id: m.id, outcome: 'delivered' as const, at: T + 4000 })));
+        assert.equal(await store.purgeDelivered(T + 4001), 2500);
+        assert.deepEqual(await store.countByStatus(), { scheduled: 0, delivering: 0, delivered: 0, dead: 0 });
+        assert.deepEqual(await store.list({ limit: 10 }), []);
+      });
+
       it('releaseClaims hands everything back at once, delivering ones as scheduled', async () => {
         await using handle = await factory.create();
         const scheduled = await insertOne(handle.store, { scheduledAt: T }, CLAIM_ALL);
