@@ -22,6 +22,15 @@ const BUSY_TIMEOUT_MS = 10_000;
 const CACHE_SIZE_KIB = 32 * 1024;
 
 /**
+ * WAL pages after which a COMMIT copies the WAL back into the database file
+ * (a checkpoint, with an fsync). It runs inside that COMMIT, on the event
+ * loop. SQLite's default, 1,000 pages (4 MB), held the loop ~11 ms each time;
+ * 256 pages keeps a checkpoint mostly under the 10 ms lateness budget at the
+ * same insert rate (measured over 300,000 inserts).
+ */
+const AUTOCHECKPOINT_PAGES = 256;
+
+/**
  * FULL: every COMMIT fsyncs the WAL (a resolved user write is on disk).
  * NORMAL: the WAL is fsynced only at checkpoints; a commit survives a crash of
  * the process but may be lost with the machine's power. Never corrupts.
@@ -42,6 +51,7 @@ export class SqliteConnection {
     this.db.exec('PRAGMA synchronous = FULL');
     this.db.exec(`PRAGMA cache_size = -${CACHE_SIZE_KIB}`);
     this.db.exec('PRAGMA temp_store = MEMORY');
+    this.db.exec(`PRAGMA wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
   }
 
   /** The prepared statement for `sql`, prepared on first use. */
