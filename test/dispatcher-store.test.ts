@@ -264,6 +264,21 @@ for (const factory of dispatcherStoreFactories()) {
       });
     });
 
+    describe('listRecentlyDelivered', () => {
+      it('lists delivered messages, most recently delivered first, up to the limit', async () => {
+        await using handle = await factory.create();
+        assert.ok(handle.store.listRecentlyDelivered, 'implemented');
+        const first = await insertFinished(handle.store, 'delivered', T + 300);
+        const last = await insertFinished(handle.store, 'delivered', T + 900);
+        const middle = await insertFinished(handle.store, 'delivered', T + 500);
+        await insertFinished(handle.store, 'dead', T + 1000);
+        await insertDelivering(handle.store);
+        assert.deepEqual(ids(await handle.store.listRecentlyDelivered(10)), [last.id, middle.id, first.id]);
+        assert.deepEqual(ids(await handle.store.listRecentlyDelivered(2)), [last.id, middle.id]);
+        assert.deepEqual(await handle.store.listRecentlyDelivered(0), []);
+      });
+    });
+
     describe('update', () => {
       it('changes time and text, moves dueAt, bumps the version', async () => {
         await using handle = await factory.create();

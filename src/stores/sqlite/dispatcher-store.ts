@@ -13,10 +13,18 @@ import {
 } from '../../dispatcher/store.ts';
 import type { SqliteConnection } from './connection.ts';
 import { SqliteDatabase } from './database.ts';
-import type { Params } from './prepared.ts';
 import type { GroupCommit } from './group-commit.ts';
 import { dispatcherMigrations } from './migrations.ts';
+import type { Params } from './prepared.ts';
 import { dispatcherStatements as sql } from './statements.ts';
+
+/**
+ * Rows per transaction for the engine's bulk changes (lease renewal, purge).
+ * node:sqlite runs on the event loop: one 50,000-row renewal held it 270 ms,
+ * delaying every delivery due meanwhile. At ~5 µs a row a chunk of 1,000
+ * holds it ~5 ms, and other calls run between chunks.
+ */
+const ROWS_PER_CHUNK = 1000;
 
 /**
  * The dispatcher's store on embedded SQLite (node:sqlite). One process owns
@@ -29,14 +37,6 @@ import { dispatcherStatements as sql } from './statements.ts';
  * only means a message is claimed or delivered again, which the receiver
  * dedupes by id. The next durable commit fsyncs the WAL including them.
  */
-/**
- * Rows per transaction for the engine's bulk changes (lease renewal, purge).
- * node:sqlite runs on the event loop: one 50,000-row renewal held it 270 ms,
- * delaying every delivery due meanwhile. At ~5 µs a row a chunk of 1,000
- * holds it ~5 ms, and other calls run between chunks.
- */
-const ROWS_PER_CHUNK = 1000;
-
 export function openSqliteDispatcherStore(path: string): DispatcherStore {
   return new SqliteDispatcherStore(path);
 }
@@ -145,6 +145,10 @@ class SqliteDispatcherStore implements DispatcherStore {
     return rows.map(toMessage);
   }
 
+  listRecentlyDelivered(limit: number): Promise<StoredMessage[]> {
+    return this.#commits.read(() => (limit <= 0 ? [] : this.#rows(sql.listRecentlyDelivered, { limit }).map(toMessage)));
+  }
+
   update(id: string, patch: MessagePatch, now: number, claim?: ClaimRequest): Promise<ChangeOutcome> {
     return this.#commits.write('durable', () => this.#change(id, sql.updateMessage, {
       id,
@@ -220,7 +224,10 @@ class SqliteDispatcherStore implements DispatcherStore {
       const startable: MessageRow[] = [];
       for (const entry of entries) {
         const row = byId.get(entry.id);
-        if (row && row.status === 'scheduled' && row.lease_owner === owner && row.version === entry.version) startable.push(row);
+        if (row && row.status === 'scheduled' && row.lease_owner === owner && row.version === entry.version) {
+          startable.push(row);
+          byId.delete(entry.id); // an id asked for twice starts once
+        }
       }
       this.#connection.multiRow(sql.startDelivery).run(startable.map((row) => ({ id: row.id })), { now });
       this.#move('scheduled', 'delivering', startable.length);

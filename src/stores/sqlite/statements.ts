@@ -44,6 +44,12 @@ export const dispatcherStatements = {
     WHERE status = :status AND (due_at, id) > (:afterDueAt, :afterId)
     ORDER BY due_at, id LIMIT :limit`,
 
+  /** Most recently delivered first, read backwards from the purge index. */
+  listRecentlyDelivered: `
+    SELECT ${MESSAGE_COLUMNS} FROM messages INDEXED BY messages_delivered_at
+    WHERE status = 'delivered'
+    ORDER BY delivered_at DESC, id DESC LIMIT :limit`,
+
   /** A new scheduledAt also moves dueAt; the lease goes to :owner only when due by :dueBefore. */
   updateMessage: `
     UPDATE messages SET
