@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { FakeClock } from '../src/clock.ts';
 import type { AttemptResult, Deliverer } from '../src/dispatcher/delivery.ts';
 import { retryDelayMs, SchedulingEngine, type EngineOptions } from '../src/dispatcher/engine.ts';
+import { DueBuffer } from '../src/dispatcher/heap.ts';
 import { DispatcherMetrics } from '../src/dispatcher/metrics.ts';
 import type { DispatcherStore, StoredMessage } from '../src/dispatcher/store.ts';
 import { uuidv7 } from '../src/ids.ts';
@@ -121,6 +122,36 @@ async function harness(options: Partial<EngineOptions> & { start?: boolean } = {
     },
   };
 }
+
+describe('DueBuffer', () => {
+  it('hands out due entries in (dueAt, id) order, honouring replacements and removals', () => {
+    const buffer = new DueBuffer();
+    const expected = new Map<string, number>();
+    let seed = 7;
+    const random = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
+    for (let i = 0; i < 5000; i++) {
+      const id = `m${Math.floor(random() * 2000)}`;
+      const roll = random();
+      if (roll < 0.2) {
+        buffer.delete(id);
+        expected.delete(id);
+      } else {
+        const dueAt = Math.floor(random() * 1000);
+        buffer.put({ id, version: i, dueAt });
+        expected.set(id, dueAt);
+      }
+    }
+    buffer.put({ id: 'm1', version: -1, dueAt: 0 }); // an older version never replaces a newer one
+    assert.equal(buffer.size, expected.size);
+    const firstHalf = buffer.takeDue(499, Infinity);
+    const rest = buffer.takeDue(Infinity, Infinity);
+    const want = [...expected].sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : 1));
+    assert.deepEqual([...firstHalf, ...rest].map((entry) => [entry.id, entry.dueAt]), want);
+    assert.ok(firstHalf.every((entry) => entry.dueAt <= 499) && rest.every((entry) => entry.dueAt > 499));
+    assert.equal(buffer.size, 0);
+    assert.equal(buffer.peek(), undefined);
+  });
+});
 
 describe('SchedulingEngine timing', () => {
   it('delivers a message exactly at its due time, not a millisecond before', async () => {

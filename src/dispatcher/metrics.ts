@@ -27,7 +27,7 @@ export class DispatcherMetrics {
     this.#outcomes[kind]++;
   }
 
-  /** Lateness of a first delivery attempt: when it started minus when it was due. */
+  /** Lateness of a first delivery attempt: when it started minus when it could first have gone out. */
   observeLateness(ms: number): void {
     const value = ms > 0 ? ms : 0;
     let bucket = 0;
@@ -56,7 +56,7 @@ export class DispatcherMetrics {
     lines.push('# TYPE psched_deliveries_total counter');
     for (const kind of ['delivered', 'retry', 'dead'] as const) lines.push(`psched_deliveries_total{outcome="${kind}"} ${this.#outcomes[kind]}`);
 
-    lines.push('# HELP psched_delivery_lateness_seconds Start of a first delivery attempt minus its due time.');
+    lines.push('# HELP psched_delivery_lateness_seconds Start of a first delivery attempt minus its due time (or its creation, when scheduled in the past).');
     lines.push('# TYPE psched_delivery_lateness_seconds histogram');
     let cumulative = 0;
     for (let i = 0; i < LATENESS_BUCKETS_MS.length; i++) {
