@@ -66,10 +66,16 @@ export interface WaitOptions {
   what?: string | (() => string);
 }
 
+/** Thrown by a `waitFor` check to stop waiting at once (a child died): no use polling on. */
+export class GiveUp extends Error {
+  override name = 'GiveUp';
+}
+
 /**
  * Bounded polling: calls `check` until it returns something other than
  * undefined/false (which it resolves with), or fails after `timeoutMs` with
- * the last value or error seen. For conditions observable only over HTTP.
+ * the last value or error seen; a GiveUp thrown by `check` fails it at once.
+ * For conditions observable only over HTTP.
  */
 export async function waitFor<T>(check: () => Promise<T | undefined | false> | T | undefined | false, options: WaitOptions = {}): Promise<T> {
   const { timeoutMs = 10_000, intervalMs = 25, what = 'condition' } = options;
@@ -81,6 +87,7 @@ export async function waitFor<T>(check: () => Promise<T | undefined | false> | T
       if (value !== undefined && value !== false) return value;
       last = value;
     } catch (err) {
+      if (err instanceof GiveUp) throw err;
       last = err;
     }
     if (Date.now() >= deadline) {
@@ -142,7 +149,7 @@ export class PschedProcess {
   async waitForOutput(text: string, timeoutMs = START_TIMEOUT_MS): Promise<void> {
     await waitFor(() => {
       if (this.#output.includes(text)) return true;
-      if (!this.running) throw new Error(`psched ${this.args[0]} exited (${JSON.stringify(this.#exit)}) before printing ${JSON.stringify(text)}:\n${this.#output}`);
+      if (!this.running) throw new GiveUp(`psched ${this.args[0]} exited (${JSON.stringify(this.#exit)}) before printing ${JSON.stringify(text)}:\n${this.#output}`);
       return false;
     }, { timeoutMs, intervalMs: 20, what: () => `psched ${this.args[0]} to print ${JSON.stringify(text)}; its output:\n${this.#output}` });
   }
@@ -194,7 +201,7 @@ export class ServiceProcess extends PschedProcess {
 export async function waitHealthy(url: string, process?: PschedProcess): Promise<void> {
   await waitFor(async () => {
     if (process && !process.running) {
-      throw new Error(`psched ${process.args[0]} exited before it was healthy:\n${process.output}`);
+      throw new GiveUp(`psched ${process.args[0]} exited before it was healthy:\n${process.output}`);
     }
     try {
       const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2_000) });
