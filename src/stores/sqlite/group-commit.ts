@@ -11,6 +11,12 @@ import type { SqliteConnection } from './connection.ts';
  * is rolled back alone and rejects only its own promise. Promises resolve only
  * after the COMMIT, so a resolved write is on disk.
  *
+ * The fsync stays inside COMMIT, on the event loop, on purpose: fsyncing the
+ * WAL on libuv's thread pool instead (synchronous=NORMAL plus an fdatasync
+ * before resolving) measured 10-35% fewer single-message requests/s over
+ * HTTP. While the loop waits for the disk, requests pile up in the kernel and
+ * the next group is larger; with the loop free, groups stay small.
+ *
  * Reads run at once when no write is queued; otherwise they queue behind the
  * writes so a caller always reads its own earlier writes.
  */
