@@ -59,7 +59,7 @@ export const DISPATCHER_OPTIONS = {
 
 export const MAIN_OPTIONS = {
   port: { flag: 'port', env: 'PSCHED_PORT', kind: 'int', default: '8080', help: 'HTTP port', check: port },
-  host: { flag: 'host', env: 'PSCHED_HOST', kind: 'string', default: '127.0.0.1', help: 'interface to listen on (a non-loopback host requires --api-token)' },
+  host: { flag: 'host', env: 'PSCHED_HOST', kind: 'string', default: '127.0.0.1', help: 'interface to listen on (a non-loopback host requires --access-token)' },
   db: { flag: 'db', env: 'PSCHED_DB', kind: 'string', default: './data/main.db', help: 'SQLite file path, or a postgres:// URL' },
   dispatcherUrls: { flag: 'dispatcher-url', env: 'PSCHED_DISPATCHER_URL', kind: 'list', default: 'http://127.0.0.1:8081', help: 'the dispatcher pool, comma-separated URLs' },
   apiToken: { flag: 'api-token', env: 'PSCHED_API_TOKEN', kind: 'string', default: undefined, help: 'bearer token sent to the dispatchers' },
