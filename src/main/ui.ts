@@ -65,7 +65,7 @@ export function renderHome(view: HomeView): string {
   const body = html`
 ${view.notice ? html`<div id="notice" class="notice ${view.notice.kind}" role="status">${view.notice.text}</div>` : ''}
 <div class="grid-2">
-  <div class="column" style="display: grid; gap: 20px; align-content: start">
+  <div class="column">
     ${composeCard(view.compose)}
     ${scheduledCard(view)}
   </div>

@@ -17,7 +17,8 @@ header.top h1 { font-size: 20px; margin: 0; }
 header.top .brand { color: var(--accent); font-weight: 700; }
 header.top .sub { color: var(--muted); font-size: 14px; }
 main { max-width: 1100px; margin: 0 auto; padding: 20px; display: grid; gap: 20px; }
-.grid-2 { display: grid; grid-template-columns: minmax(280px, 380px) 1fr; gap: 20px; align-items: start; }
+.grid-2 { display: grid; grid-template-columns: minmax(280px, 430px) 1fr; gap: 20px; align-items: start; }
+.column { display: grid; gap: 20px; align-content: start; min-width: 0; }
 @media (max-width: 800px) { .grid-2 { grid-template-columns: 1fr; } }
 section.card { background: var(--card); border: 1px solid var(--line); border-radius: 12px; padding: 18px 20px; box-shadow: 0 1px 2px rgba(16,24,40,.04); }
 section.card h2 { font-size: 16px; margin: 0 0 12px; display: flex; align-items: center; gap: 8px; }
@@ -48,7 +49,7 @@ ul.items > li:first-child { border-top: none; }
 .empty { color: var(--muted); font-size: 14px; margin: 4px 0; }
 .row-actions { display: flex; gap: 6px; margin-top: 8px; flex-wrap: wrap; align-items: center; }
 .row-actions form { display: flex; gap: 6px; margin: 0; align-items: center; }
-.row-actions input { width: auto; padding: 4px 8px; font-size: 13px; }
+.row-actions input { width: auto; min-width: 0; padding: 4px 8px; font-size: 13px; }
 code { font-size: 12px; color: var(--muted); }
 @keyframes arrive { from { background: #eef2ff; } to { background: transparent; } }
 li.new { animation: arrive 2s ease-out; }
