@@ -24,10 +24,10 @@ const CACHE_SIZE_KIB = 16 * 1024;
 
 /**
  * WAL pages after which a COMMIT copies the WAL back into the database file
- * (a checkpoint, with an fsync). It runs inside that COMMIT, on the event
- * loop. SQLite's default, 1,000 pages (4 MB), held the loop ~11 ms each time;
- * 256 pages keeps a checkpoint mostly under the 10 ms lateness budget at the
- * same insert rate (measured over 300,000 inserts).
+ * (a checkpoint, with fsyncs). It runs inside that COMMIT, on the event loop,
+ * so smaller, more frequent checkpoints mean shorter pauses. Measured with a
+ * delivery-like load (4 messages started and finished per ms, 5,000 ticks):
+ * SQLite's default 1,000 pages gave 34-41 ticks over 5 ms, 256 pages 0-8.
  */
 const AUTOCHECKPOINT_PAGES = 256;
 

@@ -41,7 +41,7 @@ export const dispatcherMigrations: readonly Migration[] = [
       -- finds unclaimed messages here too: lease_owner in the index lets it step over
       -- claimed ones (at most the owners' buffers) without reading their rows. One
       -- index instead of a second, partial one for unclaimed rows makes each insert
-      -- write one B-tree less (~25% faster batch inserts, measured).
+      -- write one B-tree less (13-30% faster batch inserts, measured).
       CREATE INDEX messages_status_due ON messages (status, due_at, id, lease_owner);
 
       -- renewLeases, releaseClaims (by owner) and expired claims (a scan of the
