@@ -21,7 +21,12 @@ import type { SqliteConnection } from './connection.ts';
  * writes so a caller always reads its own earlier writes.
  */
 
-/** `durable`: the COMMIT must be fsynced before the call resolves (synchronous=FULL). */
+/**
+ * durable: the COMMIT is fsynced before the call resolves (synchronous=FULL).
+ * relaxed: committed without waiting for the disk (synchronous=NORMAL); the
+ * next durable COMMIT or checkpoint fsyncs the WAL including it. A group is
+ * durable when any of its calls is.
+ */
 export type Durability = 'durable' | 'relaxed';
 
 interface Job {
