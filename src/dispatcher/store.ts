@@ -159,10 +159,8 @@ export interface DispatcherStore {
   /**
    * Delivered messages, most recently delivered first, `limit` at most (the
    * web UI's history; an index on delivered time serves it and purgeDelivered).
-   * Optional until every store has it: without it the UI shows the history
-   * in due-time order.
    */
-  listRecentlyDelivered?(limit: number): Promise<StoredMessage[]>;
+  listRecentlyDelivered(limit: number): Promise<StoredMessage[]>;
 
   /** Number of messages per status. */
   countByStatus(): Promise<Record<MessageStatus, number>>;

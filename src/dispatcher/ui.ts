@@ -80,9 +80,7 @@ export async function loadPageData(ctx: DispatcherContext): Promise<DispatcherPa
     store.list({ status: 'scheduled', limit: UI_LIMITS.pending }),
     store.list({ status: 'delivering', limit: UI_LIMITS.pending }),
     store.list({ status: 'dead', limit: UI_LIMITS.dead }),
-    store.listRecentlyDelivered
-      ? store.listRecentlyDelivered(UI_LIMITS.delivered)
-      : store.list({ status: 'delivered', limit: UI_LIMITS.delivered }),
+    store.listRecentlyDelivered(UI_LIMITS.delivered),
     store.countByStatus(),
   ]);
   const pending = [...scheduled, ...delivering]
