@@ -5,6 +5,7 @@ import { GroupInsert } from './group-insert.ts';
 import { runMigrations } from './migrate.ts';
 import { mainMigrations } from './migrations.ts';
 import { mainStatements as sql } from './statements.ts';
+import { type PostRow, toPost } from '../rows.ts';
 
 /**
  * The main server's feed on PostgreSQL. Deliveries arrive concurrently from
@@ -38,15 +39,6 @@ export async function openPostgresMainStore(databaseUrl: string, options: Postgr
     throw err;
   }
   return new PostgresMainStore(pool, schema, options.groupInserts ?? true);
-}
-
-interface PostRow {
-  id: string;
-  message_id: string | null;
-  username: string;
-  message: string;
-  posted_at: number;
-  scheduled_at: number | null;
 }
 
 class PostgresMainStore implements MainStore {
@@ -114,13 +106,3 @@ class PostgresMainStore implements MainStore {
   }
 }
 
-function toPost(row: PostRow): Post {
-  return {
-    id: row.id,
-    messageId: row.message_id,
-    username: row.username,
-    message: row.message,
-    postedAt: row.posted_at,
-    scheduledAt: row.scheduled_at,
-  };
-}

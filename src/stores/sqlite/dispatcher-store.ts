@@ -17,6 +17,7 @@ import type { GroupCommit } from './group-commit.ts';
 import { dispatcherMigrations } from './migrations.ts';
 import type { Params } from './prepared.ts';
 import { dispatcherStatements as sql } from './statements.ts';
+import { type MessageRow, toMessage, compareDue, compareIds } from '../rows.ts';
 
 /**
  * Rows per transaction for the engine's bulk changes (lease renewal, purge).
@@ -39,24 +40,6 @@ const ROWS_PER_CHUNK = 1000;
  */
 export function openSqliteDispatcherStore(path: string): DispatcherStore {
   return new SqliteDispatcherStore(path);
-}
-
-interface MessageRow {
-  id: string;
-  username: string;
-  message: string;
-  scheduled_at: number;
-  due_at: number;
-  status: MessageStatus;
-  attempts: number;
-  version: number;
-  idempotency_key: string | null;
-  created_at: number;
-  updated_at: number;
-  delivered_at: number | null;
-  last_error: string | null;
-  lease_owner: string | null;
-  lease_expires_at: number | null;
 }
 
 interface DueRow {
@@ -334,30 +317,3 @@ function claimParams(claim: ClaimRequest | undefined): { owner: string | null; d
     : { owner: null, dueBefore: null, leaseExpiresAt: null };
 }
 
-function compareIds(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function compareDue(a: StoredMessage, b: StoredMessage): number {
-  return a.dueAt - b.dueAt || compareIds(a.id, b.id);
-}
-
-function toMessage(row: MessageRow): StoredMessage {
-  return {
-    id: row.id,
-    username: row.username,
-    message: row.message,
-    scheduledAt: row.scheduled_at,
-    dueAt: row.due_at,
-    status: row.status,
-    attempts: row.attempts,
-    version: row.version,
-    idempotencyKey: row.idempotency_key,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    deliveredAt: row.delivered_at,
-    lastError: row.last_error,
-    leaseOwner: row.lease_owner,
-    leaseExpiresAt: row.lease_expires_at,
-  };
-}

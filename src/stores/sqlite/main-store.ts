@@ -4,6 +4,7 @@ import { SqliteDatabase } from './database.ts';
 import type { GroupCommit } from './group-commit.ts';
 import { mainMigrations } from './migrations.ts';
 import { mainStatements as sql } from './statements.ts';
+import { type PostRow, toPost } from '../rows.ts';
 
 /**
  * The main server's feed on embedded SQLite. Deliveries arrive concurrently,
@@ -12,15 +13,6 @@ import { mainStatements as sql } from './statements.ts';
  */
 export function openSqliteMainStore(path: string): MainStore {
   return new SqliteMainStore(path);
-}
-
-interface PostRow {
-  id: string;
-  message_id: string | null;
-  username: string;
-  message: string;
-  posted_at: number;
-  scheduled_at: number | null;
 }
 
 class SqliteMainStore implements MainStore {
@@ -77,13 +69,3 @@ class SqliteMainStore implements MainStore {
   }
 }
 
-function toPost(row: PostRow): Post {
-  return {
-    id: row.id,
-    messageId: row.message_id,
-    username: row.username,
-    message: row.message,
-    postedAt: row.posted_at,
-    scheduledAt: row.scheduled_at,
-  };
-}

@@ -1,0 +1,75 @@
+import type { MessageStatus, StoredMessage } from '../dispatcher/store.ts';
+import type { Post } from '../main/store.ts';
+
+/**
+ * The tables' rows as both backends return them (the same column names, times
+ * as epoch-ms numbers), and their mapping to the stores' types: one place, so
+ * SQLite and PostgreSQL cannot drift apart.
+ */
+export interface MessageRow {
+  id: string;
+  username: string;
+  message: string;
+  scheduled_at: number;
+  due_at: number;
+  status: MessageStatus;
+  attempts: number;
+  version: number;
+  idempotency_key: string | null;
+  created_at: number;
+  updated_at: number;
+  delivered_at: number | null;
+  last_error: string | null;
+  lease_owner: string | null;
+  lease_expires_at: number | null;
+}
+
+export interface PostRow {
+  id: string;
+  message_id: string | null;
+  username: string;
+  message: string;
+  posted_at: number;
+  scheduled_at: number | null;
+}
+
+export function toMessage(row: MessageRow): StoredMessage {
+  return {
+    id: row.id,
+    username: row.username,
+    message: row.message,
+    scheduledAt: row.scheduled_at,
+    dueAt: row.due_at,
+    status: row.status,
+    attempts: row.attempts,
+    version: row.version,
+    idempotencyKey: row.idempotency_key,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    deliveredAt: row.delivered_at,
+    lastError: row.last_error,
+    leaseOwner: row.lease_owner,
+    leaseExpiresAt: row.lease_expires_at,
+  };
+}
+
+export function toPost(row: PostRow): Post {
+  return {
+    id: row.id,
+    messageId: row.message_id,
+    username: row.username,
+    message: row.message,
+    postedAt: row.posted_at,
+    scheduledAt: row.scheduled_at,
+  };
+}
+
+/** Byte order of ids, as both databases sort them (PostgreSQL ids are COLLATE "C"). */
+export function compareIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The (dueAt, id) order every list and claim uses. */
+export function compareDue(a: StoredMessage, b: StoredMessage): number {
+  return a.dueAt - b.dueAt || compareIds(a.id, b.id);
+}
