@@ -1,6 +1,6 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,6 +21,10 @@ const { values: opts } = parseArgs({
     dispatchers: { type: 'string', default: '1' },
     scale: { type: 'string', default: '1' },
     only: { type: 'string' },
+    // extra node options for the dispatcher processes, e.g. --node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"
+    'node-args': { type: 'string', default: process.env.PSCHED_BENCH_NODE_ARGS ?? '' },
+    // writes each delivery phase's raw lateness and arrival times here (JSON), to look at their shape over time
+    dump: { type: 'string' },
     'postgres-url': { type: 'string', default: process.env.PSCHED_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' },
   },
 });
@@ -71,7 +75,8 @@ interface DispatcherProcess {
 
 async function startDispatcher(index: number, db: string, receiverPort: number): Promise<DispatcherProcess> {
   const port = 18100 + index;
-  const child = spawn(process.execPath, [join(root, 'bin/psched.js'), 'dispatcher',
+  const nodeArgs = opts['node-args']!.split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, join(root, 'bin/psched.js'), 'dispatcher',
     '--port', String(port), '--db', db, '--main-url', `http://127.0.0.1:${receiverPort}`,
     '--api-token', API_TOKEN, '--signing-secret', SIGNING_SECRET, '--log-level', 'warn',
     '--max-buffered', '200000'], { stdio: ['ignore', 'inherit', 'inherit'] });
@@ -94,6 +99,25 @@ function rssMb(pid: number): { rss: number; peak: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
   return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+}
+
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux)
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Prints how much CPU the dispatchers and the receiver used for a phase: where the time goes without a profiler. */
+function cpuMeter(receiver: Receiver, dispatchers: DispatcherProcess[]): (label: string, count: number) => void {
+  const pids = [...dispatchers.map((d) => d.child.pid!), receiver.child.pid!];
+  const before = pids.map(cpuSeconds);
+  return (label, count) => {
+    const used = pids.map((pid, i) => cpuSeconds(pid) - before[i]!);
+    const perMessage = (seconds: number) => `${((seconds * 1e6) / count).toFixed(0)} µs/msg`;
+    const dispatcherSeconds = used.slice(0, -1).reduce((a, b) => a + b, 0);
+    console.log(`  (${label} CPU: dispatchers ${dispatcherSeconds.toFixed(2)} s = ${perMessage(dispatcherSeconds)}, receiver ${used.at(-1)!.toFixed(2)} s = ${perMessage(used.at(-1)!)})`);
+  };
 }
 
 // ---------- load ----------
@@ -145,6 +169,10 @@ async function waitForDeliveries(receiver: Receiver, count: number, deadline: nu
     if (report.deliveries >= count || Date.now() > deadline) return report;
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+function dump(phase: string, report: { lateness: number[]; arrivals: number[] }): void {
+  if (opts.dump) writeFileSync(join(opts.dump, `${phase}.json`), JSON.stringify({ lateness: report.lateness, arrivals: report.arrivals }));
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -209,14 +237,18 @@ async function main() {
   if (wanted('single')) {
     const count = n(20_000);
     console.log(`\nsingle-message scheduling: ${count} POST /v1/messages over 32 connections`);
+    const cpu = cpuMeter(receiver, dispatchers);
     emptyRate = await scheduleSingles(count, dispatchers);
+    cpu('scheduling', count);
     record('single-message scheduling', `${Math.round(emptyRate)} msg/s`, '≥ 8,000/s', emptyRate >= 8000);
   }
 
   if (wanted('batch')) {
     const total = n(100_000);
     console.log(`\nbatch scheduling: ${total} messages, 100 per POST /v1/messages/batch`);
+    const cpu = cpuMeter(receiver, dispatchers);
     const rate = await scheduleBatches(total, 100, 8, dispatchers, () => Date.now() + FAR_AHEAD_MS);
+    cpu('scheduling', total);
     record('batch scheduling', `${Math.round(rate)} msg/s`, '≥ 100,000/s', rate >= 100_000);
   }
 
@@ -226,8 +258,12 @@ async function main() {
     await receiver.reset();
     const start = Date.now() + 3000;
     console.log(`\nlateness: ${total} messages due over ${spreadMs / 1000} s`);
-    await scheduleBatches(total, 1000, 4, dispatchers, (i) => start + Math.floor((i * spreadMs) / total));
+    const scheduleRate = await scheduleBatches(total, 1000, 4, dispatchers, (i) => start + Math.floor((i * spreadMs) / total));
+    console.log(`  (scheduled in ${(total / scheduleRate).toFixed(2)} s, the first due ${((start - Date.now()) / 1000).toFixed(2)} s later)`);
+    const cpu = cpuMeter(receiver, dispatchers);
     const report = await waitForDeliveries(receiver, total, start + spreadMs + 60_000);
+    cpu('delivery', total);
+    dump('lateness', report);
     const sorted = report.lateness.slice().sort((a, b) => a - b);
     record('delivered', `${report.deliveries}/${total} (duplicates ${report.duplicates}, bad signatures ${report.badSignatures})`, 'all', report.deliveries >= total);
     record('lateness p50', `${percentile(sorted, 50)} ms`, '≤ 2 ms', percentile(sorted, 50) <= 2);
@@ -241,7 +277,10 @@ async function main() {
     const dueAt = Date.now() + 3000;
     console.log(`\ndrain: ${total} messages due at the same instant`);
     await scheduleBatches(total, 1000, 4, dispatchers, () => dueAt);
+    const cpu = cpuMeter(receiver, dispatchers);
     const report = await waitForDeliveries(receiver, total, dueAt + 60_000);
+    cpu('delivery', total);
+    dump('drain', report);
     const drainMs = Math.max(...report.arrivals) - dueAt;
     record('drain delivered', `${report.deliveries}/${total} (duplicates ${report.duplicates})`, 'all', report.deliveries >= total);
     record('drain time', `${(drainMs / 1000).toFixed(2)} s`, '≤ 2 s', report.deliveries >= total && drainMs <= 2000);
