@@ -39,6 +39,9 @@ import { WakeListener } from './wake.ts';
  * ClaimRequest (the caller's buffer is full or it does not buffer), or
  * releaseClaims. With a ClaimRequest, whatever stays unclaimed is due beyond
  * the caller's horizon, which the others' periodic refill will reach in time.
+ * And a claimDue that took as many as it asked for wakes the others too: more
+ * may be waiting (a dead owner's leftovers, a burst entering the horizon), and
+ * the work spreads when they claim the rest side by side.
  */
 
 export interface PostgresDispatcherStoreOptions {
@@ -238,7 +241,9 @@ class PostgresDispatcherStore implements DispatcherStore {
 
   async claimDue(owner: string, dueBefore: number, now: number, leaseExpiresAt: number, limit: number): Promise<StoredMessage[]> {
     if (limit <= 0) return [];
-    const { rows } = await this.#run<MessageRow>(this.#enginePool, 'claimDue', [owner, dueBefore, now, leaseExpiresAt, limit]);
+    const { rows } = await this.#run<MessageRow>(this.#enginePool, 'claimDue', [
+      owner, dueBefore, now, leaseExpiresAt, limit, this.#wake.channel, this.#selfId,
+    ]);
     return rows.map(toMessage).sort(compareDue);
   }
 

@@ -8,6 +8,15 @@
  * boolean and a channel/payload, and call pg_notify in their own transaction,
  * so other dispatchers hear of the change exactly when it commits
  * (see ./wake.ts).
+ *
+ * Lock order: every statement that changes several messages locks them in id
+ * order first (`ORDER BY id FOR UPDATE` in a CTE, then the UPDATE), and
+ * multi-row inserts insert in key order. A dispatcher runs its lease renewal,
+ * startDelivery and finishDeliveries side by side on overlapping rows; locked
+ * in whatever order the join produced, two of them deadlocked, PostgreSQL
+ * aborted one after deadlock_timeout (1 s), and a failed renewal let live
+ * claims expire (seen with 3 dispatchers and 6,000 messages: hundreds of
+ * duplicate deliveries). Claims lock with SKIP LOCKED, which never waits.
  */
 
 const MESSAGE_COLUMNS = `id, username, message, scheduled_at, due_at, status, attempts, version,
@@ -32,6 +41,7 @@ export const dispatcherStatements = {
         idempotency_key, now, now, lease_owner, lease_expires_at
       FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::bigint[])
         AS t(id, username, message, scheduled_at, idempotency_key, now, lease_owner, lease_expires_at)
+      ORDER BY idempotency_key
       ON CONFLICT (idempotency_key) DO NOTHING
       RETURNING id, lease_owner
     )
@@ -115,12 +125,22 @@ export const dispatcherStatements = {
     SELECT *, CASE WHEN $6::boolean AND lease_owner IS NULL THEN pg_notify($7, $8) END AS woke FROM changed`,
 
   /**
-   * Params: $1 owner, $2 dueBefore, $3 now, $4 leaseExpiresAt, $5 limit.
+   * Params: $1 owner, $2 dueBefore, $3 now, $4 leaseExpiresAt, $5 limit, $6 channel, $7 payload.
    * Candidates are the never-claimed messages (index messages_unclaimed_due)
    * and the claims whose owner stopped renewing (index messages_lease_expiry);
    * SKIP LOCKED passes over rows another dispatcher is claiming at this very
    * moment, so two dispatchers never get the same message. A dead owner's
    * in-flight delivery goes back to scheduled.
+   *
+   * An owner never takes back its own delivering messages, however late its
+   * renewal ran: they are in its pipeline (in flight, or awaiting their
+   * write), and setting them back to scheduled would deliver them twice and
+   * lose the first outcome. (Its own expired scheduled claims are simply
+   * claimed again: they are in its buffer already, which keeps one per id.)
+   *
+   * A claim that fills its limit wakes the others: more may be due than this
+   * owner took (a dead owner's leftovers, a burst entering the horizon), and
+   * they claim the rest side by side instead of leaving it all to one.
    *
    * Why `status = ANY ('{scheduled}')` and not `status = 'scheduled'`: with
    * the plain equality the planner prefers messages_status_due and filters
@@ -138,28 +158,36 @@ export const dispatcherStatements = {
     ), expired AS (
       SELECT id, due_at FROM messages
       WHERE lease_owner IS NOT NULL AND lease_expires_at < $3
-        AND status IN ('scheduled', 'delivering') AND due_at <= $2
+        AND (status = 'scheduled' OR (status = 'delivering' AND lease_owner <> $1)) AND due_at <= $2
       ORDER BY due_at, id LIMIT $5
       FOR UPDATE SKIP LOCKED
     ), chosen AS (
       SELECT id FROM (SELECT * FROM unclaimed UNION ALL SELECT * FROM expired) AS candidates
       ORDER BY due_at, id LIMIT $5
+    ), claimed AS (
+      UPDATE messages m SET status = 'scheduled', lease_owner = $1, lease_expires_at = $4
+      FROM chosen WHERE m.id = chosen.id
+      RETURNING ${M_COLUMNS}
     )
-    UPDATE messages m SET status = 'scheduled', lease_owner = $1, lease_expires_at = $4
-    FROM chosen WHERE m.id = chosen.id
-    RETURNING ${M_COLUMNS}`,
+    SELECT claimed.*, wake.woke
+    FROM claimed CROSS JOIN (SELECT CASE WHEN count(*) >= $5 THEN pg_notify($6, $7) END AS woke FROM claimed) AS wake`,
 
   /**
    * Params: $1 owner, $2 leaseExpiresAt, $3 after id ('' to start), $4 chunk size.
    * One chunk of the owner's claims in id order (index messages_lease_owner);
-   * the caller repeats from `last` until a chunk comes back short.
+   * the caller repeats from `last` until a chunk comes back short. The chunk
+   * is read without locks, so a claim finished meanwhile does not shorten it.
    */
   renewLeases: `
     WITH chunk AS (
       SELECT id FROM messages WHERE lease_owner = $1 AND id > $3 ORDER BY id LIMIT $4
+    ), locked AS (
+      SELECT m.id FROM messages m JOIN chunk ON m.id = chunk.id
+      WHERE m.lease_owner = $1
+      ORDER BY m.id FOR UPDATE OF m
     ), renewed AS (
       UPDATE messages m SET lease_expires_at = $2
-      FROM chunk WHERE m.id = chunk.id AND m.lease_owner = $1
+      FROM locked WHERE m.id = locked.id AND m.lease_owner = $1
       RETURNING 1
     )
     SELECT (SELECT count(*) FROM chunk) AS scanned, (SELECT max(id) FROM chunk) AS last,
@@ -167,12 +195,14 @@ export const dispatcherStatements = {
 
   /** Params: $1 owner, $2 channel, $3 payload. Returns how many; wakes the others when any. */
   releaseClaims: `
-    WITH released AS (
-      UPDATE messages SET
-        status = CASE WHEN status = 'delivering' THEN 'scheduled' ELSE status END,
+    WITH locked AS (
+      SELECT id FROM messages WHERE lease_owner = $1 ORDER BY id FOR UPDATE
+    ), released AS (
+      UPDATE messages m SET
+        status = CASE WHEN m.status = 'delivering' THEN 'scheduled' ELSE m.status END,
         lease_owner = NULL,
         lease_expires_at = NULL
-      WHERE lease_owner = $1
+      FROM locked WHERE m.id = locked.id AND m.lease_owner = $1
       RETURNING 1
     )
     SELECT count, CASE WHEN count > 0 THEN pg_notify($2, $3) END AS woke
@@ -184,30 +214,47 @@ export const dispatcherStatements = {
    * position in the arrays.
    */
   startDelivery: `
+    WITH locked AS (
+      SELECT m.id, e.position
+      FROM messages m JOIN unnest($2::text[], $3::integer[]) WITH ORDINALITY AS e(id, version, position) ON m.id = e.id
+      WHERE m.version = e.version AND m.lease_owner = $1 AND m.status = 'scheduled'
+      ORDER BY m.id FOR UPDATE OF m
+    )
     UPDATE messages m SET status = 'delivering', attempts = m.attempts + 1, updated_at = $4
-    FROM unnest($2::text[], $3::integer[]) WITH ORDINALITY AS e(id, version, position)
-    WHERE m.id = e.id AND m.version = e.version AND m.lease_owner = $1 AND m.status = 'scheduled'
-    RETURNING ${M_COLUMNS}, e.position`,
+    FROM locked WHERE m.id = locked.id
+    RETURNING ${M_COLUMNS}, locked.position`,
 
   /** Params: $1 owner, $2 ids, $3 ats (arrays). */
   markDelivered: `
-    UPDATE messages m SET status = 'delivered', delivered_at = r.at, updated_at = r.at, last_error = NULL,
+    WITH locked AS (
+      SELECT m.id, r.at FROM messages m JOIN unnest($2::text[], $3::bigint[]) AS r(id, at) ON m.id = r.id
+      WHERE m.lease_owner = $1 AND m.status = 'delivering'
+      ORDER BY m.id FOR UPDATE OF m
+    )
+    UPDATE messages m SET status = 'delivered', delivered_at = locked.at, updated_at = locked.at, last_error = NULL,
       lease_owner = NULL, lease_expires_at = NULL
-    FROM unnest($2::text[], $3::bigint[]) AS r(id, at)
-    WHERE m.id = r.id AND m.lease_owner = $1 AND m.status = 'delivering'`,
+    FROM locked WHERE m.id = locked.id`,
 
   /** Params: $1 owner, $2 ids, $3 ats, $4 errors (arrays). Stays leased to the owner, which keeps it buffered. */
   markRetry: `
-    UPDATE messages m SET status = 'scheduled', due_at = r.at, last_error = r.error
-    FROM unnest($2::text[], $3::bigint[], $4::text[]) AS r(id, at, error)
-    WHERE m.id = r.id AND m.lease_owner = $1 AND m.status = 'delivering'`,
+    WITH locked AS (
+      SELECT m.id, r.at, r.error FROM messages m JOIN unnest($2::text[], $3::bigint[], $4::text[]) AS r(id, at, error) ON m.id = r.id
+      WHERE m.lease_owner = $1 AND m.status = 'delivering'
+      ORDER BY m.id FOR UPDATE OF m
+    )
+    UPDATE messages m SET status = 'scheduled', due_at = locked.at, last_error = locked.error
+    FROM locked WHERE m.id = locked.id`,
 
   /** Params: $1 owner, $2 ids, $3 ats, $4 errors (arrays). */
   markDead: `
-    UPDATE messages m SET status = 'dead', updated_at = r.at, last_error = r.error,
+    WITH locked AS (
+      SELECT m.id, r.at, r.error FROM messages m JOIN unnest($2::text[], $3::bigint[], $4::text[]) AS r(id, at, error) ON m.id = r.id
+      WHERE m.lease_owner = $1 AND m.status = 'delivering'
+      ORDER BY m.id FOR UPDATE OF m
+    )
+    UPDATE messages m SET status = 'dead', updated_at = locked.at, last_error = locked.error,
       lease_owner = NULL, lease_expires_at = NULL
-    FROM unnest($2::text[], $3::bigint[], $4::text[]) AS r(id, at, error)
-    WHERE m.id = r.id AND m.lease_owner = $1 AND m.status = 'delivering'`,
+    FROM locked WHERE m.id = locked.id`,
 
   /** Params: $1 limit. Most recently delivered first (index messages_delivered_at, read backwards). */
   listRecentlyDelivered: `
@@ -232,6 +279,8 @@ export const mainStatements = {
   insertPost: `
     INSERT INTO posts (id, message_id, username, message, posted_at, scheduled_at)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
+      AS p(id, message_id, username, message, posted_at, scheduled_at)
+    ORDER BY message_id
     ON CONFLICT (message_id) DO NOTHING
     RETURNING id`,
 
