@@ -75,13 +75,12 @@ describe('a pool of 3 dispatchers on PostgreSQL, restarted one by one', { skip: 
       assert.deepEqual(exit, { code: 0, signal: null }, `d${d} exits cleanly on SIGTERM`);
       await pool.restart(d);
       restartedAt[d] = Date.now();
-      t.diagnostic(`d${d}: stopped in ${restartedAt[d]! - stoppedAt[d]!} ms including its restart`);
+      t.diagnostic(`d${d}: ${restartedAt[d]! - stoppedAt[d]!} ms from SIGTERM to healthy again`);
     }
     // the last one back gets some of the new messages too
     await waitFor(() => Date.now() >= restartedAt[DISPATCHERS - 1]! + 1_500, { timeoutMs: 3_000, what: 'clients writing after the last restart' });
     writing = false;
     await writer;
-    assert.ok(Date.now() < firstDue + SPREAD_MS, 'the restarts happened while messages kept coming due');
 
     // 4. every message reaches the feed, once
     const all = [...warmUp, ...heldBy.keys(), ...written.keys()];
