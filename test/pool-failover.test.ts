@@ -34,15 +34,17 @@ const CONCURRENCY = 128;
 /**
  * Takeover: the dead one's claims expire at most one lease after the kill (a
  * live one renews every lease/3), the next refill of a live one finds them
- * (every lease/4), then a claim, a startDelivery and a send: half a second.
+ * (every lease/4), then a claim, a startDelivery and a send by a dispatcher
+ * busy with its own burst: up to a second on the shared 2-core box. (Refills
+ * every horizon/4, as before, took up to lease + 5 s here.)
  */
-const TAKEOVER_BOUND_MS = LEASE_MS + LEASE_MS / 4 + 500;
+const TAKEOVER_BOUND_MS = LEASE_MS + LEASE_MS / 4 + 1_000;
 /**
  * Extra lateness of a taken-over message over live messages due at the same
  * time: the takeover, plus the time two dispatchers already busy with their
- * own burst need to deliver ~1,500 leftovers (~1.5 s on the shared 2-core box).
+ * own burst need to deliver ~1,500 leftovers (~0.5-1 s measured).
  */
-const EXTRA_LATENESS_BOUND_MS = TAKEOVER_BOUND_MS + 1_000;
+const EXTRA_LATENESS_BOUND_MS = TAKEOVER_BOUND_MS + 1_500;
 
 describe('a pool of 3 dispatchers on PostgreSQL, one killed with kill -9', { skip: url ? false : 'PSCHED_TEST_POSTGRES_URL is not set (.ci/run sets it)' }, () => {
   const pool = new TestPool(url ?? '');
