@@ -43,7 +43,10 @@ server.listen(0, '127.0.0.1', () => {
 });
 
 process.on('message', (message: { type: string }) => {
-  if (message.type === 'report') {
+  if (message.type === 'count') {
+    // polled while waiting: cheap, unlike the full report with every lateness
+    process.send!({ type: 'count', deliveries });
+  } else if (message.type === 'report') {
     process.send!({ type: 'report', deliveries, duplicates, badSignatures, lateness, arrivals });
   } else if (message.type === 'reset') {
     lateness = [];

