@@ -480,6 +480,37 @@ describe('SchedulingEngine lifecycle', () => {
     assert.equal((await h.status(future)).status, 'delivered');
   });
 
+  it('restarted on the SQLite file after a crash, it delivers what the dead process held at once, without waiting for its lease', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'psched-engine-'));
+    const file = join(dir, 'dispatcher.db');
+    const first = openSqliteDispatcherStore(file);
+    await first.migrate();
+    const clock = new FakeClock();
+    const crashed = new SchedulingEngine({ store: first, deliverer: new ScriptedDeliverer(clock), clock, metrics: new DispatcherMetrics(), leaseMs: 10 * SECOND });
+    await crashed.start();
+    const [outcome] = await crashed.schedule([{ username: 'ada', message: 'before the crash', scheduledAt: clock.now() + SECOND, idempotencyKey: null }]);
+    assert.equal(outcome!.message.leaseOwner, crashed.ownerId);
+    await first.close(); // the process dies: its claims are never handed back (and its fake timers never fire again)
+
+    // back 2 s later: the message is past due, the dead process's lease still has 8 s to run
+    const later = new FakeClock(clock.now() + 2 * SECOND);
+    const second = openSqliteDispatcherStore(file);
+    await second.migrate();
+    const deliverer = new ScriptedDeliverer(later);
+    const restarted = new SchedulingEngine({ store: second, deliverer, clock: later, metrics: new DispatcherMetrics(), leaseMs: 10 * SECOND });
+    try {
+      await restarted.start();
+      await later.advance(0);
+      await restarted.whenIdle();
+      assert.deepEqual(deliverer.calls.map((call) => [call.id, call.at]), [[outcome!.message.id, later.now()]]);
+      assert.equal((await second.get(outcome!.message.id))?.status, 'delivered');
+    } finally {
+      await restarted.stop();
+      await second.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('redelivers a message a dead owner left delivering, once its lease expired', async () => {
     await using h = await harness({ leaseMs: 10 * SECOND });
     const stuck = held();

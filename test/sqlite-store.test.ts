@@ -87,6 +87,31 @@ describe('SQLite stores', () => {
     }
   });
 
+  it('opening the file expires every lease in it: the claims of the process that had it are taken over at once', async () => {
+    using folder = tempFolder();
+    const file = join(folder.path, 'dispatcher.db');
+    const now = Date.UTC(2030, 0, 1);
+    const before = openSqliteDispatcherStore(file);
+    await before.migrate();
+    const claim = { owner: 'gone', leaseExpiresAt: now + 3600_000, dueBefore: now + 3600_000 };
+    const [held] = await before.insert([{ id: uuidv7(), username: 'a', message: 'b', scheduledAt: now, idempotencyKey: null }], now, claim);
+    const [started] = await before.startDelivery('gone', [held!.message], now);
+    assert.equal(started?.status, 'delivering');
+    await before.close(); // as good as kill -9: the lease was never handed back
+
+    const after = openSqliteDispatcherStore(file);
+    await after.migrate();
+    try {
+      const [taken] = await after.claimDue('next', now + 60_000, now + 1, now + 10_000, 10);
+      assert.equal(taken?.id, held!.message.id, 'taken over long before the old lease would expire');
+      assert.equal(taken?.status, 'scheduled');
+      assert.equal(taken?.leaseOwner, 'next');
+      assert.equal(taken?.leaseExpiresAt, now + 10_000);
+    } finally {
+      await after.close();
+    }
+  });
+
   it('a closed store rejects calls instead of touching the file', async () => {
     using folder = tempFolder();
     const store = openSqliteDispatcherStore(join(folder.path, 'dispatcher.db'));

@@ -13,7 +13,9 @@
  *   it with its id and a lease expiry. Another owner may take the message only
  *   once the lease has expired. This is how a pool on one PostgreSQL database
  *   never delivers a message twice while every owner is alive, and recovers a
- *   dead owner's messages after one lease time.
+ *   dead owner's messages after one lease time. A store may keep one lease per
+ *   owner (SQLite does: renewing is then one row however many messages the
+ *   owner holds); a message's leaseExpiresAt is its holder's lease either way.
  * - version: bumped by every change a user makes (PATCH, retry). An owner may
  *   start delivering only the version it buffered, so a stale buffer entry can
  *   never deliver an old time or text.
@@ -136,7 +138,7 @@ export interface DispatcherStore {
    */
   claimDue(owner: string, dueBefore: number, now: number, leaseExpiresAt: number, limit: number): Promise<StoredMessage[]>;
 
-  /** Extends every lease the owner holds; returns how many. */
+  /** Extends every lease the owner holds (never shortens one); returns how many messages it holds. */
   renewLeases(owner: string, leaseExpiresAt: number): Promise<number>;
 
   /** Hands back every claim of the owner (clean shutdown): delivering ones go back to scheduled. */

@@ -20,16 +20,22 @@ import { dispatcherStatements as sql } from './statements.ts';
 import { type MessageRow, toMessage, compareDue, compareIds } from '../rows.ts';
 
 /**
- * Rows per transaction for the engine's bulk changes (lease renewal, purge).
- * node:sqlite runs on the event loop: one 50,000-row renewal held it 270 ms,
- * delaying every delivery due meanwhile. At ~5 µs a row a chunk of 1,000
- * holds it ~5 ms, and other calls run between chunks.
+ * Rows per transaction for the engine's bulk changes (purge). node:sqlite
+ * runs on the event loop: one 50,000-row change held it 270 ms, delaying
+ * every delivery due meanwhile. At ~5 µs a row a chunk of 1,000 holds it
+ * ~5 ms, and other calls run between chunks.
  */
 const ROWS_PER_CHUNK = 1000;
 
 /**
  * The dispatcher's store on embedded SQLite (node:sqlite). One process owns
  * the file; writes go through group commit (./group-commit.ts).
+ *
+ * Leases are kept per owner (table owners, migration 3): renewing is one row,
+ * and a message's lease is its owner's. Every lease in the file when it is
+ * opened belongs to a process that is gone (one process owns the file), so
+ * migrate() expires them all: the first refill takes over their claims at
+ * once instead of waiting a lease time.
  *
  * Durability: user writes (insert, update, remove, retry) are 'durable': their
  * COMMIT fsyncs the WAL. The engine's own transitions (claims, leases,
@@ -59,8 +65,9 @@ class SqliteDispatcherStore implements DispatcherStore {
     this.#commits = this.#database.commits;
   }
 
-  migrate(): Promise<void> {
-    return this.#database.migrate(dispatcherMigrations);
+  async migrate(): Promise<void> {
+    await this.#database.migrate(dispatcherMigrations);
+    await this.#commits.write('relaxed', () => this.#changes(sql.expireAllLeases, {}));
   }
 
   insert(messages: NewMessage[], now: number, claim?: ClaimRequest): Promise<InsertOutcome[]> {
@@ -91,9 +98,12 @@ class SqliteDispatcherStore implements DispatcherStore {
         idempotencyKey: stored.idempotencyKey,
         now,
         leaseOwner: stored.leaseOwner,
-        leaseExpiresAt: stored.leaseExpiresAt,
       })));
       this.#addToCount('scheduled', created.length);
+      if (claim && created.some((stored) => stored.leaseOwner !== null)) {
+        const leaseExpiresAt = this.#extendLease(claim.owner, claim.leaseExpiresAt);
+        for (const stored of created) if (stored.leaseOwner !== null) stored.leaseExpiresAt = leaseExpiresAt;
+      }
       return outcomes;
     });
   }
@@ -158,10 +168,20 @@ class SqliteDispatcherStore implements DispatcherStore {
     });
   }
 
-  /** Runs a statement that changes one message only in an allowed status, and tells why it did not. */
+  /**
+   * Runs a statement that changes one message only in an allowed status, and
+   * tells why it did not. A claim given extends the owner's lease.
+   */
   #change(id: string, statement: string, params: Params): ChangeOutcome {
     const row = this.#row(statement, params);
-    if (row) return { kind: 'ok', message: toMessage(row) };
+    if (row) {
+      if (row.lease_owner !== null) {
+        row.lease_expires_at = row.lease_owner === params.owner
+          ? this.#extendLease(row.lease_owner, params.leaseExpiresAt as number)
+          : this.#leaseOf(row.lease_owner);
+      }
+      return { kind: 'ok', message: toMessage(row) };
+    }
     const current = this.#connection.statement(sql.getStatus).get<{ status: MessageStatus }>({ id });
     return current ? { kind: 'conflict', status: current.status } : { kind: 'not_found' };
   }
@@ -169,32 +189,42 @@ class SqliteDispatcherStore implements DispatcherStore {
   claimDue(owner: string, dueBefore: number, now: number, leaseExpiresAt: number, limit: number): Promise<StoredMessage[]> {
     if (limit <= 0) return Promise.resolve([]);
     return this.#commits.write('relaxed', () => {
+      // the claimer's own lease first: it never counts itself as expired
+      this.#extendLease(owner, leaseExpiresAt);
       const unclaimed = this.#connection.statement(sql.findUnclaimedDue).all<DueRow>({ dueBefore, limit });
-      const expired = this.#connection.statement(sql.findExpiredClaims).all<DueRow>({ now, dueBefore, limit });
+      const expiredOwners = this.#connection.statement(sql.findExpiredOwners).all<{ owner: string }>({ now, owner });
+      // each expired owner's claims come out of the index in due order; merged with the unclaimed ones below
+      const expired = expiredOwners.flatMap(({ owner: expiredOwner }) =>
+        this.#connection.statement(sql.findOwnerClaims).all<DueRow>({ expiredOwner, dueBefore, limit }));
       const isExpired = new Set(expired.map((row) => row.id));
       const due = unclaimed.concat(expired)
         .sort((a, b) => a.due_at - b.due_at || compareIds(a.id, b.id))
         .slice(0, limit);
       const ids = (rows: DueRow[]) => rows.map(({ id }) => ({ id }));
-      const lease = { owner, leaseExpiresAt };
-      this.#connection.multiRow(sql.claimMessages).run(ids(due.filter((row) => !isExpired.has(row.id))), lease);
-      this.#connection.multiRow(sql.reclaimMessages).run(ids(due.filter((row) => isExpired.has(row.id))), lease);
+      this.#connection.multiRow(sql.claimMessages).run(ids(due.filter((row) => !isExpired.has(row.id))), { owner });
+      this.#connection.multiRow(sql.reclaimMessages).run(ids(due.filter((row) => isExpired.has(row.id))), { owner });
       this.#move('delivering', 'scheduled', due.filter((row) => row.status === 'delivering').length);
+      if (expiredOwners.length > 0) this.#changes(sql.forgetExpiredOwners, { now, owner });
       const claimed = new Map(this.#connection.multiRow(sql.getMessages).all<MessageRow>(ids(due)).map((row) => [row.id, row]));
       return due.map((row) => toMessage(claimed.get(row.id)!));
     });
   }
 
-  /** Counts the leases it extended (one already running until leaseExpiresAt or later is left alone). */
+  /** One row, however many messages the owner holds; returns how many it holds. */
   renewLeases(owner: string, leaseExpiresAt: number): Promise<number> {
-    return this.#inChunks(() => this.#changes(sql.renewLeases, { owner, leaseExpiresAt, limit: ROWS_PER_CHUNK }));
+    return this.#commits.write('relaxed', () => {
+      this.#extendLease(owner, leaseExpiresAt);
+      return this.#connection.statement(sql.countClaims).get<{ count: number }>({ owner })!.count;
+    });
   }
 
   releaseClaims(owner: string): Promise<number> {
     return this.#commits.write('relaxed', () => {
       const deliveries = this.#changes(sql.releaseDeliveries, { owner });
       this.#move('delivering', 'scheduled', deliveries);
-      return deliveries + this.#changes(sql.releaseClaims, { owner });
+      const released = deliveries + this.#changes(sql.releaseClaims, { owner });
+      this.#changes(sql.releaseLease, { owner });
+      return released;
     });
   }
 
@@ -265,6 +295,16 @@ class SqliteDispatcherStore implements DispatcherStore {
       total += changed;
       if (changed < ROWS_PER_CHUNK) return total;
     }
+  }
+
+  /** Extends the owner's lease to at least `leaseExpiresAt`; returns the lease's expiry. */
+  #extendLease(owner: string, leaseExpiresAt: number): number {
+    this.#changes(sql.extendLease, { owner, leaseExpiresAt });
+    return this.#leaseOf(owner)!;
+  }
+
+  #leaseOf(owner: string): number | null {
+    return this.#connection.statement(sql.getLease).get<{ lease_expires_at: number }>({ owner })?.lease_expires_at ?? null;
   }
 
   /** Keeps message_counts right: every change of a status's size goes through here, in the same transaction. */

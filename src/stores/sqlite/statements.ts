@@ -13,42 +13,51 @@
 
 import type { MultiRowSql } from './prepared.ts';
 
-const MESSAGE_COLUMNS = `id, username, message, scheduled_at, due_at, status, attempts, version,
-  idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner, lease_expires_at`;
+/**
+ * A message row, read from `messages m` joined with its owner's lease
+ * (`FROM ${WITH_LEASE}`): leases are kept per owner (migration 3).
+ */
+const MESSAGE_COLUMNS = `m.id, m.username, m.message, m.scheduled_at, m.due_at, m.status, m.attempts, m.version,
+  m.idempotency_key, m.created_at, m.updated_at, m.delivered_at, m.last_error, m.lease_owner, o.lease_expires_at`;
+const WITH_LEASE = 'messages m LEFT JOIN owners o ON o.owner = m.lease_owner';
+
+/** The same columns from RETURNING, which cannot join: the store adds the owner's lease (getLease). */
+const RETURNED_COLUMNS = `id, username, message, scheduled_at, due_at, status, attempts, version,
+  idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner, NULL AS lease_expires_at`;
 
 export const dispatcherStatements = {
   insertMessages: {
     sql: `
       INSERT INTO messages (id, username, message, scheduled_at, due_at, status, attempts, version,
-        idempotency_key, created_at, updated_at, lease_owner, lease_expires_at)
+        idempotency_key, created_at, updated_at, lease_owner)
       VALUES {rows}`,
     row: `(:id, :username, :message, :scheduledAt, :scheduledAt, 'scheduled', 0, 1,
-      :idempotencyKey, :now, :now, :leaseOwner, :leaseExpiresAt)`,
+      :idempotencyKey, :now, :now, :leaseOwner)`,
   } satisfies MultiRowSql,
 
-  getMessage: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id = :id`,
+  getMessage: `SELECT ${MESSAGE_COLUMNS} FROM ${WITH_LEASE} WHERE m.id = :id`,
 
-  getMessages: { sql: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id IN ({rows})`, row: ':id' } satisfies MultiRowSql,
+  getMessages: { sql: `SELECT ${MESSAGE_COLUMNS} FROM ${WITH_LEASE} WHERE m.id IN ({rows})`, row: ':id' } satisfies MultiRowSql,
 
-  getMessageByIdempotencyKey: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE idempotency_key = :idempotencyKey`,
+  getMessageByIdempotencyKey: `SELECT ${MESSAGE_COLUMNS} FROM ${WITH_LEASE} WHERE m.idempotency_key = :idempotencyKey`,
 
   getStatus: `SELECT status FROM messages WHERE id = :id`,
 
   listByStatus: `
-    SELECT ${MESSAGE_COLUMNS} FROM messages
-    WHERE status = :status
-    ORDER BY due_at, id LIMIT :limit`,
+    SELECT ${MESSAGE_COLUMNS} FROM ${WITH_LEASE}
+    WHERE m.status = :status
+    ORDER BY m.due_at, m.id LIMIT :limit`,
 
   listByStatusAfter: `
-    SELECT ${MESSAGE_COLUMNS} FROM messages
-    WHERE status = :status AND (due_at, id) > (:afterDueAt, :afterId)
-    ORDER BY due_at, id LIMIT :limit`,
+    SELECT ${MESSAGE_COLUMNS} FROM ${WITH_LEASE}
+    WHERE m.status = :status AND (m.due_at, m.id) > (:afterDueAt, :afterId)
+    ORDER BY m.due_at, m.id LIMIT :limit`,
 
   /** Most recently delivered first, read backwards from the purge index. */
   listRecentlyDelivered: `
-    SELECT ${MESSAGE_COLUMNS} FROM messages INDEXED BY messages_delivered_at
-    WHERE status = 'delivered'
-    ORDER BY delivered_at DESC, id DESC LIMIT :limit`,
+    SELECT ${MESSAGE_COLUMNS} FROM messages m INDEXED BY messages_delivered_at LEFT JOIN owners o ON o.owner = m.lease_owner
+    WHERE m.status = 'delivered'
+    ORDER BY m.delivered_at DESC, m.id DESC LIMIT :limit`,
 
   /** A new scheduledAt also moves dueAt; the lease goes to :owner only when due by :dueBefore. */
   updateMessage: `
@@ -58,14 +67,13 @@ export const dispatcherStatements = {
       message = coalesce(:message, message),
       version = version + 1,
       updated_at = :now,
-      lease_owner = CASE WHEN coalesce(:scheduledAt, due_at) <= :dueBefore THEN :owner END,
-      lease_expires_at = CASE WHEN coalesce(:scheduledAt, due_at) <= :dueBefore THEN :leaseExpiresAt END
+      lease_owner = CASE WHEN coalesce(:scheduledAt, due_at) <= :dueBefore THEN :owner END
     WHERE id = :id AND status = 'scheduled'
-    RETURNING ${MESSAGE_COLUMNS}`,
+    RETURNING ${RETURNED_COLUMNS}`,
 
   removeMessage: `
     DELETE FROM messages WHERE id = :id AND status IN ('scheduled', 'dead')
-    RETURNING ${MESSAGE_COLUMNS}`,
+    RETURNING ${RETURNED_COLUMNS}`,
 
   retryMessage: `
     UPDATE messages SET
@@ -75,10 +83,28 @@ export const dispatcherStatements = {
       version = version + 1,
       updated_at = :now,
       last_error = NULL,
-      lease_owner = CASE WHEN :now <= :dueBefore THEN :owner END,
-      lease_expires_at = CASE WHEN :now <= :dueBefore THEN :leaseExpiresAt END
+      lease_owner = CASE WHEN :now <= :dueBefore THEN :owner END
     WHERE id = :id AND status = 'dead'
-    RETURNING ${MESSAGE_COLUMNS}`,
+    RETURNING ${RETURNED_COLUMNS}`,
+
+  /** An owner's lease expiry, or nothing when it holds no lease. */
+  getLease: `SELECT lease_expires_at FROM owners WHERE owner = :owner`,
+
+  /** Takes or extends an owner's lease; never shortens it. */
+  extendLease: `
+    INSERT INTO owners (owner, lease_expires_at) VALUES (:owner, :leaseExpiresAt)
+    ON CONFLICT (owner) DO UPDATE SET lease_expires_at = max(lease_expires_at, excluded.lease_expires_at)`,
+
+  /**
+   * Every lease expires: run when a process opens the file, since one process
+   * owns it and every lease found belongs to a process that is gone. The first
+   * refill then takes over all their claims at once, instead of waiting a
+   * lease time for them.
+   */
+  expireAllLeases: `UPDATE owners SET lease_expires_at = 0`,
+
+  /** How many messages an owner holds (renewLeases reports it). */
+  countClaims: `SELECT count(*) AS count FROM messages INDEXED BY messages_owner_due WHERE lease_owner = :owner`,
 
   /** claimDue, part 1: unclaimed messages, read from the index alone. */
   findUnclaimedDue: `
@@ -86,39 +112,40 @@ export const dispatcherStatements = {
     WHERE status = 'scheduled' AND lease_owner IS NULL AND due_at <= :dueBefore
     ORDER BY due_at, id LIMIT :limit`,
 
-  /** claimDue, part 2: claims whose owner stopped renewing. */
-  findExpiredClaims: `
-    SELECT id, due_at, status FROM messages INDEXED BY messages_lease
-    WHERE lease_owner IS NOT NULL AND lease_expires_at < :now
-      AND status IN ('scheduled', 'delivering') AND due_at <= :dueBefore
+  /** claimDue, part 2: owners that stopped renewing (a handful at most: one per dead process). */
+  findExpiredOwners: `SELECT owner FROM owners WHERE lease_expires_at < :now AND owner <> :owner`,
+
+  /** claimDue, part 3: one expired owner's claims in due order (all scheduled or delivering: the others hold no lease). */
+  findOwnerClaims: `
+    SELECT id, due_at, status FROM messages INDEXED BY messages_owner_due
+    WHERE lease_owner = :expiredOwner AND due_at <= :dueBefore
     ORDER BY due_at, id LIMIT :limit`,
+
+  /** An expired owner with nothing left goes away (safe here: SQLite runs one writer at a time). */
+  forgetExpiredOwners: `
+    DELETE FROM owners WHERE lease_expires_at < :now AND owner <> :owner
+      AND NOT EXISTS (SELECT 1 FROM messages INDEXED BY messages_owner_due WHERE lease_owner = owners.owner)`,
 
   /** Leaves status alone: naming it in SET would rewrite its index entries (3x slower, measured). */
   claimMessages: {
-    sql: `UPDATE messages SET lease_owner = :owner, lease_expires_at = :leaseExpiresAt WHERE id IN ({rows})`,
+    sql: `UPDATE messages SET lease_owner = :owner WHERE id IN ({rows})`,
     row: ':id',
   } satisfies MultiRowSql,
 
   /** Expired claims; a dead owner's in-flight delivery goes back to scheduled. */
   reclaimMessages: {
-    sql: `UPDATE messages SET status = 'scheduled', lease_owner = :owner, lease_expires_at = :leaseExpiresAt WHERE id IN ({rows})`,
+    sql: `UPDATE messages SET status = 'scheduled', lease_owner = :owner WHERE id IN ({rows})`,
     row: ':id',
   } satisfies MultiRowSql,
 
-  /** One chunk of a renewal: leases not yet extended to :leaseExpiresAt. */
-  renewLeases: `
-    UPDATE messages SET lease_expires_at = :leaseExpiresAt
-    WHERE id IN (
-      SELECT id FROM messages INDEXED BY messages_lease
-      WHERE lease_owner = :owner AND lease_expires_at < :leaseExpiresAt
-      LIMIT :limit)`,
-
   /** releaseClaims, part 1: deliveries in flight go back to scheduled. */
   releaseDeliveries: `
-    UPDATE messages SET status = 'scheduled', lease_owner = NULL, lease_expires_at = NULL
+    UPDATE messages SET status = 'scheduled', lease_owner = NULL
     WHERE lease_owner = :owner AND status = 'delivering'`,
 
-  releaseClaims: `UPDATE messages SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = :owner`,
+  releaseClaims: `UPDATE messages SET lease_owner = NULL WHERE lease_owner = :owner`,
+
+  releaseLease: `DELETE FROM owners WHERE owner = :owner`,
 
   /** The compare-and-set (version, owner, status) is checked on the rows read by getMessages first. */
   startDelivery: {
@@ -130,7 +157,7 @@ export const dispatcherStatements = {
     sql: `
       WITH outcome (id, at) AS (VALUES {rows})
       UPDATE messages SET status = 'delivered', delivered_at = outcome.at, updated_at = outcome.at, last_error = NULL,
-        lease_owner = NULL, lease_expires_at = NULL
+        lease_owner = NULL
       FROM outcome
       WHERE messages.id = outcome.id AND messages.lease_owner = :owner AND messages.status = 'delivering'`,
     row: '(:id, :at)',
@@ -150,7 +177,7 @@ export const dispatcherStatements = {
     sql: `
       WITH outcome (id, at, error) AS (VALUES {rows})
       UPDATE messages SET status = 'dead', updated_at = outcome.at, last_error = outcome.error,
-        lease_owner = NULL, lease_expires_at = NULL
+        lease_owner = NULL
       FROM outcome
       WHERE messages.id = outcome.id AND messages.lease_owner = :owner AND messages.status = 'delivering'`,
     row: '(:id, :at, :error)',
