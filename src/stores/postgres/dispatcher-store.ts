@@ -19,6 +19,7 @@ import { runMigrations } from './migrate.ts';
 import { dispatcherMigrations } from './migrations.ts';
 import { dispatcherStatements as sql } from './statements.ts';
 import { WakeListener } from './wake.ts';
+import { type MessageRow, toMessage, compareDue } from '../rows.ts';
 
 /**
  * The dispatcher's store on PostgreSQL: the backend a pool of dispatchers
@@ -97,24 +98,6 @@ export async function openPostgresDispatcherStore(databaseUrl: string, options: 
     enginePool: createPool(url, { schema, max: ENGINE_POOL_SIZE, synchronousCommit: false, onError }),
     groupInserts: options.groupInserts ?? true,
   });
-}
-
-interface MessageRow {
-  id: string;
-  username: string;
-  message: string;
-  scheduled_at: number;
-  due_at: number;
-  status: MessageStatus;
-  attempts: number;
-  version: number;
-  idempotency_key: string | null;
-  created_at: number;
-  updated_at: number;
-  delivered_at: number | null;
-  last_error: string | null;
-  lease_owner: string | null;
-  lease_expires_at: number | null;
 }
 
 interface Parts {
@@ -356,30 +339,3 @@ function storedForm(message: NewMessage, now: number, claim: ClaimRequest | unde
   };
 }
 
-function compareIds(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function compareDue(a: StoredMessage, b: StoredMessage): number {
-  return a.dueAt - b.dueAt || compareIds(a.id, b.id);
-}
-
-function toMessage(row: MessageRow): StoredMessage {
-  return {
-    id: row.id,
-    username: row.username,
-    message: row.message,
-    scheduledAt: row.scheduled_at,
-    dueAt: row.due_at,
-    status: row.status,
-    attempts: row.attempts,
-    version: row.version,
-    idempotencyKey: row.idempotency_key,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    deliveredAt: row.delivered_at,
-    lastError: row.last_error,
-    leaseOwner: row.lease_owner,
-    leaseExpiresAt: row.lease_expires_at,
-  };
-}
