@@ -52,7 +52,7 @@ export const DISPATCHER_OPTIONS = {
   retryBase: { flag: 'retry-base', env: 'PSCHED_RETRY_BASE', kind: 'duration', default: '1s', help: 'first retry backoff (doubles each attempt, full jitter)', check: positive },
   retryMax: { flag: 'retry-max', env: 'PSCHED_RETRY_MAX', kind: 'duration', default: '5m', help: 'longest retry backoff', check: positive },
   deliveryTimeout: { flag: 'delivery-timeout', env: 'PSCHED_DELIVERY_TIMEOUT', kind: 'duration', default: '10s', help: 'a delivery not answered within this is retried', check: positive },
-  concurrency: { flag: 'concurrency', env: 'PSCHED_CONCURRENCY', kind: 'int', default: '128', help: 'deliveries in flight at once (keep-alive connections: a quarter of it, at least 1)', check: positive },
+  concurrency: { flag: 'concurrency', env: 'PSCHED_CONCURRENCY', kind: 'int', default: '128', help: 'deliveries in flight at once (pipelined up to 32 per keep-alive connection; legacy: one each on a quarter as many connections)', check: positive },
   retention: { flag: 'retention', env: 'PSCHED_RETENTION', kind: 'duration', default: '7d', help: 'how long delivered messages stay in the history', check: positive },
   logLevel: LOG_LEVEL,
 } satisfies Record<string, OptionSpec>;

@@ -41,7 +41,7 @@ export interface DispatcherDeps {
 }
 
 /**
- * Keep-alive connections to the main server: a quarter of the delivery
+ * Keep-alive connections to a legacy main server: a quarter of the delivery
  * concurrency. Each answer takes well under a millisecond on a local network,
  * so a connection serves several deliveries in the time one is in flight.
  */
@@ -49,11 +49,30 @@ function connectionsFor(concurrency: number): number {
   return Math.max(1, Math.floor(concurrency / 4));
 }
 
+/**
+ * JSON deliveries are pipelined: up to this many requests in flight per
+ * keep-alive connection, on concurrency/PIPELINE_DEPTH connections. Sending
+ * and answering in bursts costs both ends less CPU per delivery (20,000
+ * messages due at once, local receiver, 2-core machine: 4 connections x 32
+ * drained in 1.3-1.9 s at 64-84 µs of dispatcher CPU per delivery; 32 x 1 in
+ * 2.0 s at 96 µs, and the receiver used a third more). The price is
+ * head-of-line blocking: a slow answer holds up the requests behind it on
+ * its connection, and a timeout resets the connection, whose queued
+ * deliveries are retried (they are idempotent). Legacy PHP receivers get one
+ * request per connection at a time, as the original sent them.
+ */
+const PIPELINE_DEPTH = 32;
+
 function createDeliverer(config: Readonly<DispatcherConfig>, clock: Clock): Deliverer {
-  const common = { mainUrl: config.mainUrl, timeoutMs: config.deliveryTimeoutMs, connections: connectionsFor(config.concurrency), clock };
-  return config.mainProtocol === 'legacy'
-    ? createLegacyDeliverer(common)
-    : createJsonDeliverer({ ...common, signingSecret: config.signingSecret });
+  const common = { mainUrl: config.mainUrl, timeoutMs: config.deliveryTimeoutMs, clock };
+  if (config.mainProtocol === 'legacy') return createLegacyDeliverer({ ...common, connections: connectionsFor(config.concurrency) });
+  const pipelining = Math.min(PIPELINE_DEPTH, config.concurrency);
+  return createJsonDeliverer({
+    ...common,
+    signingSecret: config.signingSecret,
+    connections: Math.ceil(config.concurrency / pipelining),
+    pipelining,
+  });
 }
 
 export async function createDispatcher(config: Readonly<DispatcherConfig>, deps: DispatcherDeps = {}): Promise<Dispatcher> {
