@@ -95,7 +95,7 @@ export async function openPostgresDispatcherStore(databaseUrl: string, options: 
     selfId,
     wake,
     pool: createPool(url, { schema, max: options.poolSize ?? DEFAULT_POOL_SIZE, onError }),
-    enginePool: createPool(url, { schema, max: ENGINE_POOL_SIZE, synchronousCommit: false, onError }),
+    enginePool: createPool(url, { schema, max: ENGINE_POOL_SIZE, synchronousCommit: false, customPlans: true, onError }),
     groupInserts: options.groupInserts ?? true,
   });
 }
