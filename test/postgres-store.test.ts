@@ -122,7 +122,11 @@ describe('PostgreSQL stores', { skip: url ? false : 'PSCHED_TEST_POSTGRES_URL is
       `SELECT 'dispatcher' AS kind, version FROM ${stores.schema}.dispatcher_migrations
        UNION ALL SELECT 'main', version FROM ${stores.schema}.main_migrations ORDER BY kind, version`,
     ));
-    assert.deepEqual(applied.rows, [{ kind: 'dispatcher', version: 1 }, { kind: 'main', version: 1 }]);
+    const { dispatcherMigrations, mainMigrations } = await import('../src/stores/postgres/migrations.ts');
+    assert.deepEqual(applied.rows, [
+      ...dispatcherMigrations.map(({ version }) => ({ kind: 'dispatcher', version })),
+      ...mainMigrations.map(({ version }) => ({ kind: 'main', version })),
+    ]);
     const [message] = await dispatchers[3]!.insert([newMessage()], T);
     assert.equal((await dispatchers[0]!.get(message!.message.id))?.id, message!.message.id);
     assert.equal((await mains[1]!.addPost({ id: uuidv7(), messageId: null, username: 'ann', message: 'hi', postedAt: T, scheduledAt: null })).created, true);
@@ -260,7 +264,7 @@ describe('PostgreSQL stores', { skip: url ? false : 'PSCHED_TEST_POSTGRES_URL is
       const tables = await withAdminClient(url!, (client: pg.Client) => client.query<{ table_name: string }>(
         'SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name', [schema],
       ));
-      assert.deepEqual(tables.rows.map((row) => row.table_name), ['dispatcher_migrations', 'main_migrations', 'messages', 'posts']);
+      assert.deepEqual(tables.rows.map((row) => row.table_name), ['dispatcher_migrations', 'main_migrations', 'messages', 'owners', 'posts']);
     } finally {
       await dropTestSchema(url!, schema);
     }

@@ -59,6 +59,28 @@ export const dispatcherMigrations: readonly Migration[] = [
       CREATE INDEX messages_delivered_at ON messages (delivered_at) WHERE status = 'delivered';
     `,
   },
+  {
+    version: 2,
+    name: 'one lease per owner',
+    sql: `
+      -- A lease per owner instead of per message: renewing is one row, however
+      -- many messages the owner holds. Renewing 20,000 claimed rows took 100
+      -- statements every lease/3, which held the engine's connections and the
+      -- rows' locks while startDelivery waited (lateness p50 100 ms at 4,000
+      -- messages/s). A message's lease is its owner's (messages.lease_owner
+      -- joined here); messages.lease_expires_at is no longer used.
+      CREATE TABLE owners (
+        owner text NOT NULL PRIMARY KEY,
+        lease_expires_at bigint NOT NULL
+      );
+      INSERT INTO owners (owner, lease_expires_at)
+        SELECT lease_owner, max(lease_expires_at) FROM messages WHERE lease_owner IS NOT NULL GROUP BY lease_owner;
+
+      -- an expired owner's claims in due order (claimDue)
+      DROP INDEX messages_lease_expiry;
+      CREATE INDEX messages_owner_due ON messages (lease_owner, due_at, id) WHERE lease_owner IS NOT NULL;
+    `,
+  },
 ];
 
 export const mainMigrations: readonly Migration[] = [

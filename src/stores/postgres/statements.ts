@@ -19,11 +19,30 @@
  * duplicate deliveries). Claims lock with SKIP LOCKED, which never waits.
  */
 
+/**
+ * A message's own columns. Leases are kept per owner (table owners,
+ * migration 2): a row's lease_expires_at is its owner's, read with
+ * LEASE_OF(owner column) or a join; messages.lease_expires_at is unused.
+ */
 const MESSAGE_COLUMNS = `id, username, message, scheduled_at, due_at, status, attempts, version,
-  idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner, lease_expires_at`;
+  idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner`;
 
 /** Qualified copy of MESSAGE_COLUMNS for statements that join. */
 const M_COLUMNS = MESSAGE_COLUMNS.split(',').map((column) => `m.${column.trim()}`).join(', ');
+
+/** The lease of the owner in `ownerColumn`, as the statement's snapshot sees it. */
+const LEASE_OF = (ownerColumn: string) => `(SELECT o.lease_expires_at FROM owners o WHERE o.owner = ${ownerColumn}) AS lease_expires_at`;
+
+/**
+ * Gives the claiming owner a lease when it has none (with the claim's expiry);
+ * an existing one is left alone: claimDue and renewLeases extend it, and
+ * updating the owner's one row from every insert would make concurrent
+ * inserts of one dispatcher wait for each other's commits.
+ */
+const ENSURE_LEASE = (owner: string, leaseExpiresAt: string) => `
+  INSERT INTO owners (owner, lease_expires_at) SELECT ${owner}::text, ${leaseExpiresAt}::bigint WHERE ${owner}::text IS NOT NULL
+  ON CONFLICT (owner) DO NOTHING
+  RETURNING lease_expires_at`;
 
 export const dispatcherStatements = {
   /**
@@ -31,28 +50,37 @@ export const dispatcherStatements = {
    * $6 nows, $7 leaseOwners, $8 leaseExpiresAts (arrays, one element per message),
    * $9 wake, $10 channel, $11 payload.
    * Skips messages whose idempotency key exists (the caller fetches those) and
-   * returns the ids it inserted. Later duplicates of a key within the arrays are skipped too.
+   * returns the ids it inserted, with the lease their owner had before (null
+   * when this statement gave it one). Later duplicates of a key within the
+   * arrays are skipped too.
    */
   insertMessages: `
-    WITH inserted AS (
+    WITH lease AS (
+      INSERT INTO owners (owner, lease_expires_at)
+      SELECT lease_owner, max(lease_expires_at)
+      FROM unnest($7::text[], $8::bigint[]) AS c(lease_owner, lease_expires_at)
+      WHERE lease_owner IS NOT NULL GROUP BY lease_owner
+      ON CONFLICT (owner) DO NOTHING
+    ), inserted AS (
       INSERT INTO messages (id, username, message, scheduled_at, due_at, status, attempts, version,
-        idempotency_key, created_at, updated_at, lease_owner, lease_expires_at)
+        idempotency_key, created_at, updated_at, lease_owner)
       SELECT id, username, message, scheduled_at, scheduled_at, 'scheduled', 0, 1,
-        idempotency_key, now, now, lease_owner, lease_expires_at
-      FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::bigint[])
-        AS t(id, username, message, scheduled_at, idempotency_key, now, lease_owner, lease_expires_at)
+        idempotency_key, now, now, lease_owner
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[])
+        AS t(id, username, message, scheduled_at, idempotency_key, now, lease_owner)
       ORDER BY idempotency_key
       ON CONFLICT (idempotency_key) DO NOTHING
       RETURNING id, lease_owner
     )
-    SELECT id, CASE WHEN $9::boolean AND lease_owner IS NULL THEN pg_notify($10, $11) END AS woke
+    SELECT id, ${LEASE_OF('inserted.lease_owner')},
+      CASE WHEN $9::boolean AND lease_owner IS NULL THEN pg_notify($10, $11) END AS woke
     FROM inserted`,
 
   /** Params: $1 id. */
-  getMessage: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id = $1`,
+  getMessage: `SELECT ${MESSAGE_COLUMNS}, ${LEASE_OF('m.lease_owner')} FROM messages m WHERE id = $1`,
 
   /** Params: $1 idempotency keys (array). */
-  getMessagesByIdempotencyKeys: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE idempotency_key = ANY($1::text[])`,
+  getMessagesByIdempotencyKeys: `SELECT ${MESSAGE_COLUMNS}, ${LEASE_OF('m.lease_owner')} FROM messages m WHERE idempotency_key = ANY($1::text[])`,
 
   /** Params: $1 id. */
   getStatus: `SELECT status FROM messages WHERE id = $1`,
@@ -62,7 +90,7 @@ export const dispatcherStatements = {
    * (messages_status_due), merged: at most limit rows read per status.
    */
   listByStatus: `
-    SELECT ${M_COLUMNS}
+    SELECT ${M_COLUMNS}, ${LEASE_OF('m.lease_owner')}
     FROM unnest($1::text[]) AS s(status)
     CROSS JOIN LATERAL (
       SELECT ${MESSAGE_COLUMNS} FROM messages
@@ -73,7 +101,7 @@ export const dispatcherStatements = {
 
   /** Params: $1 statuses (array), $2 limit, $3 afterDueAt, $4 afterId. */
   listByStatusAfter: `
-    SELECT ${M_COLUMNS}
+    SELECT ${M_COLUMNS}, ${LEASE_OF('m.lease_owner')}
     FROM unnest($1::text[]) AS s(status)
     CROSS JOIN LATERAL (
       SELECT ${MESSAGE_COLUMNS} FROM messages
@@ -95,17 +123,22 @@ export const dispatcherStatements = {
         message = coalesce($4::text, message),
         version = version + 1,
         updated_at = $2,
-        lease_owner = CASE WHEN coalesce($3::bigint, due_at) <= $6::bigint THEN $5::text END,
-        lease_expires_at = CASE WHEN coalesce($3::bigint, due_at) <= $6::bigint THEN $7::bigint END
+        lease_owner = CASE WHEN coalesce($3::bigint, due_at) <= $6::bigint THEN $5::text END
       WHERE id = $1 AND status = 'scheduled'
       RETURNING ${MESSAGE_COLUMNS}
-    )
-    SELECT *, CASE WHEN $8::boolean AND lease_owner IS NULL THEN pg_notify($9, $10) END AS woke FROM changed`,
+    ), lease AS (${ENSURE_LEASE('(SELECT lease_owner FROM changed)', '$7')})
+    SELECT changed.*,
+      coalesce((SELECT lease_expires_at FROM lease), (SELECT o.lease_expires_at FROM owners o WHERE o.owner = changed.lease_owner)) AS lease_expires_at,
+      CASE WHEN $8::boolean AND lease_owner IS NULL THEN pg_notify($9, $10) END AS woke
+    FROM changed`,
 
   /** Params: $1 id. */
   removeMessage: `
-    DELETE FROM messages WHERE id = $1 AND status IN ('scheduled', 'dead')
-    RETURNING ${MESSAGE_COLUMNS}`,
+    WITH removed AS (
+      DELETE FROM messages WHERE id = $1 AND status IN ('scheduled', 'dead')
+      RETURNING ${MESSAGE_COLUMNS}
+    )
+    SELECT removed.*, ${LEASE_OF('removed.lease_owner')} FROM removed`,
 
   /** Params: $1 id, $2 now, $3 owner, $4 dueBefore, $5 leaseExpiresAt, $6 wake, $7 channel, $8 payload. */
   retryMessage: `
@@ -117,26 +150,29 @@ export const dispatcherStatements = {
         version = version + 1,
         updated_at = $2,
         last_error = NULL,
-        lease_owner = CASE WHEN $2 <= $4::bigint THEN $3::text END,
-        lease_expires_at = CASE WHEN $2 <= $4::bigint THEN $5::bigint END
+        lease_owner = CASE WHEN $2 <= $4::bigint THEN $3::text END
       WHERE id = $1 AND status = 'dead'
       RETURNING ${MESSAGE_COLUMNS}
-    )
-    SELECT *, CASE WHEN $6::boolean AND lease_owner IS NULL THEN pg_notify($7, $8) END AS woke FROM changed`,
+    ), lease AS (${ENSURE_LEASE('(SELECT lease_owner FROM changed)', '$5')})
+    SELECT changed.*,
+      coalesce((SELECT lease_expires_at FROM lease), (SELECT o.lease_expires_at FROM owners o WHERE o.owner = changed.lease_owner)) AS lease_expires_at,
+      CASE WHEN $6::boolean AND lease_owner IS NULL THEN pg_notify($7, $8) END AS woke
+    FROM changed`,
 
   /**
    * Params: $1 owner, $2 dueBefore, $3 now, $4 leaseExpiresAt, $5 limit, $6 channel, $7 payload.
-   * Candidates are the never-claimed messages (index messages_unclaimed_due)
-   * and the claims whose owner stopped renewing (index messages_lease_expiry);
-   * SKIP LOCKED passes over rows another dispatcher is claiming at this very
-   * moment, so two dispatchers never get the same message. A dead owner's
-   * in-flight delivery goes back to scheduled.
+   * Extends the claimer's own lease first (so it never counts as expired
+   * itself), then takes the never-claimed messages (index
+   * messages_unclaimed_due) and the claims of owners whose lease expired
+   * (owners, then index messages_owner_due per expired owner: one per dead
+   * process at most); SKIP LOCKED passes over rows another dispatcher is
+   * claiming at this very moment, so two dispatchers never get the same
+   * message. A dead owner's in-flight delivery goes back to scheduled.
    *
-   * An owner never takes back its own delivering messages, however late its
-   * renewal ran: they are in its pipeline (in flight, or awaiting their
-   * write), and setting them back to scheduled would deliver them twice and
-   * lose the first outcome. (Its own expired scheduled claims are simply
-   * claimed again: they are in its buffer already, which keeps one per id.)
+   * An owner never takes back its own messages, however late its renewal
+   * ran: they are in its buffer or its pipeline (in flight, or awaiting
+   * their write), and setting a delivering one back to scheduled would
+   * deliver it twice and lose the first outcome.
    *
    * A claim that fills its limit wakes the others: more may be due than this
    * owner took (a dead owner's leftovers, a burst entering the horizon), and
@@ -150,48 +186,51 @@ export const dispatcherStatements = {
    * messages_status_due unable to return rows in due_at order.
    */
   claimDue: `
-    WITH unclaimed AS (
+    WITH lease AS (
+      INSERT INTO owners (owner, lease_expires_at) VALUES ($1, $4)
+      ON CONFLICT (owner) DO UPDATE SET lease_expires_at = greatest(owners.lease_expires_at, excluded.lease_expires_at)
+      RETURNING lease_expires_at
+    ), unclaimed AS (
       SELECT id, due_at FROM messages
       WHERE status = ANY ('{scheduled}') AND lease_owner IS NULL AND due_at <= $2
       ORDER BY due_at, id LIMIT $5
       FOR UPDATE SKIP LOCKED
     ), expired AS (
-      SELECT id, due_at FROM messages
-      WHERE lease_owner IS NOT NULL AND lease_expires_at < $3
-        AND (status = 'scheduled' OR (status = 'delivering' AND lease_owner <> $1)) AND due_at <= $2
-      ORDER BY due_at, id LIMIT $5
-      FOR UPDATE SKIP LOCKED
+      SELECT held.id, held.due_at FROM owners o
+      CROSS JOIN LATERAL (
+        SELECT id, due_at FROM messages
+        WHERE lease_owner = o.owner AND due_at <= $2
+        ORDER BY due_at, id LIMIT $5
+        FOR UPDATE SKIP LOCKED
+      ) AS held
+      WHERE o.lease_expires_at < $3 AND o.owner <> $1
     ), chosen AS (
       SELECT id FROM (SELECT * FROM unclaimed UNION ALL SELECT * FROM expired) AS candidates
       ORDER BY due_at, id LIMIT $5
     ), claimed AS (
-      UPDATE messages m SET status = 'scheduled', lease_owner = $1, lease_expires_at = $4
+      UPDATE messages m SET status = 'scheduled', lease_owner = $1
       FROM chosen WHERE m.id = chosen.id
       RETURNING ${M_COLUMNS}
     )
-    SELECT claimed.*, wake.woke
+    SELECT claimed.*, (SELECT lease_expires_at FROM lease) AS lease_expires_at, wake.woke
     FROM claimed CROSS JOIN (SELECT CASE WHEN count(*) >= $5 THEN pg_notify($6, $7) END AS woke FROM claimed) AS wake`,
 
   /**
-   * Params: $1 owner, $2 leaseExpiresAt, $3 after id ('' to start), $4 chunk size.
-   * One chunk of the owner's claims in id order (index messages_lease_owner);
-   * the caller repeats from `last` until a chunk comes back short. The chunk
-   * is read without locks, so a claim finished meanwhile does not shorten it.
+   * Params: $1 owner, $2 leaseExpiresAt. One row however many messages the
+   * owner holds; returns how many it holds. Owners whose lease ran out a day
+   * before and who hold nothing are forgotten (a dispatcher killed with
+   * kill -9 leaves its row behind; a live one that stalls that long gets a
+   * new row with its next renewal).
    */
   renewLeases: `
-    WITH chunk AS (
-      SELECT id FROM messages WHERE lease_owner = $1 AND id > $3 ORDER BY id LIMIT $4
-    ), locked AS (
-      SELECT m.id FROM messages m JOIN chunk ON m.id = chunk.id
-      WHERE m.lease_owner = $1
-      ORDER BY m.id FOR UPDATE OF m
-    ), renewed AS (
-      UPDATE messages m SET lease_expires_at = $2
-      FROM locked WHERE m.id = locked.id AND m.lease_owner = $1
-      RETURNING 1
+    WITH lease AS (
+      INSERT INTO owners (owner, lease_expires_at) VALUES ($1, $2)
+      ON CONFLICT (owner) DO UPDATE SET lease_expires_at = greatest(owners.lease_expires_at, excluded.lease_expires_at)
+    ), forgotten AS (
+      DELETE FROM owners o WHERE o.lease_expires_at < $2 - 86400000 AND o.owner <> $1
+        AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.lease_owner = o.owner)
     )
-    SELECT (SELECT count(*) FROM chunk) AS scanned, (SELECT max(id) FROM chunk) AS last,
-      (SELECT count(*) FROM renewed) AS renewed`,
+    SELECT count(*) AS count FROM messages WHERE lease_owner = $1`,
 
   /** Params: $1 owner, $2 channel, $3 payload. Returns how many; wakes the others when any. */
   releaseClaims: `
@@ -200,10 +239,11 @@ export const dispatcherStatements = {
     ), released AS (
       UPDATE messages m SET
         status = CASE WHEN m.status = 'delivering' THEN 'scheduled' ELSE m.status END,
-        lease_owner = NULL,
-        lease_expires_at = NULL
+        lease_owner = NULL
       FROM locked WHERE m.id = locked.id AND m.lease_owner = $1
       RETURNING 1
+    ), lease AS (
+      DELETE FROM owners WHERE owner = $1
     )
     SELECT count, CASE WHEN count > 0 THEN pg_notify($2, $3) END AS woke
     FROM (SELECT count(*) AS count FROM released) AS r`,
@@ -222,7 +262,7 @@ export const dispatcherStatements = {
     )
     UPDATE messages m SET status = 'delivering', attempts = m.attempts + 1, updated_at = $4
     FROM locked WHERE m.id = locked.id
-    RETURNING ${M_COLUMNS}, locked.position`,
+    RETURNING ${M_COLUMNS}, ${LEASE_OF('$1')}, locked.position`,
 
   /** Params: $1 owner, $2 ids, $3 ats (arrays). */
   markDelivered: `
@@ -232,7 +272,7 @@ export const dispatcherStatements = {
       ORDER BY m.id FOR UPDATE OF m
     )
     UPDATE messages m SET status = 'delivered', delivered_at = locked.at, updated_at = locked.at, last_error = NULL,
-      lease_owner = NULL, lease_expires_at = NULL
+      lease_owner = NULL
     FROM locked WHERE m.id = locked.id`,
 
   /** Params: $1 owner, $2 ids, $3 ats, $4 errors (arrays). Stays leased to the owner, which keeps it buffered. */
@@ -253,12 +293,12 @@ export const dispatcherStatements = {
       ORDER BY m.id FOR UPDATE OF m
     )
     UPDATE messages m SET status = 'dead', updated_at = locked.at, last_error = locked.error,
-      lease_owner = NULL, lease_expires_at = NULL
+      lease_owner = NULL
     FROM locked WHERE m.id = locked.id`,
 
   /** Params: $1 limit. Most recently delivered first (index messages_delivered_at, read backwards). */
   listRecentlyDelivered: `
-    SELECT ${MESSAGE_COLUMNS} FROM messages
+    SELECT ${MESSAGE_COLUMNS}, NULL::bigint AS lease_expires_at FROM messages
     WHERE status = 'delivered'
     ORDER BY delivered_at DESC, id DESC LIMIT $1`,
 
