@@ -447,6 +447,18 @@ for (const factory of dispatcherStoreFactories()) {
         assert.equal((await handle.store.get(delivering.id))?.status, 'scheduled');
       });
 
+      it('never hands an owner back its own claims, however late it renews; its claim extends its lease', async () => {
+        await using handle = await factory.create();
+        const mine = await insertOne(handle.store, { scheduledAt: T }, CLAIM_ALL); // OWNER's lease: T + MINUTE
+        const delivering = await insertDelivering(handle.store, { scheduledAt: T });
+        // long past its lease: a refill of its own takes nothing (both are in its buffer or pipeline already)...
+        assert.deepEqual(await handle.store.claimDue(OWNER, T + 10 * MINUTE, T + 5 * MINUTE, T + 6 * MINUTE, 10), []);
+        assert.equal((await handle.store.get(delivering.id))?.status, 'delivering');
+        // ...and renewed its lease, so the others wait again
+        assert.equal((await handle.store.get(mine.id))?.leaseExpiresAt, T + 6 * MINUTE);
+        assert.deepEqual(await handle.store.claimDue(OTHER, T + 10 * MINUTE, T + 5 * MINUTE + 1, T + 7 * MINUTE, 10), []);
+      });
+
       it('never claims delivered or dead messages', async () => {
         await using handle = await factory.create();
         await insertFinished(handle.store, 'delivered');

@@ -112,7 +112,9 @@ export interface DispatcherStore {
    * Inserts all messages in one transaction (all or nothing). A message whose
    * idempotencyKey already exists is not inserted; the existing one comes back
    * with created=false. With `claim`, new messages due before claim.dueBefore
-   * are inserted already leased to claim.owner.
+   * are inserted already leased to claim.owner (who gets a lease until
+   * claim.leaseExpiresAt if it has none; an existing one is left as it is:
+   * claimDue and renewLeases extend it).
    */
   insert(messages: NewMessage[], now: number, claim?: ClaimRequest): Promise<InsertOutcome[]>;
 

@@ -101,7 +101,7 @@ class SqliteDispatcherStore implements DispatcherStore {
       })));
       this.#addToCount('scheduled', created.length);
       if (claim && created.some((stored) => stored.leaseOwner !== null)) {
-        const leaseExpiresAt = this.#extendLease(claim.owner, claim.leaseExpiresAt);
+        const leaseExpiresAt = this.#ensureLease(claim.owner, claim.leaseExpiresAt);
         for (const stored of created) if (stored.leaseOwner !== null) stored.leaseExpiresAt = leaseExpiresAt;
       }
       return outcomes;
@@ -170,14 +170,14 @@ class SqliteDispatcherStore implements DispatcherStore {
 
   /**
    * Runs a statement that changes one message only in an allowed status, and
-   * tells why it did not. A claim given extends the owner's lease.
+   * tells why it did not. An owner claiming the message gets a lease if it has none.
    */
   #change(id: string, statement: string, params: Params): ChangeOutcome {
     const row = this.#row(statement, params);
     if (row) {
       if (row.lease_owner !== null) {
         row.lease_expires_at = row.lease_owner === params.owner
-          ? this.#extendLease(row.lease_owner, params.leaseExpiresAt as number)
+          ? this.#ensureLease(row.lease_owner, params.leaseExpiresAt as number)
           : this.#leaseOf(row.lease_owner);
       }
       return { kind: 'ok', message: toMessage(row) };
@@ -295,6 +295,12 @@ class SqliteDispatcherStore implements DispatcherStore {
       total += changed;
       if (changed < ROWS_PER_CHUNK) return total;
     }
+  }
+
+  /** Gives the owner a lease until `leaseExpiresAt` unless it has one; returns the lease's expiry. */
+  #ensureLease(owner: string, leaseExpiresAt: number): number {
+    this.#changes(sql.ensureLease, { owner, leaseExpiresAt });
+    return this.#leaseOf(owner)!;
   }
 
   /** Extends the owner's lease to at least `leaseExpiresAt`; returns the lease's expiry. */

@@ -90,6 +90,15 @@ export const dispatcherStatements = {
   /** An owner's lease expiry, or nothing when it holds no lease. */
   getLease: `SELECT lease_expires_at FROM owners WHERE owner = :owner`,
 
+  /**
+   * Gives an owner claiming through insert/update/retry a lease when it has
+   * none; an existing one is left alone (claimDue and renewLeases extend it),
+   * as the PostgreSQL store does.
+   */
+  ensureLease: `
+    INSERT INTO owners (owner, lease_expires_at) VALUES (:owner, :leaseExpiresAt)
+    ON CONFLICT (owner) DO NOTHING`,
+
   /** Takes or extends an owner's lease; never shortens it. */
   extendLease: `
     INSERT INTO owners (owner, lease_expires_at) VALUES (:owner, :leaseExpiresAt)
