@@ -100,10 +100,10 @@ async function startDispatcher(index: number, db: string, receiverPort: number):
   throw new Error(`dispatcher ${index} did not start on ${url}`);
 }
 
-function rssMb(pid: number): { rss: number; peak: number } {
+function rssMb(pid: number): { rss: number; peak: number; anon: number; file: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
-  return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+  return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024, anon: kb('RssAnon') / 1024, file: kb('RssFile') / 1024 };
 }
 
 /** CPU seconds (user + system) a process has used so far. */
@@ -362,6 +362,7 @@ async function main() {
     record(`single-message scheduling with ${total} pending`, `${Math.round(rate)} msg/s (${(within * 100).toFixed(0)}% of empty)`, '≥ 80% of empty', emptyRate ? within >= 0.8 : undefined);
     for (const [i, d] of dispatchers.entries()) {
       const mem = rssMb(d.child.pid!);
+      console.log(`  (dispatcher ${i}: ${mem.anon.toFixed(0)} MB anonymous memory, ${mem.file.toFixed(0)} MB of mapped files)`);
       record(`dispatcher ${i} RSS`, `${mem.rss.toFixed(0)} MB (peak ${mem.peak.toFixed(0)} MB)`, '< 300 MB', mem.peak < 300);
     }
   }
