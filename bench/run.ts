@@ -113,13 +113,21 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/** Bytes a process has made the kernel read from storage (page cache misses) so far. */
+function diskReadBytes(pid: number): number {
+  return Number(/^read_bytes: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? 0);
+}
+
 /** Prints how much CPU the dispatchers and the receiver used for a phase: where the time goes without a profiler. */
 function cpuMeter(receiver: Receiver, dispatchers: DispatcherProcess[]): (label: string, count: number) => void {
   const pids = [...dispatchers.map((d) => d.child.pid!), receiver.child.pid!, process.pid];
   const before = pids.map(cpuSeconds);
+  const readBefore = dispatchers.map((d) => diskReadBytes(d.child.pid!));
   const started = performance.now();
   return (label, count) => {
     const used = pids.map((pid, i) => cpuSeconds(pid) - before[i]!);
+    const readMb = dispatchers.reduce((sum, d, i) => sum + diskReadBytes(d.child.pid!) - readBefore[i]!, 0) / 2 ** 20;
+    if (readMb >= 1) console.log(`  (${label}: the dispatchers read ${readMb.toFixed(0)} MB from disk: their database is not all in memory)`);
     const perMessage = (seconds: number) => `${((seconds * 1e6) / count).toFixed(0)} µs/msg`;
     const dispatcherSeconds = used.slice(0, -2).reduce((a, b) => a + b, 0);
     const [receiverSeconds, benchSeconds] = used.slice(-2) as [number, number];
