@@ -177,6 +177,49 @@ describe('SchedulingEngine timing', () => {
     assert.equal(latenessSumMs, 0);
   });
 
+  it('starts ahead of time where startDelivery is slow, and still sends each message at its due time, never before', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'psched-engine-'));
+    const real = openSqliteDispatcherStore(join(dir, 'dispatcher.db'));
+    await real.migrate();
+    const clock = new FakeClock();
+    // answers 3 ms (of fake time) after it is asked, like PostgreSQL under load
+    const slow: DispatcherStore = new Proxy(real, {
+      get(target, name) {
+        const value = Reflect.get(target, name) as unknown;
+        if (name !== 'startDelivery') return typeof value === 'function' ? value.bind(target) : value;
+        return (...args: Parameters<DispatcherStore['startDelivery']>) => new Promise((resolve, reject) => {
+          clock.setTimer(() => { target.startDelivery(...args).then(resolve, reject); }, 3);
+        });
+      },
+    });
+    const deliverer = new ScriptedDeliverer(clock);
+    const engine = new SchedulingEngine({ store: slow, deliverer, clock, metrics: new DispatcherMetrics() });
+    try {
+      await engine.start();
+      const start = clock.now();
+      const dueTimes = Array.from({ length: 12 }, (_, i) => start + (i + 1) * SECOND);
+      await engine.schedule(dueTimes.map((scheduledAt, i) => ({ username: 'ada', message: `m${i}`, scheduledAt, idempotencyKey: null })));
+      const statusAt = new Map<number, string>();
+      for (const dueAt of dueTimes) {
+        // the last message, 2 ms before it is due: started by now (after a few round trips the lead is 5 ms), not yet sent
+        await clock.set(dueAt - 2);
+        statusAt.set(dueAt, (await real.list({ limit: 100, status: 'delivering' })).length > 0 ? 'delivering' : 'scheduled');
+        await clock.set(dueAt + 10);
+        await engine.whenIdle();
+      }
+      const calls = deliverer.calls.map((call) => call.at - Number(/\d+$/.exec(call.text)![0]) * SECOND - SECOND - start);
+      assert.deepEqual(calls.slice(0, 2), [3, 3], 'at first it starts at the due time and sends when the 3 ms round trip is over');
+      assert.ok(calls.every((late) => late >= 0), `never before the due time: ${calls.join(', ')}`);
+      assert.deepEqual(calls.slice(-6), [0, 0, 0, 0, 0, 0], 'once the lead covers the round trip, exactly at the due time');
+      assert.equal(statusAt.get(dueTimes.at(-1)!), 'delivering', 'started ahead of its due time');
+      assert.equal(statusAt.get(dueTimes[0]!), 'scheduled', 'no lead while round trips were not yet known to be slow');
+    } finally {
+      await engine.stop();
+      await real.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('re-arms its one timer when an earlier message arrives', async () => {
     await using h = await harness();
     const start = h.clock.now();
