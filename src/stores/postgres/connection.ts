@@ -61,25 +61,14 @@ export interface PoolOptions {
    * (the engine's state transitions): commits then return before the WAL fsync.
    */
   synchronousCommit?: boolean;
-  /**
-   * Plan every statement for its actual parameters (plan_cache_mode =
-   * force_custom_plan) instead of PostgreSQL's generic plan after five runs.
-   * For the engine's statements, which join arrays of ids with one owner's
-   * messages: the generic plan, blind to how many messages the owner holds,
-   * read all of them for every startDelivery (3 ms with 3,000 claimed, and
-   * growing with the buffer); a custom plan looks the ids up (~0.2 ms, plus
-   * ~0.3 ms of planning).
-   */
-  customPlans?: boolean;
   onError: (message: string, err: unknown) => void;
 }
 
 /** The `options` startup parameter: per-connection settings applied by the server. */
-export function sessionOptions(schema: string | undefined, synchronousCommit = true, customPlans = false): string | undefined {
+export function sessionOptions(schema: string | undefined, synchronousCommit = true): string | undefined {
   const settings: string[] = [];
   if (schema) settings.push(`-c search_path=${checkSchemaName(schema)}`);
   if (!synchronousCommit) settings.push('-c synchronous_commit=off');
-  if (customPlans) settings.push('-c plan_cache_mode=force_custom_plan');
   return settings.length > 0 ? settings.join(' ') : undefined;
 }
 
@@ -91,7 +80,7 @@ export function createPool(url: string, options: PoolOptions): pg.Pool {
     connectionString: url,
     application_name: 'psched',
     max: options.max,
-    options: sessionOptions(options.schema, options.synchronousCommit, options.customPlans),
+    options: sessionOptions(options.schema, options.synchronousCommit),
     types: numericInt8Types,
     // A psched process keeps its few connections warm; idle ones go after a minute.
     idleTimeoutMillis: 60_000,

@@ -19,7 +19,7 @@ import { runMigrations } from './migrate.ts';
 import { dispatcherMigrations } from './migrations.ts';
 import { dispatcherStatements as sql } from './statements.ts';
 import { WakeListener } from './wake.ts';
-import { type MessageRow, toMessage, compareDue } from '../rows.ts';
+import { type MessageRow, toMessage, compareDue, compareIds } from '../rows.ts';
 
 /**
  * The dispatcher's store on PostgreSQL: the backend a pool of dispatchers
@@ -86,7 +86,7 @@ export async function openPostgresDispatcherStore(databaseUrl: string, options: 
     selfId,
     wake,
     pool: createPool(url, { schema, max: options.poolSize ?? DEFAULT_POOL_SIZE, onError }),
-    enginePool: createPool(url, { schema, max: ENGINE_POOL_SIZE, synchronousCommit: false, customPlans: true, onError }),
+    enginePool: createPool(url, { schema, max: ENGINE_POOL_SIZE, synchronousCommit: false, onError }),
     groupInserts: options.groupInserts ?? true,
   });
 }
@@ -243,14 +243,21 @@ class PostgresDispatcherStore implements DispatcherStore {
 
   async startDelivery(owner: string, entries: { id: string; version: number }[], now: number): Promise<StoredMessage[]> {
     if (entries.length === 0) return [];
-    const { rows } = await this.#run<MessageRow & { position: number }>(
-      this.#enginePool, 'startDelivery', [owner, entries.map((e) => e.id), entries.map((e) => e.version), now],
-    );
-    return rows.sort((a, b) => a.position - b.position).map(toMessage);
+    // sent in id order (the lock order), answered in the order asked for
+    const positioned = entries.map((entry, position) => ({ ...entry, position })).sort((a, b) => compareIds(a.id, b.id));
+    const { rows } = await this.#run<MessageRow & { position: number }>(this.#enginePool, 'startDelivery', [
+      owner, positioned.map((e) => e.id), positioned.map((e) => e.version), positioned.map((e) => e.position), now,
+    ]);
+    const startedIds = new Set<string>();
+    return rows.sort((a, b) => a.position - b.position)
+      // an id asked for twice starts once
+      .filter((row) => !startedIds.has(row.id) && startedIds.add(row.id))
+      .map(toMessage);
   }
 
   async finishDeliveries(owner: string, results: DeliveryResult[]): Promise<void> {
-    const byOutcome = (outcome: DeliveryResult['outcome']) => results.filter((r) => r.outcome === outcome);
+    // in id order: the lock order
+    const byOutcome = (outcome: DeliveryResult['outcome']) => results.filter((r) => r.outcome === outcome).sort((a, b) => compareIds(a.id, b.id));
     const delivered = byOutcome('delivered');
     const retried = byOutcome('retry');
     const dead = byOutcome('dead');
