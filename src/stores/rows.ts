@@ -1,4 +1,4 @@
-import type { MessageStatus, StoredMessage } from '../dispatcher/store.ts';
+import type { ClaimRequest, MessageStatus, NewMessage, StoredMessage } from '../dispatcher/store.ts';
 import type { Post } from '../main/store.ts';
 
 /**
@@ -72,4 +72,26 @@ export function compareIds(a: string, b: string): number {
 /** The (dueAt, id) order every list and claim uses. */
 export function compareDue(a: StoredMessage, b: StoredMessage): number {
   return a.dueAt - b.dueAt || compareIds(a.id, b.id);
+}
+
+/** A new message as both stores write it: scheduled, due when asked, leased to the claimer when due within its horizon. */
+export function newStoredMessage(message: NewMessage, now: number, claim: ClaimRequest | undefined): StoredMessage {
+  const claimed = claim !== undefined && message.scheduledAt <= claim.dueBefore;
+  return {
+    id: message.id,
+    username: message.username,
+    message: message.message,
+    scheduledAt: message.scheduledAt,
+    dueAt: message.scheduledAt,
+    status: 'scheduled',
+    attempts: 0,
+    version: 1,
+    idempotencyKey: message.idempotencyKey,
+    createdAt: now,
+    updatedAt: now,
+    deliveredAt: null,
+    lastError: null,
+    leaseOwner: claimed ? claim.owner : null,
+    leaseExpiresAt: claimed ? claim.leaseExpiresAt : null,
+  };
 }

@@ -19,7 +19,7 @@ import { runMigrations } from './migrate.ts';
 import { dispatcherMigrations } from './migrations.ts';
 import { dispatcherStatements as sql } from './statements.ts';
 import { WakeListener } from './wake.ts';
-import { type MessageRow, toMessage, compareDue, compareIds } from '../rows.ts';
+import { type MessageRow, toMessage, compareDue, compareIds, newStoredMessage } from '../rows.ts';
 
 /**
  * The dispatcher's store on PostgreSQL: the backend a pool of dispatchers
@@ -313,27 +313,7 @@ interface NewRow {
 }
 
 function newRow(message: NewMessage, now: number, claim: ClaimRequest | undefined): NewRow {
-  return { message: storedForm(message, now, claim), wake: claim === undefined };
+  return { message: newStoredMessage(message, now, claim), wake: claim === undefined };
 }
 
-function storedForm(message: NewMessage, now: number, claim: ClaimRequest | undefined): StoredMessage {
-  const claimed = claim !== undefined && message.scheduledAt <= claim.dueBefore;
-  return {
-    id: message.id,
-    username: message.username,
-    message: message.message,
-    scheduledAt: message.scheduledAt,
-    dueAt: message.scheduledAt,
-    status: 'scheduled',
-    attempts: 0,
-    version: 1,
-    idempotencyKey: message.idempotencyKey,
-    createdAt: now,
-    updatedAt: now,
-    deliveredAt: null,
-    lastError: null,
-    leaseOwner: claimed ? claim.owner : null,
-    leaseExpiresAt: claimed ? claim.leaseExpiresAt : null,
-  };
-}
 

@@ -17,7 +17,7 @@ import type { GroupCommit } from './group-commit.ts';
 import { dispatcherMigrations } from './migrations.ts';
 import type { Params } from './prepared.ts';
 import { dispatcherStatements as sql } from './statements.ts';
-import { type MessageRow, toMessage, compareDue, compareIds } from '../rows.ts';
+import { type MessageRow, toMessage, compareDue, compareIds, newStoredMessage } from '../rows.ts';
 
 /**
  * Rows per transaction for the engine's bulk changes (purge). node:sqlite
@@ -336,26 +336,6 @@ class SqliteDispatcherStore implements DispatcherStore {
   }
 }
 
-function newStoredMessage(message: NewMessage, now: number, claim: ClaimRequest | undefined): StoredMessage {
-  const claimed = claim !== undefined && message.scheduledAt <= claim.dueBefore;
-  return {
-    id: message.id,
-    username: message.username,
-    message: message.message,
-    scheduledAt: message.scheduledAt,
-    dueAt: message.scheduledAt,
-    status: 'scheduled',
-    attempts: 0,
-    version: 1,
-    idempotencyKey: message.idempotencyKey,
-    createdAt: now,
-    updatedAt: now,
-    deliveredAt: null,
-    lastError: null,
-    leaseOwner: claimed ? claim.owner : null,
-    leaseExpiresAt: claimed ? claim.leaseExpiresAt : null,
-  };
-}
 
 function claimParams(claim: ClaimRequest | undefined): { owner: string | null; dueBefore: number | null; leaseExpiresAt: number | null } {
   return claim
