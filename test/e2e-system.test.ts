@@ -37,9 +37,10 @@ const KILL_AFTER_POSTED = 150;
 describe('the whole system: main + dispatcher processes over real HTTP', () => {
   const procs = new Processes();
   /** The dispatchers' API token (the main server sends it) and the main server's own access token. */
-  const token = randomBytes(18).toString('base64url');
-  const accessToken = randomBytes(18).toString('base64url');
-  const secret = randomBytes(32).toString('base64url');
+  // hex: a random base64url value can start with '-', which a command line reads as a flag
+  const token = randomBytes(18).toString('hex');
+  const accessToken = randomBytes(18).toString('hex');
+  const secret = randomBytes(32).toString('hex');
   let dispatcher: ServiceProcess;
   let main: ServiceProcess;
 
