@@ -24,12 +24,12 @@ const CACHE_SIZE_KIB = 16 * 1024;
 
 /**
  * WAL pages after which a COMMIT copies the WAL back into the database file
- * (a checkpoint, with fsyncs). It runs inside that COMMIT, on the event loop,
- * so smaller, more frequent checkpoints mean shorter pauses. Measured with a
- * delivery-like load (4 messages started and finished per ms, 5,000 ticks):
- * SQLite's default 1,000 pages gave 34-41 ticks over 5 ms, 256 pages 0-8.
+ * itself (a checkpoint, with fsyncs, on the event loop). The checkpointer
+ * thread (./checkpointer.ts) normally copies every commit soon after it lands;
+ * this only bounds the WAL (16,384 pages: 64 MiB) when that thread falls
+ * behind a long burst of writes.
  */
-const AUTOCHECKPOINT_PAGES = 256;
+const AUTOCHECKPOINT_PAGES = 16_384;
 
 /**
  * FULL: every COMMIT fsyncs the WAL (a resolved user write is on disk).

@@ -1,3 +1,4 @@
+import { Checkpointer } from './checkpointer.ts';
 import { SqliteConnection } from './connection.ts';
 import { GroupCommit } from './group-commit.ts';
 import { runMigrations } from './migrate.ts';
@@ -7,10 +8,14 @@ import type { Migration } from './migrations.ts';
 export class SqliteDatabase {
   readonly connection: SqliteConnection;
   readonly commits: GroupCommit;
+  #checkpointer: Checkpointer | undefined;
 
   constructor(path: string) {
     this.connection = new SqliteConnection(path);
-    this.commits = new GroupCommit(this.connection);
+    // an in-memory database has no WAL to copy
+    const checkpointer = path === ':memory:' ? undefined : new Checkpointer(path);
+    this.#checkpointer = checkpointer;
+    this.commits = new GroupCommit(this.connection, checkpointer && (() => checkpointer.nudge()));
   }
 
   migrate(migrations: readonly Migration[]): Promise<void> {
@@ -20,6 +25,8 @@ export class SqliteDatabase {
   /** Commits what is queued, then closes the file. */
   async close(): Promise<void> {
     this.commits.close();
+    // before the connection: the last connection to close copies the rest of the WAL and removes it
+    await this.#checkpointer?.close();
     this.connection.close();
   }
 }

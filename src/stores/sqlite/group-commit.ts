@@ -45,9 +45,12 @@ export class GroupCommit {
   #queue: Job[] = [];
   #flushScheduled = false;
   #closed = false;
+  #afterCommit: () => void;
 
-  constructor(connection: SqliteConnection) {
+  /** `afterCommit` runs after every group's COMMIT (the checkpointer's nudge). */
+  constructor(connection: SqliteConnection, afterCommit: () => void = () => {}) {
     this.#connection = connection;
+    this.#afterCommit = afterCommit;
   }
 
   /** Runs `fn` in the next group transaction; resolves after its COMMIT. */
@@ -105,6 +108,7 @@ export class GroupCommit {
       connection.statement('BEGIN IMMEDIATE').run();
       outcomes = jobs.map((job) => (job.write ? runIsolated(connection, job) : runRead(job)));
       connection.statement('COMMIT').run();
+      this.#afterCommit();
     } catch (err) {
       // BEGIN, a failed rollback to a savepoint, or COMMIT failed: nothing of this group is on disk.
       if (connection.inTransaction) connection.statement('ROLLBACK').run();
