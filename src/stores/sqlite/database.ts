@@ -2,6 +2,7 @@ import { Checkpointer } from './checkpointer.ts';
 import { SqliteConnection } from './connection.ts';
 import { GroupCommit } from './group-commit.ts';
 import { runMigrations } from './migrate.ts';
+import { WalSync } from './wal-sync.ts';
 import type { Migration } from './migrations.ts';
 
 /** What each SQLite store is built on: one connection and group commit for its calls. */
@@ -12,10 +13,14 @@ export class SqliteDatabase {
 
   constructor(path: string) {
     this.connection = new SqliteConnection(path);
-    // an in-memory database has no WAL to copy
-    const checkpointer = path === ':memory:' ? undefined : new Checkpointer(path);
+    // an in-memory database has no WAL to copy or sync
+    const inMemory = path === ':memory:';
+    const checkpointer = inMemory ? undefined : new Checkpointer(path);
     this.#checkpointer = checkpointer;
-    this.commits = new GroupCommit(this.connection, checkpointer && (() => checkpointer.nudge()));
+    this.commits = new GroupCommit(this.connection, {
+      afterCommit: checkpointer && (() => checkpointer.nudge()),
+      walSync: inMemory ? undefined : new WalSync(`${path}-wal`),
+    });
   }
 
   migrate(migrations: readonly Migration[]): Promise<void> {
@@ -24,7 +29,7 @@ export class SqliteDatabase {
 
   /** Commits what is queued, then closes the file. */
   async close(): Promise<void> {
-    this.commits.close();
+    await this.commits.close();
     // before the connection: the last connection to close copies the rest of the WAL and removes it
     await this.#checkpointer?.close();
     this.connection.close();

@@ -37,12 +37,12 @@ const ROWS_PER_CHUNK = 1000;
  * migrate() expires them all: the first refill takes over their claims at
  * once instead of waiting a lease time.
  *
- * Durability: user writes (insert, update, remove, retry) are 'durable': their
- * COMMIT fsyncs the WAL. The engine's own transitions (claims, leases,
+ * Durability: user writes (insert, update, remove, retry) are 'durable': they
+ * resolve once the WAL is fsynced after their COMMIT. The engine's own transitions (claims, leases,
  * startDelivery, finishDeliveries, purge) are 'relaxed' (synchronous=NORMAL):
  * they survive a crash of the process, and losing the last few to a power cut
  * only means a message is claimed or delivered again, which the receiver
- * dedupes by id. The next durable commit fsyncs the WAL including them.
+ * dedupes by id. The next durable call's fsync takes them to disk too.
  */
 export function openSqliteDispatcherStore(path: string): DispatcherStore {
   return new SqliteDispatcherStore(path);

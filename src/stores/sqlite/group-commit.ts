@@ -1,5 +1,12 @@
 import type { SqliteConnection } from './connection.ts';
 
+/** What group commit needs of ./wal-sync.ts. */
+export interface DurableSync {
+  /** Resolves once everything committed before the call is on disk. */
+  durable(): Promise<void>;
+  close(): Promise<void>;
+}
+
 /**
  * Group commit for a synchronous node:sqlite connection.
  *
@@ -11,21 +18,20 @@ import type { SqliteConnection } from './connection.ts';
  * is rolled back alone and rejects only its own promise. Promises resolve only
  * after the COMMIT, so a resolved write is on disk.
  *
- * The fsync stays inside COMMIT, on the event loop, on purpose: fsyncing the
- * WAL on libuv's thread pool instead (synchronous=NORMAL plus an fdatasync
- * before resolving) measured 10-35% fewer single-message requests/s over
- * HTTP. While the loop waits for the disk, requests pile up in the kernel and
- * the next group is larger; with the loop free, groups stay small.
+ * With a WalSync (a database file), COMMIT itself does not wait for the
+ * disk: durable calls resolve after the next fdatasync of the WAL, which runs
+ * on libuv's thread pool while the event loop goes on (./wal-sync.ts); relaxed
+ * calls and reads resolve at once. Without one (an in-memory database) the
+ * COMMIT of a durable group fsyncs on the event loop (synchronous=FULL).
  *
  * Reads run at once when no write is queued; otherwise they queue behind the
  * writes so a caller always reads its own earlier writes.
  */
 
 /**
- * durable: the COMMIT is fsynced before the call resolves (synchronous=FULL).
+ * durable: the WAL is fsynced after the COMMIT before the call resolves.
  * relaxed: committed without waiting for the disk (synchronous=NORMAL); the
- * next durable COMMIT or checkpoint fsyncs the WAL including it. A group is
- * durable when any of its calls is.
+ * next durable call's fsync or a checkpoint takes it to disk.
  */
 export type Durability = 'durable' | 'relaxed';
 
@@ -46,11 +52,15 @@ export class GroupCommit {
   #flushScheduled = false;
   #closed = false;
   #afterCommit: () => void;
+  #walSync: DurableSync | undefined;
+  /** The WAL sync making the last durable group durable, while it runs. */
+  #syncing: Promise<void> | undefined;
 
   /** `afterCommit` runs after every group's COMMIT (the checkpointer's nudge). */
-  constructor(connection: SqliteConnection, afterCommit: () => void = () => {}) {
+  constructor(connection: SqliteConnection, options: { afterCommit?: () => void; walSync?: DurableSync } = {}) {
     this.#connection = connection;
-    this.#afterCommit = afterCommit;
+    this.#afterCommit = options.afterCommit ?? (() => {});
+    this.#walSync = options.walSync;
   }
 
   /** Runs `fn` in the next group transaction; resolves after its COMMIT. */
@@ -74,14 +84,15 @@ export class GroupCommit {
    */
   async exclusive<T>(fn: () => T): Promise<T> {
     if (this.#closed) throw closedError();
-    this.#flush();
+    this.#flush(true);
     return fn();
   }
 
-  /** Commits what is queued, then refuses new calls. */
-  close(): void {
-    this.#flush();
+  /** Commits what is queued, then refuses new calls; resolves once what they committed is on disk. */
+  async close(): Promise<void> {
+    this.#flush(true);
     this.#closed = true;
+    await this.#walSync?.close();
   }
 
   #enqueue<T>(fn: () => T, write: boolean, durability: Durability): Promise<T> {
@@ -95,16 +106,25 @@ export class GroupCommit {
     });
   }
 
-  #flush(): void {
+  /**
+   * Commits the queue as one group. While the previous durable group's sync
+   * runs, a queue holding a durable call waits for it (unless `now`): the
+   * calls arriving meanwhile then share the next COMMIT and sync, as they did
+   * when the sync held the event loop, instead of each small group paying
+   * its own COMMIT.
+   */
+  #flush(now = false): void {
     this.#flushScheduled = false;
     const jobs = this.#queue;
     if (jobs.length === 0) return;
+    const durable = jobs.some((job) => job.durability === 'durable');
+    if (durable && this.#syncing && !now) return;
     this.#queue = [];
     const connection = this.#connection;
     let outcomes: Outcome[];
     try {
-      // One durable call makes the whole group durable: its fsync covers every commit before it.
-      connection.setSynchronous(jobs.some((job) => job.durability === 'durable') ? 'FULL' : 'NORMAL');
+      // Only without a WalSync does a durable group fsync inside COMMIT; that fsync covers every commit before it.
+      connection.setSynchronous(durable && !this.#walSync ? 'FULL' : 'NORMAL');
       connection.statement('BEGIN IMMEDIATE').run();
       outcomes = jobs.map((job) => (job.write ? runIsolated(connection, job) : runRead(job)));
       connection.statement('COMMIT').run();
@@ -115,10 +135,21 @@ export class GroupCommit {
       for (const job of jobs) job.reject(err);
       return;
     }
+    const synced = durable ? this.#walSync?.durable() : undefined;
+    if (synced) {
+      const syncing = synced.then(() => {}, () => {}).then(() => {
+        if (this.#syncing !== syncing) return;
+        this.#syncing = undefined;
+        this.#flush();
+      });
+      this.#syncing = syncing;
+    }
     for (let i = 0; i < jobs.length; i++) {
+      const job = jobs[i]!;
       const outcome = outcomes[i]!;
-      if (outcome.ok) jobs[i]!.resolve(outcome.value);
-      else jobs[i]!.reject(outcome.error);
+      if (!outcome.ok) job.reject(outcome.error);
+      else if (synced && job.durability === 'durable') synced.then(() => job.resolve(outcome.value), job.reject);
+      else job.resolve(outcome.value);
     }
   }
 }
