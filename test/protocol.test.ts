@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseUserTime, formatWallClock, timeZoneOffset } from '../src/protocol/time.ts';
+import { toMessageJson } from '../src/dispatcher/message-json.ts';
 import { signHeader, verifySignature } from '../src/protocol/signing.ts';
 import { validateScheduleRequest, textLength } from '../src/protocol/messages.ts';
 import { html, unsafeRaw } from '../src/html.ts';
@@ -29,6 +30,19 @@ describe('parseUserTime', () => {
   it('refuses impossible and malformed times, naming the field', () => {
     for (const bad of ['2026-02-30 10:00', '2026-13-01 10:00', 'tomorrow', '2026-12-24', '2026-12-24 25:00']) {
       assert.throws(() => parseUserTime(bad, 'UTC', 'time'), (err: unknown) => err instanceof ValidationError && err.field === 'time', bad);
+    }
+  });
+
+  it('reads what toISOString writes exactly as Date.parse does, and refuses impossible days in that form too', () => {
+    for (const instant of [Date.UTC(2024, 1, 29, 23, 59, 59, 999), Date.UTC(2026, 11, 24, 9), Date.UTC(9999, 11, 31, 23, 59, 59, 999), Date.UTC(100, 0, 1)]) {
+      const text = new Date(instant).toISOString();
+      assert.equal(parseUserTime(text, 'UTC'), instant, text);
+      assert.equal(parseUserTime(text.replace(/\.\d{3}Z$/, 'Z'), 'UTC'), Math.floor(instant / 1000) * 1000, text);
+    }
+    // years 0-99 are years 0-99, not 1900-1999
+    assert.equal(parseUserTime('0000-01-01T00:00:00Z', 'UTC'), Date.parse('0000-01-01T00:00:00Z'));
+    for (const bad of ['2026-02-29T00:00:00Z', '2026-04-31T00:00:00.000Z', '2026-13-01T00:00:00Z', '2026-12-24T23:60:00Z', '2026-12-24T23:59:60Z', '2026-12-24T23:59:59.9x9Z', '2026-12-24T09:00:00+Z']) {
+      assert.throws(() => parseUserTime(bad, 'UTC'), ValidationError, bad);
     }
   });
 
@@ -113,5 +127,23 @@ describe('uuidv7', () => {
     assert.equal(new Set(ids).size, ids.length);
     assert.deepEqual([...ids].sort(), ids);
     assert.match(ids[0]!, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  });
+});
+
+describe('message JSON', () => {
+  it('writes every instant as toISOString does, within one second, across seconds and outside 1970-9999', () => {
+    const base = Date.UTC(2026, 11, 24, 9, 0, 0);
+    const instants = [base, base + 5, base + 50, base + 999, base + 1000, base - 1, base + 7, 0, -1, Date.UTC(10000, 0, 1), base + 12.5];
+    for (const instant of instants) {
+      const json = toMessageJson({
+        id: 'id', username: 'u', message: 'm', scheduledAt: instant, dueAt: instant + 1, status: 'scheduled', attempts: 0,
+        version: 1, idempotencyKey: null, createdAt: base, updatedAt: instant, deliveredAt: instant, lastError: null,
+        leaseOwner: null, leaseExpiresAt: null,
+      });
+      assert.equal(json.scheduledAt, new Date(instant).toISOString(), String(instant));
+      assert.equal(json.dueAt, new Date(instant + 1).toISOString(), String(instant));
+      assert.equal(json.createdAt, new Date(base).toISOString());
+      assert.equal(json.deliveredAt, new Date(instant).toISOString());
+    }
   });
 });

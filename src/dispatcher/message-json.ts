@@ -22,18 +22,27 @@ export interface MessageJson {
 }
 
 /**
- * RFC 3339 of an instant, remembering the last two: a message's dueAt is
- * usually its scheduledAt and its updatedAt its createdAt, and a batch's
- * messages share their createdAt (each conversion costs ~1 µs, a quarter of
- * what storing the message costs).
+ * RFC 3339 of an instant, with milliseconds. Date#toISOString costs ~0.9 µs
+ * and a message has four times to convert, a batch's hundreds of them mostly
+ * within the same second or two: the text up to the second is kept for the
+ * last two seconds seen, and only the milliseconds are appended (0.04 µs).
  */
-let recent: [number, string, number, string] = [NaN, '', NaN, ''];
+const YEAR_10000 = 253_402_300_800_000;
+let recentSeconds: [number, string, number, string] = [NaN, '', NaN, ''];
+
 function iso(instant: number): string {
-  if (instant === recent[0]) return recent[1];
-  if (instant === recent[2]) return recent[3];
-  const text = new Date(instant).toISOString();
-  recent = [instant, text, recent[0], recent[1]];
-  return text;
+  if (!(Number.isInteger(instant) && instant >= 0 && instant < YEAR_10000)) return new Date(instant).toISOString();
+  const second = Math.floor(instant / 1000);
+  let prefix: string;
+  if (second === recentSeconds[0]) prefix = recentSeconds[1];
+  else if (second === recentSeconds[2]) prefix = recentSeconds[3];
+  else {
+    // "2026-12-24T09:00:00."
+    prefix = new Date(second * 1000).toISOString().slice(0, 20);
+    recentSeconds = [second, prefix, recentSeconds[0], recentSeconds[1]];
+  }
+  const ms = instant - second * 1000;
+  return `${prefix}${ms < 10 ? '00' : ms < 100 ? '0' : ''}${ms}Z`;
 }
 
 export function toMessageJson(m: StoredMessage): MessageJson {

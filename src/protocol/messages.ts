@@ -41,6 +41,9 @@ export interface DeliveryPayload {
   attempt: number;
 }
 
+const SCHEDULE_FIELDS = new Set(['username', 'message', 'scheduledAt', 'delaySeconds', 'idempotencyKey', 'timeZone']);
+const PATCH_FIELDS = new Set(['scheduledAt', 'message', 'timeZone']);
+
 /** Length in characters as people count them (code points), so an emoji is one. */
 export function textLength(text: string): number {
   let n = 0;
@@ -51,9 +54,12 @@ export function textLength(text: string): number {
 function requireText(body: Record<string, unknown>, field: string, max: number, prefix: string): string {
   const value = body[field];
   if (typeof value !== 'string') throw new ValidationError(`${prefix}${field} is required and must be a string`, prefix + field);
-  const length = textLength(value);
-  if (length < 1) throw new ValidationError(`${prefix}${field} must not be empty`, prefix + field);
-  if (length > max) throw new ValidationError(`${prefix}${field} must be at most ${max} characters (got ${length})`, prefix + field);
+  if (value.length === 0) throw new ValidationError(`${prefix}${field} must not be empty`, prefix + field);
+  // a string has at most as many code points as UTF-16 units: count them only when it might be too long
+  if (value.length > max) {
+    const length = textLength(value);
+    if (length > max) throw new ValidationError(`${prefix}${field} must be at most ${max} characters (got ${length})`, prefix + field);
+  }
   // PostgreSQL text cannot hold NUL; refusing it everywhere keeps both stores alike.
   if (value.includes('\u0000')) throw new ValidationError(`${prefix}${field} must not contain the NUL character (\\u0000)`, prefix + field);
   return value;
@@ -107,9 +113,8 @@ export function validateScheduleRequest(
     }
     idempotencyKey = body.idempotencyKey;
   }
-  const known = new Set(['username', 'message', 'scheduledAt', 'delaySeconds', 'idempotencyKey', 'timeZone']);
   for (const key of Object.keys(body)) {
-    if (!known.has(key)) throw new ValidationError(`${prefix}${key} is not a known field`, prefix + key);
+    if (!SCHEDULE_FIELDS.has(key)) throw new ValidationError(`${prefix}${key} is not a known field`, prefix + key);
   }
   return { username, message, scheduledAt, idempotencyKey };
 }
@@ -129,9 +134,8 @@ export function validateMessagePatch(input: unknown, options: { timeZone: string
     throw new ValidationError('body must be a JSON object');
   }
   const body = input as Record<string, unknown>;
-  const known = new Set(['scheduledAt', 'message', 'timeZone']);
   for (const key of Object.keys(body)) {
-    if (!known.has(key)) throw new ValidationError(`${key} is not a field you can change (scheduledAt, message)`, key);
+    if (!PATCH_FIELDS.has(key)) throw new ValidationError(`${key} is not a field you can change (scheduledAt, message)`, key);
   }
   let timeZone = options.timeZone;
   if (body.timeZone !== undefined) {

@@ -48,6 +48,8 @@ export function timeZoneOffset(instant: number, timeZone: string): number {
  * Wall-clock times are read in `timeZone` (an IANA name, "UTC" by default).
  */
 export function parseUserTime(text: string, timeZone: string, field = 'scheduledAt'): number {
+  const canonical = parseCanonicalUtc(text);
+  if (canonical !== undefined) return canonical;
   const trimmed = text.trim();
   if (WITH_OFFSET.test(trimmed)) {
     const instant = Date.parse(trimmed.replace(' ', 'T'));
@@ -75,14 +77,53 @@ export function parseUserTime(text: string, timeZone: string, field = 'scheduled
   );
 }
 
+/**
+ * "2026-12-24T09:00:00Z" or "2026-12-24T09:00:00.000Z" exactly, what programs
+ * send (toISOString), read digit by digit: Date.parse costs ~0.3 µs and runs
+ * for every message of a batch. Anything else returns undefined and takes the
+ * general path.
+ */
+function parseCanonicalUtc(text: string): number | undefined {
+  const length = text.length;
+  if ((length !== 20 && length !== 24) || text.charCodeAt(length - 1) !== 90 /* Z */) return undefined;
+  if (text.charCodeAt(4) !== 45 || text.charCodeAt(7) !== 45 || text.charCodeAt(10) !== 84 /* T */
+    || text.charCodeAt(13) !== 58 || text.charCodeAt(16) !== 58) return undefined;
+  if (length === 24 && text.charCodeAt(19) !== 46 /* . */) return undefined;
+  const year = digits(text, 0, 4);
+  const month = digits(text, 5, 2);
+  const day = digits(text, 8, 2);
+  const hour = digits(text, 11, 2);
+  const minute = digits(text, 14, 2);
+  const second = digits(text, 17, 2);
+  const ms = length === 24 ? digits(text, 20, 3) : 0;
+  // Date.UTC reads years 0-99 as 1900-1999: those take the general path
+  if (year < 100 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return undefined;
+  if (hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59 || ms < 0) return undefined;
+  return Date.UTC(year, month - 1, day, hour, minute, second, ms);
+}
+
+/** The number written by `count` ASCII digits at `start`, or -1 if one is not a digit. */
+function digits(text: string, start: number, count: number): number {
+  let value = 0;
+  for (let i = start; i < start + count; i++) {
+    const digit = text.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+function daysInMonth(year: number, month: number): number {
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  return month === 2 ? (leap ? 29 : 28) : month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
+}
+
 /** "YYYY-MM-DD…" names a real day (no Date objects: this runs for every message of a batch). */
 function isCalendarDate(text: string): boolean {
   const year = Number(text.slice(0, 4));
   const month = Number(text.slice(5, 7));
   const day = Number(text.slice(8, 10));
-  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
-  const days = month === 2 ? (leap ? 29 : 28) : month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
-  return month >= 1 && month <= 12 && day >= 1 && day <= days;
+  return month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth(year, month);
 }
 
 /** Converts a wall-clock time (its fields encoded as if UTC) in `timeZone` to an instant. */
