@@ -13,7 +13,7 @@ import { openSqliteDispatcherStore } from '../src/stores/sqlite/dispatcher-store
 /**
  * What only the SQLite stores do (the shared behaviour is in the contract
  * suites): migrations from several processes at once, refusing a newer
- * schema, opening by path.
+ * schema, opening by path, one dispatcher process per file.
  */
 
 function tempFolder(): { path: string; [Symbol.dispose](): void } {
@@ -110,6 +110,50 @@ describe('SQLite stores', () => {
     } finally {
       await after.close();
     }
+  });
+
+  it('refuses a second dispatcher on the same file while the first has it open, with a message saying why', async () => {
+    using folder = tempFolder();
+    const file = join(folder.path, 'dispatcher.db');
+    const first = await openDispatcherStore(file);
+    try {
+      await assert.rejects(openDispatcherStore(file), (err: Error) => {
+        assert.equal(err.name, 'ConfigError');
+        assert.match(err.message, /in use by another psched dispatcher/);
+        assert.ok(err.message.includes(file), err.message);
+        return true;
+      });
+    } finally {
+      await first.close();
+    }
+    const next = await openDispatcherStore(file);
+    await next.close();
+  });
+
+  it('a dispatcher killed with SIGKILL leaves no lock behind', async () => {
+    using folder = tempFolder();
+    const file = join(folder.path, 'dispatcher.db');
+    const script = `
+      import { openDispatcherStore } from ${JSON.stringify(new URL('../src/stores/index.ts', import.meta.url).href)};
+      await openDispatcherStore(process.argv[1]);
+      process.stdout.write('open');
+      setInterval(() => {}, 1000);`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (chunk: Buffer) => { if (chunk.toString().includes('open')) resolve(); });
+        child.once('exit', (code) => reject(new Error(`the child exited (${code}) before opening the store`)));
+      });
+      await assert.rejects(openDispatcherStore(file), /in use by another psched dispatcher/);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGKILL');
+        await exited;
+      }
+    }
+    const after = await openDispatcherStore(file);
+    await after.close();
   });
 
   it('a closed store rejects calls instead of touching the file', async () => {

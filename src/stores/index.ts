@@ -9,7 +9,8 @@ import { openSqliteMainStore } from './sqlite/main-store.ts';
  * Opens the store a `--db` value names, migrated and ready: a `postgres://` or
  * `postgresql://` URL opens PostgreSQL, anything else is a SQLite file path
  * (its folder is created). The PostgreSQL modules are loaded only when asked
- * for, so SQLite users never load pg.
+ * for, so SQLite users never load pg. A dispatcher's SQLite file is locked to
+ * the process that opened it until the store closes (./sqlite/owner-lock.ts).
  */
 
 export function isPostgresUrl(db: string): boolean {
@@ -23,7 +24,7 @@ export async function openDispatcherStore(db: string): Promise<DispatcherStore> 
     store = await openPostgresDispatcherStore(db);
   } else {
     createParentFolder(db);
-    store = openSqliteDispatcherStore(db);
+    store = openSqliteDispatcherStore(db, { oneProcess: true });
   }
   return migrated(store);
 }

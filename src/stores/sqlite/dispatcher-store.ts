@@ -15,6 +15,7 @@ import type { SqliteConnection } from './connection.ts';
 import { SqliteDatabase } from './database.ts';
 import type { GroupCommit } from './group-commit.ts';
 import { dispatcherMigrations } from './migrations.ts';
+import { lockForOneDispatcher } from './owner-lock.ts';
 import type { Params } from './prepared.ts';
 import { dispatcherStatements as sql } from './statements.ts';
 import { type MessageRow, toMessage, compareDue, compareIds, newStoredMessage } from '../rows.ts';
@@ -44,8 +45,15 @@ const ROWS_PER_CHUNK = 1000;
  * only means a message is claimed or delivered again, which the receiver
  * dedupes by id. The next durable call's fsync takes them to disk too.
  */
-export function openSqliteDispatcherStore(path: string): DispatcherStore {
-  return new SqliteDispatcherStore(path);
+export function openSqliteDispatcherStore(path: string, options: { oneProcess?: boolean } = {}): DispatcherStore {
+  // locked before the file is opened: a second dispatcher must not touch it
+  const release = options.oneProcess && path !== ':memory:' ? lockForOneDispatcher(path) : undefined;
+  try {
+    return new SqliteDispatcherStore(path, release);
+  } catch (err) {
+    release?.();
+    throw err;
+  }
 }
 
 interface DueRow {
@@ -59,7 +67,10 @@ class SqliteDispatcherStore implements DispatcherStore {
   #connection: SqliteConnection;
   #commits: GroupCommit;
 
-  constructor(path: string) {
+  #releaseLock: (() => void) | undefined;
+
+  constructor(path: string, releaseLock?: () => void) {
+    this.#releaseLock = releaseLock;
     this.#database = new SqliteDatabase(path);
     this.#connection = this.#database.connection;
     this.#commits = this.#database.commits;
@@ -283,8 +294,13 @@ class SqliteDispatcherStore implements DispatcherStore {
     return () => {};
   }
 
-  close(): Promise<void> {
-    return this.#database.close();
+  async close(): Promise<void> {
+    try {
+      await this.#database.close();
+    } finally {
+      this.#releaseLock?.();
+      this.#releaseLock = undefined;
+    }
   }
 
   /** Runs `step` in one group commit after another until a chunk comes back short; returns the rows changed. */
