@@ -1,8 +1,8 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { Pool } from 'undici';
@@ -242,6 +242,31 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
+/**
+ * How fast this machine is at the moment, to compare runs by: a shared VM's
+ * cores and disk slow down when its neighbours are busy (a CPU loop took
+ * 0.9 s and 1.6 s on the same day here, and every figure moved with it).
+ */
+function machineSpeed(): string {
+  let started = performance.now();
+  let sum = 0;
+  for (let i = 0; i < 300_000_000; i++) sum += i % 7;
+  const loopMs = performance.now() - started;
+  const file = join(mkdtempSync(join(tmpdir(), 'psched-bench-fsync-')), 'probe');
+  const fd = openSync(file, 'w');
+  const syncs: number[] = [];
+  for (let i = 0; i < 100; i++) {
+    writeSync(fd, Buffer.alloc(4096, sum & 0xff));
+    started = performance.now();
+    fdatasyncSync(fd);
+    syncs.push(performance.now() - started);
+  }
+  closeSync(fd);
+  rmSync(dirname(file), { recursive: true, force: true });
+  syncs.sort((a, b) => a - b);
+  return `a fixed CPU loop took ${loopMs.toFixed(0)} ms; fdatasync p50 ${syncs[50]!.toFixed(2)} ms, p99 ${syncs[98]!.toFixed(2)} ms`;
+}
+
 // ---------- main ----------
 
 const results: { name: string; value: string; target: string; ok?: boolean }[] = [];
@@ -257,6 +282,7 @@ async function cleanup() {
 
 async function main() {
   console.log(`psched benchmark: store=${opts.store}, dispatchers=${dispatcherCount}, scale=${scale}, node ${process.version}`);
+  console.log(`machine speed now: ${machineSpeed()}`);
   let db: string;
   if (opts.store === 'postgres') {
     const name = `psched_bench_${Date.now()}`;
