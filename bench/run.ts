@@ -1,6 +1,7 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -68,6 +69,7 @@ function ask<T>(child: ChildProcess, type: string): Promise<T> {
 
 async function startReceiver(): Promise<Receiver> {
   const child = fork(join(root, 'bench/receiver.ts'), { env: { ...process.env, BENCH_SIGNING_SECRET: SIGNING_SECRET }, stdio: 'inherit' });
+  children.push(child);
   const port = await new Promise<number>((resolve) => child.once('message', (m: { port: number }) => resolve(m.port)));
   return { port, child, report: () => ask(child, 'report'), count: () => ask(child, 'count'), reset: () => ask(child, 'reset') };
 }
@@ -78,16 +80,27 @@ interface DispatcherProcess {
   client: Pool;
 }
 
+/** A TCP port on 127.0.0.1 that was free a moment ago: a leftover dispatcher on a fixed port once answered for the new one. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
 async function startDispatcher(index: number, db: string, receiverPort: number): Promise<DispatcherProcess> {
-  const port = 18100 + index;
+  const port = await freePort();
   const nodeArgs = opts['node-args']!.split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...nodeArgs, join(root, 'bin/psched.js'), 'dispatcher',
     '--port', String(port), '--db', db, '--main-url', `http://127.0.0.1:${receiverPort}`,
     '--api-token', API_TOKEN, '--signing-secret', SIGNING_SECRET, '--log-level', 'warn',
     '--max-buffered', '200000'], { stdio: ['ignore', 'inherit', 'inherit'] });
+  children.push(child);
   const url = `http://127.0.0.1:${port}`;
   const client = new Pool(url, { connections: 32, pipelining: 1 });
   for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`dispatcher ${index} exited with code ${child.exitCode} before it was up`);
     try {
       const res = await client.request({ path: '/healthz', method: 'GET' });
       await res.body.dump();
@@ -195,10 +208,11 @@ async function runLoad(count: number, concurrency: number, job: (i: number, clie
   await Promise.all(Array.from({ length: concurrency }, async () => {
     for (;;) {
       const i = next++;
-      if (i >= count) return;
+      if (i >= count || interrupted) return;
       await job(i, dispatchers[i % dispatchers.length]!.client);
     }
   }));
+  if (interrupted) throw new Error('interrupted');
   return (performance.now() - started) / 1000;
 }
 
@@ -276,8 +290,12 @@ function record(name: string, value: string, target = '', ok?: boolean) {
 }
 
 const cleanups: (() => Promise<void> | void)[] = [];
+/** Every process this run started. */
+const children: ChildProcess[] = [];
+let interrupted = false;
 async function cleanup() {
-  for (const fn of cleanups.reverse()) await fn();
+  // each runs once, last registered first, whether the run ended or was interrupted
+  for (const fn of cleanups.splice(0).reverse()) await fn();
 }
 
 async function main() {
@@ -316,8 +334,10 @@ async function main() {
   cleanups.push(async () => {
     for (const d of dispatchers) {
       await d.client.close();
+      if (d.child.exitCode !== null || d.child.signalCode !== null) continue;
+      const exited = new Promise((r) => d.child.once('exit', r));
       d.child.kill('SIGTERM');
-      await new Promise((r) => d.child.once('exit', r));
+      await exited;
     }
   });
 
@@ -407,6 +427,16 @@ async function main() {
 
   console.log('\n| measure | result | target |\n|---|---|---|');
   for (const r of results) console.log(`| ${r.name} | ${r.value} | ${r.target}${r.ok === undefined ? '' : r.ok ? ' ✓' : ' ✗'} |`);
+}
+
+// Ctrl-C or a timeout stops the child processes too, instead of leaving them listening: at once, while
+// the load is still running (it then fails on its connections), then the temp files and database go.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    interrupted = true;
+    for (const child of children) child.kill('SIGTERM');
+    void cleanup().finally(() => process.exit(130));
+  });
 }
 
 try {
