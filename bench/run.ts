@@ -293,9 +293,13 @@ const cleanups: (() => Promise<void> | void)[] = [];
 /** Every process this run started. */
 const children: ChildProcess[] = [];
 let interrupted = false;
-async function cleanup() {
-  // each runs once, last registered first, whether the run ended or was interrupted
-  for (const fn of cleanups.splice(0).reverse()) await fn();
+let cleaning: Promise<void> | undefined;
+/** Runs the cleanups once, last registered first, whether the run ended or was interrupted; later calls wait for it. */
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const fn of cleanups.reverse()) await fn();
+  })();
+  return cleaning;
 }
 
 async function main() {
