@@ -2,7 +2,7 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -68,7 +68,13 @@ function ask<T>(child: ChildProcess, type: string): Promise<T> {
 }
 
 async function startReceiver(): Promise<Receiver> {
-  const child = fork(join(root, 'bench/receiver.ts'), { env: { ...process.env, BENCH_SIGNING_SECRET: SIGNING_SECRET }, stdio: 'inherit' });
+  // V8's background threads as bin/psched.js sets them for a main server: one core left to the event loop
+  const v8PoolSize = Math.max(1, Math.min(4, availableParallelism() - 1));
+  const child = fork(join(root, 'bench/receiver.ts'), {
+    execArgv: [`--v8-pool-size=${v8PoolSize}`],
+    env: { ...process.env, BENCH_SIGNING_SECRET: SIGNING_SECRET },
+    stdio: 'inherit',
+  });
   children.push(child);
   const port = await new Promise<number>((resolve) => child.once('message', (m: { port: number }) => resolve(m.port)));
   return { port, child, report: () => ask(child, 'report'), count: () => ask(child, 'count'), reset: () => ask(child, 'reset') };
