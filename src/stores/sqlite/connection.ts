@@ -31,25 +31,19 @@ const CACHE_SIZE_KIB = 16 * 1024;
  */
 const AUTOCHECKPOINT_PAGES = 16_384;
 
-/**
- * FULL: every COMMIT fsyncs the WAL (a resolved user write is on disk).
- * NORMAL: the WAL is fsynced only at checkpoints; a commit survives a crash of
- * the process but may be lost with the machine's power. Never corrupts.
- */
-export type Synchronous = 'FULL' | 'NORMAL';
-
 export class SqliteConnection {
   readonly db: DatabaseSync;
   #statements = new Map<string, Statement>();
   #multiRowStatements = new Map<MultiRowSql, MultiRowStatement>();
-  #synchronous: Synchronous = 'FULL';
 
   constructor(path: string) {
     this.db = new DatabaseSync(path);
     this.db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     // WAL: readers never block the writer, and a commit appends to one file (one fsync)
     this.db.exec('PRAGMA journal_mode = WAL');
-    this.db.exec('PRAGMA synchronous = FULL');
+    // NORMAL: COMMIT does not fsync; a commit survives a crash of the process, and the
+    // group commit's WalSync fsyncs the WAL before a durable call resolves (./wal-sync.ts)
+    this.db.exec('PRAGMA synchronous = NORMAL');
     this.db.exec(`PRAGMA cache_size = -${CACHE_SIZE_KIB}`);
     this.db.exec('PRAGMA temp_store = MEMORY');
     this.db.exec(`PRAGMA wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
@@ -73,13 +67,6 @@ export class SqliteConnection {
       this.#multiRowStatements.set(multiRow, prepared);
     }
     return prepared;
-  }
-
-  /** Switches the fsync policy for the next transactions (a no-op when unchanged). */
-  setSynchronous(mode: Synchronous): void {
-    if (mode === this.#synchronous) return;
-    this.db.exec(`PRAGMA synchronous = ${mode}`);
-    this.#synchronous = mode;
   }
 
   get inTransaction(): boolean {

@@ -16,13 +16,13 @@ export interface DurableSync {
  * throughput grows with concurrency instead of being capped by fsync latency.
  * Each call runs under its own SAVEPOINT: one that throws (a constraint error)
  * is rolled back alone and rejects only its own promise. Promises resolve only
- * after the COMMIT, so a resolved write is on disk.
+ * after the COMMIT.
  *
- * With a WalSync (a database file), COMMIT itself does not wait for the
- * disk: durable calls resolve after the next fdatasync of the WAL, which runs
- * on libuv's thread pool while the event loop goes on (./wal-sync.ts); relaxed
- * calls and reads resolve at once. Without one (an in-memory database) the
- * COMMIT of a durable group fsyncs on the event loop (synchronous=FULL).
+ * COMMIT itself does not wait for the disk (synchronous=NORMAL): durable calls
+ * resolve after the next fdatasync of the WAL, which runs on libuv's thread
+ * pool while the event loop goes on (./wal-sync.ts), so a resolved durable
+ * write is on disk; relaxed calls and reads resolve at once. An in-memory
+ * database has no WalSync: there is no disk to wait for.
  *
  * Reads run at once when no write is queued; otherwise they queue behind the
  * writes so a caller always reads its own earlier writes.
@@ -30,8 +30,8 @@ export interface DurableSync {
 
 /**
  * durable: the WAL is fsynced after the COMMIT before the call resolves.
- * relaxed: committed without waiting for the disk (synchronous=NORMAL); the
- * next durable call's fsync or a checkpoint takes it to disk.
+ * relaxed: committed without waiting for the disk; the next durable call's
+ * fsync or a checkpoint takes it to disk.
  */
 export type Durability = 'durable' | 'relaxed';
 
@@ -123,8 +123,6 @@ export class GroupCommit {
     const connection = this.#connection;
     let outcomes: Outcome[];
     try {
-      // Only without a WalSync does a durable group fsync inside COMMIT; that fsync covers every commit before it.
-      connection.setSynchronous(durable && !this.#walSync ? 'FULL' : 'NORMAL');
       connection.statement('BEGIN IMMEDIATE').run();
       outcomes = jobs.map((job) => (job.write ? runIsolated(connection, job) : runRead(job)));
       connection.statement('COMMIT').run();
