@@ -2,11 +2,12 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { Pool } from 'undici';
+import { SERVICE_V8_SETTINGS } from '../src/cli/v8-settings.ts';
 
 /**
  * `npm run bench`: the real dispatcher (separate processes, over HTTP) against
@@ -68,10 +69,9 @@ function ask<T>(child: ChildProcess, type: string): Promise<T> {
 }
 
 async function startReceiver(): Promise<Receiver> {
-  // V8's background threads as bin/psched.js sets them for a main server: one core left to the event loop
-  const v8PoolSize = Math.max(1, Math.min(4, availableParallelism() - 1));
+  // the V8 settings bin/psched.js gives a main server, which this receiver stands in for
   const child = fork(join(root, 'bench/receiver.ts'), {
-    execArgv: [`--v8-pool-size=${v8PoolSize}`],
+    execArgv: [...SERVICE_V8_SETTINGS],
     env: { ...process.env, BENCH_SIGNING_SECRET: SIGNING_SECRET },
     stdio: 'inherit',
   });

@@ -1,35 +1,17 @@
 #!/usr/bin/env node
 // The CLI lives in TypeScript; Node 24 runs it directly through type stripping.
-import { availableParallelism } from 'node:os';
 import process from 'node:process';
+import { missingV8Settings } from '../src/cli/v8-settings.ts';
 
 /**
- * The services run with two V8 settings that V8 reads only at start, so the
- * process replaces itself once with them added (same pid, nothing forked).
- * One the user gave (in the node options or NODE_OPTIONS) is left as it is.
- *
- * --max-semi-space-size=16: V8's young generation capped at 16 MiB per
- * semi-space. On a machine with much memory V8 lets it grow to 64 MiB (128 MiB
- * committed), and more short-lived objects survive into the old generation,
- * where they wait for a full collection: with 1,000,000 messages scheduled in
- * batches, the dispatcher's resident memory peaked at 315-345 MB by default
- * and 234-258 MB capped (measured; throughput unchanged within the noise).
- *
- * --v8-pool-size: V8's background threads (concurrent garbage collection)
- * leave one core to the event loop. By default four threads mark the heap at
- * once; on 2 cores they took both for 10-20 ms at a time, and every delivery
- * due meanwhile went out late (20,000 over 5 s: p99 11-16 ms, with the
- * deliveries started within 5 ms of their due time 98.6-99.3%; with one
- * thread p99 4-6 ms and 99.9-100%, measured).
+ * The services run with V8 settings (src/cli/v8-settings.ts) that V8 reads
+ * only at start, so the process replaces itself once with them added (same
+ * pid, nothing forked). One the user gave (in the node options or
+ * NODE_OPTIONS) is left as it is.
  */
 const SERVICES = new Set(['dispatcher', 'main', 'dev']);
-const V8_SETTINGS = [
-  '--max-semi-space-size=16',
-  `--v8-pool-size=${Math.max(1, Math.min(4, availableParallelism() - 1))}`,
-];
 
-const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
-const missing = V8_SETTINGS.filter((setting) => !given.some((option) => option.startsWith(setting.split('=')[0])));
+const missing = missingV8Settings([...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)]);
 if (SERVICES.has(process.argv[2] ?? '') && missing.length > 0 && typeof process.execve === 'function') {
   process.execve(process.execPath, [process.execPath, ...missing, ...process.execArgv, ...process.argv.slice(1)], process.env);
 }

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { SERVICE_V8_SETTINGS } from '../src/cli/v8-settings.ts';
 import { Processes } from './support/processes.ts';
 
 /**
@@ -28,6 +29,7 @@ describe('psched services and V8 memory', { skip: !existsSync('/proc/self/cmdlin
     assert.ok(args.includes('--max-semi-space-size=16'), `command line: ${args.join(' ')}`);
     const poolSize = Math.max(1, Math.min(4, availableParallelism() - 1));
     assert.ok(args.includes(`--v8-pool-size=${poolSize}`), `command line: ${args.join(' ')}`);
+    for (const setting of SERVICE_V8_SETTINGS) assert.ok(args.includes(setting), `${setting} missing: ${args.join(' ')}`);
     assert.ok(args.includes('dispatcher'), `still the dispatcher: ${args.join(' ')}`);
   });
 
