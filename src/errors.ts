@@ -51,6 +51,27 @@ export class UnavailableError extends PschedError {
   override readonly code = 'unavailable';
 }
 
+/**
+ * A write was committed but the disk failed to confirm it (a failed fsync of
+ * the WAL): the data may or may not survive a crash. Never "not stored": a
+ * caller that retried elsewhere could store it twice. On Linux a failed fsync
+ * cannot be retried (the kernel may have dropped the dirty pages), so the
+ * store that raises this halts: its process should exit and restart.
+ */
+export class DurabilityUnknownError extends PschedError {
+  override name = 'DurabilityUnknownError';
+  override readonly status = 500;
+  override readonly code = 'durability_unknown';
+}
+
+/**
+ * A store refused to open because another process holds it (an SQLite file
+ * belongs to one dispatcher). Said in one line at start, like a configuration mistake.
+ */
+export class StoreInUseError extends Error {
+  override name = 'StoreInUseError';
+}
+
 export interface HttpErrorBody {
   error: { code: string; message: string; field?: string; status?: string };
 }

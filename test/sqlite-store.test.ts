@@ -118,7 +118,7 @@ describe('SQLite stores', () => {
     const first = await openDispatcherStore(file);
     try {
       await assert.rejects(openDispatcherStore(file), (err: Error) => {
-        assert.equal(err.name, 'ConfigError');
+        assert.equal(err.name, 'StoreInUseError');
         assert.match(err.message, /in use by another psched dispatcher/);
         assert.ok(err.message.includes(file), err.message);
         return true;

@@ -61,8 +61,21 @@ export async function runServiceCommand(kind: 'dispatcher' | 'main', args: strin
     : await createMainServer(mainConfig(given));
   const url = await service.listen();
   console.error(`psched ${kind} listening on ${url}`);
+  if ('halted' in service) exitWhenHalted(service.halted);
   await closeOnSignal([service]);
   return 0;
+}
+
+/**
+ * Crash-stop: a dispatcher whose store halted (a failed fsync) exits at once
+ * with status 1, without the clean shutdown's writes, so that a supervisor
+ * restarts it and the restart reads back what the disk really holds.
+ */
+function exitWhenHalted(halted: Promise<Error>): void {
+  void halted.then((err) => {
+    console.error(`psched: the dispatcher halted: ${err.message}`);
+    process.exit(1);
+  });
 }
 
 interface DevCredentials {
@@ -138,6 +151,7 @@ export async function runDev(args: string[]): Promise<number> {
   }, noEnv));
   const mainUrl = await main.listen();
   const dispatcherUrl = await dispatcher.listen();
+  exitWhenHalted(dispatcher.halted);
   console.log(`
 psched is running
   main server  ${mainUrl}    compose a message and watch the feed

@@ -21,6 +21,13 @@ export interface Dispatcher extends AsyncDisposable {
   readonly engine: SchedulingEngine;
   readonly store: DispatcherStore;
   readonly config: Readonly<DispatcherConfig>;
+  /**
+   * Resolves (never rejects) if the store halts because it can no longer
+   * promise durability (a failed fsync). The engine has stopped by then and
+   * writes are refused; the process should exit and be restarted: `psched
+   * dispatcher` exits with status 1 at once.
+   */
+  readonly halted: Promise<Error>;
   /** Starts the engine, then listens on config.host:config.port; resolves with the base URL. */
   listen(): Promise<string>;
   /**
@@ -98,12 +105,19 @@ export async function createDispatcher(config: Readonly<DispatcherConfig>, deps:
       concurrency: config.concurrency,
       retentionMs: config.retentionMs,
     });
+    const halted = new Promise<Error>((resolve) => {
+      store.onHalt((err) => {
+        app.log.fatal({ err }, 'the store halted: the disk did not confirm a write; stopping deliveries, restart this dispatcher');
+        engine.halt(err);
+        resolve(err);
+      });
+    });
     const ctx: DispatcherContext = { config, store, engine, metrics, clock };
     registerApiRoutes(app, ctx);
     registerLegacyRoutes(app, ctx);
     registerUiRoutes(app, ctx);
     await app.ready();
-    return new RunningDispatcher(app, engine, store, config, async () => {
+    return new RunningDispatcher(app, engine, store, config, halted, async () => {
       await deliverer.close();
       if (ownsStore) await store.close();
     });
@@ -119,6 +133,7 @@ class RunningDispatcher implements Dispatcher {
   readonly engine: SchedulingEngine;
   readonly store: DispatcherStore;
   readonly config: Readonly<DispatcherConfig>;
+  readonly halted: Promise<Error>;
   #releaseResources: () => Promise<void>;
   #closing: Promise<void> | undefined;
 
@@ -127,12 +142,14 @@ class RunningDispatcher implements Dispatcher {
     engine: SchedulingEngine,
     store: DispatcherStore,
     config: Readonly<DispatcherConfig>,
+    halted: Promise<Error>,
     releaseResources: () => Promise<void>,
   ) {
     this.app = app;
     this.engine = engine;
     this.store = store;
     this.config = config;
+    this.halted = halted;
     this.#releaseResources = releaseResources;
   }
 

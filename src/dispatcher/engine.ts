@@ -807,16 +807,7 @@ export class SchedulingEngine {
       return;
     }
     this.#state = 'stopping';
-    this.#timer?.cancel();
-    this.#timer = undefined;
-    this.#earlyTimer?.cancel();
-    this.#earlyTimer = undefined;
-    for (const timer of [...this.#periodic, ...this.#retryTimers]) timer.cancel();
-    this.#periodic = [];
-    this.#retryTimers.clear();
-    clearTimeout(this.#flushTimer);
-    this.#flushTimer = undefined;
-    this.#unsubscribeWake?.();
+    this.#cancelTimers();
 
     await this.#waitForQuiet();
     await this.#recordFinished();
@@ -837,6 +828,43 @@ export class SchedulingEngine {
       this.#logger.error({ err }, 'releasing claims failed; they expire after one lease time');
     }
     this.#logger.info({ owner: this.ownerId, handedBack: abandoned }, 'scheduling engine stopped');
+    this.events.emit('idle');
+  }
+
+  #cancelTimers(): void {
+    this.#timer?.cancel();
+    this.#timer = undefined;
+    this.#earlyTimer?.cancel();
+    this.#earlyTimer = undefined;
+    for (const timer of [...this.#periodic, ...this.#retryTimers]) timer.cancel();
+    this.#periodic = [];
+    this.#retryTimers.clear();
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    this.#unsubscribeWake?.();
+  }
+
+  /**
+   * Stops at once, after the store halted (a failed fsync): no more
+   * deliveries and no more store calls, not even handing back claims, which
+   * the store could not promise to write. Answers of deliveries in flight are
+   * ignored; the next process on the store delivers those messages again
+   * (the receiver dedupes them by id).
+   */
+  halt(reason: Error): void {
+    if (this.#state === 'stopped') return;
+    const wasRunning = this.#state !== 'new';
+    this.#state = 'stopped';
+    this.#stopped ??= Promise.resolve();
+    this.#cancelTimers();
+    this.#buffer.clear();
+    this.#early = [];
+    this.#ready = [];
+    this.#readyHead = 0;
+    this.#pending = [];
+    for (const sweep of [...this.#sweeps]) this.#finishSweep(sweep);
+    for (const wake of this.#quietWaiters.splice(0)) wake();
+    if (wasRunning) this.#logger.error({ err: reason, owner: this.ownerId }, 'scheduling engine halted: the store can no longer promise durability');
     this.events.emit('idle');
   }
 

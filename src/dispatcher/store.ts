@@ -178,5 +178,14 @@ export interface DispatcherStore {
    */
   onWake(listener: () => void): () => void;
 
+  /**
+   * Calls `listener` once when the store can no longer promise durability
+   * (SQLite: an fsync of the WAL failed). From then on it refuses writes with
+   * that error (a DurabilityUnknownError) and its owner must stop at once: a
+   * restart reads back what the file really holds. PostgreSQL never calls it:
+   * the server itself stops on a failed fsync, and a client sees a lost connection.
+   */
+  onHalt(listener: (err: Error) => void): () => void;
+
   close(): Promise<void>;
 }

@@ -291,6 +291,11 @@ class PostgresDispatcherStore implements DispatcherStore {
     return this.#wake.add(listener);
   }
 
+  onHalt(_listener: (err: Error) => void): () => void {
+    // PostgreSQL handles its own fsync failures (it stops; we see a lost connection)
+    return () => {};
+  }
+
   /** Runs one statement of ./statements.ts by name. */
   #run<R extends pg.QueryResultRow>(pool: pg.Pool, name: keyof typeof sql, values: unknown[] = []): Promise<pg.QueryResult<R>> {
     return runStatement<R>(pool, name, sql[name], values);

@@ -2,8 +2,12 @@ import { Checkpointer } from './checkpointer.ts';
 import { SqliteConnection } from './connection.ts';
 import { GroupCommit } from './group-commit.ts';
 import { runMigrations } from './migrate.ts';
-import { WalSync } from './wal-sync.ts';
+import { realDatabasePath } from './path.ts';
+import { WalSync, type WalSyncOptions } from './wal-sync.ts';
 import type { Migration } from './migrations.ts';
+
+/** How a store reacts to a WAL sync that failed (./wal-sync.ts): tests inject the failure. */
+export type SqliteDurabilityOptions = WalSyncOptions;
 
 /** What each SQLite store is built on: one connection and group commit for its calls. */
 export class SqliteDatabase {
@@ -11,7 +15,9 @@ export class SqliteDatabase {
   readonly commits: GroupCommit;
   #checkpointer: Checkpointer | undefined;
 
-  constructor(path: string) {
+  /** `path` is resolved through symbolic links, so the WAL synced is the one SQLite writes. */
+  constructor(givenPath: string, durability: SqliteDurabilityOptions = {}) {
+    const path = realDatabasePath(givenPath);
     this.connection = new SqliteConnection(path);
     // an in-memory database has no WAL to copy or sync
     const inMemory = path === ':memory:';
@@ -19,7 +25,7 @@ export class SqliteDatabase {
     this.#checkpointer = checkpointer;
     this.commits = new GroupCommit(this.connection, {
       afterCommit: checkpointer && (() => checkpointer.nudge()),
-      walSync: inMemory ? undefined : new WalSync(`${path}-wal`),
+      walSync: inMemory ? undefined : new WalSync(`${path}-wal`, durability),
     });
   }
 

@@ -12,7 +12,7 @@ import {
   type StoredMessage,
 } from '../../dispatcher/store.ts';
 import type { SqliteConnection } from './connection.ts';
-import { SqliteDatabase } from './database.ts';
+import { SqliteDatabase, type SqliteDurabilityOptions } from './database.ts';
 import type { GroupCommit } from './group-commit.ts';
 import { dispatcherMigrations } from './migrations.ts';
 import { lockForOneDispatcher } from './owner-lock.ts';
@@ -45,11 +45,18 @@ const ROWS_PER_CHUNK = 1000;
  * only means a message is claimed or delivered again, which the receiver
  * dedupes by id. The next durable call's fsync takes them to disk too.
  */
-export function openSqliteDispatcherStore(path: string, options: { oneProcess?: boolean } = {}): DispatcherStore {
+export interface SqliteDispatcherStoreOptions {
+  /** Lock the file to this process (./owner-lock.ts): what a dispatcher does; tests may share a file. */
+  oneProcess?: boolean;
+  /** Injects the WAL sync (tests make it fail). */
+  fdatasync?: SqliteDurabilityOptions['fdatasync'];
+}
+
+export function openSqliteDispatcherStore(path: string, options: SqliteDispatcherStoreOptions = {}): DispatcherStore {
   // locked before the file is opened: a second dispatcher must not touch it
   const release = options.oneProcess && path !== ':memory:' ? lockForOneDispatcher(path) : undefined;
   try {
-    return new SqliteDispatcherStore(path, release);
+    return new SqliteDispatcherStore(path, release, options.fdatasync);
   } catch (err) {
     release?.();
     throw err;
@@ -68,10 +75,12 @@ class SqliteDispatcherStore implements DispatcherStore {
   #commits: GroupCommit;
 
   #releaseLock: (() => void) | undefined;
+  #halted: Error | undefined;
+  #haltListeners = new Set<(err: Error) => void>();
 
-  constructor(path: string, releaseLock?: () => void) {
+  constructor(path: string, releaseLock?: () => void, fdatasync?: SqliteDurabilityOptions['fdatasync']) {
     this.#releaseLock = releaseLock;
-    this.#database = new SqliteDatabase(path);
+    this.#database = new SqliteDatabase(path, { fdatasync, onFailure: (err) => this.#halt(err) });
     this.#connection = this.#database.connection;
     this.#commits = this.#database.commits;
   }
@@ -292,6 +301,23 @@ class SqliteDispatcherStore implements DispatcherStore {
   onWake(_listener: () => void): () => void {
     // One process owns the SQLite file: nobody else can change it behind our back.
     return () => {};
+  }
+
+  onHalt(listener: (err: Error) => void): () => void {
+    if (this.#halted) {
+      const halted = this.#halted;
+      queueMicrotask(() => listener(halted));
+      return () => {};
+    }
+    this.#haltListeners.add(listener);
+    return () => this.#haltListeners.delete(listener);
+  }
+
+  #halt(err: Error): void {
+    this.#halted = err;
+    const listeners = [...this.#haltListeners];
+    this.#haltListeners.clear();
+    for (const listener of listeners) listener(err);
   }
 
   async close(): Promise<void> {

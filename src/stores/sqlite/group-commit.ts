@@ -1,9 +1,12 @@
+import { UnavailableError } from '../../errors.ts';
 import type { SqliteConnection } from './connection.ts';
 
 /** What group commit needs of ./wal-sync.ts. */
 export interface DurableSync {
   /** Resolves once everything committed before the call is on disk. */
   durable(): Promise<void>;
+  /** Set once a sync failed: no write is accepted after it (./wal-sync.ts). */
+  readonly failure?: Error | undefined;
   close(): Promise<void>;
 }
 
@@ -120,6 +123,16 @@ export class GroupCommit {
     const durable = jobs.some((job) => job.durability === 'durable');
     if (durable && this.#syncing && !now) return;
     this.#queue = [];
+    const halted = this.#walSync?.failure;
+    if (halted) {
+      // a sync failed: nothing written from now on could be promised durable, so nothing is written
+      const refused = new UnavailableError(`nothing was written: this store halted after a failed disk sync (${halted.message})`, { cause: halted });
+      for (const job of jobs) {
+        if (job.write) job.reject(refused);
+        else settle(job, runRead(job));
+      }
+      return;
+    }
     const connection = this.#connection;
     let outcomes: Outcome[];
     try {
@@ -165,6 +178,11 @@ function runIsolated(connection: SqliteConnection, job: Job): Outcome {
     connection.statement('RELEASE call').run();
     return { ok: false, error };
   }
+}
+
+function settle(job: Job, outcome: Outcome): void {
+  if (outcome.ok) job.resolve(outcome.value);
+  else job.reject(outcome.error);
 }
 
 function runRead(job: Job): Outcome {

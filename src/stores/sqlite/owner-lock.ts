@@ -1,5 +1,6 @@
 import { DatabaseSync } from 'node:sqlite';
-import { ConfigError } from '../../config.ts';
+import { StoreInUseError } from '../../errors.ts';
+import { realDatabasePath } from './path.ts';
 
 /**
  * One dispatcher process per SQLite file. Opening a dispatcher's file expires
@@ -14,9 +15,10 @@ import { ConfigError } from '../../config.ts';
  */
 const SQLITE_BUSY = 5;
 
-/** Takes the lock for `dbPath`; returns what releases it. Throws a ConfigError when another process holds it. */
+/** Takes the lock for `dbPath`; returns what releases it. Throws a StoreInUseError when another process holds it. */
 export function lockForOneDispatcher(dbPath: string): () => void {
-  const lock = new DatabaseSync(`${dbPath}-lock`);
+  // through symbolic links: two links to one file must meet at one lock
+  const lock = new DatabaseSync(`${realDatabasePath(dbPath)}-lock`);
   try {
     // kept until the connection closes: the first write takes the exclusive lock, and it is never given back
     lock.exec('PRAGMA locking_mode = EXCLUSIVE');
@@ -30,7 +32,7 @@ export function lockForOneDispatcher(dbPath: string): () => void {
   } catch (err) {
     lock.close();
     if ((err as { errcode?: number }).errcode === SQLITE_BUSY) {
-      throw new ConfigError(
+      throw new StoreInUseError(
         `${dbPath} is in use by another psched dispatcher: an SQLite file belongs to one dispatcher process `
         + '(give each its own --db, or run a pool on PostgreSQL)',
       );
