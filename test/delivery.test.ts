@@ -176,6 +176,24 @@ describe('JSON deliverer', () => {
   });
 });
 
+describe('pipelined deliveries to a receiver that hangs', () => {
+  it('each attempt is sent once: undici never re-sends a pipelined request behind a timed-out one', async () => {
+    await using receiver = await startReceiver();
+    receiver.fallback = { status: 200, hang: true };
+    const deliverer = createJsonDeliverer({ mainUrl: receiver.url, timeoutMs: 300, connections: 1, pipelining: 4, clock: new FakeClock() });
+    try {
+      const ids = Array.from({ length: 8 }, (_, i) => `id-${i}`);
+      const results = await Promise.all(ids.map((id) => deliverer.deliver(storedMessage({ id }))));
+      assert.ok(results.every((result) => result.kind === 'retry'), JSON.stringify(results));
+      const sends = receiver.requests.map((request) => request.headers['idempotency-key']);
+      assert.ok(sends.length <= ids.length, `${sends.length} requests for ${ids.length} attempts: ${sends.join(' ')}`);
+      assert.equal(new Set(sends).size, sends.length, 'no attempt sent twice');
+    } finally {
+      await deliverer.close();
+    }
+  });
+});
+
 describe('legacy deliverer', () => {
   it('posts username and message form-encoded to postMessage.php; Success is delivered', async () => {
     await using receiver = await startReceiver();

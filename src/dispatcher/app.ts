@@ -65,7 +65,8 @@ function connectionsFor(concurrency: number): number {
  * 2.0 s at 96 µs, and the receiver used a third more). The price is
  * head-of-line blocking: a slow answer holds up the requests behind it on
  * its connection, and a timeout resets the connection, whose queued
- * deliveries are retried (they are idempotent). Legacy PHP receivers get one
+ * deliveries each fail as one attempt and wait for the engine's backoff
+ * (./delivery.ts refuses undici's silent re-send). Legacy PHP receivers get one
  * request per connection at a time, as the original sent them.
  */
 const PIPELINE_DEPTH = 32;
