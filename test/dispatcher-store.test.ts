@@ -629,6 +629,23 @@ for (const factory of dispatcherStoreFactories()) {
         assert.equal(again?.status, 'delivering');
       });
 
+      it('a released retry is handed back: scheduled, unleased, claimable by anyone when it comes due', async () => {
+        await using handle = await factory.create();
+        const kept = await insertDelivering(handle.store);
+        const released = await insertDelivering(handle.store);
+        await handle.store.finishDeliveries(OWNER, [
+          { id: kept.id, outcome: 'retry', at: T + 5000, error: 'busy' },
+          { id: released.id, outcome: 'retry', at: T + 60_000, error: 'busy', release: true },
+        ]);
+        assert.equal((await handle.store.get(kept.id))?.leaseOwner, OWNER);
+        const handedBack = await handle.store.get(released.id);
+        assert.equal(handedBack?.status, 'scheduled');
+        assert.equal(handedBack?.leaseOwner, null);
+        assert.equal(handedBack?.dueAt, T + 60_000);
+        const claimed = await handle.store.claimDue(OTHER, T + 60_000, T + 1, T + 90_000, 10);
+        assert.deepEqual(claimed.map((message) => message.id), [released.id]);
+      });
+
       it("ignores outcomes for messages the owner is not delivering", async () => {
         await using handle = await factory.create();
         const scheduled = await insertOne(handle.store, {}, CLAIM_ALL);

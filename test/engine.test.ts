@@ -317,14 +317,75 @@ describe('SchedulingEngine timing', () => {
 });
 
 describe('SchedulingEngine retries', () => {
-  it('computes full-jitter exponential backoff within its bounds', () => {
+  it('computes equal-jitter exponential backoff: between half the ceiling and the ceiling', () => {
     const ceilings = [1, 2, 3, 4, 5, 9, 10].map((attempt) => retryDelayMs(attempt, 1000, 30_000, () => 0.999999));
     assert.deepEqual(ceilings, [999, 1999, 3999, 7999, 15_999, 29_999, 29_999]);
-    assert.equal(retryDelayMs(4, 1000, 30_000, () => 0), 0);
+    const floors = [1, 2, 3, 4, 5, 9, 10].map((attempt) => retryDelayMs(attempt, 1000, 30_000, () => 0));
+    assert.deepEqual(floors, [500, 1000, 2000, 4000, 8000, 15_000, 15_000]);
     for (let i = 0; i < 200; i++) {
       const delay = retryDelayMs(3, 1000, 30_000, Math.random);
-      assert.ok(delay >= 0 && delay < 4000, `attempt 3 backoff ${delay} within [0, 4000)`);
+      assert.ok(delay >= 2000 && delay < 4000, `attempt 3 backoff ${delay} within [2000, 4000)`);
     }
+  });
+
+  it('rides out a 60 s outage with the default settings, however the jitter falls, and catches up as soon as one delivery succeeds', async () => {
+    // random 0: the shortest backoffs, the worst case for running out of attempts
+    await using h = await harness({ random: () => 0 });
+    const start = h.clock.now();
+    const back = start + 60 * SECOND;
+    h.deliverer.script = () => (h.clock.now() < back ? { kind: 'retry', error: 'ECONNREFUSED' } : { kind: 'delivered', status: 200 });
+    const during = await Promise.all(Array.from({ length: 20 }, (_, i) => h.schedule(i * 100, `during ${i}`)));
+    await h.clock.advance(61 * SECOND);
+    const after = await h.schedule(0, 'after');
+    await h.clock.advance(0);
+    await h.engine.whenIdle();
+    assert.equal(h.metrics.snapshot().outcomes.dead, 0, 'nothing went dead');
+    for (const id of [...during, after]) {
+      const stored = await h.status(id);
+      assert.equal(stored.status, 'delivered', `${stored.message}: ${stored.status}`);
+      // the first success brought every waiting retry forward: none waits out its backoff
+      assert.equal(stored.deliveredAt, start + 61 * SECOND, `${stored.message} delivered at +${(stored.deliveredAt! - start) / SECOND} s`);
+    }
+  });
+
+  it('caps a Retry-After at --retry-max', async () => {
+    await using h = await harness({ retryMaxMs: 30 * SECOND });
+    h.deliverer.script = (_message, call) => (call === 1 ? { kind: 'retry', error: 'main server answered 503', status: 503, retryAfterMs: 99_999_999 * SECOND } : { kind: 'delivered', status: 200 });
+    const start = h.clock.now();
+    const id = await h.schedule(0);
+    await h.clock.advance(0);
+    await h.engine.whenIdle();
+    assert.equal((await h.status(id)).dueAt, start + 30 * SECOND);
+    await h.clock.advance(30 * SECOND);
+    await h.engine.whenIdle();
+    assert.deepEqual(h.deliverer.calls.map((call) => call.at - start), [0, 30 * SECOND]);
+  });
+
+  it('a retry due beyond the horizon gives its buffer slot back: messages due now still go out with a full buffer', async () => {
+    await using h = await harness({ maxBuffered: 10, horizonMs: 10 * SECOND });
+    h.deliverer.script = (message) => (message.message === 'parked' && message.attempts === 1
+      ? { kind: 'retry', error: 'main server answered 429', status: 429, retryAfterMs: 120 * SECOND }
+      : { kind: 'delivered', status: 200 });
+    const parkedAt = h.clock.now();
+    const parked = await Promise.all(Array.from({ length: 10 }, () => h.schedule(0, 'parked')));
+    await h.clock.advance(0);
+    await h.engine.whenIdle();
+    for (const id of parked) assert.equal((await h.status(id)).leaseOwner, null, 'handed back until it comes within the horizon');
+    assert.equal(h.engine.bufferedCount, 0);
+
+    const start = h.clock.now();
+    const now = await Promise.all(Array.from({ length: 5 }, () => h.schedule(SECOND, 'due now')));
+    await h.clock.advance(SECOND);
+    await h.engine.whenIdle();
+    for (const id of now) assert.equal((await h.status(id)).deliveredAt, start + SECOND);
+
+    // and the parked ones are claimed again in time for their next attempt
+    await h.clock.advance(120 * SECOND);
+    await h.engine.whenIdle();
+    for (const id of parked) assert.equal((await h.status(id)).status, "delivered");
+    const second = h.deliverer.calls.filter((call) => call.text === 'parked' && call.attempt === 2);
+    assert.equal(second.length, 10);
+    assert.ok(second.every((call) => call.at === parkedAt + 120 * SECOND), 'each at its Retry-After, to the millisecond');
   });
 
   it('retries with exponential backoff, then delivers', async () => {
@@ -334,8 +395,8 @@ describe('SchedulingEngine retries', () => {
     const id = await h.schedule(0);
     await h.clock.advance(10 * SECOND);
     await h.engine.whenIdle();
-    // backoffs: 0.5 * 1000 after attempt 1, 0.5 * 2000 after attempt 2
-    assert.deepEqual(h.deliverer.calls.map((call) => [call.attempt, call.at - start]), [[1, 0], [2, 500], [3, 1500]]);
+    // backoffs: 0.75 * 1000 after attempt 1, 0.75 * 2000 after attempt 2
+    assert.deepEqual(h.deliverer.calls.map((call) => [call.attempt, call.at - start]), [[1, 0], [2, 750], [3, 2250]]);
     const stored = await h.status(id);
     assert.equal(stored.status, 'delivered');
     assert.equal(stored.attempts, 3);
@@ -361,11 +422,14 @@ describe('SchedulingEngine retries', () => {
     assert.deepEqual(h.deliverer.calls.map((call) => call.at - start), [0, 7000]);
   });
 
-  it('keeps a retry due beyond the horizon and delivers it then', async () => {
+  it('hands back a retry due beyond the horizon, claims it again and delivers it on time', async () => {
     await using h = await harness({ horizonMs: 10 * SECOND });
     h.deliverer.script = (_message, call) => (call === 1 ? { kind: 'retry', error: 'busy', retryAfterMs: 60 * SECOND } : { kind: 'delivered', status: 200 });
     const start = h.clock.now();
-    await h.schedule(0);
+    const id = await h.schedule(0);
+    await h.clock.advance(0);
+    await h.engine.whenIdle();
+    assert.equal((await h.status(id)).leaseOwner, null);
     await h.clock.advance(61 * SECOND);
     await h.engine.whenIdle();
     assert.deepEqual(h.deliverer.calls.map((call) => call.at - start), [0, 60 * SECOND]);

@@ -162,10 +162,18 @@ export function refillIntervalMs(horizonMs: number, leaseMs: number): number {
   return Math.max(1, Math.floor(Math.min(horizonMs, leaseMs) / 4));
 }
 
-/** Backoff before retry number `attempt` (1-based): full jitter over min(max, base * 2^(attempt-1)). */
+/**
+ * Backoff before retry number `attempt` (1-based): "equal jitter" over
+ * ceiling = min(max, base * 2^(attempt-1)), between half the ceiling and the
+ * ceiling. Full jitter (0 to the ceiling) spreads retries more, but an
+ * unlucky message could spend all its attempts in seconds: with the defaults,
+ * one went dead inside a 60 s outage. With a floor of half the ceiling the
+ * defaults (1 s base, 5 min max, 10 attempts) wait at least 255.5 s before
+ * the last attempt, whatever the draws.
+ */
 export function retryDelayMs(attempt: number, baseMs: number, maxMs: number, random: () => number): number {
   const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
-  return Math.floor(ceiling * random());
+  return Math.floor(ceiling / 2 + (ceiling / 2) * random());
 }
 
 type PendingOutcome = { message: StoredMessage; result: AttemptResult; record: DeliveryResult };
@@ -242,6 +250,16 @@ export class SchedulingEngine {
   #refillAgain = false;
   /** The last refill hit its limit: more is due than fitted, refill again as soon as room frees up. */
   #moreWaiting = false;
+
+  /**
+   * Buffered retries waiting out a backoff (not a Retry-After). The next
+   * delivery that succeeds brings them forward to now: the main server is
+   * back, and after a long outage their backoffs (up to minutes) would
+   * otherwise keep them waiting long after it recovered.
+   */
+  #backingOff = new Set<string>();
+  /** When the current run of failed attempts began (undefined after a success). */
+  #failingSince: number | undefined;
 
   #sweeps = new Set<SweepCollector>();
   #quietWaiters: (() => void)[] = [];
@@ -554,11 +572,19 @@ export class SchedulingEngine {
     if (started) {
       if (started.length < entries.length) this.#settleDropped(entries, started);
       const now = this.#clock.now();
-      for (const message of started) {
+      // the buffer's due time rules: it is the store's, or earlier for a retry brought forward
+      const bufferedDue = new Map(entries.map((entry) => [entry.id, entry.dueAt]));
+      let anyEarly = false;
+      for (let message of started) {
+        const dueAt = bufferedDue.get(message.id) ?? message.dueAt;
+        if (dueAt < message.dueAt) message = { ...message, dueAt };
         if (message.dueAt <= now) this.#ready.push(message);
-        else this.#early.push(message);
+        else {
+          this.#early.push(message);
+          anyEarly = true;
+        }
       }
-      if (started.some((message) => message.dueAt > now)) this.#keepEarlyInOrder();
+      if (anyEarly) this.#keepEarlyInOrder();
     }
     this.#pump();
     this.#checkQuiet();
@@ -615,6 +641,7 @@ export class SchedulingEngine {
 
   #deliver(message: StoredMessage): void {
     this.#inFlight.add(message.id);
+    this.#backingOff.delete(message.id);
     if (message.attempts === 1) {
       // measured from when the message could first have gone out: its due time, or its creation for one scheduled in the past
       this.#metrics.observeLateness(this.#clock.now() - Math.max(message.dueAt, message.createdAt));
@@ -644,15 +671,51 @@ export class SchedulingEngine {
     if (result.kind === 'delivered') {
       record = { id: message.id, outcome: 'delivered', at: now };
     } else if (result.kind === 'retry') {
-      const delay = result.retryAfterMs ?? retryDelayMs(message.attempts, this.#retryBaseMs, this.#retryMaxMs, this.#random);
-      record = { id: message.id, outcome: 'retry', at: now + Math.max(0, delay), error: result.error };
+      // a receiver's Retry-After is obeyed up to --retry-max: one answer must not park a message for years
+      const delay = result.retryAfterMs !== undefined
+        ? Math.min(result.retryAfterMs, this.#retryMaxMs)
+        : retryDelayMs(message.attempts, this.#retryBaseMs, this.#retryMaxMs, this.#random);
+      const at = now + Math.max(0, delay);
+      // due beyond the horizon: handed back, so it holds no buffer slot meanwhile (a refill claims it in due order)
+      record = { id: message.id, outcome: 'retry', at, error: result.error, release: at > now + this.#horizonMs };
     } else {
       record = { id: message.id, outcome: 'dead', at: now, error: result.error };
     }
     this.#metrics.recordOutcome(result.kind);
     this.#pending.push({ message, result, record });
+    this.#noteRecovery(result, now);
     this.#scheduleFlush();
     this.#pump();
+  }
+
+  /**
+   * A success after at least --retry-base of nothing but failures means the
+   * main server is back: the retries waiting out backoffs go now. A main
+   * server that fails one request in two never fails that long at load, so
+   * its retries keep their backoffs and do not burn attempts in a storm.
+   */
+  #noteRecovery(result: AttemptResult, now: number): void {
+    if (result.kind !== 'delivered') {
+      this.#failingSince ??= now;
+      return;
+    }
+    const outage = this.#failingSince === undefined ? 0 : now - this.#failingSince;
+    this.#failingSince = undefined;
+    if (outage >= this.#retryBaseMs && this.#backingOff.size > 0) this.#bringRetriesForward(now);
+  }
+
+  /**
+   * Moves the buffered retries in backoff to now (memory only: the store
+   * keeps their later due time, which a crash would fall back to; startDelivery
+   * checks version and lease, not the due time).
+   */
+  #bringRetriesForward(now: number): void {
+    for (const id of this.#backingOff) {
+      const entry = this.#buffer.get(id);
+      if (entry && entry.dueAt > now) this.#buffer.put({ ...entry, dueAt: now });
+    }
+    this.#backingOff.clear();
+    this.#kickStarter();
   }
 
   /**
@@ -702,8 +765,9 @@ export class SchedulingEngine {
     this.#writing = [];
     this.#write = undefined;
     for (const { message, result, record } of batch) {
-      if (record.outcome === 'retry' && this.#state === 'running') {
+      if (record.outcome === 'retry' && !record.release && this.#state === 'running') {
         this.#buffer.put({ id: message.id, version: message.version, dueAt: record.at });
+        if (result.kind === 'retry' && result.retryAfterMs === undefined) this.#backingOff.add(message.id);
       }
       this.#settleSweeps(message, result);
       this.events.emit('outcome', message, result);
@@ -741,6 +805,7 @@ export class SchedulingEngine {
   /** Forgets a buffered entry; a sweep waiting for it stops waiting. */
   #drop(id: string): void {
     this.#buffer.delete(id);
+    this.#backingOff.delete(id);
     this.#settleSweepsWithout(id);
   }
 
@@ -815,6 +880,7 @@ export class SchedulingEngine {
     await Promise.allSettled([this.#refilling, ...this.#claimingCalls]);
 
     this.#state = 'stopped';
+    this.#backingOff.clear();
     const abandoned = this.#inFlight.size + this.#early.length + this.#readyCount() + this.#pending.length;
     this.#buffer.clear();
     this.#early = [];
@@ -858,6 +924,7 @@ export class SchedulingEngine {
     this.#stopped ??= Promise.resolve();
     this.#cancelTimers();
     this.#buffer.clear();
+    this.#backingOff.clear();
     this.#early = [];
     this.#ready = [];
     this.#readyHead = 0;

@@ -95,6 +95,10 @@ export class DueBuffer {
     return this.#live.has(id);
   }
 
+  get(id: string): BufferEntry | undefined {
+    return this.#live.get(id);
+  }
+
   /**
    * Adds or replaces the entry for `entry.id`. An entry of an older version
    * than the live one is ignored: a slow claim result must not undo an edit.

@@ -102,6 +102,8 @@ export interface DeliveryResult {
   /** delivered: delivery time. retry: the next due time. dead: when it died. */
   at: number;
   error?: string;
+  /** retry only: hand the claim back (lease dropped) instead of keeping it for the next attempt. */
+  release?: boolean;
 }
 
 export interface DispatcherStore {
@@ -156,7 +158,7 @@ export interface DispatcherStore {
   /**
    * Records delivery outcomes of messages the owner is delivering:
    * delivered (deliveredAt set, lease dropped), retry (back to scheduled with
-   * the new dueAt, still leased to the owner), dead (lease dropped).
+   * the new dueAt, still leased to the owner unless `release`), dead (lease dropped).
    */
   finishDeliveries(owner: string, results: DeliveryResult[]): Promise<void>;
 

@@ -264,7 +264,9 @@ class PostgresDispatcherStore implements DispatcherStore {
     // One statement per outcome kind; they touch different rows, so they may run side by side.
     await Promise.all([
       delivered.length > 0 && this.#run(this.#enginePool, 'markDelivered', [owner, delivered.map((r) => r.id), delivered.map((r) => r.at)]),
-      retried.length > 0 && this.#run(this.#enginePool, 'markRetry', [owner, retried.map((r) => r.id), retried.map((r) => r.at), retried.map((r) => r.error ?? null)]),
+      retried.length > 0 && this.#run(this.#enginePool, 'markRetry', [
+        owner, retried.map((r) => r.id), retried.map((r) => r.at), retried.map((r) => r.error ?? null), retried.map((r) => r.release === true),
+      ]),
       dead.length > 0 && this.#run(this.#enginePool, 'markDead', [owner, dead.map((r) => r.id), dead.map((r) => r.at), dead.map((r) => r.error ?? null)]),
     ]);
   }

@@ -287,13 +287,17 @@ export const dispatcherStatements = {
       lease_owner = NULL
     FROM locked WHERE m.id = locked.id`,
 
-  /** Params: $1 owner, $2 ids (in id order), $3 ats, $4 errors (arrays). Stays leased to the owner, which keeps it buffered. */
+  /**
+   * Params: $1 owner, $2 ids (in id order), $3 ats, $4 errors, $5 releases (arrays).
+   * Stays leased to the owner, which keeps it buffered, unless released (due beyond its horizon).
+   */
   markRetry: `
     WITH locked AS (
-      SELECT m.id, r.at, r.error FROM unnest($2::text[], $3::bigint[], $4::text[]) AS r(id, at, error)
+      SELECT m.id, r.at, r.error, r.release FROM unnest($2::text[], $3::bigint[], $4::text[], $5::boolean[]) AS r(id, at, error, release)
       CROSS JOIN LATERAL (${BY_ID('r.id', `lease_owner = $1 AND status = 'delivering'`)}) AS m
     )
-    UPDATE messages m SET status = 'scheduled', due_at = locked.at, last_error = locked.error
+    UPDATE messages m SET status = 'scheduled', due_at = locked.at, last_error = locked.error,
+      lease_owner = CASE WHEN locked.release THEN NULL ELSE m.lease_owner END
     FROM locked WHERE m.id = locked.id`,
 
   /** Params: $1 owner, $2 ids (in id order), $3 ats, $4 errors (arrays). */

@@ -275,8 +275,11 @@ class SqliteDispatcherStore implements DispatcherStore {
       const rows = (outcome: DeliveryResult['outcome']) => results
         .filter((result) => result.outcome === outcome)
         .map((result) => ({ id: result.id, at: result.at, error: result.error ?? null }));
+      const retries = results
+        .filter((result) => result.outcome === 'retry')
+        .map((result) => ({ id: result.id, at: result.at, error: result.error ?? null, release: result.release ? 1 : 0 }));
       this.#move('delivering', 'delivered', this.#connection.multiRow(sql.markDelivered).run(rows('delivered'), { owner }));
-      this.#move('delivering', 'scheduled', this.#connection.multiRow(sql.markRetry).run(rows('retry'), { owner }));
+      this.#move('delivering', 'scheduled', this.#connection.multiRow(sql.markRetry).run(retries, { owner }));
       this.#move('delivering', 'dead', this.#connection.multiRow(sql.markDead).run(rows('dead'), { owner }));
     });
   }

@@ -172,14 +172,15 @@ export const dispatcherStatements = {
     row: '(:id, :at)',
   } satisfies MultiRowSql,
 
-  /** Stays leased to the owner, which keeps it buffered for the next attempt. */
+  /** Stays leased to the owner, which keeps it buffered for the next attempt, unless released (due beyond its horizon). */
   markRetry: {
     sql: `
-      WITH outcome (id, at, error) AS (VALUES {rows})
-      UPDATE messages SET status = 'scheduled', due_at = outcome.at, last_error = outcome.error
+      WITH outcome (id, at, error, release) AS (VALUES {rows})
+      UPDATE messages SET status = 'scheduled', due_at = outcome.at, last_error = outcome.error,
+        lease_owner = CASE WHEN outcome.release THEN NULL ELSE messages.lease_owner END
       FROM outcome
       WHERE messages.id = outcome.id AND messages.lease_owner = :owner AND messages.status = 'delivering'`,
-    row: '(:id, :at, :error)',
+    row: '(:id, :at, :error, :release)',
   } satisfies MultiRowSql,
 
   markDead: {
