@@ -54,6 +54,15 @@ export class FakeClock implements Clock {
     return this.#timers.filter((t) => !t.cancelled).length;
   }
 
+  /**
+   * Moves time forward without firing anything: what a process paused
+   * (SIGSTOP, a stalled VM) finds when it resumes. The next advance or set
+   * fires what came due meanwhile, in due order, as Node does after a pause.
+   */
+  jump(ms: number): void {
+    this.#now += ms;
+  }
+
   /** Moves time forward, firing every timer that comes due on the way, in order. */
   async advance(ms: number): Promise<void> {
     await this.set(this.#now + ms);

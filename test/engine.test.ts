@@ -670,3 +670,72 @@ describe('SchedulingEngine lifecycle', () => {
     assert.match(text, /^psched_delivery_lateness_seconds_count 1$/m);
   });
 });
+
+describe('SchedulingEngine paused past its lease', () => {
+  /**
+   * Owner A (one delivery at a time) has five messages started: one in
+   * flight, held by the receiver, four queued behind it. A is then paused
+   * for 30 s (three leases); B, on time, takes over and delivers all five.
+   * When A resumes, either its held delivery answers first (and would free
+   * a slot for the queue) or its overdue timers fire first.
+   */
+  async function pausedOwner(resume: 'answer first' | 'timers first', successor: boolean) {
+    const h = await harness({ concurrency: 1, leaseMs: 10 * SECOND });
+    const first = held();
+    h.deliverer.script = (_message, call) => (call === 1 ? first.promise : { kind: 'delivered', status: 200 });
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push(await h.schedule(SECOND, `m${i}`));
+    await h.clock.advance(SECOND);
+    assert.equal(h.deliverer.calls.length, 1, 'one in flight');
+    for (const id of ids) assert.equal((await h.status(id)).status, 'delivering');
+
+    h.clock.jump(30 * SECOND);
+    const clock = new FakeClock(h.clock.now());
+    const deliverer = new ScriptedDeliverer(clock);
+    const b = new SchedulingEngine({ store: h.store, deliverer, clock, metrics: new DispatcherMetrics(), leaseMs: 10 * SECOND });
+    if (successor) {
+      await b.start();
+      await clock.advance(0);
+      await b.whenIdle();
+      assert.deepEqual(deliverer.calls.map((call) => call.id).sort(), [...ids].sort(), 'B took over all five');
+    }
+
+    if (resume === 'answer first') {
+      first.finish({ kind: 'delivered', status: 200 });
+      await h.clock.advance(0);
+    } else {
+      await h.clock.advance(0);
+      first.finish({ kind: 'delivered', status: 200 });
+    }
+    await h.clock.advance(0);
+    await h.engine.whenIdle();
+    return { h, b, ids, deliverer };
+  }
+
+  for (const resume of ['answer first', 'timers first'] as const) {
+    it(`never sends what another owner took over meanwhile (${resume})`, async () => {
+      const { h, b, ids, deliverer } = await pausedOwner(resume, true);
+      try {
+        assert.deepEqual(h.deliverer.calls.map((call) => call.id), [ids[0]], 'A sent nothing after its pause');
+        for (const id of ids) assert.equal((await h.status(id)).status, 'delivered');
+        assert.equal(deliverer.calls.length, 5, 'each delivered once by B');
+      } finally {
+        await b.stop();
+        await h[Symbol.asyncDispose]();
+      }
+    });
+  }
+
+  it('delivers what nobody took meanwhile, once its lease is renewed', async () => {
+    const { h, b, ids } = await pausedOwner('answer first', false);
+    try {
+      assert.deepEqual(h.deliverer.calls.map((call) => call.id), ids, 'all five, in order, by A');
+      for (const id of ids) assert.equal((await h.status(id)).status, 'delivered');
+      const lease = (await h.status(ids[0]!)).leaseOwner;
+      assert.equal(lease, null);
+    } finally {
+      await b.stop();
+      await h[Symbol.asyncDispose]();
+    }
+  });
+});

@@ -261,6 +261,21 @@ export class SchedulingEngine {
   /** When the current run of failed attempts began (undefined after a success). */
   #failingSince: number | undefined;
 
+  /**
+   * Until when this owner's lease is known to hold in the store: the latest
+   * renewal's expiry, counted only if its answer came back before the lease
+   * it extended ran out. Nothing is sent or started past it (less a margin):
+   * a process paused longer than its lease (SIGSTOP, a VM stall, a swap
+   * storm) wakes up with queues of messages that another owner may have
+   * taken over and delivered meanwhile.
+   */
+  #leaseValidUntil = 0;
+  readonly #leaseMarginMs: number;
+  /** The lease may have lapsed: nothing is started or sent until #regainLease() has checked what is still ours. */
+  #leaseLost = false;
+  /** startDelivery calls under way; #regainLease waits for them before it checks what they moved. */
+  #startCalls = new Set<Promise<void>>();
+
   #sweeps = new Set<SweepCollector>();
   #quietWaiters: (() => void)[] = [];
 
@@ -282,6 +297,7 @@ export class SchedulingEngine {
     this.#stopGraceMs = options.stopGraceMs ?? 10_000;
     this.#random = options.random ?? Math.random;
     this.#readyMax = Math.max(START_CHUNK, this.#concurrency);
+    this.#leaseMarginMs = Math.floor(this.#leaseMs / 10);
   }
 
   get bufferedCount(): number {
@@ -296,6 +312,8 @@ export class SchedulingEngine {
   async start(): Promise<void> {
     if (this.#state !== 'new') throw new Error(`SchedulingEngine.start(): the engine is ${this.#state}; create a new one`);
     this.#state = 'running';
+    // a new owner holds nothing yet: every claim it makes from now on lasts at least this long
+    this.#leaseValidUntil = this.#clock.now() + this.#leaseMs;
     this.#unsubscribeWake = this.#store.onWake(() => void this.refill());
     await this.refill();
     this.#every(refillIntervalMs(this.#horizonMs, this.#leaseMs), () => void this.refill());
@@ -451,11 +469,94 @@ export class SchedulingEngine {
   }
 
   async #renewLeases(): Promise<void> {
+    if (this.#leaseLost) return; // #regainLease renews
+    const issuedAt = this.#clock.now();
     try {
-      await this.#store.renewLeases(this.ownerId, this.#clock.now() + this.#leaseMs);
+      await this.#store.renewLeases(this.ownerId, issuedAt + this.#leaseMs);
     } catch (err) {
       this.#logger.error({ err }, 'lease renewal failed; claims expire unless the next renewal succeeds');
+      return;
     }
+    // answered in time: the lease never lapsed, and now lasts until issuedAt + lease (renewals never shorten it)
+    if (this.#leaseHolds()) this.#leaseValidUntil = Math.max(this.#leaseValidUntil, issuedAt + this.#leaseMs);
+  }
+
+  /**
+   * Whether the lease still holds, with a margin for the send itself and for
+   * clocks of a pool that differ a little. The first time it does not, the
+   * engine stops starting and sending, and #regainLease takes over.
+   */
+  #leaseHolds(): boolean {
+    if (this.#leaseLost) return false;
+    if (this.#clock.now() < this.#leaseValidUntil - this.#leaseMarginMs) return true;
+    if (this.#state !== 'running') return false;
+    this.#leaseLost = true;
+    this.#logger.warn(
+      { owner: this.ownerId, leaseValidUntil: new Date(this.#leaseValidUntil).toISOString() },
+      'the lease may have lapsed (was the process paused?): sending nothing until what is still ours is checked',
+    );
+    void this.#regainLease();
+    return false;
+  }
+
+  /**
+   * After a possible lapse: renews the lease, then keeps of the started
+   * messages (queued or early) only those the store still shows delivering
+   * for this owner, attempt for attempt; another owner took over the rest.
+   * From the renewal on, what is still ours stays ours, so a check read
+   * after it is final. Buffered entries need no check: startDelivery's
+   * compare-and-set on the owner refuses those taken over.
+   */
+  async #regainLease(): Promise<void> {
+    while (this.#state === 'running') {
+      await Promise.allSettled([...this.#startCalls]);
+      const issuedAt = this.#clock.now();
+      let kept: Set<string>;
+      try {
+        await this.#store.renewLeases(this.ownerId, issuedAt + this.#leaseMs);
+        kept = await this.#stillOurs([...this.#ready.slice(this.#readyHead) as StoredMessage[], ...this.#early]);
+      } catch (err) {
+        this.#logger.error({ err }, 'renewing a lapsed lease failed; trying again shortly');
+        await new Promise<void>((resolve) => this.#retryLater(resolve));
+        continue;
+      }
+      if (this.#state !== 'running') return;
+      this.#leaseValidUntil = issuedAt + this.#leaseMs;
+      if (this.#clock.now() >= this.#leaseValidUntil - this.#leaseMarginMs) continue; // stalled again meanwhile
+      const dropped = this.#keepStarted(kept);
+      this.#leaseLost = false;
+      this.#logger.warn({ owner: this.ownerId, dropped }, 'lease regained; messages taken over meanwhile were dropped unsent');
+      this.#pump();
+      this.#checkQuiet();
+      return;
+    }
+  }
+
+  /** The ids of `messages` the store still shows as this owner's, in the delivery attempt they were started for. */
+  async #stillOurs(messages: StoredMessage[]): Promise<Set<string>> {
+    const stored = await Promise.all(messages.map((message) => this.#store.get(message.id)));
+    const ours = new Set<string>();
+    messages.forEach((message, i) => {
+      const now = stored[i];
+      if (now && now.status === 'delivering' && now.leaseOwner === this.ownerId && now.attempts === message.attempts) ours.add(message.id);
+    });
+    return ours;
+  }
+
+  /** Drops from the ready and early queues what is not in `kept`; returns how many went. */
+  #keepStarted(kept: Set<string>): number {
+    const before = this.#readyCount() + this.#early.length;
+    const ready = (this.#ready.slice(this.#readyHead) as StoredMessage[]);
+    const keep = (message: StoredMessage) => {
+      if (kept.has(message.id)) return true;
+      this.#settleSweepsWithout(message.id);
+      return false;
+    };
+    this.#ready = ready.filter(keep);
+    this.#readyHead = 0;
+    this.#early = this.#early.filter(keep);
+    this.#armEarly();
+    return before - this.#readyCount() - this.#early.length;
   }
 
   async #purge(): Promise<void> {
@@ -529,19 +630,22 @@ export class SchedulingEngine {
   };
 
   #canStartMore(): boolean {
-    return !this.#startsPaused && this.#starting.size < MAX_STARTS_IN_FLIGHT
+    return !this.#startsPaused && !this.#leaseLost && this.#starting.size < MAX_STARTS_IN_FLIGHT
       && this.#readyCount() + this.#startingCount + this.#early.length < this.#readyMax;
   }
 
   /** Starts every due entry (or due within two leads), chunk by chunk, as far as the limits allow; then re-arms the timer. */
   #kickStarter(): void {
+    if (this.#state === 'running' && !this.#leaseHolds()) return; // #regainLease kicks it again
     while (this.#state === 'running' && this.#canStartMore()) {
       const now = this.#clock.now();
       const entries = this.#buffer.takeDue(now + 2 * this.#lead(), START_CHUNK);
       if (entries.length === 0) break;
       // outcomes waiting for company go along: on SQLite both land in the same transaction
       if (this.#pending.length > 0) this.#flushNow();
-      void this.#start(entries, now);
+      const call = this.#start(entries, now);
+      this.#startCalls.add(call);
+      void call.finally(() => this.#startCalls.delete(call));
     }
     this.#arm();
   }
@@ -627,6 +731,7 @@ export class SchedulingEngine {
 
   /** Starts deliveries from the ready queue while slots are free, then lets the starter refill the queue. */
   #pump(): void {
+    if (this.#readyHead < this.#ready.length && !this.#leaseHolds()) return; // #regainLease pumps again
     while (this.#inFlight.size < this.#concurrency && this.#readyHead < this.#ready.length && this.#state === 'running') {
       const message = this.#ready[this.#readyHead]!;
       this.#ready[this.#readyHead++] = undefined;
