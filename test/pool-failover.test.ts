@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import { OUTCOME_BATCH } from '../src/dispatcher/engine.ts';
 import { waitFor } from './support/processes.ts';
 import { postgresTestUrl, withAdminClient } from './support/postgres.ts';
 import { TestPool, acceptedIds, deliveriesById, quantile, type WireDelivery } from './support/pool.ts';
@@ -29,8 +30,15 @@ const KILLED = 1;
  */
 const LEASE_MS = 2_000;
 const HORIZON_MS = 20_000;
-/** Deliveries in flight per dispatcher (the default): bounds what the dead one had sent but not recorded. */
+/** Deliveries in flight per dispatcher (the default). */
 const CONCURRENCY = 128;
+/**
+ * What the dead one had sent but not recorded: its deliveries in flight, plus
+ * the answered ones whose outcomes wait for company before they are written
+ * (up to OUTCOME_BATCH) and the batch being written (as many again). Bounding
+ * by the concurrency alone failed 3 runs in 9 (130-141).
+ */
+const UNRECORDED_BOUND = CONCURRENCY + 2 * OUTCOME_BATCH;
 /**
  * Takeover: the dead one's claims expire at most one lease after the kill (a
  * live one renews every lease/3), the next refill of a live one finds them
@@ -111,7 +119,7 @@ describe('a pool of 3 dispatchers on PostgreSQL, one killed with kill -9', { ski
       assert.ok(first!.receivedAt <= deadAt, `the dead one's copy of ${id} arrived before it died`);
       assert.ok(again.every((d) => d.via !== dead), `message ${id} was sent again by a live dispatcher only: ${JSON.stringify(list)}`);
     }
-    assert.ok(duplicated.length <= CONCURRENCY, `${duplicated.length} wire duplicates, at most the dead one's concurrency (${CONCURRENCY})`);
+    assert.ok(duplicated.length <= UNRECORDED_BOUND, `${duplicated.length} wire duplicates, at most what the dead one can hold sent but unrecorded (${UNRECORDED_BOUND})`);
     assert.equal(burst.filter((d) => d.status === 200).length, duplicated.length, 'the main server answered 200 (already posted) exactly to the redeliveries');
 
     // 6. extra lateness of the dead one's messages that the others delivered: against live messages due at the same time

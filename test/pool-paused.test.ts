@@ -28,7 +28,7 @@ describe('a pool member paused past its lease', { skip: url ? false : 'PSCHED_TE
     await pool.start({
       dispatchers: 2,
       dispatcherFlags: { lease: `${LEASE_MS}ms`, horizon: '20s' },
-      flagsFor: (i) => (i === FROZEN ? { concurrency: '1' } : {}),
+      flagsFor: (i): Record<string, string> => (i === FROZEN ? { concurrency: '1' } : {}),
     });
     const warmUp = await pool.warmUp(20);
     const frozen = pool.dispatchers[FROZEN]!;

@@ -142,7 +142,7 @@ const ROUND_TRIP_WEIGHT = 0.2;
 const OUTCOME_FLUSH_DELAY_MS = 10;
 
 /** Outcomes written at once without waiting for the delay. */
-const OUTCOME_BATCH = 256;
+export const OUTCOME_BATCH = 256;
 
 /** Old delivered history is purged this often; purging is cheap but there is no hurry. */
 const PURGE_INTERVAL_MS = 10 * 60_000;
