@@ -65,6 +65,23 @@ export class DurabilityUnknownError extends PschedError {
 }
 
 /**
+ * The disk (or the database server's) is full: the write was rolled back,
+ * nothing was stored. 507, so a caller may try again later or elsewhere.
+ */
+export class StorageFullError extends PschedError {
+  override name = 'StorageFullError';
+  override readonly status = 507;
+  override readonly code = 'storage_full';
+}
+
+/** SQLITE_FULL from node:sqlite, PostgreSQL's disk_full (53100), or ENOSPC from the file system. */
+export function isStorageFull(err: unknown): boolean {
+  const e = err as { errcode?: unknown; code?: unknown } | null;
+  if (typeof e !== 'object' || e === null) return false;
+  return (typeof e.errcode === 'number' && (e.errcode & 0xff) === 13) || e.code === '53100' || e.code === 'ENOSPC';
+}
+
+/**
  * A store refused to open because another process holds it (an SQLite file
  * belongs to one dispatcher). Said in one line at start, like a configuration mistake.
  */
@@ -83,6 +100,9 @@ export function toHttpError(err: unknown): { status: number; body: HttpErrorBody
     if (err instanceof ValidationError && err.field) body.error.field = err.field;
     if (err instanceof ConflictError && err.currentStatus) body.error.status = err.currentStatus;
     return { status: err.status, body };
+  }
+  if (isStorageFull(err)) {
+    return { status: 507, body: { error: { code: 'storage_full', message: 'The disk is full: nothing was stored; try again once space is freed' } } };
   }
   const fastifyError = err as { statusCode?: number; code?: string; message?: string; validation?: unknown };
   if (typeof fastifyError?.statusCode === 'number' && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {

@@ -1,7 +1,9 @@
 import { timingSafeEqual } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import formbody from '@fastify/formbody';
 import { toHttpError, UnauthorizedError } from './errors.ts';
+import { decodeJsonBody, parseFormBody, parseJsonBody, requireUtf8Charset } from './http-bodies.ts';
 
 /**
  * What both HTTP services share: Fastify with pino JSON logs, form bodies (the
@@ -17,6 +19,9 @@ export interface HttpServerOptions {
 
 export const DEFAULT_BODY_LIMIT = 8 * 1024 * 1024;
 
+/** Form posts (the original's endpoints, the pages) carry one message: 64 KiB is ample. */
+const FORM_BODY_LIMIT = 64 * 1024;
+
 export async function createHttpServer(options: HttpServerOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: options.logger,
@@ -24,8 +29,36 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Fast
     // one log line per request would cost more than the request itself at 10,000/s
     logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: 'idle',
+    // the router's own refusals and malformed HTTP answer in the same shape as every other error
+    frameworkErrors: (err, _request, reply: FastifyReply) => {
+      const status = err.statusCode ?? 400;
+      const code = status === 414 ? 'uri_too_long' : 'invalid_request';
+      const message = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+        ? `A path segment is longer than ${MAX_PARAM_LENGTH} characters: no id is that long`
+        : err.code === 'FST_ERR_BAD_URL' ? 'The URL is malformed (a % not followed by two hex digits, or bytes that are not UTF-8)'
+          : err.message;
+      void reply.status(status).send({ error: { code, message } });
+    },
+    clientErrorHandler: answerClientError,
   });
-  await app.register(formbody, { bodyLimit: 64 * 1024 });
+  // bodies are read strictly as UTF-8 (./http-bodies.ts), so nothing is stored with a character nobody sent
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    try {
+      requireUtf8Charset(request.headers['content-type']);
+      done(null, parseJsonBody(decodeJsonBody(body as Buffer)));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer', bodyLimit: FORM_BODY_LIMIT }, (request, body, done) => {
+    try {
+      requireUtf8Charset(request.headers['content-type']);
+      done(null, parseFormBody(body as Buffer));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
   app.setErrorHandler((err, request, reply) => {
     const { status, body } = toHttpError(err);
     if (status >= 500) request.log.error({ err }, 'request failed');
@@ -35,6 +68,23 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Fast
     void reply.status(404).send({ error: { code: 'not_found', message: `No route for ${request.method} ${request.url}` } });
   });
   return app;
+}
+
+/** Fastify's default: the longest path parameter the router takes (ids are 36 characters). */
+const MAX_PARAM_LENGTH = 100;
+
+/**
+ * Requests Node's HTTP parser refuses before Fastify sees them (malformed
+ * request lines, oversized headers, a request that took too long): answered
+ * on the socket in the documented shape, then closed.
+ */
+function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed || !socket.writable) return;
+  const [status, code, message] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'headers_too_large', 'The request headers are too large (16 KiB in all at most)']
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'request_timeout', 'The request did not arrive in time']
+      : [400, 'invalid_request', `Malformed HTTP request (${err.code ?? 'parse error'}): ${err.message}`];
+  const body = JSON.stringify({ error: { code, message } });
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }
 
 function sameSecret(given: string, expected: string): boolean {
@@ -124,4 +174,14 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost|\[::1\])$/i;
 
 export function isLoopbackHost(host: string): boolean {
   return LOOPBACK.test(host);
+}
+
+/** /v1 speaks JSON only: a body of any other type is refused before it is read. */
+export async function requireJsonBody(request: FastifyRequest, reply: FastifyReply) {
+  const type = request.headers['content-type'];
+  const hasBody = type !== undefined || request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length'] ?? 0) > 0;
+  if (!hasBody || /^application\/json\s*(;|$)/i.test(type ?? '')) return;
+  return reply.code(415).send({
+    error: { code: 'unsupported_media_type', message: `Send the body as application/json (got ${type ?? 'no content-type'})` },
+  });
 }

@@ -1,6 +1,6 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
-import { requireToken } from '../http.ts';
+import { requireJsonBody, requireToken } from '../http.ts';
 import { LIMITS, validateMessagePatch, validateScheduleRequest, type ValidScheduleRequest } from '../protocol/messages.ts';
 import { decodeCursor, encodeCursor, toMessageJson } from './message-json.ts';
 import { MESSAGE_ARRAY_SCHEMA, MESSAGE_PAGE_SCHEMA, MESSAGE_SCHEMA, openApiDocument } from './openapi.ts';
@@ -120,16 +120,6 @@ function registerMessageRoutes(v1: FastifyInstance, { engine, store, clock, conf
       throw new ConflictError(`Only dead messages can be retried; this one is ${outcome.status}`, outcome.status);
     }
     return toMessageJson(settle(outcome, id, 'retried'));
-  });
-}
-
-/** /v1 speaks JSON only: a body of any other type is refused before it is read. */
-async function requireJsonBody(request: FastifyRequest, reply: FastifyReply) {
-  const type = request.headers['content-type'];
-  const hasBody = type !== undefined || request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length'] ?? 0) > 0;
-  if (!hasBody || /^application\/json\s*(;|$)/i.test(type ?? '')) return;
-  return reply.code(415).send({
-    error: { code: 'unsupported_media_type', message: `Send the body as application/json (got ${type ?? 'no content-type'})` },
   });
 }
 

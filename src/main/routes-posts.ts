@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Clock } from '../clock.ts';
 import type { MainConfig } from '../config.ts';
 import { ValidationError } from '../errors.ts';
+import { decodeJsonBody, parseJsonBody, requireUtf8Charset } from '../http-bodies.ts';
 import { uuidv7 } from '../ids.ts';
 import { LEGACY_FAILURES, POST_FIELDS, legacyFailure, legacySuccess, readLegacyForm } from '../protocol/legacy.ts';
 import { LIMITS, textLength } from '../protocol/messages.ts';
@@ -40,13 +41,14 @@ export async function registerPostRoutes(app: FastifyInstance, context: PostRout
   // body as text, checks the signature on that text, and only then parses it.
   await app.register(async (scope) => {
     scope.removeContentTypeParser('application/json');
-    scope.addContentTypeParser('application/json', { parseAs: 'string' }, (request, raw, done) => {
+    scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, raw, done) => {
       try {
-        const text = raw as string;
+        requireUtf8Charset(request.headers['content-type']);
+        const text = decodeJsonBody(raw as Buffer);
         if (config.signingSecret) {
           requireValidSignature(config.signingSecret, request.headers['psched-signature'], text, clock.now());
         }
-        done(null, parseJson(text));
+        done(null, parseJsonBody(text));
       } catch (err) {
         done(err as Error, undefined);
       }
@@ -96,14 +98,6 @@ export async function registerPostRoutes(app: FastifyInstance, context: PostRout
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new ValidationError('body is not valid JSON', undefined, { cause: err });
-  }
 }
 
 /** The limits of scheduling, applied to the original's unsigned posts too. */

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { MainConfig } from '../config.ts';
 import { ValidationError, toHttpError } from '../errors.ts';
-import { isAuthorized } from '../http.ts';
+import { isAuthorized, requireJsonBody } from '../http.ts';
 import {
   SCHEDULE_FIELDS, legacyFailure, legacyForwarded, legacyNoDispatcher, readLegacyForm, LEGACY_FAILURES,
 } from '../protocol/legacy.ts';
@@ -23,8 +23,10 @@ export interface ScheduledRoutesContext {
 export function registerScheduledRoutes(app: FastifyInstance, context: ScheduledRoutesContext): void {
   const { config, scheduled } = context;
   const auth = { preHandler: requireApiToken(config.accessToken) };
+  // the JSON API reads JSON only, as the dispatcher's does: a form or text body is refused before it is read
+  const jsonApi = { ...auth, onRequest: requireJsonBody };
 
-  app.post('/v1/scheduled', auth, async (request, reply) => passThrough(reply, await scheduled.schedule(request.body)));
+  app.post('/v1/scheduled', jsonApi, async (request, reply) => passThrough(reply, await scheduled.schedule(request.body)));
 
   app.get('/v1/scheduled', auth, async (request, reply) => {
     try {
@@ -35,7 +37,7 @@ export function registerScheduledRoutes(app: FastifyInstance, context: Scheduled
     }
   });
 
-  app.patch('/v1/scheduled/:id', auth, async (request, reply) => {
+  app.patch('/v1/scheduled/:id', jsonApi, async (request, reply) => {
     const { id } = request.params as { id: string };
     return passThrough(reply, await scheduled.update(id, request.body));
   });

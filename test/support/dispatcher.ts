@@ -5,7 +5,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import type { Clock } from '../../src/clock.ts';
 import { DISPATCHER_OPTIONS, dispatcherConfig } from '../../src/config.ts';
 import { createDispatcher, type Dispatcher } from '../../src/dispatcher/app.ts';
-import type { StoredMessage } from '../../src/dispatcher/store.ts';
+import type { DispatcherStore, StoredMessage } from '../../src/dispatcher/store.ts';
 
 /**
  * A dispatcher for HTTP tests: its own temp SQLite file, silent logs, driven
@@ -23,7 +23,7 @@ export interface TestDispatcher extends AsyncDisposable {
 
 export async function startTestDispatcher(
   options: Partial<Record<keyof typeof DISPATCHER_OPTIONS, string>> = {},
-  deps: { clock?: Clock } = {},
+  deps: { clock?: Clock; store?: DispatcherStore } = {},
 ): Promise<TestDispatcher> {
   const dir = mkdtempSync(join(tmpdir(), 'psched-dispatcher-'));
   // a closed port by default: tests that deliver pass their receiver's URL
