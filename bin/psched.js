@@ -1,7 +1,19 @@
 #!/usr/bin/env node
 // The CLI lives in TypeScript; Node 24 runs it directly through type stripping.
 import process from 'node:process';
-import { missingV8Settings } from '../src/cli/v8-settings.ts';
+
+// Checked before any TypeScript is loaded: on an older Node the first .ts import
+// fails with a raw ERR_UNKNOWN_FILE_EXTENSION stack that says nothing useful.
+const NEEDED_MAJOR = 24;
+const major = Number(process.versions.node.split('.')[0]);
+if (!(major >= NEEDED_MAJOR)) {
+  console.error(`psched needs Node.js ${NEEDED_MAJOR} or newer (it runs its TypeScript directly); this is Node.js ${process.versions.node}.
+Install Node.js ${NEEDED_MAJOR} LTS (https://nodejs.org, your package manager, or: npm install --prefix ~/.node24 node@${NEEDED_MAJOR}
+and put ~/.node24/node_modules/.bin first on PATH), then run psched again.`);
+  process.exit(1);
+}
+
+const { missingV8Settings } = await import('../src/cli/v8-settings.ts');
 
 /**
  * The services run with V8 settings (src/cli/v8-settings.ts) that V8 reads

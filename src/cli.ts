@@ -2,6 +2,7 @@ import { runServiceCommand, runDev } from './cli/services.ts';
 import { runClientCommand } from './cli/client.ts';
 import { ConfigError } from './config.ts';
 import { StoreInUseError } from './errors.ts';
+import { UsageError } from './cli/args.ts';
 
 /**
  * psched's command line: the two services, the all-in-one dev mode, and a small
@@ -49,9 +50,9 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     // Configuration and usage mistakes get one clear line; anything else its stack too.
-    const expected = err instanceof ConfigError || err instanceof StoreInUseError
-      || (err as { code?: string })?.code?.startsWith('ERR_PARSE_ARGS');
-    console.error(expected ? `psched: ${(err as Error).message}` : err);
+    const expected = err instanceof ConfigError || err instanceof StoreInUseError || err instanceof UsageError;
+    const message = (err as Error).message;
+    console.error(!expected ? err : message.startsWith('psched') ? message : `psched: ${message}`);
     process.exitCode = 1;
   },
 );

@@ -49,7 +49,7 @@ export const DISPATCHER_OPTIONS = {
   maxBuffered: { flag: 'max-buffered', env: 'PSCHED_MAX_BUFFERED', kind: 'int', default: '50000', help: 'cap on messages held in memory', check: positive },
   lease: { flag: 'lease', env: 'PSCHED_LEASE', kind: 'duration', default: '10s', help: 'how long a claim lasts without renewal (failover time in a pool)', check: positive },
   maxAttempts: { flag: 'max-attempts', env: 'PSCHED_MAX_ATTEMPTS', kind: 'int', default: '10', help: 'delivery attempts before a message goes to the dead letters', check: positive },
-  retryBase: { flag: 'retry-base', env: 'PSCHED_RETRY_BASE', kind: 'duration', default: '1s', help: 'first retry backoff (doubles each attempt, full jitter)', check: positive },
+  retryBase: { flag: 'retry-base', env: 'PSCHED_RETRY_BASE', kind: 'duration', default: '1s', help: 'first retry backoff (doubles each attempt, equal jitter)', check: positive },
   retryMax: { flag: 'retry-max', env: 'PSCHED_RETRY_MAX', kind: 'duration', default: '5m', help: 'longest retry backoff', check: positive },
   deliveryTimeout: { flag: 'delivery-timeout', env: 'PSCHED_DELIVERY_TIMEOUT', kind: 'duration', default: '10s', help: 'a delivery not answered within this is retried', check: positive },
   concurrency: { flag: 'concurrency', env: 'PSCHED_CONCURRENCY', kind: 'int', default: '128', help: 'deliveries in flight at once (pipelined up to 32 per keep-alive connection; legacy: one each on a quarter as many connections)', check: positive },
@@ -106,10 +106,10 @@ export interface MainConfig {
   logLevel: string;
 }
 
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/;
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** "250ms", "10s", "5m", "2h", "7d"; a bare number is milliseconds. */
+/** "250ms", "10s", "5m", "2h", "7d". A bare number is refused: "--in 10" read as 10 ms surprised everyone. */
 export function parseDuration(text: string): number | undefined {
   const match = DURATION.exec(text.trim());
   if (!match) return undefined;
@@ -130,7 +130,8 @@ function parseValue(spec: OptionSpec, raw: string, source: string): unknown {
       value = Number(raw);
       break;
     case 'duration':
-      value = parseDuration(raw) ?? fail('must be a duration such as 500ms, 10s, 5m, 2h or 7d');
+      value = parseDuration(raw) ?? fail(/^\d+(\.\d+)?$/.test(raw.trim())
+        ? 'needs a unit: 500ms, 10s, 5m, 2h or 7d' : 'must be a duration such as 500ms, 10s, 5m, 2h or 7d');
       break;
     case 'list':
       value = raw.split(',').map((s) => s.trim()).filter(Boolean);

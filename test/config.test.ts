@@ -40,7 +40,7 @@ describe('config', () => {
     assert.equal(parseDuration('250ms'), 250);
     assert.equal(parseDuration('1.5s'), 1500);
     assert.equal(parseDuration('7d'), 7 * 86_400_000);
-    assert.equal(parseDuration('300'), 300);
+    assert.equal(parseDuration('300'), undefined, 'a bare number has no unit');
     assert.equal(parseDuration('soon'), undefined);
   });
 });

@@ -1,22 +1,22 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import {
   DISPATCHER_OPTIONS, MAIN_OPTIONS, dispatcherConfig, mainConfig, optionsHelp, type OptionSpec,
 } from '../config.ts';
 import { createDispatcher } from '../dispatcher/app.ts';
 import { createMainServer } from '../main/app.ts';
+import { parseFlags, UsageError } from './args.ts';
 
 /** Runs the long-lived services until SIGINT/SIGTERM, then closes them cleanly. */
 
 type Given = Record<string, string | undefined>;
 
 /** Turns the option table into parseArgs options and back into `given` values keyed by option name. */
-function parseServiceFlags(specs: Record<string, OptionSpec>, args: string[]): { given: Given; help: boolean } {
+function parseServiceFlags(command: string, specs: Record<string, OptionSpec>, args: string[]): { given: Given; help: boolean } {
   const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } };
   for (const spec of Object.values(specs)) options[spec.flag] = { type: 'string' };
-  const { values } = parseArgs({ args, options, allowPositionals: false, strict: true });
+  const { values } = parseFlags(command, options, args, false);
   const given: Given = {};
   for (const [name, spec] of Object.entries(specs)) {
     const value = values[spec.flag];
@@ -27,6 +27,22 @@ function parseServiceFlags(specs: Record<string, OptionSpec>, args: string[]): {
 
 interface Closable {
   close(): Promise<void>;
+}
+
+/**
+ * Listens, or closes everything started and says why in one line: a port in
+ * use left `psched dev` printing EADDRINUSE and then running on, listening on nothing.
+ */
+async function listenOrClose(service: Closable & { listen(): Promise<string> }, started: Closable[], name: string, portFlag: string): Promise<string> {
+  try {
+    return await service.listen();
+  } catch (err) {
+    await Promise.allSettled(started.map((s) => s.close()));
+    const cause = ((err as Error).cause ?? err) as { code?: string; port?: number; address?: string };
+    if (cause.code === 'EADDRINUSE') throw new UsageError(`${name} cannot listen: port ${cause.port ?? ''} is already in use (another psched?); stop it or choose another with ${portFlag}`);
+    if (cause.code === 'EACCES') throw new UsageError(`${name} cannot listen on port ${cause.port ?? ''}: permission denied (ports below 1024 need privileges); choose another with ${portFlag}`);
+    throw err;
+  }
 }
 
 /** Resolves when the process is asked to stop; closes `services` in order, once. */
@@ -51,7 +67,7 @@ function closeOnSignal(services: Closable[]): Promise<void> {
 
 export async function runServiceCommand(kind: 'dispatcher' | 'main', args: string[]): Promise<number> {
   const specs = kind === 'dispatcher' ? DISPATCHER_OPTIONS : MAIN_OPTIONS;
-  const { given, help } = parseServiceFlags(specs, args);
+  const { given, help } = parseServiceFlags(kind, specs, args);
   if (help) {
     console.log(`Usage: psched ${kind} [options]\n\nOptions (flag, environment variable, default):\n${optionsHelp(specs)}`);
     return 0;
@@ -59,7 +75,7 @@ export async function runServiceCommand(kind: 'dispatcher' | 'main', args: strin
   const service = kind === 'dispatcher'
     ? await createDispatcher(dispatcherConfig(given))
     : await createMainServer(mainConfig(given));
-  const url = await service.listen();
+  const url = await listenOrClose(service, [service], kind === 'dispatcher' ? 'the dispatcher' : 'the main server', '--port');
   console.error(`psched ${kind} listening on ${url}`);
   if ('halted' in service) exitWhenHalted(service.halted);
   await closeOnSignal([service]);
@@ -114,18 +130,14 @@ with a generated API token and signing secret shared by both.
   --log-level LEVEL     pino log level (default info)`;
 
 export async function runDev(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      'main-port': { type: 'string', default: '8080' },
-      'dispatcher-port': { type: 'string', default: '8081' },
-      dir: { type: 'string', default: './data' },
-      host: { type: 'string', default: '127.0.0.1' },
-      'log-level': { type: 'string', default: 'info' },
-      help: { type: 'boolean' },
-    },
-    strict: true,
-  });
+  const { values } = parseFlags('dev', {
+    'main-port': { type: 'string', default: '8080' },
+    'dispatcher-port': { type: 'string', default: '8081' },
+    dir: { type: 'string', default: './data' },
+    host: { type: 'string', default: '127.0.0.1' },
+    'log-level': { type: 'string', default: 'info' },
+    help: { type: 'boolean' },
+  }, args, false);
   if (values.help) {
     console.log(DEV_USAGE);
     return 0;
@@ -149,8 +161,8 @@ export async function runDev(args: string[]): Promise<number> {
     db: join(dir, 'main.db'),
     dispatcherUrls: `http://${urlHost(host)}:${values['dispatcher-port']}`,
   }, noEnv));
-  const mainUrl = await main.listen();
-  const dispatcherUrl = await dispatcher.listen();
+  const mainUrl = await listenOrClose(main, [dispatcher, main], 'the main server', '--main-port');
+  const dispatcherUrl = await listenOrClose(dispatcher, [dispatcher, main], 'the dispatcher', '--dispatcher-port');
   exitWhenHalted(dispatcher.halted);
   console.log(`
 psched is running
