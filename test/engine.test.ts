@@ -454,6 +454,27 @@ describe('SchedulingEngine retries', () => {
     assert.equal(h.engine.bufferedCount, 0);
   });
 
+  it('logs every failed attempt (warn) and every message gone dead (error), naming message, target, status and attempt', async () => {
+    const lines: { level: string; fields: Record<string, unknown>; msg?: string }[] = [];
+    const record = (level: string) => (fields: object, msg?: string) => { lines.push({ level, fields: fields as Record<string, unknown>, msg }); };
+    await using h = await harness({
+      maxAttempts: 2, retryBaseMs: 100, target: 'http://main.example:8080',
+      logger: { info: () => {}, warn: record('warn'), error: record('error') },
+    });
+    h.deliverer.script = (message) => (message.message === 'refused'
+      ? { kind: 'dead', error: 'main server answered 401', status: 401 }
+      : { kind: 'retry', error: 'main server answered 503', status: 503 });
+    const flaky = await h.schedule(0, 'flaky');
+    const refused = await h.schedule(0, 'refused');
+    await h.clock.advance(10 * SECOND);
+    await h.engine.whenIdle();
+
+    const about = (id: string) => lines.filter((line) => line.fields.id === id).map((line) => [line.level, line.fields.status, line.fields.attempt, line.fields.target]);
+    assert.deepEqual(about(flaky), [['warn', 503, 1, 'http://main.example:8080'], ['error', 503, 2, 'http://main.example:8080']]);
+    assert.deepEqual(about(refused), [['error', 401, 1, 'http://main.example:8080']]);
+    assert.match(String(lines.find((line) => line.level === 'error' && line.fields.id === flaky)?.fields.error), /gave up after 2 attempts/);
+  });
+
   it('replays a dead message on retry', async () => {
     await using h = await harness();
     h.deliverer.script = (_message, call) => (call === 1 ? { kind: 'dead', error: 'main server answered 400', status: 400 } : { kind: 'delivered', status: 200 });

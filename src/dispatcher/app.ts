@@ -105,6 +105,7 @@ export async function createDispatcher(config: Readonly<DispatcherConfig>, deps:
       retryMaxMs: config.retryMaxMs,
       concurrency: config.concurrency,
       retentionMs: config.retentionMs,
+      target: config.mainUrl,
     });
     const halted = new Promise<Error>((resolve) => {
       store.onHalt((err) => {

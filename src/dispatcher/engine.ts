@@ -74,6 +74,8 @@ export interface EngineOptions {
   stopGraceMs?: number;
   /** Jitter source in [0, 1). Default Math.random. */
   random?: () => number;
+  /** Where deliveries go, named in the log line of a failed attempt. */
+  target?: string;
 }
 
 export interface SweepReport {
@@ -205,6 +207,7 @@ export class SchedulingEngine {
   readonly #retentionMs: number;
   readonly #stopGraceMs: number;
   readonly #random: () => number;
+  readonly #target: string | undefined;
   /** Started messages waiting for a delivery slot beyond this make the starter pause. */
   readonly #readyMax: number;
 
@@ -296,6 +299,7 @@ export class SchedulingEngine {
     this.#retentionMs = options.retentionMs ?? 7 * 24 * 3600_000;
     this.#stopGraceMs = options.stopGraceMs ?? 10_000;
     this.#random = options.random ?? Math.random;
+    this.#target = options.target;
     this.#readyMax = Math.max(START_CHUNK, this.#concurrency);
     this.#leaseMarginMs = Math.floor(this.#leaseMs / 10);
   }
@@ -787,10 +791,18 @@ export class SchedulingEngine {
       record = { id: message.id, outcome: 'dead', at: now, error: result.error };
     }
     this.#metrics.recordOutcome(result.kind);
+    if (result.kind !== 'delivered') this.#logFailure(message, result, record);
     this.#pending.push({ message, result, record });
     this.#noteRecovery(result, now);
     this.#scheduleFlush();
     this.#pump();
+  }
+
+  /** A failed attempt is a warning, a message gone dead an error: an operator sees both at the default level. */
+  #logFailure(message: StoredMessage, result: Exclude<AttemptResult, { kind: 'delivered' }>, record: DeliveryResult): void {
+    const fields = { id: message.id, target: this.#target, status: result.status, attempt: message.attempts, error: result.error };
+    if (result.kind === 'dead') this.#logger.error(fields, 'delivery failed for good: the message is dead (retry it from the page or the API)');
+    else this.#logger.warn({ ...fields, retryAt: new Date(record.at).toISOString() }, 'delivery attempt failed; retrying');
   }
 
   /**
