@@ -1,25 +1,7 @@
-import { ValidationError } from '../errors.ts';
-import type { MessageStatus, StoredMessage } from './store.ts';
+import type { MessageJson } from '../protocol/wire.ts';
+import type { StoredMessage } from './store.ts';
 
-/**
- * How a stored message looks on the wire (the /v1 API): times as RFC 3339 UTC
- * with milliseconds, internals (version, lease) left out. And the opaque
- * keyset cursor of `GET /v1/messages`.
- */
-export interface MessageJson {
-  id: string;
-  username: string;
-  message: string;
-  scheduledAt: string;
-  dueAt: string;
-  status: MessageStatus;
-  attempts: number;
-  createdAt: string;
-  updatedAt: string;
-  deliveredAt: string | null;
-  lastError: string | null;
-  idempotencyKey: string | null;
-}
+/** A stored message as the /v1 API shows it (the shape is src/protocol/wire.ts's MessageJson). */
 
 /**
  * RFC 3339 of an instant, with milliseconds. Date#toISOString costs ~0.9 µs
@@ -60,22 +42,4 @@ export function toMessageJson(m: StoredMessage): MessageJson {
     lastError: m.lastError,
     idempotencyKey: m.idempotencyKey,
   };
-}
-
-export interface Cursor {
-  dueAt: number;
-  id: string;
-}
-
-/** base64url of "<dueAt>.<id>": opaque to clients, so the key can change without breaking them. */
-export function encodeCursor(cursor: Cursor): string {
-  return Buffer.from(`${cursor.dueAt}.${cursor.id}`, 'utf8').toString('base64url');
-}
-
-const CURSOR = /^(-?\d{1,16})\.([\w-]{1,100})$/;
-
-export function decodeCursor(text: string): Cursor {
-  const match = /^[\w-]{1,200}$/.test(text) ? CURSOR.exec(Buffer.from(text, 'base64url').toString('utf8')) : null;
-  if (!match) throw new ValidationError('cursor is not a cursor this API returned (pass nextCursor unchanged)', 'cursor');
-  return { dueAt: Number(match[1]), id: match[2]! };
 }

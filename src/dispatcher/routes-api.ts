@@ -2,7 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
 import { requireJsonBody, requireToken } from '../http.ts';
 import { LIMITS, validateMessagePatch, validateScheduleRequest, type ValidScheduleRequest } from '../protocol/messages.ts';
-import { decodeCursor, encodeCursor, toMessageJson } from './message-json.ts';
+import { decodeCursor, encodeCursor, parseLimit } from '../protocol/paging.ts';
+import { toMessageJson } from './message-json.ts';
 import { MESSAGE_ARRAY_SCHEMA, MESSAGE_PAGE_SCHEMA, MESSAGE_SCHEMA, openApiDocument } from './openapi.ts';
 import type { DispatcherContext } from './context.ts';
 import { MESSAGE_STATUSES, type ChangeOutcome, type MessageStatus, type StoredMessage } from './store.ts';
@@ -21,8 +22,7 @@ import { MESSAGE_STATUSES, type ChangeOutcome, type MessageStatus, type StoredMe
  */
 const SINGLE_BODY_LIMIT = 128 * 1024;
 
-const DEFAULT_PAGE = 100;
-const MAX_PAGE = 1000;
+const PAGE_LIMIT = { fallback: 100, max: 1000 };
 
 export function registerApiRoutes(app: FastifyInstance, ctx: DispatcherContext): void {
   app.register(async (v1) => {
@@ -85,13 +85,14 @@ function registerMessageRoutes(v1: FastifyInstance, { engine, store, clock, conf
   v1.get('/messages', { schema: { response: { 200: MESSAGE_PAGE_SCHEMA } } }, async (request) => {
     const query = givenParams(request.query as Record<string, unknown>);
     const status = parseStatus(query.status);
-    const limit = parseLimit(query.limit);
-    const after = query.cursor === undefined ? undefined : decodeCursor(String(query.cursor));
+    const limit = parseLimit(query.limit, PAGE_LIMIT);
+    const cursor = query.cursor === undefined ? undefined : decodeCursor(String(query.cursor));
+    const after = cursor && { dueAt: cursor.at, id: cursor.id };
     // one more than asked tells whether another page exists, so the last page has no cursor
     const rows = await store.list({ status, limit: limit + 1, after });
     const items = rows.slice(0, limit);
     const last = items.at(-1);
-    return { items: items.map(toMessageJson), nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
+    return { items: items.map(toMessageJson), nextCursor: rows.length > limit && last ? encodeCursor({ at: last.dueAt, id: last.id }) : null };
   });
 
   v1.get('/messages/:id', { schema: { response: { 200: MESSAGE_SCHEMA } } }, async (request) => {
@@ -161,15 +162,6 @@ function parseStatus(value: unknown): MessageStatus | undefined {
   if (value === undefined) return undefined;
   if (typeof value === 'string' && (MESSAGE_STATUSES as readonly string[]).includes(value)) return value as MessageStatus;
   throw new ValidationError(`status must be one of ${MESSAGE_STATUSES.join(', ')} (got ${JSON.stringify(value)})`, 'status');
-}
-
-function parseLimit(value: unknown): number {
-  if (value === undefined) return DEFAULT_PAGE;
-  const limit = typeof value === 'string' && /^\d{1,7}$/.test(value) ? Number(value) : NaN;
-  if (!(limit >= 1 && limit <= MAX_PAGE)) {
-    throw new ValidationError(`limit must be a whole number from 1 to ${MAX_PAGE} (got ${JSON.stringify(value)})`, 'limit');
-  }
-  return limit;
 }
 
 function notFound(id: string): NotFoundError {

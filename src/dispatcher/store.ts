@@ -32,8 +32,9 @@
  * receiver dedupes by id.
  */
 
-export const MESSAGE_STATUSES = ['scheduled', 'delivering', 'delivered', 'dead'] as const;
-export type MessageStatus = (typeof MESSAGE_STATUSES)[number];
+import type { MessageStatus } from '../protocol/wire.ts';
+
+export { MESSAGE_STATUSES, type MessageStatus } from '../protocol/wire.ts';
 
 export interface StoredMessage {
   id: string;

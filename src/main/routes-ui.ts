@@ -23,7 +23,7 @@ export interface UiRoutesContext {
 }
 
 /** Posts shown per page of the feed. */
-const FEED_PAGE = FEED_LIMIT.default;
+const FEED_PAGE = FEED_LIMIT.fallback;
 
 /** Scheduled messages shown; the count says "+" when there are more. */
 const SCHEDULED_SHOWN = 50;

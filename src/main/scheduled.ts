@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import { UnavailableError, ValidationError } from '../errors.ts';
 import { validateMessagePatch, validateScheduleRequest } from '../protocol/messages.ts';
-import { encodeCursor, type MessageJson } from '../dispatcher/message-json.ts';
-import { MESSAGE_STATUSES } from '../dispatcher/store.ts';
+import { encodeCursor, parseLimit } from '../protocol/paging.ts';
+import { MESSAGE_STATUSES, type MessageJson } from '../protocol/wire.ts';
 import { DispatcherFailure, noDispatcherAnswered, type DispatcherAnswer, type DispatcherPool } from './pool.ts';
 
 /**
@@ -34,7 +34,7 @@ export interface ListQuery {
   status?: unknown;
 }
 
-export const LIST_LIMIT = { default: 50, max: 200 } as const;
+export const LIST_LIMIT = { fallback: 50, max: 200 } as const;
 
 const MAX_ID_LENGTH = 200;
 
@@ -72,7 +72,7 @@ export class ScheduledMessages {
    * same messages: duplicates are dropped by id.
    */
   async list(query: ListQuery): Promise<ScheduledPage> {
-    const limit = parseLimit(query.limit);
+    const limit = parseLimit(query.limit, LIST_LIMIT);
     const params = new URLSearchParams({ limit: String(limit) });
     if (query.status !== undefined) {
       if (typeof query.status !== 'string' || !(MESSAGE_STATUSES as readonly string[]).includes(query.status)) {
@@ -104,7 +104,7 @@ export class ScheduledMessages {
     const more = merged.length > limit || moreOnSomeDispatcher;
     return {
       items,
-      nextCursor: more && last ? encodeCursor({ dueAt: Date.parse(last.dueAt), id: last.id }) : null,
+      nextCursor: more && last ? encodeCursor({ at: Date.parse(last.dueAt), id: last.id }) : null,
       unavailable: failures.map((f) => ({ dispatcher: f.dispatcher, message: f.message })),
     };
   }
@@ -137,13 +137,6 @@ export class DispatcherAnswerError extends Error {
 function messagePath(id: string): string {
   if (id.length === 0 || id.length > MAX_ID_LENGTH) throw new ValidationError(`id must be 1 to ${MAX_ID_LENGTH} characters`, 'id');
   return `/v1/messages/${encodeURIComponent(id)}`;
-}
-
-function parseLimit(value: unknown): number {
-  if (value === undefined || value === '') return LIST_LIMIT.default;
-  const limit = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : NaN;
-  if (!(limit >= 1 && limit <= LIST_LIMIT.max)) throw new ValidationError(`limit must be a whole number from 1 to ${LIST_LIMIT.max}`, 'limit');
-  return limit;
 }
 
 function byDueTime(a: MessageJson, b: MessageJson): number {
