@@ -257,7 +257,8 @@ export interface StallingFront extends AsyncDisposable {
   close(): Promise<void>;
 }
 
-export async function startStallingFront(dispatcherUrl: string, options: { stalling?: boolean } = {}): Promise<StallingFront> {
+/** `methods`: only requests with these methods stall (default: all), e.g. ['POST'] so a page's listing still answers. */
+export async function startStallingFront(dispatcherUrl: string, options: { stalling?: boolean; methods?: string[] } = {}): Promise<StallingFront> {
   const upstream = new Pool(dispatcherUrl, { connections: 8 });
   const pending = new Set<Promise<void>>();
   const forwarded: StallingFront['forwarded'] = [];
@@ -265,7 +266,8 @@ export async function startStallingFront(dispatcherUrl: string, options: { stall
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
-      const record = { method: req.method ?? 'GET', path: req.url ?? '/', status: 0, held: front.stalling };
+      const method = req.method ?? 'GET';
+      const record = { method, path: req.url ?? '/', status: 0, held: front.stalling && (!options.methods || options.methods.includes(method)) };
       forwarded.push(record);
       const headers: Record<string, string> = {};
       for (const name of ['content-type', 'authorization', 'accept']) {
