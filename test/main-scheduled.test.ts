@@ -433,6 +433,44 @@ describe("the original's POST /scheduleMessage.php", () => {
     assert.match(badTime.json().failure, /scheduledAt|time/);
   });
 
+  it('a form sent again after a dispatcher stored it without answering is stored once: 502 "Unknown", never "Failure"', async () => {
+    await using d = await listeningDispatcher();
+    await using stalled = await startStallingFront(d.url, { stalling: true });
+    await using t = await startTestMain({ dispatcherUrls: stalled.url }, { dispatcherTimeoutMs: 300 });
+    const fields = { username: 'Curl', message: 'posted once', time: '2099-08-01T13:30' };
+    const unknown = await t.form('/scheduleMessage.php', fields);
+    assert.equal(unknown.statusCode, 502, unknown.body);
+    const body = unknown.json();
+    assert.deepEqual(body.received, fields);
+    assert.equal(body.result, 'Unknown');
+    assert.match(body.message, /may or may not be scheduled\. Sending the same form again is safe: it will not be posted twice\./);
+    await stalled.settled();
+    assert.equal(await storedCount(d), 1);
+
+    stalled.stalling = false;
+    const again = await t.form('/scheduleMessage.php', fields);
+    assert.equal(again.statusCode, 200, again.body);
+    assert.equal(again.json().result, 'Success');
+    assert.equal(again.json().externalResult.message, 'posted once');
+    assert.equal(await storedCount(d), 1, 'the same form is the same message');
+  });
+
+  it('derives its key from the message: another text, time or name is another message', async () => {
+    await using d = await listeningDispatcher();
+    await using t = await startTestMain({ dispatcherUrls: d.url });
+    const base = { username: 'a', message: 'b', time: '2099-08-01T13:30' };
+    const variants = [base, { ...base, message: 'c' }, { ...base, time: '2099-08-01T13:31' }, { ...base, username: 'z' }, base];
+    const ids = [];
+    for (const fields of variants) {
+      const response = await t.form('/scheduleMessage.php', fields);
+      assert.equal(response.statusCode, 200, response.body);
+      ids.push(response.json().externalResult.id);
+    }
+    assert.equal(new Set(ids).size, 4);
+    assert.equal(ids[4], ids[0], 'the first form again is the first message');
+    assert.equal(await storedCount(d), 4);
+  });
+
   it('needs the access token when one is set (Bearer or curl -u :token)', async () => {
     await using d = await listeningDispatcher({ apiToken: 'tok' });
     await using t = await startTestMain({ dispatcherUrls: d.url, apiToken: 'tok', accessToken: 'tok' });
