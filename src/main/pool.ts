@@ -66,7 +66,10 @@ export interface DispatcherAnswer {
  * - `not-sent`: the request never reached the dispatcher (no connection): nothing happened there.
  * - `refused`: the dispatcher answered that it did not do it: a 503 (its store
  *   refuses writes: "nothing was written" after a failed sync, or its database
- *   is unreachable) or a refused token.
+ *   is unreachable) or a refused token. (A PostgreSQL connection lost during
+ *   COMMIT is a 503 too, though the commit may have happened; the request then
+ *   goes on with the same key to a dispatcher on the same database, which
+ *   dedupes it.)
  * - `unconfirmed`: the request was sent but no definite answer came back: a
  *   timeout, a connection lost mid-request, a proxy's 502/504, or a 500. A 500
  *   `durability_unknown` says the row was committed but the disk did not
