@@ -52,6 +52,32 @@ export class UnavailableError extends PschedError {
 }
 
 /**
+ * A request was sent to a dispatcher but no definite answer came back (a
+ * timeout, a connection lost mid-request, a 500 such as durability_unknown):
+ * the message may or may not be stored. Never "not stored": a client told
+ * that would send it again and get it posted twice. Sending it again with the
+ * same idempotency key is safe. 502: the dispatcher, not this server, failed
+ * to say, and a client must not read it as the 503 "nothing was stored".
+ */
+export class OutcomeUnknownError extends PschedError {
+  override name = 'OutcomeUnknownError';
+  override readonly status = 502;
+  override readonly code = 'outcome_unknown';
+  /** What happened, without the advice (for answers that give their own, like the page's). */
+  readonly detail: string;
+  readonly idempotencyKey: string;
+  constructor(detail: string, idempotencyKey: string, options?: ErrorOptions) {
+    super(
+      `${detail}: the message may or may not be stored. ` +
+        `Sending it again with idempotencyKey ${JSON.stringify(idempotencyKey)} is safe: it will not be stored twice.`,
+      options,
+    );
+    this.detail = detail;
+    this.idempotencyKey = idempotencyKey;
+  }
+}
+
+/**
  * A write was committed but the disk failed to confirm it (a failed fsync of
  * the WAL): the data may or may not survive a crash. Never "not stored": a
  * caller that retried elsewhere could store it twice. On Linux a failed fsync

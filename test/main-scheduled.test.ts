@@ -1,9 +1,17 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { get } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { dispatcherConfig } from '../src/config.ts';
+import { createDispatcher } from '../src/dispatcher/app.ts';
+import { openSqliteDispatcherStore } from '../src/stores/sqlite/dispatcher-store.ts';
 import { forceStatus, startTestDispatcher, type TestDispatcher } from './support/dispatcher.ts';
 import { startReceiver } from './support/receiver.ts';
 import { basicAuth, closedPortUrl, startTestMain } from './support/main.ts';
+import { startStallingFront } from './support/pool.ts';
 
 const FUTURE = '2099-01-01T09:30:00Z';
 
@@ -17,6 +25,48 @@ async function listeningDispatcher(options: Record<string, string> = {}): Promis
 async function storedCount(t: TestDispatcher): Promise<number> {
   const page = (await t.request('GET', '/v1/messages?limit=1000')).json() as { items: unknown[] };
   return page.items.length;
+}
+
+/**
+ * A real dispatcher on its own SQLite file whose every fdatasync fails once
+ * `failSync()` is called: the next write is committed but answered 500
+ * durability_unknown, and the store halts (later writes: 503 nothing written).
+ */
+async function syncFailingDispatcher() {
+  const dir = mkdtempSync(join(tmpdir(), 'psched-sync-fails-'));
+  const db = join(dir, 'dispatcher.db');
+  let failing = false;
+  const store = openSqliteDispatcherStore(db, {
+    oneProcess: true,
+    fdatasync: (fd, callback) => {
+      if (failing) callback(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+      else import('node:fs').then((fs) => fs.fdatasync(fd, callback));
+    },
+  });
+  await store.migrate();
+  const dispatcher = await createDispatcher(dispatcherConfig({ db, port: '0', mainUrl: 'http://127.0.0.1:9' }, {}), { logger: false, store });
+  const url = await dispatcher.listen();
+  return {
+    url,
+    dispatcher,
+    failSync: () => { failing = true; },
+    async [Symbol.asyncDispose]() {
+      try {
+        await dispatcher.close();
+        await store.close();
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+/** The pool's first choice for a client's key (sha256, first 32 bits, modulo the pool size): a key it sends to `index` first. */
+function keyFirstTo(index: number, size: number, prefix: string): string {
+  for (let i = 0; ; i++) {
+    const key = `${prefix}-${i}`;
+    if (createHash('sha256').update(key).digest().readUInt32BE(0) % size === index) return key;
+  }
 }
 
 describe('POST /v1/scheduled', () => {
@@ -112,15 +162,53 @@ describe('POST /v1/scheduled', () => {
     assert.equal(await storedCount(up), 2);
   });
 
-  it('fails over when a dispatcher answers 5xx (it stored nothing)', async () => {
-    await using failing = await startReceiver();
-    failing.fallback = { status: 500, body: { error: { code: 'internal_error', message: 'disk full' } } };
+  it('fails over when a dispatcher answers 503 (its store refused the write: nothing was written)', async () => {
+    await using refusing = await startReceiver();
+    refusing.fallback = { status: 503, body: { error: { code: 'unavailable', message: 'nothing was written: this store halted after a failed disk sync' } } };
     await using up = await listeningDispatcher();
-    await using t = await startTestMain({ dispatcherUrls: `${failing.url},${up.url}` });
+    await using t = await startTestMain({ dispatcherUrls: `${refusing.url},${up.url}` });
     const response = await t.request('POST', '/v1/scheduled', { body: { username: 'a', message: 'x', scheduledAt: FUTURE } });
     assert.equal(response.statusCode, 201);
     assert.equal(response.json().dispatcher, up.url);
-    assert.equal(failing.requests.length, 1);
+    assert.equal(refusing.requests.length, 1);
+  });
+
+  it('fails over when a dispatcher answers 507 storage_full (its disk is full: the write was rolled back)', async () => {
+    await using full = await startReceiver();
+    full.fallback = { status: 507, body: { error: { code: 'storage_full', message: 'The disk is full: nothing was stored' } } };
+    await using up = await listeningDispatcher();
+    await using t = await startTestMain({ dispatcherUrls: `${full.url},${up.url}` });
+    const response = await t.request('POST', '/v1/scheduled', { body: { username: 'a', message: 'x', scheduledAt: FUTURE } });
+    assert.equal(response.statusCode, 201, response.body);
+    assert.equal(response.json().dispatcher, up.url);
+    assert.equal(full.requests.length, 1);
+  });
+
+  it('never stores a second copy elsewhere after a 500 durability_unknown: answers 502 outcome_unknown', async () => {
+    await using failing = await syncFailingDispatcher();
+    await using other = await listeningDispatcher();
+    await using t = await startTestMain({ dispatcherUrls: `${failing.url},${other.url}` });
+    failing.failSync();
+    const response = await t.request('POST', '/v1/scheduled', { body: { username: 'a', message: 'committed, not synced', scheduledAt: FUTURE } });
+    assert.equal(response.statusCode, 502, response.body);
+    const { error } = response.json();
+    assert.equal(error.code, 'outcome_unknown');
+    assert.match(error.message, /may or may not be stored/);
+    assert.match(error.message, /durability|disk/i, 'says why');
+    assert.equal(await storedCount(other), 0, 'no copy on the second dispatcher');
+    // the row was committed on the first: it is there (and would be delivered after a restart)
+    assert.deepEqual((await failing.dispatcher.store.list({ limit: 10 })).map((m) => m.message), ['committed, not synced']);
+  });
+
+  it('treats any other 500 as unknown too, and does not fail over', async () => {
+    await using failing = await startReceiver();
+    failing.fallback = { status: 500, body: { error: { code: 'internal_error', message: 'Internal server error' } } };
+    await using other = await startReceiver();
+    await using t = await startTestMain({ dispatcherUrls: `${failing.url},${other.url}` });
+    const response = await t.request('POST', '/v1/scheduled', { body: { username: 'a', message: 'x', scheduledAt: FUTURE } });
+    assert.equal(response.statusCode, 502);
+    assert.equal(response.json().error.code, 'outcome_unknown');
+    assert.equal(other.requests.length, 0);
   });
 
   it('asks the same dispatcher again (same key) when an answer is lost, never the next one', async () => {
@@ -137,16 +225,54 @@ describe('POST /v1/scheduled', () => {
     assert.equal(second.idempotencyKey, first.idempotencyKey);
   });
 
-  it('answers 503 and names the key when a dispatcher keeps not answering', async () => {
-    await using silent = await startReceiver();
-    silent.fallback = { status: 201, hang: true };
+  it('answers 502 outcome_unknown, naming the key, when a dispatcher that stored the message keeps not answering', async () => {
+    await using d = await listeningDispatcher();
+    await using stalled = await startStallingFront(d.url, { stalling: true });
     await using other = await startReceiver();
-    await using t = await startTestMain({ dispatcherUrls: `${silent.url},${other.url}` }, { dispatcherTimeoutMs: 200 });
-    const response = await t.request('POST', '/v1/scheduled', { body: { username: 'a', message: 'x', scheduledAt: FUTURE, idempotencyKey: 'k-503' } });
-    assert.equal(response.statusCode, 503);
-    assert.equal(response.json().error.code, 'unavailable');
-    assert.match(response.json().error.message, /k-503/);
+    await using t = await startTestMain({ dispatcherUrls: `${stalled.url},${other.url}` }, { dispatcherTimeoutMs: 300 });
+    const body = { username: 'a', message: 'stored, not confirmed', scheduledAt: FUTURE, idempotencyKey: keyFirstTo(0, 2, 'k-stall') };
+    const response = await t.request('POST', '/v1/scheduled', { body });
+    assert.equal(response.statusCode, 502, response.body);
+    assert.equal(response.json().error.code, 'outcome_unknown');
+    assert.match(response.json().error.message, /may or may not be stored/);
+    assert.ok(response.json().error.message.includes(body.idempotencyKey), 'names the key to send again');
     assert.equal(other.requests.length, 0, 'never sent to a second dispatcher');
+    await stalled.settled();
+    assert.equal(await storedCount(d), 1);
+    assert.equal(stalled.forwarded.length, 2, 'asked once more with the same key');
+
+    // the dispatcher answers again: the same request is the same message
+    stalled.stalling = false;
+    const again = await t.request('POST', '/v1/scheduled', { body });
+    assert.equal(again.statusCode, 200, again.body);
+    assert.equal(again.json().message, 'stored, not confirmed');
+    assert.equal(await storedCount(d), 1);
+  });
+
+  it('sends a key whose outcome is unknown only to the dispatcher that may hold it, even when another comes first for that key', async () => {
+    // the key's first choice is down; the second stores it and does not answer
+    const downUrl = await closedPortUrl();
+    await using holder = await listeningDispatcher();
+    await using stalled = await startStallingFront(holder.url, { stalling: true });
+    await using t = await startTestMain({ dispatcherUrls: `${downUrl},${stalled.url}` }, { dispatcherTimeoutMs: 300 });
+    const body = { username: 'a', message: 'once', scheduledAt: FUTURE, idempotencyKey: keyFirstTo(0, 2, 'k-pinned') };
+    const unknown = await t.request('POST', '/v1/scheduled', { body });
+    assert.equal(unknown.statusCode, 502, unknown.body);
+    await stalled.settled();
+
+    // the first choice comes up; the holder still stalls: asking the first choice would store a second copy
+    await using firstChoice = await startTestDispatcher({ port: new URL(downUrl).port });
+    await firstChoice.dispatcher.listen();
+    const stillUnknown = await t.request('POST', '/v1/scheduled', { body });
+    assert.equal(stillUnknown.statusCode, 502, stillUnknown.body);
+    assert.equal(await storedCount(firstChoice), 0, 'nothing sent to a dispatcher that cannot know the key');
+
+    stalled.stalling = false;
+    const settled = await t.request('POST', '/v1/scheduled', { body });
+    assert.equal(settled.statusCode, 200, settled.body);
+    assert.equal(settled.json().dispatcher, stalled.url);
+    assert.equal(await storedCount(holder), 1);
+    assert.equal(await storedCount(firstChoice), 0);
   });
 
   it('answers 503 naming every dispatcher when none answers, and nothing is stored anywhere', async () => {
@@ -316,6 +442,44 @@ describe("the original's POST /scheduleMessage.php", () => {
     assert.equal(badTime.statusCode, 400);
     assert.equal(badTime.json().result, 'Failure');
     assert.match(badTime.json().failure, /scheduledAt|time/);
+  });
+
+  it('a form sent again after a dispatcher stored it without answering is stored once: 502 "Unknown", never "Failure"', async () => {
+    await using d = await listeningDispatcher();
+    await using stalled = await startStallingFront(d.url, { stalling: true });
+    await using t = await startTestMain({ dispatcherUrls: stalled.url }, { dispatcherTimeoutMs: 300 });
+    const fields = { username: 'Curl', message: 'posted once', time: '2099-08-01T13:30' };
+    const unknown = await t.form('/scheduleMessage.php', fields);
+    assert.equal(unknown.statusCode, 502, unknown.body);
+    const body = unknown.json();
+    assert.deepEqual(body.received, fields);
+    assert.equal(body.result, 'Unknown');
+    assert.match(body.message, /may or may not be scheduled\. Sending the same form again is safe: it will not be posted twice\./);
+    await stalled.settled();
+    assert.equal(await storedCount(d), 1);
+
+    stalled.stalling = false;
+    const again = await t.form('/scheduleMessage.php', fields);
+    assert.equal(again.statusCode, 200, again.body);
+    assert.equal(again.json().result, 'Success');
+    assert.equal(again.json().externalResult.message, 'posted once');
+    assert.equal(await storedCount(d), 1, 'the same form is the same message');
+  });
+
+  it('derives its key from the message: another text, time or name is another message', async () => {
+    await using d = await listeningDispatcher();
+    await using t = await startTestMain({ dispatcherUrls: d.url });
+    const base = { username: 'a', message: 'b', time: '2099-08-01T13:30' };
+    const variants = [base, { ...base, message: 'c' }, { ...base, time: '2099-08-01T13:31' }, { ...base, username: 'z' }, base];
+    const ids = [];
+    for (const fields of variants) {
+      const response = await t.form('/scheduleMessage.php', fields);
+      assert.equal(response.statusCode, 200, response.body);
+      ids.push(response.json().externalResult.id);
+    }
+    assert.equal(new Set(ids).size, 4);
+    assert.equal(ids[4], ids[0], 'the first form again is the first message');
+    assert.equal(await storedCount(d), 4);
   });
 
   it('needs the access token when one is set (Bearer or curl -u :token)', async () => {

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { FakeClock } from '../src/clock.ts';
 import { forceStatus, startTestDispatcher, type TestDispatcher } from './support/dispatcher.ts';
 import { basicAuth, closedPortUrl, deliveryPayload, startTestMain, type TestMain } from './support/main.ts';
+import { startStallingFront } from './support/pool.ts';
 
 async function listeningDispatcher(options: Record<string, string> = {}): Promise<TestDispatcher & { url: string }> {
   const t = await startTestDispatcher(options);
@@ -15,6 +16,14 @@ function element(page: string, id: string, closing = '</section>'): string {
   const start = page.indexOf(`id="${id}"`);
   assert.ok(start >= 0, `no #${id}`);
   return page.slice(start, page.indexOf(closing, start));
+}
+
+/** The compose form's fields as a browser would submit them, with `changes` typed in. */
+function composeFields(page: string, changes: Record<string, string>): Record<string, string> {
+  const compose = element(page, 'compose', '</form>');
+  const fields: Record<string, string> = {};
+  for (const [, name, value] of compose.matchAll(/<input[^>]*name="(\w+)"[^>]*value="([^"]*)"/g)) fields[name!] = value!.replaceAll('&amp;', '&');
+  return { ...fields, ...changes };
 }
 
 /** Follows a 303 the way a browser does: GET the Location. */
@@ -133,6 +142,52 @@ describe('the page without JavaScript: form posts and redirects', () => {
     const response = await t.form('/ui/schedule', { message: 'm', username: 'u', time: '2099-12-24T09:00', timezone: 'UTC' });
     assert.equal(response.statusCode, 503);
     assert.match(element(response.body, 'notice', '</div>'), /Not scheduled: No dispatcher answered/);
+  });
+
+  it('gives each rendered form its own idempotency key, and the page after a success a new one', async () => {
+    await using d = await listeningDispatcher();
+    await using t = await startTestMain({ dispatcherUrls: d.url });
+    const page = (await t.request('GET', '/')).body;
+    const key = composeFields(page, {}).idempotencyKey;
+    assert.match(key ?? '', /^[\w-]{20,}$/, 'a hidden idempotencyKey input');
+    assert.notEqual(composeFields((await t.request('GET', '/')).body, {}).idempotencyKey, key, 'another page, another key');
+    const fields = composeFields(page, { message: 'one', username: 'Ann', time: '2099-12-24T09:00' });
+    const after = (await follow(t, await t.form('/ui/schedule', fields))).body;
+    assert.notEqual(composeFields(after, {}).idempotencyKey, key, 'a new key for the next message');
+    // the dispatcher was sent the form's key
+    assert.deepEqual((await d.request('GET', '/v1/messages')).json().items.map((m: { idempotencyKey: string }) => m.idempotencyKey), [key]);
+  });
+
+  it('says "may or may not be scheduled" (not "not scheduled") when the dispatcher stored it but did not answer, and the same form sent again is stored once', async () => {
+    await using d = await listeningDispatcher();
+    // the page's own listing still answers: only the scheduling request stalls
+    await using stalled = await startStallingFront(d.url, { stalling: true, methods: ['POST'] });
+    await using t = await startTestMain({ dispatcherUrls: stalled.url }, { dispatcherTimeoutMs: 300 });
+    const page = (await t.request('GET', '/')).body;
+    const fields = composeFields(page, { message: 'only once', username: 'Ann', time: '2099-12-24T09:00' });
+
+    const unknown = await t.form('/ui/schedule', fields);
+    assert.equal(unknown.statusCode, 502);
+    const notice = element(unknown.body, 'notice', '</div>');
+    assert.match(notice, /class="notice warn"[^>]*>May or may not be scheduled: .*Submitting this form again is safe: it will not be posted twice\./);
+    assert.doesNotMatch(notice, /Not scheduled/);
+    // shown again filled in, with the same key: "try again" is the same form
+    const shownAgain = composeFields(unknown.body, {});
+    assert.equal(shownAgain.idempotencyKey, fields.idempotencyKey);
+    assert.match(element(unknown.body, 'compose', '</form>'), /<textarea[^>]*>only once<\/textarea>/);
+    await stalled.settled();
+    assert.equal((await d.request('GET', '/v1/messages')).json().items.length, 1, 'it was stored');
+
+    // the user submits again; even while the dispatcher still stalls it is never a second message
+    const stillUnknown = await t.form('/ui/schedule', { ...shownAgain, message: 'only once', time: '2099-12-24T09:00' });
+    assert.equal(stillUnknown.statusCode, 502);
+    stalled.stalling = false;
+    const settled = await t.form('/ui/schedule', { ...shownAgain, message: 'only once', time: '2099-12-24T09:00' });
+    const confirmed = element((await follow(t, settled)).body, 'notice', '</div>');
+    assert.match(confirmed, /class="notice ok"[^>]*>Already scheduled for 2099-12-24 09:00 \(UTC\) by an earlier submit of this form, not posted twice: only once/);
+    await stalled.settled();
+    const stored = (await d.request('GET', '/v1/messages')).json().items;
+    assert.deepEqual(stored.map((m: { message: string }) => m.message), ['only once']);
   });
 
   it('changes the time of a scheduled message and cancels it, confirming each', async () => {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Pool } from 'undici';
-import { UnavailableError } from '../errors.ts';
+import { OutcomeUnknownError, UnavailableError } from '../errors.ts';
 
 /**
  * The main server's view of the dispatcher pool: one keep-alive undici pool
@@ -8,7 +8,8 @@ import { UnavailableError } from '../errors.ts';
  * main server talks to the pool:
  *
  * - `create`: one dispatcher stores a new message. Spread round-robin, failing
- *   over only when the message surely was not stored (see `create`).
+ *   over only when the message surely was not stored, and answering "outcome
+ *   unknown" rather than "not stored" when that is not known (see `create`).
  * - `all`: every dispatcher answers (listing).
  * - `find`: ask one after another until one knows the message (PATCH/DELETE).
  *
@@ -31,6 +32,18 @@ const CONNECT_TIMEOUT_MS = 1_000;
  */
 const REQUEST_TIMEOUT_MS = 5_000;
 
+/**
+ * How many idempotency keys with an unknown outcome the pool remembers, with
+ * the dispatcher that may hold each. A resubmission comes within minutes of
+ * its unknown answer; 10,000 keys of at most 200 characters are a few MB at
+ * worst, and a key forgotten (or lost with a restart) still goes first to the
+ * dispatcher its hash picks, where a first attempt without failover went.
+ */
+const MAX_UNKNOWN_KEYS = 10_000;
+
+/** The code a dispatcher answers with when its fsync failed after the commit (src/errors.ts). */
+const DURABILITY_UNKNOWN = 'durability_unknown';
+
 /** Keep-alive connections per dispatcher: enough for bursts of UI and API calls. */
 const CONNECTIONS_PER_DISPATCHER = 16;
 
@@ -51,10 +64,17 @@ export interface DispatcherAnswer {
 
 /**
  * - `not-sent`: the request never reached the dispatcher (no connection): nothing happened there.
- * - `refused`: the dispatcher answered that it did not do it (5xx from its own error
- *   handler, which answers only after the transaction rolled back; or a refused token).
- * - `unconfirmed`: the request was sent but no definite answer came back (timeout,
- *   connection lost, a proxy's 502/504): it may or may not have taken effect.
+ * - `refused`: the dispatcher answered that it did not do it: a 503 (its store
+ *   refuses writes: "nothing was written" after a failed sync, or its database
+ *   is unreachable) or a refused token. (A PostgreSQL connection lost during
+ *   COMMIT is a 503 too, though the commit may have happened; the request then
+ *   goes on with the same key to a dispatcher on the same database, which
+ *   dedupes it.)
+ * - `unconfirmed`: the request was sent but no definite answer came back: a
+ *   timeout, a connection lost mid-request, a proxy's 502/504, or a 500. A 500
+ *   `durability_unknown` says the row was committed but the disk did not
+ *   confirm it; any other 500 may come after the commit too (an answer that
+ *   failed to serialise), so none of them says "not stored".
  */
 export type FailureKind = 'not-sent' | 'refused' | 'unconfirmed';
 
@@ -101,6 +121,8 @@ export class DispatcherPool {
   #headers: Record<string, string>;
   #next = 0;
   #closed = false;
+  /** Keys whose outcome is unknown, with the index of the dispatcher that may hold each (oldest first). */
+  #unknown = new Map<string, number>();
 
   constructor(urls: readonly string[], options: DispatcherPoolOptions = {}) {
     if (urls.length === 0) throw new Error('the dispatcher pool needs at least one URL (--dispatcher-url)');
@@ -135,19 +157,26 @@ export class DispatcherPool {
    * nothing; only a pool on one PostgreSQL database shares keys), so moving a
    * request to another dispatcher is safe only when the first surely did not
    * store it. Hence:
-   * - `not-sent` or `refused` (no connection; a 5xx or refused token): try the next dispatcher;
+   * - `not-sent` or `refused` (no connection; a 503 or refused token): try the next dispatcher;
    * - `unconfirmed` (sent, no definite answer): ask the same dispatcher once
-   *   more with the same key, which it dedupes; if that fails too, stop with a
-   *   503 that tells the client to retry with the same key;
+   *   more with the same key, which it dedupes; if that does not settle it,
+   *   remember the key with that dispatcher and reject with an
+   *   OutcomeUnknownError: "may or may not be stored", never "not stored";
    * - a definite answer (2xx, 4xx): return it.
    *
-   * The first dispatcher asked is the next in turn, or, when the client chose
-   * the key, one derived from the key: a client that retries after an
-   * unconfirmed answer reaches the same dispatcher, which dedupes it.
+   * A key remembered with an unknown outcome goes to that dispatcher only,
+   * whatever it answers, until it answers 2xx: another one could store a
+   * second copy. Otherwise the first dispatcher asked is the next in turn,
+   * or, when the client chose the key, one derived from the key: a client
+   * that retries after the main server forgot the key reaches the same
+   * dispatcher, which dedupes it.
    */
   async create(request: DispatcherRequest, options: { idempotencyKey: string; clientKey: boolean }): Promise<DispatcherAnswer> {
+    const { idempotencyKey } = options;
     const n = this.#members.length;
-    const start = options.clientKey ? keyHash(options.idempotencyKey) % n : this.#next++ % n;
+    const holder = this.#unknown.get(idempotencyKey);
+    if (holder !== undefined) return this.#settleOn(holder, request, idempotencyKey, 2);
+    const start = options.clientKey ? keyHash(idempotencyKey) % n : this.#next++ % n;
     const failures: DispatcherFailure[] = [];
     for (let i = 0; i < n; i++) {
       const index = (start + i) % n;
@@ -155,23 +184,37 @@ export class DispatcherPool {
         return await this.send(index, request);
       } catch (err) {
         if (!(err instanceof DispatcherFailure)) throw err;
-        if (err.kind !== 'unconfirmed') {
-          failures.push(err);
-          continue;
-        }
-      }
-      try {
-        return await this.send(index, request);
-      } catch (err) {
-        if (!(err instanceof DispatcherFailure)) throw err;
-        throw new UnavailableError(
-          `Dispatcher ${err.dispatcher} did not confirm (${err.message}); it may have stored the message. ` +
-            `Retry with idempotencyKey ${JSON.stringify(options.idempotencyKey)} to be sure it is stored once.`,
-          { cause: err },
-        );
+        if (err.kind === 'unconfirmed') return this.#settleOn(index, request, idempotencyKey, 1, err);
+        failures.push(err);
       }
     }
     throw noDispatcherAnswered(failures);
+  }
+
+  /**
+   * Asks dispatcher `index`, which may hold the message, up to `tries` times
+   * with the same key. Asks again only after an unconfirmed answer: one that
+   * is down or refuses writes now cannot say what it did with the first one.
+   */
+  async #settleOn(index: number, request: DispatcherRequest, idempotencyKey: string, tries: number, earlier?: DispatcherFailure): Promise<DispatcherAnswer> {
+    const failures = earlier ? [earlier] : [];
+    for (let i = 0; i < tries; i++) {
+      try {
+        const answer = await this.send(index, request);
+        if (answer.status < 300) this.#unknown.delete(idempotencyKey);
+        return answer;
+      } catch (err) {
+        if (!(err instanceof DispatcherFailure)) throw err;
+        failures.push(err);
+        if (err.kind !== 'unconfirmed') break;
+      }
+    }
+    this.#unknown.delete(idempotencyKey);
+    this.#unknown.set(idempotencyKey, index);
+    if (this.#unknown.size > MAX_UNKNOWN_KEYS) this.#unknown.delete(this.#unknown.keys().next().value!);
+    const [first, ...later] = failures;
+    const again = later.length > 0 ? `; asked again: ${later.map((f) => f.message).join('; ')}` : '';
+    throw new OutcomeUnknownError(`Dispatcher ${this.#members[index]!.url} did not confirm (${first!.message}${again})`, idempotencyKey, { cause: first });
   }
 
   /** Every dispatcher in parallel: its answer, or why there is none. */
@@ -233,7 +276,11 @@ export class DispatcherPool {
     }
     const body = parseBody(text);
     if (status === 502 || status === 504) throw new DispatcherFailure(member.url, 'unconfirmed', `HTTP ${status} from a proxy`);
-    if (status >= 500) throw new DispatcherFailure(member.url, 'refused', `HTTP ${status}${errorMessage(body)}`);
+    if (status >= 500) {
+      // a 503 (a store refusing writes) or a full disk (507 storage_full: rolled back) stored nothing
+      const notWritten = (status === 503 && errorCode(body) !== DURABILITY_UNKNOWN) || (status === 507 && errorCode(body) === 'storage_full');
+      throw new DispatcherFailure(member.url, notWritten ? 'refused' : 'unconfirmed', `HTTP ${status}${errorMessage(body)}`);
+    }
     if (status === 401 || status === 403) {
       throw new DispatcherFailure(member.url, 'refused', `HTTP ${status}: it refused the API token (give both services the same --api-token)`);
     }
@@ -263,6 +310,10 @@ function parseBody(text: string): unknown {
   } catch {
     return text;
   }
+}
+
+function errorCode(body: unknown): unknown {
+  return (body as { error?: { code?: unknown } } | null)?.error?.code;
 }
 
 function errorMessage(body: unknown): string {

@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { MainConfig } from '../config.ts';
-import { ValidationError, toHttpError } from '../errors.ts';
+import { OutcomeUnknownError, ValidationError, toHttpError } from '../errors.ts';
 import { isAuthorized, requireJsonBody } from '../http.ts';
 import {
-  SCHEDULE_FIELDS, legacyFailure, legacyForwarded, legacyNoDispatcher, readLegacyForm, LEGACY_FAILURES,
+  SCHEDULE_FIELDS, legacyFailure, legacyForwarded, legacyNoDispatcher, legacyOutcomeUnknown, readLegacyForm, LEGACY_FAILURES,
 } from '../protocol/legacy.ts';
 import { isValidTimeZone } from '../protocol/time.ts';
 import { requireApiToken } from './auth.ts';
@@ -52,6 +52,10 @@ export function registerScheduledRoutes(app: FastifyInstance, context: Scheduled
    * `timezone` field's zone when the page sent one, else this server's zone.
    * Answers in the original's shape, with the dispatcher's JSON answer as
    * `externalResult`; failures with a 4xx/503 status instead of the original's 200.
+   * The form carries no idempotency key: one is derived from the sender's
+   * address and the message (contentKey), so the same form sent again (after
+   * a timeout, or a 502 "Unknown" when the dispatcher did not confirm) is
+   * stored once.
    */
   app.post('/scheduleMessage.php', async (request, reply) => {
     const { received, values } = readLegacyForm(request.body, SCHEDULE_FIELDS);
@@ -63,8 +67,14 @@ export function registerScheduledRoutes(app: FastifyInstance, context: Scheduled
     let answer: DispatcherAnswer;
     try {
       const timeZone = legacyTimeZone(request.body);
-      answer = await scheduled.schedule({ username: values.username, message: values.message, scheduledAt: values.time, ...(timeZone ? { timeZone } : {}) });
+      answer = await scheduled.schedule(
+        { username: values.username, message: values.message, scheduledAt: values.time, ...(timeZone ? { timeZone } : {}) },
+        { keyFromContent: { sender: request.ip } },
+      );
     } catch (err) {
+      if (err instanceof OutcomeUnknownError) {
+        return reply.status(err.status).send(legacyOutcomeUnknown(received, `${err.detail}: it may or may not be scheduled. Sending the same form again is safe: it will not be posted twice.`));
+      }
       const { status, body } = toHttpError(err);
       if (status === 503) return reply.status(503).send(legacyNoDispatcher());
       return reply.status(status).send(legacyFailure(received, body.error.message));

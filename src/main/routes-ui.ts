@@ -1,7 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Clock } from '../clock.ts';
 import type { MainConfig } from '../config.ts';
-import { toHttpError } from '../errors.ts';
+import { OutcomeUnknownError, toHttpError } from '../errors.ts';
 import { requirePageToken } from '../http.ts';
 import { readFeedPage, FEED_LIMIT } from './feed.ts';
 import type { DispatcherAnswer } from './pool.ts';
@@ -13,7 +14,10 @@ import { DEFAULT_LEAD_MS, pickerValue, renderHome, wallClockText, type ComposeVa
  * The page at `/` and the plain form posts behind it. Each form answers with a
  * redirect (303) back to the page, which shows what happened in #notice
  * (`?notice=` or `?error=`), so reloading never posts twice. A compose form
- * that failed is shown again at once, filled in, so nothing typed is lost.
+ * that failed is shown again at once, filled in, so nothing typed is lost,
+ * with the same idempotency key: when the dispatcher did not confirm (the
+ * message may or may not be scheduled) the page says so, and submitting the
+ * form again stores it at most once. Only the page after a success has a new key.
  */
 export interface UiRoutesContext {
   config: Readonly<MainConfig>;
@@ -28,6 +32,9 @@ const FEED_PAGE = FEED_LIMIT.fallback;
 /** Scheduled messages shown; the count says "+" when there are more. */
 const SCHEDULED_SHOWN = 50;
 
+/** Characters of a message quoted in a notice: enough to recognise it, well within MAX_NOTICE_LENGTH. */
+const PREVIEW_LENGTH = 80;
+
 /** Notices come back through the URL: cap them so a crafted link cannot fill the page. */
 const MAX_NOTICE_LENGTH = 300;
 
@@ -41,6 +48,7 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
     time: pickerValue(clock.now() + DEFAULT_LEAD_MS, config.timeZone),
     timeZone: config.timeZone,
     isDefault: true,
+    idempotencyKey: randomUUID(),
   });
 
   const renderPage = async (reply: FastifyReply, options: { status?: number; notice?: Notice; compose?: ComposeValues; cursor?: string }) => {
@@ -86,6 +94,8 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
       time: form('time'),
       timeZone: form('timezone') || config.timeZone,
       isDefault: false,
+      // a page rendered before forms had keys: this submit gets one, kept if the form comes back
+      idempotencyKey: form('idempotencyKey') || randomUUID(),
     };
     let answer: DispatcherAnswer;
     try {
@@ -94,16 +104,24 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
         message: compose.message,
         scheduledAt: compose.time,
         timeZone: compose.timeZone,
+        idempotencyKey: compose.idempotencyKey,
       });
     } catch (err) {
+      if (err instanceof OutcomeUnknownError) {
+        const text = `May or may not be scheduled: ${err.detail}. Submitting this form again is safe: it will not be posted twice.`;
+        return renderPage(reply, { status: err.status, notice: { kind: 'warn', text }, compose });
+      }
       const { status, body } = toHttpError(err);
       return renderPage(reply, { status, notice: { kind: 'error', text: `Not scheduled: ${body.error.message}` }, compose });
     }
     if (answer.status >= 400) {
       return renderPage(reply, { status: answer.status, notice: { kind: 'error', text: `Not scheduled: ${answerMessage(answer)}` }, compose });
     }
-    const at = Date.parse((answer.body as { scheduledAt: string }).scheduledAt);
-    return redirectWith(reply, 'notice', `Scheduled for ${wallClockText(at, compose.timeZone)} (${compose.timeZone}).`);
+    const stored = answer.body as { scheduledAt: string; message: string };
+    const at = `${wallClockText(Date.parse(stored.scheduledAt), compose.timeZone)} (${compose.timeZone})`;
+    // 200: this form's key was stored before (a submit whose answer was lost): that message stands, as first sent
+    if (answer.status === 200) return redirectWith(reply, 'notice', `Already scheduled for ${at} by an earlier submit of this form, not posted twice: ${preview(stored.message)}`);
+    return redirectWith(reply, 'notice', `Scheduled for ${at}.`);
   });
 
   app.post('/ui/scheduled/:id/reschedule', auth, async (request, reply) => {
@@ -137,6 +155,11 @@ async function settle(reply: FastifyReply, change: () => Promise<DispatcherAnswe
     return redirectWith(reply, 'error', `Too late: the message is already ${status ?? 'on its way'}.`);
   }
   return redirectWith(reply, 'error', answerMessage(answer));
+}
+
+/** The start of a message, to name it in a notice. */
+function preview(text: string): string {
+  return text.length > PREVIEW_LENGTH ? `${text.slice(0, PREVIEW_LENGTH)}…` : text;
 }
 
 function redirectWith(reply: FastifyReply, kind: 'notice' | 'error', text: string) {

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import { UnavailableError, ValidationError } from '../errors.ts';
 import { validateMessagePatch, validateScheduleRequest } from '../protocol/messages.ts';
@@ -49,17 +49,26 @@ export class ScheduledMessages {
     this.#timeZone = timeZone;
   }
 
-  /** Validates and forwards a new message; the dispatcher's answer (201, 200 for a known key, 4xx). */
-  async schedule(input: unknown): Promise<DispatcherAnswer> {
+  /**
+   * Validates and forwards a new message; the dispatcher's answer (201, 200
+   * for a known key, 4xx). Rejects with an OutcomeUnknownError when it may or
+   * may not be stored. Without a key in the input the key is random, or, with
+   * `keyFromContent`, derived from the sender and the message (see contentKey).
+   */
+  async schedule(input: unknown, options: { keyFromContent?: { sender: string } } = {}): Promise<DispatcherAnswer> {
     const valid = validateScheduleRequest(input, { now: this.#clock.now(), timeZone: this.#timeZone });
-    const idempotencyKey = valid.idempotencyKey ?? randomUUID();
+    const scheduledAt = new Date(valid.scheduledAt).toISOString();
+    const derived = valid.idempotencyKey === null && options.keyFromContent
+      ? contentKey(options.keyFromContent.sender, valid.username, valid.message, scheduledAt)
+      : undefined;
+    const idempotencyKey = valid.idempotencyKey ?? derived ?? randomUUID();
     const answer = await this.#pool.create(
       {
         method: 'POST',
         path: '/v1/messages',
-        body: { username: valid.username, message: valid.message, scheduledAt: new Date(valid.scheduledAt).toISOString(), idempotencyKey },
+        body: { username: valid.username, message: valid.message, scheduledAt, idempotencyKey },
       },
-      { idempotencyKey, clientKey: valid.idempotencyKey !== null },
+      { idempotencyKey, clientKey: valid.idempotencyKey !== null || derived !== undefined },
     );
     return withDispatcher(answer);
   }
@@ -132,6 +141,20 @@ export class DispatcherAnswerError extends Error {
     super(`dispatcher ${answer.dispatcher} answered HTTP ${answer.status}`);
     this.answer = answer;
   }
+}
+
+/**
+ * The idempotency key of a form that cannot carry one (the original's
+ * scheduleMessage.php): the same sender, name, text and instant are the same
+ * message, so sending that form again never posts it twice. No time window:
+ * one would split a resubmission that straddles its edge into two keys, and
+ * the same text by the same name at the same instant is a duplicate in the
+ * feed anyway. The dispatcher holds the key as long as the message (until it
+ * is purged, --retention after delivery); to post the same thing twice, use
+ * the JSON API with keys of your own.
+ */
+export function contentKey(sender: string, username: string, message: string, scheduledAt: string): string {
+  return `content-${createHash('sha256').update(JSON.stringify([sender, username, message, scheduledAt])).digest('hex')}`;
 }
 
 function messagePath(id: string): string {

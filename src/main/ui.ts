@@ -14,13 +14,19 @@ import { MAIN_PAGE_SCRIPT } from './ui-script.ts';
  * The feed is newest first (the original showed oldest first): new posts
  * arrive live at the top, where the eye is, and a long feed pages backwards.
  *
+ * The compose form carries its own idempotency key (a hidden input), made
+ * when the page is rendered, kept when the form is shown again after a
+ * failure or an unknown outcome, new only with the page after a success:
+ * sending the same form twice stores one message.
+ *
  * Stable hooks for tests and scripts: #notice, #compose, #feed (li.post, with
  * id "post-<id>"), #older, #scheduled (li with data-id = the message id),
  * form.reschedule, form.cancel, #live.
  */
 
 export interface Notice {
-  kind: 'ok' | 'error';
+  /** `warn`: it may or may not have happened (the dispatcher did not confirm). */
+  kind: 'ok' | 'error' | 'warn';
   text: string;
 }
 
@@ -32,6 +38,8 @@ export interface ComposeValues {
   timeZone: string;
   /** True for the server's default time, which the script replaces with the viewer's. */
   isDefault: boolean;
+  /** This form's idempotency key: the same on every submit of this form. */
+  idempotencyKey: string;
 }
 
 export interface HomeView {
@@ -90,6 +98,7 @@ function composeCard(values: ComposeValues): SafeHtml {
     <label for="compose-time">Post at</label>
     <input id="compose-time" type="datetime-local" name="time" step="1" required value="${values.time}"${values.isDefault ? html` data-default` : ''}>
     <input type="hidden" name="timezone" value="${values.timeZone}">
+    <input type="hidden" name="idempotencyKey" value="${values.idempotencyKey}">
     <p class="empty">Time zone: <span class="tz-name">${values.timeZone}</span></p>
     <div class="actions"><button type="submit">Schedule</button></div>
   </form>

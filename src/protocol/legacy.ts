@@ -79,6 +79,16 @@ export function legacyNoDispatcher() {
 }
 
 /**
+ * psched's answer when the dispatcher took the message but did not confirm it
+ * (the original had none: it said "Failure", and the sender posted again).
+ * Neither "Success" nor "Failure": a script that checks for "Success" sends
+ * again, which is safe (the same form is the same message, see contentKey).
+ */
+export function legacyOutcomeUnknown<K extends string>(received: LegacyReceived<K>, message: string) {
+  return { received, result: 'Unknown' as const, message };
+}
+
+/**
  * The original's main server forwarded the datetime-local value
  * ("2014-08-01T13:30") with the T replaced by a space.
  */

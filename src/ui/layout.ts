@@ -46,6 +46,7 @@ ul.items > li:first-child { border-top: none; }
 .notice { border-radius: 8px; padding: 10px 12px; font-size: 14px; }
 .notice.ok { color: var(--ok); background: var(--ok-bg); }
 .notice.error { color: var(--bad); background: var(--bad-bg); }
+.notice.warn { color: var(--warn); background: var(--warn-bg); }
 .empty { color: var(--muted); font-size: 14px; margin: 4px 0; }
 .row-actions { display: flex; gap: 6px; margin-top: 8px; flex-wrap: wrap; align-items: center; }
 .row-actions form { display: flex; gap: 6px; margin: 0; align-items: center; }

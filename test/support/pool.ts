@@ -238,3 +238,77 @@ export function quantile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]!;
 }
+
+/**
+ * A dispatcher that stores but does not answer: a front that forwards every
+ * request to a real dispatcher and, while `stalling`, holds its answer back
+ * (the client sees a timeout), as a dispatcher does whose disk or event loop
+ * stalls after the commit. Tests await `settled()` rather than sleep to know
+ * that the dispatcher has done what it was sent.
+ */
+export interface StallingFront extends AsyncDisposable {
+  readonly url: string;
+  /** Every request forwarded, in arrival order, with the dispatcher's status (0 until it answered). */
+  readonly forwarded: { method: string; path: string; status: number; held: boolean }[];
+  /** Whether the answers to requests arriving from now on are held back. */
+  stalling: boolean;
+  /** Resolves once the dispatcher has answered every request forwarded so far. */
+  settled(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** `methods`: only requests with these methods stall (default: all), e.g. ['POST'] so a page's listing still answers. */
+export async function startStallingFront(dispatcherUrl: string, options: { stalling?: boolean; methods?: string[] } = {}): Promise<StallingFront> {
+  const upstream = new Pool(dispatcherUrl, { connections: 8 });
+  const pending = new Set<Promise<void>>();
+  const forwarded: StallingFront['forwarded'] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const method = req.method ?? 'GET';
+      const record = { method, path: req.url ?? '/', status: 0, held: front.stalling && (!options.methods || options.methods.includes(method)) };
+      forwarded.push(record);
+      const headers: Record<string, string> = {};
+      for (const name of ['content-type', 'authorization', 'accept']) {
+        const value = req.headers[name];
+        if (typeof value === 'string') headers[name] = value;
+      }
+      const body = Buffer.concat(chunks);
+      const done = upstream.request({ method: record.method as 'POST', path: record.path, headers, body: body.length > 0 ? body : undefined }).then(
+        async (answer) => {
+          const text = await answer.body.text();
+          record.status = answer.statusCode;
+          if (!record.held) res.writeHead(answer.statusCode, { 'content-type': 'application/json' }).end(text);
+        },
+        (err: unknown) => {
+          record.status = 599;
+          if (!record.held) res.writeHead(502, { 'content-type': 'text/plain' }).end(`front: ${(err as Error).message}`);
+        },
+      );
+      pending.add(done);
+      void done.finally(() => pending.delete(done));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const close = async () => {
+    if (server.listening) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+    }
+    await Promise.all(pending);
+    await upstream.destroy();
+  };
+  const front: StallingFront = {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    forwarded,
+    stalling: options.stalling ?? false,
+    async settled() {
+      while (pending.size > 0) await Promise.all(pending);
+    },
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+  return front;
+}
