@@ -4,6 +4,7 @@ import { uuidv7 } from '../ids.ts';
 import type { ValidScheduleRequest } from '../protocol/messages.ts';
 import type { AttemptResult, Deliverer } from './delivery.ts';
 import { DueBuffer, type BufferEntry } from './heap.ts';
+import { Holdings } from './holdings.ts';
 import type { DispatcherMetrics } from './metrics.ts';
 import type {
   ChangeOutcome, ClaimRequest, DeliveryResult, DispatcherStore, InsertOutcome, MessagePatch, StoredMessage,
@@ -282,6 +283,18 @@ export class SchedulingEngine {
   #sweeps = new Set<SweepCollector>();
   #quietWaiters: (() => void)[] = [];
 
+  /** Every stage's count and ids, read by capacity, idleness, quiet and sweeps (./holdings.ts). */
+  readonly #holdings = new Holdings({
+    buffered: { count: () => this.#buffer.size, ids: () => [] },
+    starting: { count: () => this.#startingCount, ids: () => [...this.#starting].flat().map((entry) => entry.id) },
+    early: { count: () => this.#early.length, ids: () => this.#early.map((message) => message.id) },
+    ready: { count: () => this.#readyCount(), ids: () => (this.#ready.slice(this.#readyHead) as StoredMessage[]).map((message) => message.id) },
+    inFlight: { count: () => this.#inFlight.size, ids: () => this.#inFlight },
+    pending: { count: () => this.#pending.length, ids: () => this.#pending.map(({ message }) => message.id) },
+    writing: { count: () => this.#writing.length, ids: () => this.#writing.map(({ message }) => message.id) },
+    reserved: { count: () => this.#reserved, ids: () => [] },
+  });
+
   constructor(options: EngineOptions) {
     this.#store = options.store;
     this.#deliverer = options.deliverer;
@@ -391,12 +404,7 @@ export class SchedulingEngine {
     if (this.#state !== 'running') return { results: [] };
     await this.refill();
     const waiting = new Set<string>(this.#buffer.idsDueBy(this.#clock.now()));
-    for (const entries of this.#starting) for (const entry of entries) waiting.add(entry.id);
-    for (const message of this.#early) waiting.add(message.id);
-    for (let i = this.#readyHead; i < this.#ready.length; i++) waiting.add(this.#ready[i]!.id);
-    for (const id of this.#inFlight) waiting.add(id);
-    for (const { message } of this.#pending) waiting.add(message.id);
-    for (const { message } of this.#writing) waiting.add(message.id);
+    for (const id of this.#holdings.startedIds()) waiting.add(id);
     if (waiting.size === 0) return { results: [] };
     const report = new Promise<SweepReport>((resolve) => this.#sweeps.add({ waiting, results: [], resolve }));
     this.#kickStarter();
@@ -934,21 +942,18 @@ export class SchedulingEngine {
 
   /** Room for more claims: every message this owner holds counts, wherever it is in the pipeline. */
   #freeCapacity(): number {
-    const held = this.#buffer.size + this.#startingCount + this.#early.length + this.#readyCount() + this.#inFlight.size
-      + this.#pending.length + this.#writing.length + this.#reserved;
-    return this.#maxBuffered - held;
+    return this.#maxBuffered - this.#holdings.total;
   }
 
   #isIdle(): boolean {
-    if (this.#starting.size > 0 || this.#early.length > 0 || this.#readyCount() > 0 || this.#inFlight.size > 0) return false;
-    if (this.#pending.length > 0 || this.#writing.length > 0) return false;
+    if (!this.#holdings.nothingStarted) return false;
     const next = this.#buffer.peek();
     return next === undefined || next.dueAt > this.#clock.now() || this.#state !== 'running';
   }
 
   /** Wakes stop() and whenIdle() callers when the pipeline has gone quiet. */
   #checkQuiet(): void {
-    if (this.#quietWaiters.length > 0 && this.#starting.size === 0 && this.#inFlight.size === 0 && this.#writing.length === 0) {
+    if (this.#quietWaiters.length > 0 && this.#holdings.quiet) {
       const waiters = this.#quietWaiters;
       this.#quietWaiters = [];
       for (const wake of waiters) wake();
@@ -998,7 +1003,7 @@ export class SchedulingEngine {
 
     this.#state = 'stopped';
     this.#backingOff.clear();
-    const abandoned = this.#inFlight.size + this.#early.length + this.#readyCount() + this.#pending.length;
+    const abandoned = this.#holdings.count('inFlight', 'early', 'ready', 'pending');
     this.#buffer.clear();
     this.#early = [];
     this.#ready = [];
@@ -1062,7 +1067,7 @@ export class SchedulingEngine {
 
   /** Waits for the starter, deliveries in flight and the write in progress; true when the grace period ran out first. */
   #waitForQuiet(): Promise<boolean> {
-    if (this.#starting.size === 0 && this.#inFlight.size === 0 && this.#writing.length === 0) return Promise.resolve(false);
+    if (this.#holdings.quiet) return Promise.resolve(false);
     return new Promise((resolve) => {
       const grace = this.#clock.setTimer(() => resolve(true), this.#stopGraceMs);
       this.#quietWaiters.push(() => {
