@@ -1,4 +1,4 @@
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import formbody from '@fastify/formbody';
 import { toHttpError, UnauthorizedError } from './errors.ts';
@@ -37,23 +37,33 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Fast
   return app;
 }
 
+/**
+ * Compares SHA-256 digests rather than the texts: timingSafeEqual needs equal
+ * lengths, and checking the lengths first would tell a caller how long the
+ * token is. The digests always match in length, so the time says nothing.
+ */
 function sameSecret(given: string, expected: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
+  const digest = (text: string) => createHash('sha256').update(text, 'utf8').digest();
+  return timingSafeEqual(digest(given), digest(expected));
 }
 
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+
 /**
- * The token a request carries: `Authorization: Bearer <token>`, or (for
- * browsers, `allowBasic`) HTTP Basic auth with the token as the password.
+ * The token a request carries: exactly `Authorization: Bearer <token>` (the
+ * scheme in any case, one space, then everything to the end is the token, so
+ * `Bearer <token> junk` is a different, wrong, token), or (for browsers,
+ * `allowBasic`) HTTP Basic auth with the token as the password.
  */
 export function requestToken(request: FastifyRequest, allowBasic: boolean): string | undefined {
   const header = request.headers.authorization;
   if (!header) return undefined;
-  const [scheme, value] = header.split(' ', 2);
-  if (!value) return undefined;
-  if (scheme?.toLowerCase() === 'bearer') return value.trim();
-  if (allowBasic && scheme?.toLowerCase() === 'basic') {
+  const space = header.indexOf(' ');
+  if (space < 0) return undefined;
+  const scheme = header.slice(0, space).toLowerCase();
+  const value = header.slice(space + 1);
+  if (scheme === 'bearer') return value;
+  if (allowBasic && scheme === 'basic' && BASE64.test(value)) {
     const decoded = Buffer.from(value, 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
     return colon >= 0 ? decoded.slice(colon + 1) : undefined;
@@ -100,7 +110,10 @@ export function isCrossSiteRequest(request: FastifyRequest): boolean {
   if (site === 'same-origin' || site === 'none') return false;
   // same-site (another port or subdomain) or an older browser: compare the Origin with the host
   const origin = request.headers.origin;
-  if (typeof origin !== 'string' || origin === 'null') return site !== undefined;
+  // "null" is an origin the browser hides (a sandboxed frame, a data: URL, a
+  // redirect from another site): it cannot be shown to be this server's page
+  if (origin === 'null') return true;
+  if (typeof origin !== 'string') return site !== undefined;
   try {
     const from = new URL(origin);
     // both parsed the same way, so a default port written out ("host:80") still matches

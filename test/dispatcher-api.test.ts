@@ -431,6 +431,19 @@ describe('auth with --api-token', () => {
     assert.equal((await t.request('GET', '/metrics', { token })).statusCode, 200);
   });
 
+  it('accepts exactly "Bearer <token>": nothing before, after or instead of it', async () => {
+    await using t = await startTestDispatcher({ apiToken: token });
+    const refused = [`Bearer ${token} junk`, `Bearer ${token},x`, `Bearer  ${token}`, `Bearer ${token.slice(0, -1)}`, `Token ${token}`, `Bearer`, token];
+    for (const authorization of refused) {
+      const response = await t.request('GET', '/v1/messages', { headers: { authorization } });
+      assert.equal(response.statusCode, 401, authorization);
+      assert.equal((response.json() as Json).error.code, 'unauthorized');
+    }
+    // the scheme is case-insensitive (RFC 9110), the token is not
+    assert.equal((await t.request('GET', '/v1/messages', { headers: { authorization: `bearer ${token}` } })).statusCode, 200);
+    assert.equal((await t.request('GET', '/v1/messages', { headers: { authorization: `Bearer ${token.toUpperCase()}` } })).statusCode, 401);
+  });
+
   it('checks the token before the content type', async () => {
     await using t = await startTestDispatcher({ apiToken: token });
     const response = await t.request('POST', '/v1/messages', { body: 'a=b', headers: { 'content-type': 'text/plain' } });
