@@ -59,7 +59,7 @@ export const DISPATCHER_OPTIONS = {
 
 export const MAIN_OPTIONS = {
   port: { flag: 'port', env: 'PSCHED_PORT', kind: 'int', default: '8080', help: 'HTTP port', check: port },
-  host: { flag: 'host', env: 'PSCHED_HOST', kind: 'string', default: '127.0.0.1', help: 'interface to listen on (a non-loopback host requires --access-token)' },
+  host: { flag: 'host', env: 'PSCHED_HOST', kind: 'string', default: '127.0.0.1', help: 'interface to listen on (a non-loopback host requires --access-token and --signing-secret)' },
   db: { flag: 'db', env: 'PSCHED_DB', kind: 'string', default: './data/main.db', help: 'SQLite file path, or a postgres:// URL' },
   dispatcherUrls: { flag: 'dispatcher-url', env: 'PSCHED_DISPATCHER_URL', kind: 'list', default: 'http://127.0.0.1:8081', help: 'the dispatcher pool, comma-separated URLs' },
   apiToken: { flag: 'api-token', env: 'PSCHED_API_TOKEN', kind: 'string', default: undefined, help: 'bearer token sent to the dispatchers' },
@@ -226,6 +226,13 @@ export function mainConfig(
     if (problem) throw new ConfigError(`--dispatcher-url ${problem} (got ${JSON.stringify(url)})`);
   }
   requireTokenOffLoopback(config.host, config.accessToken, MAIN_OPTIONS.accessToken, 'main server');
+  if (!config.signingSecret && !isLoopbackHost(config.host)) {
+    const spec = MAIN_OPTIONS.signingSecret;
+    throw new ConfigError(
+      `refusing to listen on ${config.host} without a signing secret: anyone on the network could post to the feed (POST /v1/posts). ` +
+        `Set --${spec.flag} (or ${spec.env}) to the dispatchers' secret, or listen on 127.0.0.1.`,
+    );
+  }
   return Object.freeze(config);
 }
 

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { systemClock, type Clock } from '../clock.ts';
 import type { MainConfig } from '../config.ts';
-import { createHttpServer, isLoopbackHost, refuseCrossSiteWrites } from '../http.ts';
+import { createHttpServer, refuseCrossSiteWrites } from '../http.ts';
 import { openMainStore } from '../stores/index.ts';
 import { EventStreams } from './events.ts';
 import { DispatcherPool } from './pool.ts';
@@ -52,9 +52,6 @@ export async function createMainServer(config: Readonly<MainConfig>, deps: MainS
     registerScheduledRoutes(app, { config, scheduled });
     registerUiRoutes(app, { config, store, clock, scheduled });
     await app.ready();
-    if (!config.signingSecret && !isLoopbackHost(config.host)) {
-      app.log.warn('no --signing-secret: anyone who can reach this server can post to its feed (POST /v1/posts). Give it and the dispatchers the same secret.');
-    }
   } catch (err) {
     await pool?.close();
     await closeStore();
