@@ -455,6 +455,17 @@ describe('auth with --api-token', () => {
     assert.equal((await t.request('GET', '/healthz')).statusCode, 200);
     assert.equal((await t.request('GET', '/openapi.json')).statusCode, 200);
   });
+
+  it('open /healthz says only the status; the counts /metrics keeps behind the token need it here too', async () => {
+    await using t = await startTestDispatcher({ apiToken: token });
+    const open = await t.request('GET', '/healthz');
+    assert.equal(open.statusCode, 200);
+    assert.deepEqual(open.json(), { status: 'ok' });
+    assert.deepEqual((await t.request('GET', '/healthz', { headers: { authorization: 'Bearer wrong' } })).json(), { status: 'ok' });
+    const withToken = await t.request('GET', '/healthz', { token });
+    assert.deepEqual(Object.keys(withToken.json() as Json).sort(), ['buffered', 'inFlight', 'owner', 'status']);
+    assert.equal((withToken.json() as Json).owner, t.dispatcher.engine.ownerId);
+  });
 });
 
 describe('service endpoints', () => {
@@ -465,6 +476,22 @@ describe('service endpoints', () => {
     const body = response.json() as Json;
     assert.equal(body.status, 'ok');
     assert.equal(body.owner, t.dispatcher.engine.ownerId);
+  });
+
+  it('GET /healthz answers 503 "not ready", and nothing of the error, when the database does not answer', async () => {
+    await using t = await startTestDispatcher();
+    const store = t.dispatcher.store as { get: (id: string) => Promise<unknown> };
+    const get = store.get;
+    store.get = async () => {
+      throw new Error('SQLITE_IOERR: disk I/O error at /secret/path/dispatcher.db');
+    };
+    try {
+      const response = await t.request('GET', '/healthz');
+      assert.equal(response.statusCode, 503);
+      assert.deepEqual(response.json(), { status: 'not ready' });
+    } finally {
+      store.get = get;
+    }
   });
 
   it('GET /metrics speaks the Prometheus text format', async () => {
