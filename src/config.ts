@@ -34,6 +34,15 @@ const httpUrl = (value: unknown) => {
   }
 };
 
+// a name or address as it appears in a Host header, without the port: psched.lan, 10.0.0.5, [fd00::1]
+const hostName = (value: unknown) => (/^([a-z0-9_-]+(\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])$/i.test(value as string)
+  ? undefined : 'must list host names without scheme or port, such as "psched.lan" or "[fd00::1]"');
+
+const ALLOWED_HOSTS: OptionSpec = {
+  flag: 'allowed-hosts', env: 'PSCHED_ALLOWED_HOSTS', kind: 'list', default: undefined, check: hostName,
+  help: 'comma-separated host names a service without a token answers besides localhost, 127.0.0.1 and [::1] (DNS rebinding guard)',
+};
+
 const LOG_LEVEL: OptionSpec = { flag: 'log-level', env: 'PSCHED_LOG_LEVEL', kind: 'string', default: 'info', help: 'pino log level (fatal, error, warn, info, debug, silent)' };
 
 export const DISPATCHER_OPTIONS = {
@@ -54,6 +63,7 @@ export const DISPATCHER_OPTIONS = {
   deliveryTimeout: { flag: 'delivery-timeout', env: 'PSCHED_DELIVERY_TIMEOUT', kind: 'duration', default: '10s', help: 'a delivery not answered within this is retried', check: positive },
   concurrency: { flag: 'concurrency', env: 'PSCHED_CONCURRENCY', kind: 'int', default: '128', help: 'deliveries in flight at once (pipelined up to 32 per keep-alive connection; legacy: one each on a quarter as many connections)', check: positive },
   retention: { flag: 'retention', env: 'PSCHED_RETENTION', kind: 'duration', default: '7d', help: 'how long delivered messages stay in the history', check: positive },
+  allowedHosts: ALLOWED_HOSTS,
   logLevel: LOG_LEVEL,
 } satisfies Record<string, OptionSpec>;
 
@@ -67,6 +77,7 @@ export const MAIN_OPTIONS = {
   signingSecret: { flag: 'signing-secret', env: 'PSCHED_SIGNING_SECRET', kind: 'string', default: undefined, help: 'secret that verifies deliveries (POST /v1/posts)' },
   legacyPostMessage: { flag: 'legacy-post-message', env: 'PSCHED_LEGACY_POST_MESSAGE', kind: 'boolean', default: 'false', help: 'accept the original\'s unsigned POST /postMessage.php even with a signing secret set' },
   timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset', check: timeZone },
+  allowedHosts: ALLOWED_HOSTS,
   logLevel: LOG_LEVEL,
 } satisfies Record<string, OptionSpec>;
 
@@ -88,6 +99,8 @@ export interface DispatcherConfig {
   deliveryTimeoutMs: number;
   concurrency: number;
   retentionMs: number;
+  /** Host names answered besides the loopback ones while the Host check is on (see ./http.ts hostCheck), lower case. */
+  allowedHosts: string[];
   logLevel: string;
 }
 
@@ -103,6 +116,8 @@ export interface MainConfig {
   signingSecret: string | undefined;
   legacyPostMessage: boolean;
   timeZone: string;
+  /** As DispatcherConfig.allowedHosts. */
+  allowedHosts: string[];
   logLevel: string;
 }
 
@@ -166,6 +181,10 @@ export function resolveOptions<T extends Record<string, OptionSpec>>(
   return out;
 }
 
+function hostList(value: unknown): string[] {
+  return ((value as string[] | undefined) ?? []).map((name) => name.toLowerCase());
+}
+
 function requireTokenOffLoopback(host: string, token: string | undefined, spec: OptionSpec, service: string): void {
   if (!token && !isLoopbackHost(host)) {
     throw new ConfigError(
@@ -198,6 +217,7 @@ export function dispatcherConfig(
     deliveryTimeoutMs: o.deliveryTimeout as number,
     concurrency: o.concurrency as number,
     retentionMs: o.retention as number,
+    allowedHosts: hostList(o.allowedHosts),
     logLevel: o.logLevel as string,
   };
   requireTokenOffLoopback(config.host, config.apiToken, DISPATCHER_OPTIONS.apiToken, 'dispatcher');
@@ -219,6 +239,7 @@ export function mainConfig(
     signingSecret: o.signingSecret as string | undefined,
     legacyPostMessage: o.legacyPostMessage as boolean,
     timeZone: o.timeZone as string,
+    allowedHosts: hostList(o.allowedHosts),
     logLevel: o.logLevel as string,
   };
   for (const url of config.dispatcherUrls) {

@@ -13,6 +13,12 @@ export interface HttpServerOptions {
   logger: boolean | { level: string };
   /** Largest accepted body in bytes. A 1,000-message batch of 5,000-character texts fits. */
   bodyLimit?: number;
+  /**
+   * Turns the Host check on (see hostCheck): only requests addressed to a
+   * loopback name or to one of these are answered. For services that trust
+   * whoever reaches them on loopback (no token); undefined: no check.
+   */
+  allowedHosts?: readonly string[] | undefined;
 }
 
 export const DEFAULT_BODY_LIMIT = 8 * 1024 * 1024;
@@ -25,6 +31,8 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Fast
     logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: 'idle',
   });
+  // first, so a refused request reaches no other hook, route or 404 answer
+  if (options.allowedHosts) app.addHook('onRequest', hostCheck(options.allowedHosts));
   await app.register(formbody, { bodyLimit: 64 * 1024 });
   app.setErrorHandler((err, request, reply) => {
     const { status, body } = toHttpError(err);
@@ -137,4 +145,39 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost|\[::1\])$/i;
 
 export function isLoopbackHost(host: string): boolean {
   return LOOPBACK.test(host);
+}
+
+/** The name in a Host header without its port, lower case; undefined if it is not one (user info, a path, garbage). */
+function hostHeaderName(host: string): string | undefined {
+  const match = /^([a-z0-9_.-]+|\[[0-9a-f:.]+\])(?::\d*)?$/i.exec(host);
+  return match?.[1]!.toLowerCase();
+}
+
+/**
+ * Guards a service without a token against DNS rebinding: a page on
+ * evil.example whose name is then pointed at 127.0.0.1 talks to a loopback
+ * service as its own origin, so neither the cross-site check nor CORS stops
+ * it, and with no token nothing else does. The browser still says which name
+ * it meant in the Host header, so only loopback names (localhost, 127.x.x.x,
+ * [::1], any port) and the names given are answered; any other gets 421. A
+ * request without Host (HTTP/1.0; Node refuses HTTP/1.1 without one) cannot
+ * come from a browser and passes.
+ */
+export function hostCheck(allowed: readonly string[]) {
+  const names = new Set(allowed.map((name) => name.toLowerCase()));
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+    const host = request.headers.host;
+    if (host === undefined) return undefined;
+    const name = hostHeaderName(host);
+    if (name !== undefined && (isLoopbackHost(name) || names.has(name))) return undefined;
+    return reply.status(421).send({
+      error: {
+        code: 'misdirected_request',
+        message: 'This server has no token, so it answers only requests addressed to localhost, 127.0.0.1 or [::1]' +
+          (names.size ? ` or ${[...names].join(', ')}` : '') +
+          ' (a page elsewhere could otherwise reach it through DNS rebinding). ' +
+          'Add the name you use with --allowed-hosts (PSCHED_ALLOWED_HOSTS), or set a token.',
+      },
+    });
+  };
 }

@@ -47,6 +47,16 @@ describe('config', () => {
     assert.equal(mainConfig({ accessToken: 't' }, {}).signingSecret, undefined);
   });
 
+  it('reads --allowed-hosts / PSCHED_ALLOWED_HOSTS as lower-case names, none by default', () => {
+    assert.deepEqual(dispatcherConfig({}, {}).allowedHosts, []);
+    assert.deepEqual(mainConfig({}, {}).allowedHosts, []);
+    assert.deepEqual(dispatcherConfig({ allowedHosts: 'Psched.LAN, [fd00::1]' }, {}).allowedHosts, ['psched.lan', '[fd00::1]']);
+    assert.deepEqual(mainConfig({}, { PSCHED_ALLOWED_HOSTS: 'a.lan,b.lan' }).allowedHosts, ['a.lan', 'b.lan']);
+    for (const bad of ['http://psched.lan', 'psched.lan:8080', 'psched.lan/x', 'user@psched.lan', '*.lan']) {
+      assert.throws(() => dispatcherConfig({ allowedHosts: bad }, {}), /--allowed-hosts must list host names/, bad);
+    }
+  });
+
   it('parses durations', () => {
     assert.equal(parseDuration('250ms'), 250);
     assert.equal(parseDuration('1.5s'), 1500);

@@ -468,6 +468,45 @@ describe('auth with --api-token', () => {
   });
 });
 
+describe('the Host check (DNS rebinding)', () => {
+  const body = { username: 'u', message: 'm', scheduledAt: FAR };
+
+  it('without a token, answers only loopback host names: others get 421 and nothing is stored', async () => {
+    await using t = await startTestDispatcher();
+    const foreign = ['evil.example', 'evil.example:8081', 'localhost.evil.example', '127.0.0.1.nip.io:8081', 'evil.example@localhost', 'localhost:8081/x'];
+    for (const host of foreign) {
+      for (const [method, url] of [['POST', '/v1/messages'], ['GET', '/'], ['GET', '/healthz'], ['GET', '/no-such-page']] as const) {
+        const response = await t.request(method, url, { body: method === 'POST' ? body : undefined, headers: { host } });
+        assert.equal(response.statusCode, 421, `${method} ${url} Host: ${host}`);
+        const error = (response.json() as Json).error;
+        assert.equal(error.code, 'misdirected_request');
+        assert.match(error.message, /--allowed-hosts/);
+      }
+    }
+    const legacy = await t.request('POST', '/scheduleMessage.php', { body: 'username=a&message=b&time=2099-01-01 00:00:00', headers: { host: 'evil.example', 'content-type': 'application/x-www-form-urlencoded' } });
+    assert.equal(legacy.statusCode, 421);
+    assert.equal((await t.dispatcher.store.countByStatus()).scheduled, 0);
+    for (const host of ['localhost', 'localhost:8081', 'LOCALHOST:80', '127.0.0.1:8081', '127.0.0.2', '[::1]:8081', '[::1]']) {
+      assert.equal((await t.request('POST', '/v1/messages', { body, headers: { host } })).statusCode, 201, host);
+    }
+  });
+
+  it('answers the names given with --allowed-hosts (any port, any case) too', async () => {
+    await using t = await startTestDispatcher({ allowedHosts: 'psched.lan, Box.Local' });
+    assert.equal((await t.request('GET', '/v1/messages', { headers: { host: 'psched.lan:8081' } })).statusCode, 200);
+    assert.equal((await t.request('GET', '/v1/messages', { headers: { host: 'box.local' } })).statusCode, 200);
+    assert.equal((await t.request('GET', '/v1/messages', { headers: { host: 'localhost:8081' } })).statusCode, 200);
+    assert.equal((await t.request('GET', '/v1/messages', { headers: { host: 'other.lan' } })).statusCode, 421);
+    assert.equal((await t.request('GET', '/v1/messages', { headers: { host: 'sub.psched.lan' } })).statusCode, 421);
+  });
+
+  it('is off with a token: the token is what a rebinding page lacks, and proxies may use any name', async () => {
+    await using t = await startTestDispatcher({ apiToken: 'tok' });
+    assert.equal((await t.request('GET', '/v1/messages', { token: 'tok', headers: { host: 'psched.example.com' } })).statusCode, 200);
+    assert.equal((await t.request('GET', '/v1/messages', { headers: { host: 'psched.example.com' } })).statusCode, 401);
+  });
+});
+
 describe('service endpoints', () => {
   it('GET /healthz answers ok', async () => {
     await using t = await startTestDispatcher();

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { systemClock, type Clock } from '../clock.ts';
 import type { MainConfig } from '../config.ts';
-import { createHttpServer, refuseCrossSiteWrites } from '../http.ts';
+import { createHttpServer, isLoopbackHost, refuseCrossSiteWrites } from '../http.ts';
 import { openMainStore } from '../stores/index.ts';
 import { EventStreams } from './events.ts';
 import { DispatcherPool } from './pool.ts';
@@ -36,6 +36,18 @@ export interface MainServerDeps {
   dispatcherTimeoutMs?: number;
 }
 
+/**
+ * True when this server listens on loopback and takes some write from
+ * whoever reaches it: scheduling without --access-token, deliveries without
+ * --signing-secret, or the original's unsigned /postMessage.php. A page
+ * elsewhere could then write through DNS rebinding, so the Host check is on
+ * (see hostCheck in ../http.ts). Off loopback the config requires both.
+ */
+function opensWritesOnLoopback(config: Readonly<MainConfig>): boolean {
+  const open = !config.accessToken || !config.signingSecret || config.legacyPostMessage;
+  return open && isLoopbackHost(config.host);
+}
+
 export async function createMainServer(config: Readonly<MainConfig>, deps: MainServerDeps = {}): Promise<MainServer> {
   const clock = deps.clock ?? systemClock;
   const store = deps.store ?? (await openMainStore(config.db));
@@ -45,7 +57,10 @@ export async function createMainServer(config: Readonly<MainConfig>, deps: MainS
   let app: FastifyInstance;
   try {
     pool = new DispatcherPool(config.dispatcherUrls, { apiToken: config.apiToken, requestTimeoutMs: deps.dispatcherTimeoutMs });
-    app = await createHttpServer({ logger: deps.logger === false ? false : { level: config.logLevel } });
+    app = await createHttpServer({
+      logger: deps.logger === false ? false : { level: config.logLevel },
+      allowedHosts: opensWritesOnLoopback(config) ? config.allowedHosts : undefined,
+    });
     const scheduled = new ScheduledMessages(pool, clock, config.timeZone);
     app.addHook('onRequest', refuseCrossSiteWrites);
     await registerPostRoutes(app, { config, store, clock, streams });
