@@ -19,14 +19,54 @@ export interface HttpServerOptions {
    * whoever reaches them on loopback (no token); undefined: no check.
    */
   allowedHosts?: readonly string[] | undefined;
+  /** DEFAULT_TIMEOUTS unless given (tests use short ones). */
+  timeouts?: Partial<HttpTimeouts> | undefined;
 }
 
 export const DEFAULT_BODY_LIMIT = 8 * 1024 * 1024;
 
+/**
+ * How long a client may take. Fastify's defaults let a connection that never
+ * finishes its headers or its body hold a socket for 60 s or for ever, so a
+ * few hundred slow clients would use up the file descriptors.
+ */
+export interface HttpTimeouts {
+  /** Until the request line and headers have arrived: a browser or curl sends them at once. */
+  headersMs: number;
+  /**
+   * Until the whole request, body included, has arrived. The 8 MiB body limit
+   * in 30 s needs at least 280 KB/s from the client. It does not bound the
+   * answer: an event stream (/v1/events) or a long cron sweep is not cut off.
+   */
+  requestMs: number;
+  /**
+   * An idle keep-alive connection between requests. Longer than the clients'
+   * own reuse window, so the server is never the one to close a connection a
+   * client is about to reuse: undici (the main server's calls to the
+   * dispatchers, the dispatchers' deliveries) follows the `Keep-Alive:
+   * timeout=72` hint this sends, and load balancers commonly idle out at 60 s.
+   */
+  keepAliveMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: Readonly<HttpTimeouts> = Object.freeze({ headersMs: 10_000, requestMs: 30_000, keepAliveMs: 72_000 });
+
 export async function createHttpServer(options: HttpServerOptions): Promise<FastifyInstance> {
+  const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
   const app = Fastify({
     logger: options.logger,
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    requestTimeout: timeouts.requestMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    // No socket inactivity timeout (connectionTimeout): it would also cut off
+    // an answer that is slow to start, such as a cron sweep waiting on its
+    // deliveries. The three limits above cover the idle and the slow clients.
+    http: {
+      headersTimeout: Math.min(timeouts.headersMs, timeouts.requestMs),
+      // Node looks for expired requests only this often (default 30 s, which
+      // would let a slow client stay up to twice the limit)
+      connectionsCheckingInterval: Math.max(10, Math.min(1_000, Math.floor(timeouts.headersMs / 4))),
+    },
     // one log line per request would cost more than the request itself at 10,000/s
     logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: 'idle',

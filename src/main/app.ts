@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { systemClock, type Clock } from '../clock.ts';
 import type { MainConfig } from '../config.ts';
-import { createHttpServer, isLoopbackHost, refuseCrossSiteWrites } from '../http.ts';
+import { createHttpServer, isLoopbackHost, type HttpTimeouts, refuseCrossSiteWrites } from '../http.ts';
 import { openMainStore } from '../stores/index.ts';
 import { EventStreams } from './events.ts';
 import { DispatcherPool } from './pool.ts';
@@ -34,6 +34,8 @@ export interface MainServerDeps {
   logger?: boolean;
   /** Overrides how long a dispatcher may take to answer (tests). */
   dispatcherTimeoutMs?: number;
+  /** Overrides how long clients may take to send a request (tests; see HttpTimeouts in ../http.ts). */
+  httpTimeouts?: Partial<HttpTimeouts>;
 }
 
 /**
@@ -59,6 +61,7 @@ export async function createMainServer(config: Readonly<MainConfig>, deps: MainS
     pool = new DispatcherPool(config.dispatcherUrls, { apiToken: config.apiToken, requestTimeoutMs: deps.dispatcherTimeoutMs });
     app = await createHttpServer({
       logger: deps.logger === false ? false : { level: config.logLevel },
+      timeouts: deps.httpTimeouts,
       allowedHosts: opensWritesOnLoopback(config) ? config.allowedHosts : undefined,
     });
     const scheduled = new ScheduledMessages(pool, clock, config.timeZone);
