@@ -34,6 +34,15 @@ const httpUrl = (value: unknown) => {
   }
 };
 
+// a name or address as it appears in a Host header, without the port: psched.lan, 10.0.0.5, [fd00::1]
+const hostName = (value: unknown) => (/^([a-z0-9_-]+(\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])$/i.test(value as string)
+  ? undefined : 'must list host names without scheme or port, such as "psched.lan" or "[fd00::1]"');
+
+const ALLOWED_HOSTS: OptionSpec = {
+  flag: 'allowed-hosts', env: 'PSCHED_ALLOWED_HOSTS', kind: 'list', default: undefined, check: hostName,
+  help: 'comma-separated host names a service without a token answers besides localhost, 127.0.0.1 and [::1] (DNS rebinding guard)',
+};
+
 const LOG_LEVEL: OptionSpec = { flag: 'log-level', env: 'PSCHED_LOG_LEVEL', kind: 'string', default: 'info', help: 'pino log level (fatal, error, warn, info, debug, silent)' };
 
 export const DISPATCHER_OPTIONS = {
@@ -54,12 +63,13 @@ export const DISPATCHER_OPTIONS = {
   deliveryTimeout: { flag: 'delivery-timeout', env: 'PSCHED_DELIVERY_TIMEOUT', kind: 'duration', default: '10s', help: 'a delivery not answered within this is retried', check: positive },
   concurrency: { flag: 'concurrency', env: 'PSCHED_CONCURRENCY', kind: 'int', default: '128', help: 'deliveries in flight at once (pipelined up to 32 per keep-alive connection; legacy: one each on a quarter as many connections)', check: positive },
   retention: { flag: 'retention', env: 'PSCHED_RETENTION', kind: 'duration', default: '7d', help: 'how long delivered messages stay in the history', check: positive },
+  allowedHosts: ALLOWED_HOSTS,
   logLevel: LOG_LEVEL,
 } satisfies Record<string, OptionSpec>;
 
 export const MAIN_OPTIONS = {
   port: { flag: 'port', env: 'PSCHED_PORT', kind: 'int', default: '8080', help: 'HTTP port', check: port },
-  host: { flag: 'host', env: 'PSCHED_HOST', kind: 'string', default: '127.0.0.1', help: 'interface to listen on (a non-loopback host requires --access-token)' },
+  host: { flag: 'host', env: 'PSCHED_HOST', kind: 'string', default: '127.0.0.1', help: 'interface to listen on (a non-loopback host requires --access-token and --signing-secret)' },
   db: { flag: 'db', env: 'PSCHED_DB', kind: 'string', default: './data/main.db', help: 'SQLite file path, or a postgres:// URL' },
   dispatcherUrls: { flag: 'dispatcher-url', env: 'PSCHED_DISPATCHER_URL', kind: 'list', default: 'http://127.0.0.1:8081', help: 'the dispatcher pool, comma-separated URLs' },
   apiToken: { flag: 'api-token', env: 'PSCHED_API_TOKEN', kind: 'string', default: undefined, help: 'bearer token sent to the dispatchers' },
@@ -67,6 +77,7 @@ export const MAIN_OPTIONS = {
   signingSecret: { flag: 'signing-secret', env: 'PSCHED_SIGNING_SECRET', kind: 'string', default: undefined, help: 'secret that verifies deliveries (POST /v1/posts)' },
   legacyPostMessage: { flag: 'legacy-post-message', env: 'PSCHED_LEGACY_POST_MESSAGE', kind: 'boolean', default: 'false', help: 'accept the original\'s unsigned POST /postMessage.php even with a signing secret set' },
   timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset', check: timeZone },
+  allowedHosts: ALLOWED_HOSTS,
   logLevel: LOG_LEVEL,
 } satisfies Record<string, OptionSpec>;
 
@@ -88,6 +99,8 @@ export interface DispatcherConfig {
   deliveryTimeoutMs: number;
   concurrency: number;
   retentionMs: number;
+  /** Host names answered besides the loopback ones while the Host check is on (see ./http.ts hostCheck), lower case. */
+  allowedHosts: string[];
   logLevel: string;
 }
 
@@ -103,6 +116,8 @@ export interface MainConfig {
   signingSecret: string | undefined;
   legacyPostMessage: boolean;
   timeZone: string;
+  /** As DispatcherConfig.allowedHosts. */
+  allowedHosts: string[];
   logLevel: string;
 }
 
@@ -167,6 +182,10 @@ export function resolveOptions<T extends Record<string, OptionSpec>>(
   return out;
 }
 
+function hostList(value: unknown): string[] {
+  return ((value as string[] | undefined) ?? []).map((name) => name.toLowerCase());
+}
+
 function requireTokenOffLoopback(host: string, token: string | undefined, spec: OptionSpec, service: string): void {
   if (!token && !isLoopbackHost(host)) {
     throw new ConfigError(
@@ -199,6 +218,7 @@ export function dispatcherConfig(
     deliveryTimeoutMs: o.deliveryTimeout as number,
     concurrency: o.concurrency as number,
     retentionMs: o.retention as number,
+    allowedHosts: hostList(o.allowedHosts),
     logLevel: o.logLevel as string,
   };
   requireTokenOffLoopback(config.host, config.apiToken, DISPATCHER_OPTIONS.apiToken, 'dispatcher');
@@ -220,6 +240,7 @@ export function mainConfig(
     signingSecret: o.signingSecret as string | undefined,
     legacyPostMessage: o.legacyPostMessage as boolean,
     timeZone: o.timeZone as string,
+    allowedHosts: hostList(o.allowedHosts),
     logLevel: o.logLevel as string,
   };
   for (const url of config.dispatcherUrls) {
@@ -227,6 +248,13 @@ export function mainConfig(
     if (problem) throw new ConfigError(`--dispatcher-url ${problem} (got ${JSON.stringify(url)})`);
   }
   requireTokenOffLoopback(config.host, config.accessToken, MAIN_OPTIONS.accessToken, 'main server');
+  if (!config.signingSecret && !isLoopbackHost(config.host)) {
+    const spec = MAIN_OPTIONS.signingSecret;
+    throw new ConfigError(
+      `refusing to listen on ${config.host} without a signing secret: anyone on the network could post to the feed (POST /v1/posts). ` +
+        `Set --${spec.flag} (or ${spec.env}) to the dispatchers' secret, or listen on 127.0.0.1.`,
+    );
+  }
   return Object.freeze(config);
 }
 

@@ -1,4 +1,4 @@
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -15,6 +15,14 @@ export interface HttpServerOptions {
   logger: boolean | { level: string };
   /** Largest accepted body in bytes. A 1,000-message batch of 5,000-character texts fits. */
   bodyLimit?: number;
+  /**
+   * Turns the Host check on (see hostCheck): only requests addressed to a
+   * loopback name or to one of these are answered. For services that trust
+   * whoever reaches them on loopback (no token); undefined: no check.
+   */
+  allowedHosts?: readonly string[] | undefined;
+  /** DEFAULT_TIMEOUTS unless given (tests use short ones). */
+  timeouts?: Partial<HttpTimeouts> | undefined;
 }
 
 export const DEFAULT_BODY_LIMIT = 8 * 1024 * 1024;
@@ -22,10 +30,48 @@ export const DEFAULT_BODY_LIMIT = 8 * 1024 * 1024;
 /** Form posts (the original's endpoints, the pages) carry one message: 64 KiB is ample. */
 const FORM_BODY_LIMIT = 64 * 1024;
 
+/**
+ * How long a client may take. Fastify's defaults let a connection that never
+ * finishes its headers or its body hold a socket for 60 s or for ever, so a
+ * few hundred slow clients would use up the file descriptors.
+ */
+export interface HttpTimeouts {
+  /** Until the request line and headers have arrived: a browser or curl sends them at once. */
+  headersMs: number;
+  /**
+   * Until the whole request, body included, has arrived. The 8 MiB body limit
+   * in 30 s needs at least 280 KB/s from the client. It does not bound the
+   * answer: an event stream (/v1/events) or a long cron sweep is not cut off.
+   */
+  requestMs: number;
+  /**
+   * An idle keep-alive connection between requests. Longer than the clients'
+   * own reuse window, so the server is never the one to close a connection a
+   * client is about to reuse: undici (the main server's calls to the
+   * dispatchers, the dispatchers' deliveries) follows the `Keep-Alive:
+   * timeout=72` hint this sends, and load balancers commonly idle out at 60 s.
+   */
+  keepAliveMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: Readonly<HttpTimeouts> = Object.freeze({ headersMs: 10_000, requestMs: 30_000, keepAliveMs: 72_000 });
+
 export async function createHttpServer(options: HttpServerOptions): Promise<FastifyInstance> {
+  const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
   const app = Fastify({
     logger: options.logger,
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    requestTimeout: timeouts.requestMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    // No socket inactivity timeout (connectionTimeout): it would also cut off
+    // an answer that is slow to start, such as a cron sweep waiting on its
+    // deliveries. The three limits above cover the idle and the slow clients.
+    http: {
+      headersTimeout: Math.min(timeouts.headersMs, timeouts.requestMs),
+      // Node looks for expired requests only this often (default 30 s, which
+      // would let a slow client stay up to twice the limit)
+      connectionsCheckingInterval: Math.max(10, Math.min(1_000, Math.floor(timeouts.headersMs / 4))),
+    },
     // one log line per request would cost more than the request itself at 10,000/s
     logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: 'idle',
@@ -59,6 +105,8 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Fast
       done(err as Error, undefined);
     }
   });
+  // first, so a refused request reaches no other hook, route or 404 answer
+  if (options.allowedHosts) app.addHook('onRequest', hostCheck(options.allowedHosts));
   app.setErrorHandler((err, request, reply) => {
     const { status, body } = toHttpError(err);
     if (status >= 500) request.log.error({ err }, 'request failed');
@@ -87,23 +135,33 @@ function answerClientError(err: Error & { code?: string }, socket: Duplex): void
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }
 
+/**
+ * Compares SHA-256 digests rather than the texts: timingSafeEqual needs equal
+ * lengths, and checking the lengths first would tell a caller how long the
+ * token is. The digests always match in length, so the time says nothing.
+ */
 function sameSecret(given: string, expected: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
+  const digest = (text: string) => createHash('sha256').update(text, 'utf8').digest();
+  return timingSafeEqual(digest(given), digest(expected));
 }
 
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+
 /**
- * The token a request carries: `Authorization: Bearer <token>`, or (for
- * browsers, `allowBasic`) HTTP Basic auth with the token as the password.
+ * The token a request carries: exactly `Authorization: Bearer <token>` (the
+ * scheme in any case, one space, then everything to the end is the token, so
+ * `Bearer <token> junk` is a different, wrong, token), or (for browsers,
+ * `allowBasic`) HTTP Basic auth with the token as the password.
  */
 export function requestToken(request: FastifyRequest, allowBasic: boolean): string | undefined {
   const header = request.headers.authorization;
   if (!header) return undefined;
-  const [scheme, value] = header.split(' ', 2);
-  if (!value) return undefined;
-  if (scheme?.toLowerCase() === 'bearer') return value.trim();
-  if (allowBasic && scheme?.toLowerCase() === 'basic') {
+  const space = header.indexOf(' ');
+  if (space < 0) return undefined;
+  const scheme = header.slice(0, space).toLowerCase();
+  const value = header.slice(space + 1);
+  if (scheme === 'bearer') return value;
+  if (allowBasic && scheme === 'basic' && BASE64.test(value)) {
     const decoded = Buffer.from(value, 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
     return colon >= 0 ? decoded.slice(colon + 1) : undefined;
@@ -150,7 +208,10 @@ export function isCrossSiteRequest(request: FastifyRequest): boolean {
   if (site === 'same-origin' || site === 'none') return false;
   // same-site (another port or subdomain) or an older browser: compare the Origin with the host
   const origin = request.headers.origin;
-  if (typeof origin !== 'string' || origin === 'null') return site !== undefined;
+  // "null" is an origin the browser hides (a sandboxed frame, a data: URL, a
+  // redirect from another site): it cannot be shown to be this server's page
+  if (origin === 'null') return true;
+  if (typeof origin !== 'string') return site !== undefined;
   try {
     const from = new URL(origin);
     // both parsed the same way, so a default port written out ("host:80") still matches
@@ -184,4 +245,39 @@ export async function requireJsonBody(request: FastifyRequest, reply: FastifyRep
   return reply.code(415).send({
     error: { code: 'unsupported_media_type', message: `Send the body as application/json (got ${type ?? 'no content-type'})` },
   });
+}
+
+/** The name in a Host header without its port, lower case; undefined if it is not one (user info, a path, garbage). */
+function hostHeaderName(host: string): string | undefined {
+  const match = /^([a-z0-9_.-]+|\[[0-9a-f:.]+\])(?::\d*)?$/i.exec(host);
+  return match?.[1]!.toLowerCase();
+}
+
+/**
+ * Guards a service without a token against DNS rebinding: a page on
+ * evil.example whose name is then pointed at 127.0.0.1 talks to a loopback
+ * service as its own origin, so neither the cross-site check nor CORS stops
+ * it, and with no token nothing else does. The browser still says which name
+ * it meant in the Host header, so only loopback names (localhost, 127.x.x.x,
+ * [::1], any port) and the names given are answered; any other gets 421. A
+ * request without Host (HTTP/1.0; Node refuses HTTP/1.1 without one) cannot
+ * come from a browser and passes.
+ */
+export function hostCheck(allowed: readonly string[]) {
+  const names = new Set(allowed.map((name) => name.toLowerCase()));
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+    const host = request.headers.host;
+    if (host === undefined) return undefined;
+    const name = hostHeaderName(host);
+    if (name !== undefined && (isLoopbackHost(name) || names.has(name))) return undefined;
+    return reply.status(421).send({
+      error: {
+        code: 'misdirected_request',
+        message: 'This server has no token, so it answers only requests addressed to localhost, 127.0.0.1 or [::1]' +
+          (names.size ? ` or ${[...names].join(', ')}` : '') +
+          ' (a page elsewhere could otherwise reach it through DNS rebinding). ' +
+          'Add the name you use with --allowed-hosts (PSCHED_ALLOWED_HOSTS), or set a token.',
+      },
+    });
+  };
 }

@@ -36,6 +36,27 @@ describe('config', () => {
     assert.equal(dispatcherConfig({ host: '::1' }, {}).host, '::1');
   });
 
+  it('refuses a main server off loopback with an access token but no signing secret', () => {
+    // it would take unsigned deliveries (POST /v1/posts) from anyone who can reach it
+    assert.throws(() => mainConfig({ host: '0.0.0.0', accessToken: 't' }, {}),
+      (err: unknown) => err instanceof ConfigError && /--signing-secret/.test(err.message) && /PSCHED_SIGNING_SECRET/.test(err.message));
+    assert.throws(() => mainConfig({ host: '0.0.0.0' }, { PSCHED_ACCESS_TOKEN: 't' }), ConfigError);
+    assert.throws(() => mainConfig({ host: '0.0.0.0' }, {}), (err: unknown) => err instanceof ConfigError && /--access-token/.test(err.message));
+    assert.equal(mainConfig({ host: '0.0.0.0', accessToken: 't', signingSecret: 's' }, {}).host, '0.0.0.0');
+    // on loopback only this machine can deliver: allowed, as before
+    assert.equal(mainConfig({ accessToken: 't' }, {}).signingSecret, undefined);
+  });
+
+  it('reads --allowed-hosts / PSCHED_ALLOWED_HOSTS as lower-case names, none by default', () => {
+    assert.deepEqual(dispatcherConfig({}, {}).allowedHosts, []);
+    assert.deepEqual(mainConfig({}, {}).allowedHosts, []);
+    assert.deepEqual(dispatcherConfig({ allowedHosts: 'Psched.LAN, [fd00::1]' }, {}).allowedHosts, ['psched.lan', '[fd00::1]']);
+    assert.deepEqual(mainConfig({}, { PSCHED_ALLOWED_HOSTS: 'a.lan,b.lan' }).allowedHosts, ['a.lan', 'b.lan']);
+    for (const bad of ['http://psched.lan', 'psched.lan:8080', 'psched.lan/x', 'user@psched.lan', '*.lan']) {
+      assert.throws(() => dispatcherConfig({ allowedHosts: bad }, {}), /--allowed-hosts must list host names/, bad);
+    }
+  });
+
   it('parses durations', () => {
     assert.equal(parseDuration('250ms'), 250);
     assert.equal(parseDuration('1.5s'), 1500);

@@ -431,6 +431,19 @@ describe('auth with --api-token', () => {
     assert.equal((await t.request('GET', '/metrics', { token })).statusCode, 200);
   });
 
+  it('accepts exactly "Bearer <token>": nothing before, after or instead of it', async () => {
+    await using t = await startTestDispatcher({ apiToken: token });
+    const refused = [`Bearer ${token} junk`, `Bearer ${token},x`, `Bearer  ${token}`, `Bearer ${token.slice(0, -1)}`, `Token ${token}`, `Bearer`, token];
+    for (const authorization of refused) {
+      const response = await t.request('GET', '/v1/messages', { headers: { authorization } });
+      assert.equal(response.statusCode, 401, authorization);
+      assert.equal((response.json() as Json).error.code, 'unauthorized');
+    }
+    // the scheme is case-insensitive (RFC 9110), the token is not
+    assert.equal((await t.request('GET', '/v1/messages', { headers: { authorization: `bearer ${token}` } })).statusCode, 200);
+    assert.equal((await t.request('GET', '/v1/messages', { headers: { authorization: `Bearer ${token.toUpperCase()}` } })).statusCode, 401);
+  });
+
   it('checks the token before the content type', async () => {
     await using t = await startTestDispatcher({ apiToken: token });
     const response = await t.request('POST', '/v1/messages', { body: 'a=b', headers: { 'content-type': 'text/plain' } });
@@ -442,6 +455,56 @@ describe('auth with --api-token', () => {
     assert.equal((await t.request('GET', '/healthz')).statusCode, 200);
     assert.equal((await t.request('GET', '/openapi.json')).statusCode, 200);
   });
+
+  it('open /healthz says only the status; the counts /metrics keeps behind the token need it here too', async () => {
+    await using t = await startTestDispatcher({ apiToken: token });
+    const open = await t.request('GET', '/healthz');
+    assert.equal(open.statusCode, 200);
+    assert.deepEqual(open.json(), { status: 'ok' });
+    assert.deepEqual((await t.request('GET', '/healthz', { headers: { authorization: 'Bearer wrong' } })).json(), { status: 'ok' });
+    const withToken = await t.request('GET', '/healthz', { token });
+    assert.deepEqual(Object.keys(withToken.json() as Json).sort(), ['buffered', 'inFlight', 'owner', 'status']);
+    assert.equal((withToken.json() as Json).owner, t.dispatcher.engine.ownerId);
+  });
+});
+
+describe('the Host check (DNS rebinding)', () => {
+  const body = { username: 'u', message: 'm', scheduledAt: FAR };
+
+  it('without a token, answers only loopback host names: others get 421 and nothing is stored', async () => {
+    await using t = await startTestDispatcher();
+    const foreign = ['evil.example', 'evil.example:8081', 'localhost.evil.example', '127.0.0.1.nip.io:8081', 'evil.example@localhost', 'localhost:8081/x'];
+    for (const host of foreign) {
+      for (const [method, url] of [['POST', '/v1/messages'], ['GET', '/'], ['GET', '/healthz'], ['GET', '/no-such-page']] as const) {
+        const response = await t.request(method, url, { body: method === 'POST' ? body : undefined, headers: { host } });
+        assert.equal(response.statusCode, 421, `${method} ${url} Host: ${host}`);
+        const error = (response.json() as Json).error;
+        assert.equal(error.code, 'misdirected_request');
+        assert.match(error.message, /--allowed-hosts/);
+      }
+    }
+    const legacy = await t.request('POST', '/scheduleMessage.php', { body: 'username=a&message=b&time=2099-01-01 00:00:00', headers: { host: 'evil.example', 'content-type': 'application/x-www-form-urlencoded' } });
+    assert.equal(legacy.statusCode, 421);
+    assert.equal((await t.dispatcher.store.countByStatus()).scheduled, 0);
+    for (const host of ['localhost', 'localhost:8081', 'LOCALHOST:80', '127.0.0.1:8081', '127.0.0.2', '[::1]:8081', '[::1]']) {
+      assert.equal((await t.request('POST', '/v1/messages', { body, headers: { host } })).statusCode, 201, host);
+    }
+  });
+
+  it('answers the names given with --allowed-hosts (any port, any case) too', async () => {
+    await using t = await startTestDispatcher({ allowedHosts: 'psched.lan, Box.Local' });
+    assert.equal((await t.request('GET', '/v1/messages', { headers: { host: 'psched.lan:8081' } })).statusCode, 200);
+    assert.equal((await t.request('GET', '/v1/messages', { headers: { host: 'box.local' } })).statusCode, 200);
+    assert.equal((await t.request('GET', '/v1/messages', { headers: { host: 'localhost:8081' } })).statusCode, 200);
+    assert.equal((await t.request('GET', '/v1/messages', { headers: { host: 'other.lan' } })).statusCode, 421);
+    assert.equal((await t.request('GET', '/v1/messages', { headers: { host: 'sub.psched.lan' } })).statusCode, 421);
+  });
+
+  it('is off with a token: the token is what a rebinding page lacks, and proxies may use any name', async () => {
+    await using t = await startTestDispatcher({ apiToken: 'tok' });
+    assert.equal((await t.request('GET', '/v1/messages', { token: 'tok', headers: { host: 'psched.example.com' } })).statusCode, 200);
+    assert.equal((await t.request('GET', '/v1/messages', { headers: { host: 'psched.example.com' } })).statusCode, 401);
+  });
 });
 
 describe('service endpoints', () => {
@@ -452,6 +515,22 @@ describe('service endpoints', () => {
     const body = response.json() as Json;
     assert.equal(body.status, 'ok');
     assert.equal(body.owner, t.dispatcher.engine.ownerId);
+  });
+
+  it('GET /healthz answers 503 "not ready", and nothing of the error, when the database does not answer', async () => {
+    await using t = await startTestDispatcher();
+    const store = t.dispatcher.store as { get: (id: string) => Promise<unknown> };
+    const get = store.get;
+    store.get = async () => {
+      throw new Error('SQLITE_IOERR: disk I/O error at /secret/path/dispatcher.db');
+    };
+    try {
+      const response = await t.request('GET', '/healthz');
+      assert.equal(response.statusCode, 503);
+      assert.deepEqual(response.json(), { status: 'not ready' });
+    } finally {
+      store.get = get;
+    }
   });
 
   it('GET /metrics speaks the Prometheus text format', async () => {

@@ -90,6 +90,28 @@ describe('POST /scheduleMessage.php', () => {
     assert.equal(stored!.message, fields.message);
   });
 
+  it('without a token, refuses form posts a browser marks as coming from another site (403, nothing stored)', async () => {
+    await using t = await startTestDispatcher();
+    const foreign: Record<string, string>[] = [
+      { 'sec-fetch-site': 'cross-site' },
+      { origin: 'https://evil.example', host: 'localhost:8081' },
+      { 'sec-fetch-site': 'same-site', origin: 'http://localhost:3000', host: 'localhost:8081' },
+      { origin: 'null' },
+    ];
+    for (const headers of foreign) {
+      const response = await t.request('POST', '/scheduleMessage.php', { body: SEED_FORM, headers: { ...FORM, ...headers } });
+      assert.equal(response.statusCode, 403, JSON.stringify(headers));
+      assert.equal((response.json() as { error: { code: string } }).error.code, 'forbidden');
+      assert.match((response.json() as { error: { message: string } }).error.message, /Cross-site request refused/);
+    }
+    assert.equal((await t.dispatcher.store.list({ limit: 10 })).length, 0);
+    // a browser on the dispatcher's own origin, and non-browser clients (curl, the original PHP main server) that send neither header
+    const own = { 'sec-fetch-site': 'same-origin', origin: 'http://localhost:8081', host: 'localhost:8081' };
+    assert.equal((await t.request('POST', '/scheduleMessage.php', { body: SEED_FORM, headers: { ...FORM, ...own } })).statusCode, 200);
+    assert.equal((await t.request('POST', '/scheduleMessage.php', { body: SEED_FORM, headers: FORM })).statusCode, 200);
+    assert.equal((await t.dispatcher.store.list({ limit: 10 })).length, 2);
+  });
+
   it('needs the bearer token when one is set', async () => {
     await using t = await startTestDispatcher({ apiToken: 'tok' });
     assert.equal((await t.request('POST', '/scheduleMessage.php', { body: SEED_FORM, headers: FORM })).statusCode, 401);

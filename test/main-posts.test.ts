@@ -317,6 +317,31 @@ for (const factory of mainStoreFactories()) {
   });
 }
 
+describe('the Host check (DNS rebinding)', () => {
+  it('a main server open to unsigned writes on loopback answers only loopback names (421 otherwise, nothing stored)', async () => {
+    for (const options of [{}, { accessToken: 'tok' }, { accessToken: 'tok', signingSecret: 'sig', legacyPostMessage: 'true' }]) {
+      await using t = await startTestMain(options);
+      const post = await t.server.app.inject({ method: 'POST', url: '/postMessage.php', headers: { host: 'evil.example:8080', 'content-type': 'application/x-www-form-urlencoded' }, payload: 'username=u&message=m' });
+      assert.equal(post.statusCode, 421, JSON.stringify(options));
+      assert.equal((post.json() as { error: { code: string } }).error.code, 'misdirected_request');
+      assert.equal((await t.request('GET', '/v1/posts', { headers: { host: 'evil.example' } })).statusCode, 421);
+      assert.equal((await t.request('GET', '/', { headers: { host: 'evil.example' } })).statusCode, 421);
+      assert.equal((await t.request('GET', '/v1/posts')).json().items.length, 0);
+      assert.equal((await t.request('GET', '/v1/posts', { headers: { host: '127.0.0.1:8080' } })).statusCode, 200);
+    }
+  });
+
+  it('answers --allowed-hosts names too, and any name once scheduling needs a token and deliveries a signature', async () => {
+    {
+      await using t = await startTestMain({ allowedHosts: 'feed.lan' });
+      assert.equal((await t.request('GET', '/v1/posts', { headers: { host: 'feed.lan:8080' } })).statusCode, 200);
+      assert.equal((await t.request('GET', '/v1/posts', { headers: { host: 'evil.example' } })).statusCode, 421);
+    }
+    await using t = await startTestMain({ accessToken: 'tok', signingSecret: 'sig' });
+    assert.equal((await t.request('GET', '/v1/posts', { headers: { host: 'psched.example.com' } })).statusCode, 200);
+  });
+});
+
 describe('GET /healthz', () => {
   it('answers ok', async () => {
     await using t = await startTestMain();

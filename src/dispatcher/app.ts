@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { systemClock, type Clock } from '../clock.ts';
 import type { DispatcherConfig } from '../config.ts';
-import { createHttpServer } from '../http.ts';
+import { createHttpServer, isLoopbackHost, type HttpTimeouts } from '../http.ts';
 import { openDispatcherStore } from '../stores/index.ts';
 import type { DispatcherContext } from './context.ts';
 import { createJsonDeliverer, createLegacyDeliverer, type Deliverer } from './delivery.ts';
@@ -45,6 +45,8 @@ export interface DispatcherDeps {
   deliverer?: Deliverer;
   /** false silences the logs (tests); default: JSON logs at config.logLevel. */
   logger?: boolean;
+  /** Overrides how long clients may take to send a request (tests; see HttpTimeouts in ../http.ts). */
+  httpTimeouts?: Partial<HttpTimeouts>;
 }
 
 /**
@@ -89,7 +91,12 @@ export async function createDispatcher(config: Readonly<DispatcherConfig>, deps:
   const ownsStore = deps.store === undefined;
   const deliverer = deps.deliverer ?? createDeliverer(config, clock);
   try {
-    const app = await createHttpServer({ logger: deps.logger === false ? false : { level: config.logLevel } });
+    const app = await createHttpServer({
+      logger: deps.logger === false ? false : { level: config.logLevel },
+      timeouts: deps.httpTimeouts,
+      // without a token (allowed on loopback only) anyone who reaches it may schedule: see hostCheck
+      allowedHosts: !config.apiToken && isLoopbackHost(config.host) ? config.allowedHosts : undefined,
+    });
     const metrics = new DispatcherMetrics();
     const engine = new SchedulingEngine({
       store,

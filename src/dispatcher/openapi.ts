@@ -196,9 +196,12 @@ export function openApiDocument(): Record<string, unknown> {
       },
       '/healthz': {
         get: {
-          summary: 'Liveness and database check (never needs the token)',
+          summary: 'Liveness and database check (never needs the token; owner, buffered and inFlight only with it)',
           security: [],
-          responses: { '200': { description: 'healthy', content: json({ type: 'object', properties: { status: { const: 'ok' }, owner: { type: 'string' }, buffered: { type: 'integer' }, inFlight: { type: 'integer' } } }) }, '503': errorResponse('the database does not answer') },
+          responses: {
+            '200': { description: 'healthy', content: json({ type: 'object', required: ['status'], properties: { status: { const: 'ok' }, owner: { type: 'string' }, buffered: { type: 'integer' }, inFlight: { type: 'integer' } } }) },
+            '503': { description: 'the database does not answer', content: json({ type: 'object', required: ['status'], properties: { status: { const: 'not ready' } } }) },
+          },
         },
       },
       '/metrics': {

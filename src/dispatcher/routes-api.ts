@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
-import { requireJsonBody, requireToken } from '../http.ts';
+import { isAuthorized, requireJsonBody, requireToken } from '../http.ts';
 import { LIMITS, validateMessagePatch, validateScheduleRequest, type ValidScheduleRequest } from '../protocol/messages.ts';
 import { decodeCursor, encodeCursor, parseLimit } from '../protocol/paging.ts';
 import { toMessageJson } from './message-json.ts';
@@ -31,17 +31,27 @@ export function registerApiRoutes(app: FastifyInstance, ctx: DispatcherContext):
     registerMessageRoutes(v1, ctx);
   }, { prefix: '/v1' });
 
-  app.get('/healthz', async (_request, reply) => {
-    // a point lookup proves the database answers without scanning anything
-    await ctx.store.get('00000000-0000-0000-0000-000000000000');
+  // Open for load balancers, so it says only whether this dispatcher is up:
+  // the buffered and in-flight counts tell how much is scheduled and when, as
+  // /metrics does, and are shown only with the token (or when none is set).
+  // The database error, which may name hosts and files, goes to the log only.
+  app.get('/healthz', async (request, reply) => {
     void reply.header('cache-control', 'no-store');
+    try {
+      // a point lookup proves the database answers without scanning anything
+      await ctx.store.get('00000000-0000-0000-0000-000000000000');
+    } catch (err) {
+      request.log.error({ err }, 'health check: the database does not answer');
+      return reply.status(503).send({ status: 'not ready' });
+    }
+    if (!isAuthorized(request, ctx.config.apiToken)) return { status: 'ok' };
     return { status: 'ok', owner: ctx.engine.ownerId, buffered: ctx.engine.bufferedCount, inFlight: ctx.engine.inFlightCount };
   });
 
   // Behind the token when one is set: the counts reveal how much a deployment
   // schedules and when, and Prometheus sends a bearer token (`authorization`
   // in the scrape config) at no cost. /healthz stays open for load balancers
-  // and says nothing about the messages.
+  // and, without the token, says nothing about the messages.
   app.get('/metrics', { onRequest: requireToken(ctx.config.apiToken) }, async (_request, reply) => {
     const byStatus = await ctx.store.countByStatus();
     void reply.type('text/plain; version=0.0.4; charset=utf-8').header('cache-control', 'no-store');

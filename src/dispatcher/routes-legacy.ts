@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { ValidationError } from '../errors.ts';
-import { requireToken } from '../http.ts';
+import { refuseCrossSiteWrites, requireToken } from '../http.ts';
 import {
   LEGACY_FAILURES,
   legacyFailure,
@@ -22,8 +22,14 @@ import type { AttemptResult } from './delivery.ts';
  */
 export function registerLegacyRoutes(app: FastifyInstance, { engine, clock, config }: DispatcherContext): void {
   const auth = requireToken(config.apiToken);
+  // Without a token (loopback only) a form on any site the user visits could
+  // post here, as the page's own forms are protected against (./ui.ts). With a
+  // token, a browser cannot attach it (Bearer only, no Basic prompt) and the
+  // token itself is the proof. Clients that send neither Origin nor
+  // Sec-Fetch-Site (curl, the original PHP main server) are not affected.
+  const scheduleGuard = config.apiToken ? auth : refuseCrossSiteWrites;
 
-  app.post('/scheduleMessage.php', { onRequest: auth }, async (request, reply) => {
+  app.post('/scheduleMessage.php', { onRequest: scheduleGuard }, async (request, reply) => {
     const form = readLegacyForm(request.body, SCHEDULE_FIELDS);
     if (!form.values) return reply.code(400).send(legacyFailure(form.received, LEGACY_FAILURES.schedule));
     const { username, message, time } = form.values;

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { systemClock, type Clock } from '../clock.ts';
 import type { MainConfig } from '../config.ts';
-import { createHttpServer, isLoopbackHost, refuseCrossSiteWrites } from '../http.ts';
+import { createHttpServer, isLoopbackHost, type HttpTimeouts, refuseCrossSiteWrites } from '../http.ts';
 import { openMainStore } from '../stores/index.ts';
 import { EventStreams } from './events.ts';
 import { DispatcherPool } from './pool.ts';
@@ -34,6 +34,20 @@ export interface MainServerDeps {
   logger?: boolean;
   /** Overrides how long a dispatcher may take to answer (tests). */
   dispatcherTimeoutMs?: number;
+  /** Overrides how long clients may take to send a request (tests; see HttpTimeouts in ../http.ts). */
+  httpTimeouts?: Partial<HttpTimeouts>;
+}
+
+/**
+ * True when this server listens on loopback and takes some write from
+ * whoever reaches it: scheduling without --access-token, deliveries without
+ * --signing-secret, or the original's unsigned /postMessage.php. A page
+ * elsewhere could then write through DNS rebinding, so the Host check is on
+ * (see hostCheck in ../http.ts). Off loopback the config requires both.
+ */
+function opensWritesOnLoopback(config: Readonly<MainConfig>): boolean {
+  const open = !config.accessToken || !config.signingSecret || config.legacyPostMessage;
+  return open && isLoopbackHost(config.host);
 }
 
 export async function createMainServer(config: Readonly<MainConfig>, deps: MainServerDeps = {}): Promise<MainServer> {
@@ -45,16 +59,17 @@ export async function createMainServer(config: Readonly<MainConfig>, deps: MainS
   let app: FastifyInstance;
   try {
     pool = new DispatcherPool(config.dispatcherUrls, { apiToken: config.apiToken, requestTimeoutMs: deps.dispatcherTimeoutMs });
-    app = await createHttpServer({ logger: deps.logger === false ? false : { level: config.logLevel } });
+    app = await createHttpServer({
+      logger: deps.logger === false ? false : { level: config.logLevel },
+      timeouts: deps.httpTimeouts,
+      allowedHosts: opensWritesOnLoopback(config) ? config.allowedHosts : undefined,
+    });
     const scheduled = new ScheduledMessages(pool, clock, config.timeZone);
     app.addHook('onRequest', refuseCrossSiteWrites);
     await registerPostRoutes(app, { config, store, clock, streams });
     registerScheduledRoutes(app, { config, scheduled });
     registerUiRoutes(app, { config, store, clock, scheduled });
     await app.ready();
-    if (!config.signingSecret && !isLoopbackHost(config.host)) {
-      app.log.warn('no --signing-secret: anyone who can reach this server can post to its feed (POST /v1/posts). Give it and the dispatchers the same secret.');
-    }
   } catch (err) {
     await pool?.close();
     await closeStore();

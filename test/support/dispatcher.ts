@@ -5,6 +5,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import type { Clock } from '../../src/clock.ts';
 import { DISPATCHER_OPTIONS, dispatcherConfig } from '../../src/config.ts';
 import { createDispatcher, type Dispatcher } from '../../src/dispatcher/app.ts';
+import type { HttpTimeouts } from '../../src/http.ts';
 import type { DispatcherStore, StoredMessage } from '../../src/dispatcher/store.ts';
 
 /**
@@ -23,7 +24,7 @@ export interface TestDispatcher extends AsyncDisposable {
 
 export async function startTestDispatcher(
   options: Partial<Record<keyof typeof DISPATCHER_OPTIONS, string>> = {},
-  deps: { clock?: Clock; store?: DispatcherStore } = {},
+  deps: { clock?: Clock; store?: DispatcherStore; httpTimeouts?: Partial<HttpTimeouts> } = {},
 ): Promise<TestDispatcher> {
   const dir = mkdtempSync(join(tmpdir(), 'psched-dispatcher-'));
   // a closed port by default: tests that deliver pass their receiver's URL

@@ -6,6 +6,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import type { Clock } from '../../src/clock.ts';
 import { MAIN_OPTIONS, mainConfig } from '../../src/config.ts';
 import { createMainServer, type MainServer } from '../../src/main/app.ts';
+import type { HttpTimeouts } from '../../src/http.ts';
 import type { MainStore } from '../../src/main/store.ts';
 import { signHeader } from '../../src/protocol/signing.ts';
 
@@ -31,7 +32,7 @@ export interface RequestOptions {
 
 export async function startTestMain(
   options: Partial<Record<keyof typeof MAIN_OPTIONS, string>> = {},
-  deps: { clock?: Clock; dispatcherTimeoutMs?: number; store?: MainStore } = {},
+  deps: { clock?: Clock; dispatcherTimeoutMs?: number; store?: MainStore; httpTimeouts?: Partial<HttpTimeouts> } = {},
 ): Promise<TestMain> {
   const dir = mkdtempSync(join(tmpdir(), 'psched-main-'));
   // a closed port by default: tests that schedule pass their dispatchers' URLs
