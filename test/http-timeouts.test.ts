@@ -81,6 +81,18 @@ for (const service of ['dispatcher', 'main server'] as const) {
       }
     });
 
+    it('closes a connection that never sends a byte (21,000 of them took every file descriptor)', async () => {
+      const { url, t } = await start();
+      await using _ = t;
+      const c = await open(url);
+      try {
+        const ms = await c.closedWithin(WITHIN_MS);
+        assert.ok(ms >= TIMEOUTS.headersMs - 50, `closed after ${ms} ms, before the limit`);
+      } finally {
+        c.socket.destroy();
+      }
+    });
+
     it('closes a connection whose body stays shorter than its content-length', async () => {
       const { url, t } = await start();
       await using _ = t;
