@@ -545,9 +545,10 @@ describe('service endpoints', () => {
     assert.match(text, /^psched_buffered_messages \d+$/m);
     assert.match(text, /^# TYPE psched_deliveries_total counter$/m);
     assert.match(text, /^psched_delivery_lateness_seconds_bucket\{le="\+Inf"\} 0$/m);
-    // every sample line is "name{labels} value"
+    // every sample line is "name{labels} value" (process and runtime metrics included)
+    assert.match(text, /^process_cpu_seconds_total /m);
     for (const line of text.trimEnd().split('\n')) {
-      if (!line.startsWith('#')) assert.match(line, /^[a-z_]+(\{[a-z]+="[^"]*"\})? -?[\d.e+]+$/, line);
+      if (line !== '' && !line.startsWith('#')) assert.match(line, /^[a-z_][a-z0-9_]*(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? (-?[\d.]+(e[+-]?\d+)?|NaN)$/, line);
     }
   });
 

@@ -683,12 +683,16 @@ describe('SchedulingEngine lifecycle', () => {
     await h.schedule(0);
     await h.clock.advance(0);
     await h.engine.whenIdle();
-    const text = h.metrics.render({ byStatus: await h.store.countByStatus(), buffered: h.engine.bufferedCount });
+    const text = await h.metrics.render({ byStatus: await h.store.countByStatus(), buffered: h.engine.bufferedCount });
     assert.match(text, /^psched_messages\{status="delivered"\} 1$/m);
     assert.match(text, /^psched_buffered_messages 0$/m);
     assert.match(text, /^psched_deliveries_total\{outcome="delivered"\} 1$/m);
     assert.match(text, /^psched_delivery_lateness_seconds_bucket\{le="0.001"\} 1$/m);
     assert.match(text, /^psched_delivery_lateness_seconds_count 1$/m);
+    // process and runtime metrics, under their standard names
+    assert.match(text, /^process_cpu_seconds_total \d/m);
+    assert.match(text, /^nodejs_eventloop_lag_p99_seconds \d/m);
+    assert.match(text, /^nodejs_heap_size_used_bytes \d/m);
   });
 });
 

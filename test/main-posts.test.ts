@@ -350,3 +350,23 @@ describe('GET /healthz', () => {
     assert.deepEqual(response.json(), { status: 'ok' });
   });
 });
+
+describe('the main server\'s GET /metrics', () => {
+  it('counts posts new and redelivered, open event streams, and the process and runtime metrics; behind the access token', async () => {
+    await using t = await startTestMain({ signingSecret: SECRET, accessToken: 'metrics-token' });
+    const payload = deliveryPayload();
+    assert.equal((await t.deliver(payload, { secret: SECRET })).statusCode, 201);
+    assert.equal((await t.deliver(payload, { secret: SECRET })).statusCode, 200);
+
+    assert.equal((await t.request('GET', '/metrics')).statusCode, 401);
+    const answer = await t.request('GET', '/metrics', { token: 'metrics-token' });
+    assert.equal(answer.statusCode, 200);
+    assert.match(answer.headers['content-type'] as string, /^text\/plain/);
+    assert.match(answer.body, /^psched_posts_total\{via="delivery",result="created"\} 1$/m);
+    assert.match(answer.body, /^psched_posts_total\{via="delivery",result="duplicate"\} 1$/m);
+    assert.match(answer.body, /^psched_posts_total\{via="legacy",result="created"\} 0$/m);
+    assert.match(answer.body, /^psched_event_streams 0$/m);
+    assert.match(answer.body, /^process_resident_memory_bytes \d/m);
+    assert.match(answer.body, /^nodejs_eventloop_lag_p99_seconds \d/m);
+  });
+});

@@ -1,38 +1,53 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { serviceRegistry } from '../metrics.ts';
 import { MESSAGE_STATUSES, type MessageStatus } from './store.ts';
 
 /**
- * The dispatcher's counters and lateness histogram, rendered in the
- * Prometheus text format (version 0.0.4) for GET /metrics. Gauges that live
- * in the store or the engine (counts by status, buffered) are passed to
- * `render` by the caller, so this module never touches either.
+ * The dispatcher's counters and lateness histogram (prom-client), with the
+ * process and runtime metrics, for GET /metrics. Gauges that live in the
+ * store or the engine (counts by status, buffered) are passed to `render` by
+ * the caller, so this module never touches either.
  */
 
 export type OutcomeKind = 'delivered' | 'retry' | 'dead';
 
 /**
- * Lateness bucket bounds in ms. Fine below 10 ms because the target is
+ * Lateness bucket bounds in seconds. Fine below 10 ms because the target is
  * p50 <= 2 ms and p99 <= 10 ms; coarse above, where only "how bad" matters
  * (a restart after downtime makes minutes of lateness).
  */
-const LATENESS_BUCKETS_MS = [0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000];
+const LATENESS_BUCKETS_S = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 
 export class DispatcherMetrics {
+  readonly registry: Registry = serviceRegistry();
+  readonly #messages = new Gauge({ name: 'psched_messages', help: 'Messages in the store by status.', labelNames: ['status'], registers: [this.registry] });
+  readonly #buffered = new Gauge({ name: 'psched_buffered_messages', help: 'Messages held in this dispatcher\'s in-memory buffer.', registers: [this.registry] });
+  readonly #deliveries = new Counter({ name: 'psched_deliveries_total', help: 'Delivery attempts by outcome.', labelNames: ['outcome'], registers: [this.registry] });
+  readonly #lateness = new Histogram({
+    name: 'psched_delivery_lateness_seconds',
+    help: 'Start of a first delivery attempt minus its due time (or its creation, when scheduled in the past).',
+    buckets: LATENESS_BUCKETS_S,
+    registers: [this.registry],
+  });
+  /** Plain totals for snapshot(): prom-client reads its own asynchronously. */
   #outcomes: Record<OutcomeKind, number> = { delivered: 0, retry: 0, dead: 0 };
-  /** Count per bucket (not cumulative); the last slot is +Inf. */
-  #bucketCounts = new Array<number>(LATENESS_BUCKETS_MS.length + 1).fill(0);
   #latenessSumMs = 0;
   #latenessCount = 0;
 
+  constructor() {
+    // every outcome shows from the start, at 0, so a rate() over it never begins with a gap
+    for (const kind of ['delivered', 'retry', 'dead'] as const) this.#deliveries.inc({ outcome: kind }, 0);
+  }
+
   recordOutcome(kind: OutcomeKind): void {
     this.#outcomes[kind]++;
+    this.#deliveries.inc({ outcome: kind });
   }
 
   /** Lateness of a first delivery attempt: when it started minus when it could first have gone out. */
   observeLateness(ms: number): void {
     const value = ms > 0 ? ms : 0;
-    let bucket = 0;
-    while (bucket < LATENESS_BUCKETS_MS.length && value > LATENESS_BUCKETS_MS[bucket]!) bucket++;
-    this.#bucketCounts[bucket]!++;
+    this.#lateness.observe(value / 1000);
     this.#latenessSumMs += value;
     this.#latenessCount++;
   }
@@ -42,31 +57,14 @@ export class DispatcherMetrics {
     return { outcomes: { ...this.#outcomes }, latenessCount: this.#latenessCount, latenessSumMs: this.#latenessSumMs };
   }
 
-  render(gauges: { byStatus: Record<MessageStatus, number>; buffered: number }): string {
-    const lines: string[] = [];
-    lines.push('# HELP psched_messages Messages in the store by status.');
-    lines.push('# TYPE psched_messages gauge');
-    for (const status of MESSAGE_STATUSES) lines.push(`psched_messages{status="${status}"} ${gauges.byStatus[status] ?? 0}`);
+  /** The Prometheus text exposition. */
+  render(gauges: { byStatus: Record<MessageStatus, number>; buffered: number }): Promise<string> {
+    for (const status of MESSAGE_STATUSES) this.#messages.set({ status }, gauges.byStatus[status] ?? 0);
+    this.#buffered.set(gauges.buffered);
+    return this.registry.metrics();
+  }
 
-    lines.push('# HELP psched_buffered_messages Messages held in this dispatcher\'s in-memory buffer.');
-    lines.push('# TYPE psched_buffered_messages gauge');
-    lines.push(`psched_buffered_messages ${gauges.buffered}`);
-
-    lines.push('# HELP psched_deliveries_total Delivery attempts by outcome.');
-    lines.push('# TYPE psched_deliveries_total counter');
-    for (const kind of ['delivered', 'retry', 'dead'] as const) lines.push(`psched_deliveries_total{outcome="${kind}"} ${this.#outcomes[kind]}`);
-
-    lines.push('# HELP psched_delivery_lateness_seconds Start of a first delivery attempt minus its due time (or its creation, when scheduled in the past).');
-    lines.push('# TYPE psched_delivery_lateness_seconds histogram');
-    let cumulative = 0;
-    for (let i = 0; i < LATENESS_BUCKETS_MS.length; i++) {
-      cumulative += this.#bucketCounts[i]!;
-      lines.push(`psched_delivery_lateness_seconds_bucket{le="${LATENESS_BUCKETS_MS[i]! / 1000}"} ${cumulative}`);
-    }
-    cumulative += this.#bucketCounts[LATENESS_BUCKETS_MS.length]!;
-    lines.push(`psched_delivery_lateness_seconds_bucket{le="+Inf"} ${cumulative}`);
-    lines.push(`psched_delivery_lateness_seconds_sum ${this.#latenessSumMs / 1000}`);
-    lines.push(`psched_delivery_lateness_seconds_count ${this.#latenessCount}`);
-    return lines.join('\n') + '\n';
+  get contentType(): string {
+    return this.registry.contentType;
   }
 }

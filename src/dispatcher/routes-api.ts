@@ -54,7 +54,7 @@ export function registerApiRoutes(app: FastifyInstance, ctx: DispatcherContext):
   // and, without the token, says nothing about the messages.
   app.get('/metrics', { onRequest: requireToken(ctx.config.apiToken) }, async (_request, reply) => {
     const byStatus = await ctx.store.countByStatus();
-    void reply.type('text/plain; version=0.0.4; charset=utf-8').header('cache-control', 'no-store');
+    void reply.type(ctx.metrics.contentType).header('cache-control', 'no-store');
     return ctx.metrics.render({ byStatus, buffered: ctx.engine.bufferedCount });
   });
 

@@ -4,7 +4,9 @@ import { systemClock, type Clock } from '../clock.ts';
 import type { MainConfig } from '../config.ts';
 import { createHttpServer, isLoopbackHost, type HttpTimeouts, refuseCrossSiteWrites } from '../http.ts';
 import { openMainStore } from '../stores/index.ts';
+import { requireApiToken } from './auth.ts';
 import { EventStreams } from './events.ts';
+import { MainMetrics } from './metrics.ts';
 import { DispatcherPool } from './pool.ts';
 import { registerPostRoutes } from './routes-posts.ts';
 import { registerScheduledRoutes } from './routes-scheduled.ts';
@@ -66,7 +68,13 @@ export async function createMainServer(config: Readonly<MainConfig>, deps: MainS
     });
     const scheduled = new ScheduledMessages(pool, clock, config.timeZone);
     app.addHook('onRequest', refuseCrossSiteWrites);
-    await registerPostRoutes(app, { config, store, clock, streams });
+    const metrics = new MainMetrics(() => streams.size);
+    // behind the access token when one is set, as the dispatcher's is behind its token
+    app.get('/metrics', { preHandler: requireApiToken(config.accessToken) }, async (_request, reply) => {
+      void reply.type(metrics.contentType).header('cache-control', 'no-store');
+      return metrics.render();
+    });
+    await registerPostRoutes(app, { config, store, clock, streams, metrics });
     registerScheduledRoutes(app, { config, scheduled });
     registerUiRoutes(app, { config, store, clock, scheduled });
     await app.ready();

@@ -8,6 +8,7 @@ import { LEGACY_FAILURES, POST_FIELDS, legacyFailure, legacySuccess, readLegacyF
 import { LIMITS, textLength } from '../protocol/messages.ts';
 import { requireValidSignature, parseDelivery } from './delivery.ts';
 import type { EventStreams } from './events.ts';
+import type { MainMetrics } from './metrics.ts';
 import { parseFeedLimit, readFeedPage, toPostJson } from './feed.ts';
 import type { MainStore, NewPost } from './store.ts';
 
@@ -22,17 +23,19 @@ export interface PostRoutesContext {
   store: MainStore;
   clock: Clock;
   streams: EventStreams;
+  metrics: MainMetrics;
 }
 
 /** How many recent posts a reconnecting stream is offered when it names the last one it saw. */
 const REPLAY_LIMIT = 100;
 
 export async function registerPostRoutes(app: FastifyInstance, context: PostRoutesContext): Promise<void> {
-  const { config, store, clock, streams } = context;
+  const { config, store, clock, streams, metrics } = context;
 
   const addPost = async (post: Omit<NewPost, 'id' | 'postedAt'>) => {
     const now = clock.now();
     const outcome = await store.addPost({ ...post, id: uuidv7(now), postedAt: now });
+    metrics.recordPost(post.messageId === null ? 'legacy' : 'delivery', outcome.created);
     if (outcome.created) streams.broadcast(toPostJson(outcome.post));
     return outcome;
   };
