@@ -548,7 +548,7 @@ describe('service endpoints', () => {
     // every sample line is "name{labels} value" (process and runtime metrics included)
     assert.match(text, /^process_cpu_seconds_total /m);
     for (const line of text.trimEnd().split('\n')) {
-      if (line !== '' && !line.startsWith('#')) assert.match(line, /^[a-z_][a-z0-9_]*(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? (-?[\d.]+(e[+-]?\d+)?|NaN)$/, line);
+      if (line !== '' && !line.startsWith('#')) assert.match(line, /^[a-z_][a-z0-9_]*(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? (-?[\d.]+(e[+-]?\d+)?|NaN|Nan)$/, line); // prom-client writes NaN as "Nan", which Prometheus parses
     }
   });
 
