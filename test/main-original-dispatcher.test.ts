@@ -100,6 +100,17 @@ describe('scheduling on an original dispatcher', () => {
     assert.equal(original.requests.length, 0);
   });
 
+  it('opens a connection per message and closes it after the answer, as curl did (Apache drops idle keep-alive connections)', async () => {
+    await using original = await startOriginalDispatcher();
+    await using t = await startTestMain({ ...LEGACY, dispatcherUrls: original.url });
+    for (const message of ['first', 'second', 'third']) {
+      const response = await t.request('POST', '/v1/scheduled', { body: { username: 'a', message, scheduledAt: '2099-01-01T00:00:00Z' } });
+      assert.equal(response.statusCode, 201, response.body);
+    }
+    assert.equal(new Set(original.requests.map((r) => r.remotePort)).size, 3, 'three connections');
+    assert.ok(original.requests.every((r) => r.headers.connection === 'close'), 'each asks for its connection to be closed');
+  });
+
   it('tries the next dispatcher when one refuses the connection', async () => {
     const down = await closedPortUrl();
     await using original = await startOriginalDispatcher();

@@ -29,6 +29,8 @@ export interface OriginalRequest {
   headers: IncomingMessage['headers'];
   /** The exact body bytes, as latin1 text (the form is ASCII). */
   body: string;
+  /** The client's port: requests on one keep-alive connection share it. */
+  remotePort: number;
 }
 
 export interface StoredOriginal {
@@ -114,7 +116,7 @@ export async function startOriginalDispatcher(): Promise<OriginalDispatcher> {
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString('latin1');
       const path = req.url ?? '/';
-      requests.push({ method: req.method ?? 'GET', path, headers: req.headers, body });
+      requests.push({ method: req.method ?? 'GET', path, headers: req.headers, body, remotePort: req.socket.remotePort ?? 0 });
       if (req.method === 'POST' && path === '/scheduleMessage.php') {
         switch (standIn.mode) {
           case 'html': return html(res, 200, '<html><body><h1>It works!</h1></body></html>');
