@@ -72,6 +72,7 @@ export const MAIN_OPTIONS = {
   host: { flag: 'host', env: 'PSCHED_HOST', kind: 'string', default: '127.0.0.1', help: 'interface to listen on (a non-loopback host requires --access-token and --signing-secret)' },
   db: { flag: 'db', env: 'PSCHED_DB', kind: 'string', default: './data/main.db', help: 'SQLite file path, or a postgres:// URL' },
   dispatcherUrls: { flag: 'dispatcher-url', env: 'PSCHED_DISPATCHER_URL', kind: 'list', default: 'http://127.0.0.1:8081', help: 'the dispatcher pool, comma-separated URLs' },
+  dispatcherProtocol: { flag: 'dispatcher-protocol', env: 'PSCHED_DISPATCHER_PROTOCOL', kind: 'string', default: 'json', help: 'how every --dispatcher-url is spoken to: json (psched\'s /v1/messages) or legacy (an original PHP dispatcher: form POST /scheduleMessage.php, times in --timezone)', check: (v) => (v === 'json' || v === 'legacy' ? undefined : 'must be json or legacy') },
   apiToken: { flag: 'api-token', env: 'PSCHED_API_TOKEN', kind: 'string', default: undefined, help: 'bearer token sent to the dispatchers' },
   accessToken: { flag: 'access-token', env: 'PSCHED_ACCESS_TOKEN', kind: 'string', default: undefined, help: 'token this server\'s page, /ui and scheduling API require (Bearer, or the Basic password); the feed stays public' },
   signingSecret: { flag: 'signing-secret', env: 'PSCHED_SIGNING_SECRET', kind: 'string', default: undefined, help: 'secret that verifies deliveries (POST /v1/posts)' },
@@ -109,6 +110,8 @@ export interface MainConfig {
   host: string;
   db: string;
   dispatcherUrls: string[];
+  /** How every dispatcher of the pool is spoken to; legacy: original PHP dispatchers (src/main/original-dispatcher.ts). */
+  dispatcherProtocol: 'json' | 'legacy';
   /** Sent to the dispatchers. */
   apiToken: string | undefined;
   /** Required by this server's own page and scheduling API, when set. */
@@ -235,6 +238,7 @@ export function mainConfig(
     host: o.host as string,
     db: o.db as string,
     dispatcherUrls: (o.dispatcherUrls as string[]).map((url) => url.replace(/\/+$/, '')),
+    dispatcherProtocol: o.dispatcherProtocol as 'json' | 'legacy',
     apiToken: o.apiToken as string | undefined,
     accessToken: o.accessToken as string | undefined,
     signingSecret: o.signingSecret as string | undefined,

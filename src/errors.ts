@@ -58,6 +58,10 @@ export class UnavailableError extends PschedError {
  * that would send it again and get it posted twice. Sending it again with the
  * same idempotency key is safe. 502: the dispatcher, not this server, failed
  * to say, and a client must not read it as the 503 "nothing was stored".
+ *
+ * `idempotencyKey` is null when the request carried none (an original PHP
+ * dispatcher takes none): then sending it again is not safe, and the message
+ * says so.
  */
 export class OutcomeUnknownError extends PschedError {
   override name = 'OutcomeUnknownError';
@@ -65,16 +69,44 @@ export class OutcomeUnknownError extends PschedError {
   override readonly code = 'outcome_unknown';
   /** What happened, without the advice (for answers that give their own, like the page's). */
   readonly detail: string;
-  readonly idempotencyKey: string;
-  constructor(detail: string, idempotencyKey: string, options?: ErrorOptions) {
+  readonly idempotencyKey: string | null;
+  constructor(detail: string, idempotencyKey: string | null, options?: ErrorOptions) {
     super(
-      `${detail}: the message may or may not be stored. ` +
-        `Sending it again with idempotencyKey ${JSON.stringify(idempotencyKey)} is safe: it will not be stored twice.`,
+      idempotencyKey === null
+        ? `${detail}: the message may or may not be stored. The original dispatcher takes no idempotency key: ` +
+          'sending it again may store it twice; look at its page first.'
+        : `${detail}: the message may or may not be stored. ` +
+          `Sending it again with idempotencyKey ${JSON.stringify(idempotencyKey)} is safe: it will not be stored twice.`,
       options,
     );
     this.detail = detail;
     this.idempotencyKey = idempotencyKey;
   }
+}
+
+/**
+ * A dispatcher answered, and its answer says the message is not stored,
+ * though not as a psched dispatcher's 4xx: an original PHP dispatcher's
+ * "Failure", an HTML page, an empty body, a status other than 2xx. 502: the
+ * gateway's answer was not a success; the code tells it from outcome_unknown.
+ */
+export class NotScheduledError extends PschedError {
+  override name = 'NotScheduledError';
+  override readonly status = 502;
+  override readonly code = 'not_scheduled';
+  /** The dispatcher's answer: its JSON, its text, or null when empty. */
+  readonly answer: unknown;
+  constructor(message: string, answer: unknown, options?: ErrorOptions) {
+    super(message, options);
+    this.answer = answer;
+  }
+}
+
+/** What the dispatchers of this pool cannot do at all (an original PHP dispatcher cannot list, change or cancel). */
+export class NotSupportedError extends PschedError {
+  override name = 'NotSupportedError';
+  override readonly status = 501;
+  override readonly code = 'not_supported';
 }
 
 /**

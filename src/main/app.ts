@@ -66,7 +66,7 @@ export async function createMainServer(config: Readonly<MainConfig>, deps: MainS
       timeouts: deps.httpTimeouts,
       allowedHosts: opensWritesOnLoopback(config) ? config.allowedHosts : undefined,
     });
-    const scheduled = new ScheduledMessages(pool, clock, config.timeZone);
+    const scheduled = new ScheduledMessages(pool, clock, config.timeZone, config.dispatcherProtocol);
     app.addHook('onRequest', refuseCrossSiteWrites);
     const metrics = new MainMetrics(() => streams.size);
     // behind the access token when one is set, as the dispatcher's is behind its token

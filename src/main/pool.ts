@@ -10,6 +10,8 @@ import { OutcomeUnknownError, UnavailableError } from '../errors.ts';
  * - `create`: one dispatcher stores a new message. Spread round-robin, failing
  *   over only when the message surely was not stored, and answering "outcome
  *   unknown" rather than "not stored" when that is not known (see `create`).
+ * - `createOnce`: the same for a request without an idempotency key (an
+ *   original PHP dispatcher's form): never sent twice, not even to the same one.
  * - `all`: every dispatcher answers (listing).
  * - `find`: ask one after another until one knows the message (PATCH/DELETE).
  *
@@ -51,7 +53,17 @@ export interface DispatcherRequest {
   method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
   /** Path under the dispatcher's base URL, starting with "/", query included. */
   path: string;
+  /** Sent as JSON. */
   body?: unknown;
+  /**
+   * Sent as it is, as application/x-www-form-urlencoded (instead of `body`),
+   * on a connection of its own that is closed after the answer: an original
+   * PHP dispatcher behind Apache closes idle keep-alive connections after a
+   * few seconds, and a POST on one it is closing fails with a reset that
+   * could only be called "outcome unknown"; the original's curl opened one
+   * connection per request too.
+   */
+  form?: string;
 }
 
 export interface DispatcherAnswer {
@@ -192,6 +204,32 @@ export class DispatcherPool {
   }
 
   /**
+   * Stores a new message on one dispatcher, for a request that carries no
+   * idempotency key (an original PHP dispatcher takes none): no dispatcher can
+   * dedupe a second copy, so the request is sent at most once in all.
+   * `not-sent` or `refused`: the next dispatcher; `unconfirmed`: an
+   * OutcomeUnknownError without a key, at once; a definite answer: returned.
+   */
+  async createOnce(request: DispatcherRequest): Promise<DispatcherAnswer> {
+    const n = this.#members.length;
+    const start = this.#next++ % n;
+    const failures: DispatcherFailure[] = [];
+    for (let i = 0; i < n; i++) {
+      const index = (start + i) % n;
+      try {
+        return await this.send(index, request);
+      } catch (err) {
+        if (!(err instanceof DispatcherFailure)) throw err;
+        if (err.kind === 'unconfirmed') {
+          throw new OutcomeUnknownError(`Dispatcher ${err.dispatcher} did not confirm (${err.message})`, null, { cause: err });
+        }
+        failures.push(err);
+      }
+    }
+    throw noDispatcherAnswered(failures);
+  }
+
+  /**
    * Asks dispatcher `index`, which may hold the message, up to `tries` times
    * with the same key. Asks again only after an unconfirmed answer: one that
    * is down or refuses writes now cannot say what it did with the first one.
@@ -257,7 +295,8 @@ export class DispatcherPool {
   async send(index: number, request: DispatcherRequest): Promise<DispatcherAnswer> {
     if (this.#closed) throw new Error('the dispatcher pool is closed');
     const member = this.#members[index]!;
-    const headers = request.body === undefined ? this.#headers : { ...this.#headers, 'content-type': 'application/json' };
+    const contentType = request.form !== undefined ? 'application/x-www-form-urlencoded' : request.body !== undefined ? 'application/json' : undefined;
+    const headers = contentType === undefined ? this.#headers : { ...this.#headers, 'content-type': contentType };
     let status: number;
     let text: string;
     try {
@@ -265,7 +304,8 @@ export class DispatcherPool {
         method: request.method,
         path: member.basePath + request.path,
         headers,
-        body: request.body === undefined ? undefined : JSON.stringify(request.body),
+        body: request.form ?? (request.body === undefined ? undefined : JSON.stringify(request.body)),
+        ...(request.form !== undefined ? { reset: true } : {}),
       });
       status = response.statusCode;
       text = await response.body.text();

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { MainConfig } from '../config.ts';
-import { OutcomeUnknownError, ValidationError, toHttpError } from '../errors.ts';
+import { NotScheduledError, OutcomeUnknownError, ValidationError, toHttpError } from '../errors.ts';
 import { isAuthorized, requireJsonBody } from '../http.ts';
 import {
   SCHEDULE_FIELDS, legacyFailure, legacyForwarded, legacyNoDispatcher, legacyOutcomeUnknown, readLegacyForm, LEGACY_FAILURES,
@@ -55,7 +55,9 @@ export function registerScheduledRoutes(app: FastifyInstance, context: Scheduled
    * The form carries no idempotency key: one is derived from the sender's
    * address and the message (contentKey), so the same form sent again (after
    * a timeout, or a 502 "Unknown" when the dispatcher did not confirm) is
-   * stored once.
+   * stored once. In front of original dispatchers (no keys) it is not, and
+   * the answer says so; `externalResult` is then the original's own answer,
+   * as the original main server sent it (null when it was not JSON).
    */
   app.post('/scheduleMessage.php', async (request, reply) => {
     const { received, values } = readLegacyForm(request.body, SCHEDULE_FIELDS);
@@ -73,7 +75,14 @@ export function registerScheduledRoutes(app: FastifyInstance, context: Scheduled
       );
     } catch (err) {
       if (err instanceof OutcomeUnknownError) {
-        return reply.status(err.status).send(legacyOutcomeUnknown(received, `${err.detail}: it may or may not be scheduled. Sending the same form again is safe: it will not be posted twice.`));
+        const advice = err.idempotencyKey === null
+          ? 'The original dispatcher takes no idempotency key: sending the same form again may post it twice; look at its page first.'
+          : 'Sending the same form again is safe: it will not be posted twice.';
+        return reply.status(err.status).send(legacyOutcomeUnknown(received, `${err.detail}: it may or may not be scheduled. ${advice}`));
+      }
+      if (err instanceof NotScheduledError) {
+        const externalResult = typeof err.answer === 'object' ? err.answer : null;
+        return reply.status(err.status).send({ ...legacyFailure(received, err.message), externalResult });
       }
       const { status, body } = toHttpError(err);
       if (status === 503) return reply.status(503).send(legacyNoDispatcher());
@@ -82,7 +91,8 @@ export function registerScheduledRoutes(app: FastifyInstance, context: Scheduled
     if (answer.status >= 400) {
       return reply.status(answer.status).send({ ...legacyFailure(received, dispatcherError(answer)), externalResult: answer.body });
     }
-    return reply.status(200).send(legacyForwarded(received, answer.body));
+    const externalResult = scheduled.original ? (answer.body as { externalResult: unknown }).externalResult : answer.body;
+    return reply.status(200).send(legacyForwarded(received, externalResult));
   });
 }
 

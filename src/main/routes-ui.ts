@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Clock } from '../clock.ts';
 import type { MainConfig } from '../config.ts';
-import { OutcomeUnknownError, toHttpError } from '../errors.ts';
+import { NotScheduledError, OutcomeUnknownError, toHttpError } from '../errors.ts';
 import { requirePageToken } from '../http.ts';
 import { readFeedPage, FEED_LIMIT } from './feed.ts';
 import type { DispatcherAnswer } from './pool.ts';
@@ -104,15 +104,19 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
         message: compose.message,
         scheduledAt: compose.time,
         timeZone: compose.timeZone,
-        idempotencyKey: compose.idempotencyKey,
+        // original dispatchers take no key (the form's own is then unused)
+        ...(scheduled.original ? {} : { idempotencyKey: compose.idempotencyKey }),
       });
     } catch (err) {
       if (err instanceof OutcomeUnknownError) {
-        const text = `May or may not be scheduled: ${err.detail}. Submitting this form again is safe: it will not be posted twice.`;
-        return renderPage(reply, { status: err.status, notice: { kind: 'warn', text }, compose });
+        const advice = err.idempotencyKey === null
+          ? 'The original dispatcher cannot tell a second submit from a new message: look at its page before submitting again, or it may be posted twice.'
+          : 'Submitting this form again is safe: it will not be posted twice.';
+        return renderPage(reply, { status: err.status, notice: { kind: 'warn', text: `May or may not be scheduled: ${err.detail}. ${advice}` }, compose });
       }
       const { status, body } = toHttpError(err);
-      return renderPage(reply, { status, notice: { kind: 'error', text: `Not scheduled: ${body.error.message}` }, compose });
+      const text = err instanceof NotScheduledError ? err.message : `Not scheduled: ${body.error.message}`;
+      return renderPage(reply, { status, notice: { kind: 'error', text }, compose });
     }
     if (answer.status >= 400) {
       return renderPage(reply, { status: answer.status, notice: { kind: 'error', text: `Not scheduled: ${answerMessage(answer)}` }, compose });

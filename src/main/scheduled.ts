@@ -4,6 +4,7 @@ import { UnavailableError, ValidationError } from '../errors.ts';
 import { validateMessagePatch, validateScheduleRequest } from '../protocol/messages.ts';
 import { encodeCursor, parseLimit } from '../protocol/paging.ts';
 import { MESSAGE_STATUSES, type MessageJson } from '../protocol/wire.ts';
+import { scheduleOnOriginal, unsupported } from './original-dispatcher.ts';
 import { DispatcherFailure, noDispatcherAnswered, type DispatcherAnswer, type DispatcherPool } from './pool.ts';
 
 /**
@@ -14,6 +15,11 @@ import { DispatcherFailure, noDispatcherAnswered, type DispatcherAnswer, type Di
  * Requests are forwarded normalised: the time as an RFC 3339 UTC instant, so
  * "09:00" means 09:00 in the main server's (or the client's) zone whatever
  * zone a dispatcher runs in, and a failover does not shift a delaySeconds.
+ *
+ * With the `legacy` protocol the pool holds original PHP dispatchers: a new
+ * message goes as the original main server's form (./original-dispatcher.ts),
+ * and listing, changing and cancelling, which they cannot do, are refused
+ * with a NotSupportedError.
  */
 
 /** A dispatcher's message plus the dispatcher that holds it. */
@@ -42,11 +48,18 @@ export class ScheduledMessages {
   #pool: DispatcherPool;
   #clock: Clock;
   #timeZone: string;
+  #protocol: 'json' | 'legacy';
 
-  constructor(pool: DispatcherPool, clock: Clock, timeZone: string) {
+  constructor(pool: DispatcherPool, clock: Clock, timeZone: string, protocol: 'json' | 'legacy' = 'json') {
     this.#pool = pool;
     this.#clock = clock;
     this.#timeZone = timeZone;
+    this.#protocol = protocol;
+  }
+
+  /** Whether the pool holds original PHP dispatchers (no keys, no listing, no changes). */
+  get original(): boolean {
+    return this.#protocol === 'legacy';
   }
 
   /**
@@ -54,9 +67,24 @@ export class ScheduledMessages {
    * for a known key, 4xx). Rejects with an OutcomeUnknownError when it may or
    * may not be stored. Without a key in the input the key is random, or, with
    * `keyFromContent`, derived from the sender and the message (see contentKey).
+   *
+   * On original dispatchers no key is sent (they take none), so a key in the
+   * input is refused rather than ignored: a client that sends one expects
+   * that sending again is safe, and it is not; `keyFromContent` is ignored.
+   * A stored message is answered 201 with an OriginalScheduledJson.
    */
   async schedule(input: unknown, options: { keyFromContent?: { sender: string } } = {}): Promise<DispatcherAnswer> {
     const valid = validateScheduleRequest(input, { now: this.#clock.now(), timeZone: this.#timeZone });
+    if (this.original) {
+      if (valid.idempotencyKey !== null) {
+        throw new ValidationError(
+          `idempotencyKey cannot be honoured: the original dispatcher${this.#pool.size > 1 ? 's' : ''} at ${this.#pool.urls.join(', ')} take${this.#pool.size > 1 ? '' : 's'} no key, ` +
+            'so a request sent again may be stored twice; leave idempotencyKey out',
+          'idempotencyKey',
+        );
+      }
+      return scheduleOnOriginal(this.#pool, valid, this.#timeZone);
+    }
     const scheduledAt = new Date(valid.scheduledAt).toISOString();
     const derived = valid.idempotencyKey === null && options.keyFromContent
       ? contentKey(options.keyFromContent.sender, valid.username, valid.message, scheduledAt)
@@ -81,6 +109,7 @@ export class ScheduledMessages {
    * same messages: duplicates are dropped by id.
    */
   async list(query: ListQuery): Promise<ScheduledPage> {
+    if (this.original) throw unsupported(this.#pool.urls, 'list');
     const limit = parseLimit(query.limit, LIST_LIMIT);
     const params = new URLSearchParams({ limit: String(limit) });
     if (query.status !== undefined) {
@@ -120,6 +149,7 @@ export class ScheduledMessages {
 
   /** Validates and forwards a change (scheduledAt and/or message); the holder's answer (200, 404, 409). */
   async update(id: string, input: unknown): Promise<DispatcherAnswer> {
+    if (this.original) throw unsupported(this.#pool.urls, 'change');
     const patch = validateMessagePatch(input, { timeZone: this.#timeZone });
     const body: Record<string, string> = {};
     if (patch.message !== undefined) body.message = patch.message;
@@ -129,6 +159,7 @@ export class ScheduledMessages {
 
   /** Cancels a scheduled message; the holder's answer (204, 404, 409). */
   async cancel(id: string): Promise<DispatcherAnswer> {
+    if (this.original) throw unsupported(this.#pool.urls, 'cancel');
     return this.#pool.find({ method: 'DELETE', path: messagePath(id) });
   }
 }
