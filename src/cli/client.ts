@@ -183,8 +183,10 @@ export async function runClientCommand(command: ClientCommand, args: string[]): 
     }
     const answer = await call(url, token, 'POST', '/v1/scheduled', body);
     if (answer.status >= 300) throw new UsageError(errorText(answer));
-    const message = answer.body as ScheduledView;
-    console.log(values.json ? JSON.stringify(answer.body, null, 2) : `scheduled ${message.id} for ${localTime(message.scheduledAt, timeZone)} (${timeZone})`);
+    const message = answer.body as Omit<ScheduledView, 'id'> & { id: string | null };
+    // an original PHP dispatcher behind the main server (--dispatcher-protocol legacy) gives messages no id
+    const what = message.id === null ? 'on an original dispatcher (it gives no id)' : message.id;
+    console.log(values.json ? JSON.stringify(answer.body, null, 2) : `scheduled ${what} for ${localTime(message.scheduledAt, timeZone)} (${timeZone})`);
     return 0;
   }
 
