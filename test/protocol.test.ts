@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseUserTime, formatWallClock, timeZoneOffset } from '../src/protocol/time.ts';
+import { parseUserTime, formatWallClock, isValidTimeZone, timeZoneCacheSize, timeZoneOffset } from '../src/protocol/time.ts';
 import { toMessageJson } from '../src/dispatcher/message-json.ts';
 import { signHeader, verifySignature } from '../src/protocol/signing.ts';
 import { validateScheduleRequest, textLength } from '../src/protocol/messages.ts';
@@ -48,6 +48,32 @@ describe('parseUserTime', () => {
 
   it('formats instants as the original\'s wall-clock text', () => {
     assert.equal(formatWallClock(Date.UTC(2014, 7, 1, 20, 30), 'America/Vancouver'), '2014-08-01 13:30:00');
+  });
+});
+
+describe('time zone names', () => {
+  it('are cached by canonical zone and in bounded number: case variants neither grow the cache nor change results', () => {
+    const before = timeZoneCacheSize();
+    const letters = 'europe/paris';
+    const variants: string[] = [];
+    for (let mask = 0; mask < 2 ** 11; mask++) {
+      let bit = 0;
+      variants.push([...letters].map((c) => (c === '/' ? c : mask & (1 << bit++) ? c.toUpperCase() : c)).join(''));
+    }
+    assert.equal(new Set(variants).size, 2048);
+    for (const zone of variants) {
+      assert.equal(parseUserTime('2026-07-01 12:00', zone), Date.UTC(2026, 6, 1, 10), zone);
+      assert.equal(formatWallClock(Date.UTC(2026, 0, 1, 12), zone), '2026-01-01 13:00:00', zone);
+    }
+    const after = timeZoneCacheSize();
+    assert.ok(after.formatters <= before.formatters + 1, `formatters: ${before.formatters} -> ${after.formatters}`);
+    assert.ok(after.spellings <= 1024, `spellings: ${after.spellings}`);
+  });
+
+  it('never cache a zone Intl refuses', () => {
+    const before = timeZoneCacheSize();
+    for (let i = 0; i < 500; i++) assert.equal(isValidTimeZone(`Mars/Olympus_${i}`), false);
+    assert.deepEqual(timeZoneCacheSize(), before);
   });
 });
 
