@@ -66,7 +66,7 @@ const SCHEDULE_REQUEST_SCHEMA = {
   properties: {
     username: { type: 'string', minLength: 1, maxLength: LIMITS.usernameMax },
     message: { type: 'string', minLength: 1, maxLength: LIMITS.messageMax, description: 'length counted in characters (code points)' },
-    scheduledAt: { type: 'string', description: 'RFC 3339, e.g. "2026-12-24T09:00:00Z"; without an offset ("2026-12-24 09:00:00") it is read in timeZone' },
+    scheduledAt: { type: 'string', description: 'RFC 3339, e.g. "2026-12-24T09:00:00Z"; without an offset ("2026-12-24 09:00:00") it is read in timeZone. Years 0001-9999, hours 00-23 (no 24:00); a time the zone skips moves forward by the gap, a time that happens twice is the earlier' },
     delaySeconds: { type: 'number', minimum: 0, maximum: LIMITS.maxDelaySeconds },
     timeZone: { type: 'string', description: 'IANA zone for a scheduledAt without offset; default: the dispatcher\'s --timezone' },
     idempotencyKey: { type: 'string', minLength: 1, maxLength: LIMITS.idempotencyKeyMax, description: 'the same key again returns the first message (200) instead of scheduling a second' },
