@@ -120,9 +120,10 @@ describe("the original's POST /postMessage.php", () => {
     assert.equal(await t.server.store.countPosts(), 0);
   });
 
-  it('refuses text over the limits or with NUL, as scheduling does', async () => {
+  it('refuses text over the limits, with NUL or blank, as scheduling does', async () => {
     await using t = await startTestMain();
-    for (const fields of [{ username: 'a'.repeat(65), message: 'x' }, { username: 'a', message: 'x'.repeat(5001) }, { username: 'a', message: 'nul\u0000' }]) {
+    for (const fields of [{ username: 'a'.repeat(65), message: 'x' }, { username: 'a', message: 'x'.repeat(5001) }, { username: 'a', message: 'nul\u0000' },
+      { username: ' \u200B ', message: 'x' }, { username: 'a', message: '\u2060\uFEFF' }]) {
       const response = await t.form('/postMessage.php', fields);
       assert.equal(response.statusCode, 400);
       assert.equal(response.json().result, 'Failure');

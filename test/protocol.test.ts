@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { parseUserTime, formatWallClock, isValidTimeZone, timeZoneCacheSize, timeZoneOffset } from '../src/protocol/time.ts';
 import { toMessageJson } from '../src/dispatcher/message-json.ts';
 import { signHeader, verifySignature } from '../src/protocol/signing.ts';
-import { validateScheduleRequest, textLength } from '../src/protocol/messages.ts';
+import { validateMessagePatch, validateScheduleRequest, textLength } from '../src/protocol/messages.ts';
 import { html, unsafeRaw } from '../src/html.ts';
 import { ValidationError } from '../src/errors.ts';
 import { uuidv7 } from '../src/ids.ts';
@@ -158,6 +158,12 @@ describe('validateScheduleRequest', () => {
     ['negative delay', { username: 'a', message: 'x', delaySeconds: -1 }, 'delaySeconds'],
     ['bad zone', { username: 'a', message: 'x', scheduledAt: '2030-01-01 00:00', timeZone: 'Mars/Olympus' }, 'timeZone'],
     ['a NUL character', { username: 'a', message: 'x\u0000y', delaySeconds: 0 }, 'message'],
+    ['a username of spaces', { username: ' \t\u3000 ', message: 'x', delaySeconds: 0 }, 'username'],
+    ['a username of zero-width characters', { username: '\u200B\u200C\u200D\u2060\uFEFF', message: 'x', delaySeconds: 0 }, 'username'],
+    ['a username of format characters and spaces', { username: ' \u200E\u202E\u00AD ', message: 'x', delaySeconds: 0 }, 'username'],
+    ['a username of a Hangul filler', { username: '\u3164', message: 'x', delaySeconds: 0 }, 'username'],
+    ['a message of white space', { username: 'a', message: ' \n\r\t\u00A0\u2028', delaySeconds: 0 }, 'message'],
+    ['a message of zero-width characters', { username: 'a', message: '\u200B'.repeat(10), delaySeconds: 0 }, 'message'],
     ['unknown field', { username: 'a', message: 'x', delaySeconds: 0, colour: 'red' }, 'colour'],
   ];
   for (const [name, body, field] of cases) {
@@ -165,6 +171,17 @@ describe('validateScheduleRequest', () => {
       assert.throws(() => validateScheduleRequest(body, options), (err: unknown) => err instanceof ValidationError && err.field === field);
     });
   }
+
+  it('takes names and texts with a visible character among invisible ones', () => {
+    for (const name of ['\u200BAnn', ' a ', 'Zoë\u200D', '👩\u200D💻', '.']) {
+      assert.equal(validateScheduleRequest({ username: name, message: ` ${name}\u200B`, delaySeconds: 0 }, options).username, name);
+    }
+  });
+
+  it('refuses a blank message in a change too', () => {
+    assert.throws(() => validateMessagePatch({ message: '\u200B ' }, { timeZone: 'UTC' }),
+      (err: unknown) => err instanceof ValidationError && err.field === 'message' && /visible character/.test(err.message));
+  });
 
   it('prefixes the field with the batch position', () => {
     assert.throws(() => validateScheduleRequest({ username: 'a' }, { ...options, prefix: 'items[3].' }),

@@ -4,7 +4,7 @@ import type { MainConfig } from '../config.ts';
 import { ValidationError } from '../errors.ts';
 import { uuidv7 } from '../ids.ts';
 import { LEGACY_FAILURES, POST_FIELDS, legacyFailure, legacySuccess, readLegacyForm } from '../protocol/legacy.ts';
-import { LIMITS, textLength } from '../protocol/messages.ts';
+import { LIMITS, blankProblem, isBlank, textLength } from '../protocol/messages.ts';
 import { requireValidSignature, parseDelivery } from './delivery.ts';
 import type { EventStreams } from './events.ts';
 import { parseFeedLimit, readFeedPage, toPostJson } from './feed.ts';
@@ -111,6 +111,8 @@ function textProblem(values: { username: string; message: string }): string | un
   if (textLength(values.username) > LIMITS.usernameMax) return `username must be at most ${LIMITS.usernameMax} characters`;
   if (textLength(values.message) > LIMITS.messageMax) return `message must be at most ${LIMITS.messageMax} characters`;
   if (values.username.includes('\u0000') || values.message.includes('\u0000')) return 'username and message must not contain the NUL character';
+  if (isBlank(values.username)) return blankProblem('username');
+  if (isBlank(values.message)) return blankProblem('message');
   return undefined;
 }
 
