@@ -6,7 +6,7 @@ import { uuidv7 } from '../ids.ts';
 import { LEGACY_FAILURES, POST_FIELDS, legacyFailure, legacySuccess, readLegacyForm } from '../protocol/legacy.ts';
 import { LIMITS, blankProblem, isBlank, textLength } from '../protocol/messages.ts';
 import { requireValidSignature, parseDelivery } from './delivery.ts';
-import type { EventStreams } from './events.ts';
+import { RETRY_AFTER_S, type EventStreams } from './events.ts';
 import { parseFeedLimit, readFeedPage, toPostJson } from './feed.ts';
 import type { MainStore, NewPost } from './store.ts';
 
@@ -89,7 +89,12 @@ export async function registerPostRoutes(app: FastifyInstance, context: PostRout
     return readFeedPage(store, { limit: parseFeedLimit(query.limit), cursor: cursor || undefined });
   });
 
-  app.get('/v1/events', (request, reply) => {
+  app.get('/v1/events', async (request, reply) => {
+    const refused = streams.refusal();
+    if (refused) {
+      void reply.header('retry-after', String(RETRY_AFTER_S));
+      throw refused;
+    }
     reply.hijack();
     const lastSeen = lastEventId(request);
     streams.open(reply.raw, lastSeen ? () => missedPosts(store, lastSeen) : undefined);
