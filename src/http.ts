@@ -11,11 +11,26 @@ import { toHttpError, UnauthorizedError } from './errors.ts';
 export interface HttpServerOptions {
   /** pino options, or false for silence (tests). */
   logger: boolean | { level: string };
-  /** Largest accepted body in bytes. A 1,000-message batch of 5,000-character texts fits. */
+  /** Largest accepted body in bytes, for routes without a limit of their own (a batch has one). */
   bodyLimit?: number;
 }
 
 export const DEFAULT_BODY_LIMIT = 8 * 1024 * 1024;
+
+/** The original's forms carry three short fields: 64 KiB is plenty. */
+export const FORM_BODY_LIMIT = 64 * 1024;
+
+/**
+ * What a 413 says: the limit, in bytes, that the request went over. A route's
+ * own limit applies to every body; without one a form has FORM_BODY_LIMIT and
+ * anything else the server's.
+ */
+function tooLargeMessage(request: FastifyRequest, serverLimit: number): string {
+  const routeLimit = request.routeOptions.bodyLimit ?? serverLimit;
+  const isForm = /^application\/x-www-form-urlencoded\s*(;|$)/i.test(request.headers['content-type'] ?? '');
+  const limit = routeLimit === serverLimit && isForm ? FORM_BODY_LIMIT : routeLimit;
+  return `Request body is too large: ${request.method} ${request.routeOptions.url ?? request.url} takes at most ${limit} bytes`;
+}
 
 export async function createHttpServer(options: HttpServerOptions): Promise<FastifyInstance> {
   const app = Fastify({
@@ -25,9 +40,11 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Fast
     logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: 'idle',
   });
-  await app.register(formbody, { bodyLimit: 64 * 1024 });
+  await app.register(formbody, { bodyLimit: FORM_BODY_LIMIT });
+  const serverLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
   app.setErrorHandler((err, request, reply) => {
     const { status, body } = toHttpError(err);
+    if (status === 413) body.error.message = tooLargeMessage(request, serverLimit);
     if (status >= 500) request.log.error({ err }, 'request failed');
     void reply.status(status).send(body);
   });

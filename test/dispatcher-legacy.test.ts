@@ -81,6 +81,10 @@ describe('POST /scheduleMessage.php', () => {
     const blank = await t.request('POST', '/scheduleMessage.php', { body: form({ username: ' \u200B\u00A0', message: 'b', time: '2030-01-01 00:00:00' }), headers: FORM });
     assert.equal(blank.statusCode, 400);
     assert.match((blank.json() as { failure: string }).failure, /^Invalid Post\. username must contain a visible character/);
+
+    const huge = await t.request('POST', '/scheduleMessage.php', { body: form({ username: 'a', message: 'x'.repeat(70_000), time: '2030-01-01 00:00:00' }), headers: FORM });
+    assert.equal(huge.statusCode, 413);
+    assert.deepEqual(huge.json(), { error: { code: 'payload_too_large', message: 'Request body is too large: POST /scheduleMessage.php takes at most 65536 bytes' } });
     assert.equal((await t.dispatcher.store.list({ limit: 10 })).length, 0);
   });
 

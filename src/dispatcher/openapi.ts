@@ -1,4 +1,4 @@
-import { LIMITS } from '../protocol/messages.ts';
+import { BATCH_BODY_LIMIT, LIMITS } from '../protocol/messages.ts';
 import { LEGACY_FAILURES } from '../protocol/legacy.ts';
 import { MESSAGE_STATUSES } from './store.ts';
 
@@ -158,7 +158,8 @@ export function openApiDocument(): Record<string, unknown> {
           summary: `Schedule up to ${LIMITS.batchMax} messages at once, all or nothing`,
           description:
             'The body is an array of ScheduleRequest (or {"items": [...]}). One bad item rejects the whole batch (400, error.field like "items[3].message") and stores nothing. ' +
-            'An item whose idempotencyKey exists already, or appeared earlier in the same batch, returns that message instead of a new one.',
+            'An item whose idempotencyKey exists already, or appeared earlier in the same batch, returns that message instead of a new one. ' +
+            `The body may be up to ${BATCH_BODY_LIMIT} bytes: ${LIMITS.batchMax} messages of ${LIMITS.messageMax} characters fit as UTF-8 JSON whatever the text.`,
           requestBody: { required: true, content: json({ oneOf: [{ type: 'array', items: ref('ScheduleRequest'), minItems: 1, maxItems: LIMITS.batchMax }, { type: 'object', required: ['items'], properties: { items: { type: 'array', items: ref('ScheduleRequest') } } }] }) },
           responses: {
             '201': { description: 'the messages, in request order', content: json({ type: 'array', items: ref('Message') }) },

@@ -15,6 +15,18 @@ export const LIMITS = {
   maxDelaySeconds: 100 * 365 * 24 * 3600,
 } as const;
 
+/**
+ * A batch of the documented maximum (1,000 messages of 5,000 characters) must
+ * fit whatever its text, sent as JSON in UTF-8: a character is at most 4 bytes
+ * there, or 6 for one JSON must escape (a control character, "\u0001"). So
+ * 6 bytes for every character of username, message and idempotencyKey, and
+ * 1 KiB per item for field names, scheduledAt, timeZone and whitespace:
+ * 32,608,000 bytes. (The server's 8 MiB refused 1,000 messages of 5,000 "é".)
+ * Text written as \uXXXX escapes without need (Python's json.dumps with its
+ * default ensure_ascii) takes 6-12 bytes a character and can exceed it.
+ */
+export const BATCH_BODY_LIMIT = LIMITS.batchMax * (6 * (LIMITS.usernameMax + LIMITS.messageMax + LIMITS.idempotencyKeyMax) + 1024);
+
 export interface ScheduleRequestBody {
   username: string;
   message: string;
