@@ -79,6 +79,7 @@ export const MAIN_OPTIONS = {
   legacyPostMessage: { flag: 'legacy-post-message', env: 'PSCHED_LEGACY_POST_MESSAGE', kind: 'boolean', default: 'false', help: 'accept the original\'s unsigned POST /postMessage.php even with a signing secret set' },
   timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset', check: timeZone },
   allowedHosts: ALLOWED_HOSTS,
+  maxEventStreams: { flag: 'max-event-streams', env: 'PSCHED_MAX_EVENT_STREAMS', kind: 'int', default: '1000', help: 'live feed connections (GET /v1/events) at once; more are answered 503 (each holds at most 256 KiB its client has not read)', check: positive },
   logLevel: LOG_LEVEL,
 } satisfies Record<string, OptionSpec>;
 
@@ -121,6 +122,8 @@ export interface MainConfig {
   timeZone: string;
   /** As DispatcherConfig.allowedHosts. */
   allowedHosts: string[];
+  /** Open GET /v1/events streams at most. */
+  maxEventStreams: number;
   logLevel: string;
 }
 
@@ -245,6 +248,7 @@ export function mainConfig(
     legacyPostMessage: o.legacyPostMessage as boolean,
     timeZone: o.timeZone as string,
     allowedHosts: hostList(o.allowedHosts),
+    maxEventStreams: o.maxEventStreams as number,
     logLevel: o.logLevel as string,
   };
   for (const url of config.dispatcherUrls) {

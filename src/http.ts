@@ -13,7 +13,7 @@ import { decodeJsonBody, parseFormBody, parseJsonBody, requireUtf8Charset } from
 export interface HttpServerOptions {
   /** pino options, or false for silence (tests). */
   logger: boolean | { level: string };
-  /** Largest accepted body in bytes. A 1,000-message batch of 5,000-character texts fits. */
+  /** Largest accepted body in bytes, for routes without a limit of their own (a batch has one). */
   bodyLimit?: number;
   /**
    * Turns the Host check on (see hostCheck): only requests addressed to a
@@ -28,7 +28,7 @@ export interface HttpServerOptions {
 export const DEFAULT_BODY_LIMIT = 8 * 1024 * 1024;
 
 /** Form posts (the original's endpoints, the pages) carry one message: 64 KiB is ample. */
-const FORM_BODY_LIMIT = 64 * 1024;
+export const FORM_BODY_LIMIT = 64 * 1024;
 
 /**
  * How long a client may take. Fastify's defaults let a connection that never
@@ -55,6 +55,18 @@ export interface HttpTimeouts {
 }
 
 export const DEFAULT_TIMEOUTS: Readonly<HttpTimeouts> = Object.freeze({ headersMs: 10_000, requestMs: 30_000, keepAliveMs: 72_000 });
+
+/**
+ * What a 413 says: the limit, in bytes, that the request went over. A route's
+ * own limit applies to every body; without one a form has FORM_BODY_LIMIT and
+ * anything else the server's.
+ */
+function tooLargeMessage(request: FastifyRequest, serverLimit: number): string {
+  const routeLimit = request.routeOptions.bodyLimit ?? serverLimit;
+  const isForm = /^application\/x-www-form-urlencoded\s*(;|$)/i.test(request.headers['content-type'] ?? '');
+  const limit = routeLimit === serverLimit && isForm ? FORM_BODY_LIMIT : routeLimit;
+  return `Request body is too large: ${request.method} ${request.routeOptions.url ?? request.url} takes at most ${limit} bytes`;
+}
 
 export async function createHttpServer(options: HttpServerOptions): Promise<FastifyInstance> {
   const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
@@ -107,8 +119,10 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Fast
   });
   // first, so a refused request reaches no other hook, route or 404 answer
   if (options.allowedHosts) app.addHook('onRequest', hostCheck(options.allowedHosts));
+  const serverLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
   app.setErrorHandler((err, request, reply) => {
     const { status, body } = toHttpError(err);
+    if (status === 413) body.error.message = tooLargeMessage(request, serverLimit);
     if (status >= 500) request.log.error({ err }, 'request failed');
     void reply.status(status).send(body);
   });

@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import type { AttemptResult } from '../src/dispatcher/delivery.ts';
 import type { StoredMessage } from '../src/dispatcher/store.ts';
 import { verifySignature } from '../src/protocol/signing.ts';
+import { BATCH_BODY_LIMIT } from '../src/protocol/messages.ts';
 import { forceStatus, startTestDispatcher } from './support/dispatcher.ts';
 import { startReceiver } from './support/receiver.ts';
 
@@ -66,6 +67,9 @@ describe('POST /v1/messages', () => {
     ['username missing', { message: 'm', scheduledAt: FAR }, 'username'],
     ['username not a string', { username: 7, message: 'm', scheduledAt: FAR }, 'username'],
     ['username empty', { username: '', message: 'm', scheduledAt: FAR }, 'username'],
+    ['username of spaces', { username: '   ', message: 'm', scheduledAt: FAR }, 'username'],
+    ['username of zero-width characters', { username: '\u200B\u2060\uFEFF', message: 'm', scheduledAt: FAR }, 'username'],
+    ['message of white space and zero-width joiners', { username: 'u', message: ' \n\u200D\u200C', scheduledAt: FAR }, 'message'],
     ['username of 65 characters', { username: 'u'.repeat(65), message: 'm', scheduledAt: FAR }, 'username'],
     ['message missing', { username: 'u', scheduledAt: FAR }, 'message'],
     ['message empty', { username: 'u', message: '', scheduledAt: FAR }, 'message'],
@@ -125,6 +129,33 @@ describe('POST /v1/messages', () => {
     const response = await t.request('POST', '/v1/messages', { body: { username: 'u', message: 'x'.repeat(200_000), scheduledAt: FAR } });
     assert.equal(response.statusCode, 413);
     assert.equal((response.json() as Json).error.code, 'payload_too_large');
+    assert.match((response.json() as Json).error.message, /POST \/v1\/messages takes at most 131072 bytes/);
+  });
+
+  it('takes a batch of the documented maximum whatever its text: 1,000 messages of 5,000 characters JSON must escape', async () => {
+    await using t = await startTestDispatcher();
+    // U+0001 is the longest a character can be in UTF-8 JSON: "\u0001", 6 bytes
+    const worst = (n: number) => '\u0001'.repeat(n);
+    const items = Array.from({ length: 1000 }, (_, i) => ({
+      username: worst(64), message: worst(5000), idempotencyKey: `${i}`.padEnd(200, '\u0001'), scheduledAt: '2099-12-31T23:59:59.999+14:00', timeZone: 'America/Argentina/ComodRivadavia',
+    }));
+    // the last item is bad, so the body is read and checked through, and nothing is stored
+    items[999]!.scheduledAt = 'never';
+    const body = JSON.stringify(items);
+    assert.ok(Buffer.byteLength(body) > 31_000_000, String(Buffer.byteLength(body)));
+    const response = await t.request('POST', '/v1/messages/batch', { body, headers: { 'content-type': 'application/json' } });
+    assert.equal(response.statusCode, 400, response.body.slice(0, 200));
+    assert.equal((response.json() as Json).error.field, 'items[999].scheduledAt');
+  });
+
+  it('answers a batch over its limit 413 in the error shape, saying the limit in bytes', async () => {
+    await using t = await startTestDispatcher();
+    const response = await t.request('POST', '/v1/messages/batch', { body: ' '.repeat(BATCH_BODY_LIMIT + 1), headers: { 'content-type': 'application/json' } });
+    assert.equal(response.statusCode, 413);
+    const { error } = response.json() as Json;
+    assert.equal(error.code, 'payload_too_large');
+    assert.equal(error.message, `Request body is too large: POST /v1/messages/batch takes at most ${BATCH_BODY_LIMIT} bytes`);
+    assert.equal(BATCH_BODY_LIMIT, 32_608_000);
   });
 
   it('stores text exactly as sent', async () => {

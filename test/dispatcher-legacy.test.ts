@@ -65,7 +65,7 @@ describe('POST /scheduleMessage.php', () => {
     assert.equal((await t.dispatcher.store.list({ limit: 10 })).length, 0);
   });
 
-  it('answers 400 with a clear failure for a bad time or an overlong field, storing nothing', async () => {
+  it('answers 400 with a clear failure for a bad time, an overlong or a blank field, storing nothing', async () => {
     await using t = await startTestDispatcher();
     const badTime = await t.request('POST', '/scheduleMessage.php', { body: form({ username: 'a', message: 'b', time: 'next tuesday' }), headers: FORM });
     assert.equal(badTime.statusCode, 400);
@@ -77,6 +77,14 @@ describe('POST /scheduleMessage.php', () => {
     const long = await t.request('POST', '/scheduleMessage.php', { body: form({ username: 'a', message: 'x'.repeat(5001), time: '2030-01-01 00:00:00' }), headers: FORM });
     assert.equal(long.statusCode, 400);
     assert.match((long.json() as { failure: string }).failure, /message must be at most 5000 characters/);
+
+    const blank = await t.request('POST', '/scheduleMessage.php', { body: form({ username: ' \u200B\u00A0', message: 'b', time: '2030-01-01 00:00:00' }), headers: FORM });
+    assert.equal(blank.statusCode, 400);
+    assert.match((blank.json() as { failure: string }).failure, /^Invalid Post\. username must contain a visible character/);
+
+    const huge = await t.request('POST', '/scheduleMessage.php', { body: form({ username: 'a', message: 'x'.repeat(70_000), time: '2030-01-01 00:00:00' }), headers: FORM });
+    assert.equal(huge.statusCode, 413);
+    assert.deepEqual(huge.json(), { error: { code: 'payload_too_large', message: 'Request body is too large: POST /scheduleMessage.php takes at most 65536 bytes' } });
     assert.equal((await t.dispatcher.store.list({ limit: 10 })).length, 0);
   });
 

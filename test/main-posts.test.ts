@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { get, type IncomingMessage } from 'node:http';
+import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import { FakeClock } from '../src/clock.ts';
 import { deliveryPayload, startTestMain } from './support/main.ts';
@@ -120,9 +121,10 @@ describe("the original's POST /postMessage.php", () => {
     assert.equal(await t.server.store.countPosts(), 0);
   });
 
-  it('refuses text over the limits or with NUL, as scheduling does', async () => {
+  it('refuses text over the limits, with NUL or blank, as scheduling does', async () => {
     await using t = await startTestMain();
-    for (const fields of [{ username: 'a'.repeat(65), message: 'x' }, { username: 'a', message: 'x'.repeat(5001) }, { username: 'a', message: 'nul\u0000' }]) {
+    for (const fields of [{ username: 'a'.repeat(65), message: 'x' }, { username: 'a', message: 'x'.repeat(5001) }, { username: 'a', message: 'nul\u0000' },
+      { username: ' \u200B ', message: 'x' }, { username: 'a', message: '\u2060\uFEFF' }]) {
       const response = await t.form('/postMessage.php', fields);
       assert.equal(response.statusCode, 400);
       assert.equal(response.json().result, 'Failure');
@@ -286,6 +288,74 @@ describe('the live feed (GET /v1/events)', () => {
     await t.server.close();
     await staying.reader.ended;
     assert.equal(clock.pendingTimers, 0, 'no heartbeat left running');
+  });
+});
+
+describe('the live feed under load', () => {
+  it('takes at most --max-event-streams clients: the next is answered 503 in the error shape, and a leaving one frees its slot', async () => {
+    await using t = await startTestMain({ maxEventStreams: '2' });
+    const url = await t.server.listen();
+    const first = await openEvents(url);
+    const second = await openEvents(url);
+    await first.reader.next((e) => e.comment === 'connected');
+    await second.reader.next((e) => e.comment === 'connected');
+    assert.equal(t.server.streams.size, 2);
+
+    const refused = await fetch(`${url}/v1/events`);
+    assert.equal(refused.status, 503);
+    assert.match(refused.headers.get('content-type')!, /^application\/json/);
+    assert.equal(refused.headers.get('retry-after'), '5');
+    const body = await refused.json();
+    assert.equal(body.error.code, 'unavailable');
+    assert.match(body.error.message, /--max-event-streams/);
+    assert.equal(t.server.streams.size, 2);
+
+    const dropped = once(t.server.streams, 'drop');
+    first.response.destroy();
+    await dropped;
+    assert.equal(t.server.streams.size, 1, 'the closed client is forgotten');
+
+    const third = await openEvents(url);
+    assert.equal(third.response.statusCode, 200);
+    await third.reader.next((e) => e.comment === 'connected');
+    await t.deliver(deliveryPayload({ message: 'to both' }));
+    assert.equal(JSON.parse((await second.reader.next((e) => e.event === 'post')).data).message, 'to both');
+    assert.equal(JSON.parse((await third.reader.next((e) => e.event === 'post')).data).message, 'to both');
+    second.response.destroy();
+    third.response.destroy();
+  });
+
+  it('holds back at most 256 KiB for a client while its replay is read, then cuts it off and forgets what it held', async () => {
+    await using t = await startTestMain();
+    const seen = (await t.deliver(deliveryPayload({ message: 'seen' }))).json().id;
+    // the replay reads the feed: that read waits until the test lets it go
+    let releaseRead!: () => void;
+    const readHeld = new Promise<void>((resolve) => (releaseRead = resolve));
+    let replayStarted!: () => void;
+    const started = new Promise<void>((resolve) => (replayStarted = resolve));
+    const listPosts = t.server.store.listPosts.bind(t.server.store);
+    t.server.store.listPosts = async (options) => {
+      replayStarted();
+      await readHeld;
+      return listPosts(options);
+    };
+    const url = await t.server.listen();
+    const client = await openEvents(url, { 'last-event-id': seen });
+    await client.reader.next((e) => e.comment === 'connected');
+    await started;
+    await t.deliver(deliveryPayload({ message: 'small' }));
+    assert.equal(t.server.streams.heldPosts, 1);
+
+    // the largest posts: 5,000 emoji, 20 kB of UTF-8 each; 13 of them pass 256 KiB
+    const dropped = once(t.server.streams, 'drop');
+    client.response.on('error', () => {}); // the cut: "aborted"
+    const cut = new Promise((resolve) => client.response.on('close', resolve));
+    for (let i = 0; i < 13; i++) await t.deliver(deliveryPayload({ message: '😀'.repeat(5000) }));
+    await dropped;
+    await cut;
+    assert.equal(t.server.streams.size, 0);
+    assert.equal(t.server.streams.heldPosts, 0);
+    releaseRead();
   });
 });
 

@@ -114,6 +114,8 @@ describe('POST /v1/scheduled', () => {
       [{ message: 'x', scheduledAt: FUTURE }, 'username'],
       [{ username: 'a'.repeat(65), message: 'x', scheduledAt: FUTURE }, 'username'],
       [{ username: 'a', message: '', scheduledAt: FUTURE }, 'message'],
+      [{ username: ' \u200B ', message: 'x', scheduledAt: FUTURE }, 'username'],
+      [{ username: 'a', message: '\uFEFF\t', scheduledAt: FUTURE }, 'message'],
       [{ username: 'a', message: 'x', scheduledAt: 'tomorrow' }, 'scheduledAt'],
       [{ username: 'a', message: 'x', delaySeconds: -1 }, 'delaySeconds'],
       [{ username: 'a', message: 'x', scheduledAt: FUTURE, color: 'red' }, 'color'],
@@ -442,6 +444,10 @@ describe("the original's POST /scheduleMessage.php", () => {
     assert.equal(badTime.statusCode, 400);
     assert.equal(badTime.json().result, 'Failure');
     assert.match(badTime.json().failure, /scheduledAt|time/);
+    const blankName = await t.form('/scheduleMessage.php', { username: '\u200B\u200B', message: 'b', time: '2099-08-01T13:30' });
+    assert.equal(blankName.statusCode, 400);
+    assert.equal(blankName.json().result, 'Failure');
+    assert.match(blankName.json().failure, /username must contain a visible character/);
   });
 
   it('a form sent again after a dispatcher stored it without answering is stored once: 502 "Unknown", never "Failure"', async () => {

@@ -1,9 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseUserTime, formatWallClock, timeZoneOffset } from '../src/protocol/time.ts';
+import { parseUserTime, formatWallClock, isValidTimeZone, timeZoneCacheSize, timeZoneOffset } from '../src/protocol/time.ts';
 import { toMessageJson } from '../src/dispatcher/message-json.ts';
 import { signHeader, verifySignature } from '../src/protocol/signing.ts';
-import { validateScheduleRequest, textLength } from '../src/protocol/messages.ts';
+import { validateMessagePatch, validateScheduleRequest, textLength } from '../src/protocol/messages.ts';
 import { html, unsafeRaw } from '../src/html.ts';
 import { ValidationError } from '../src/errors.ts';
 import { uuidv7 } from '../src/ids.ts';
@@ -39,15 +39,75 @@ describe('parseUserTime', () => {
       assert.equal(parseUserTime(text, 'UTC'), instant, text);
       assert.equal(parseUserTime(text.replace(/\.\d{3}Z$/, 'Z'), 'UTC'), Math.floor(instant / 1000) * 1000, text);
     }
-    // years 0-99 are years 0-99, not 1900-1999
-    assert.equal(parseUserTime('0000-01-01T00:00:00Z', 'UTC'), Date.parse('0000-01-01T00:00:00Z'));
+    // years 1-99 are years 1-99, not 1900-1999, with an offset or without
+    assert.equal(parseUserTime('0001-01-01T00:00:00Z', 'UTC'), Date.parse('0001-01-01T00:00:00Z'));
+    assert.equal(parseUserTime('0050-06-01 12:00', 'UTC'), Date.parse('0050-06-01T12:00:00Z'));
+    // Paris kept its local mean time, +00:09:21, until 1891
+    assert.equal(parseUserTime('0004-02-29T12:00', 'Europe/Paris'), Date.parse('0004-02-29T12:00:00Z') - (9 * 60 + 21) * 1000);
     for (const bad of ['2026-02-29T00:00:00Z', '2026-04-31T00:00:00.000Z', '2026-13-01T00:00:00Z', '2026-12-24T23:60:00Z', '2026-12-24T23:59:60Z', '2026-12-24T23:59:59.9x9Z', '2026-12-24T09:00:00+Z']) {
       assert.throws(() => parseUserTime(bad, 'UTC'), ValidationError, bad);
     }
   });
 
+  it('moves a wall-clock time in a DST gap forward by the gap, in every zone', () => {
+    // New York skips 02:00-03:00 on 2026-03-08: 02:30 is 03:30 EDT (07:30Z), not 01:30 EST
+    assert.equal(parseUserTime('2026-03-08 02:30', 'America/New_York'), Date.UTC(2026, 2, 8, 7, 30));
+    assert.equal(parseUserTime('2026-03-08 01:59:59', 'America/New_York'), Date.UTC(2026, 2, 8, 6, 59, 59));
+    assert.equal(parseUserTime('2026-03-08 03:00', 'America/New_York'), Date.UTC(2026, 2, 8, 7));
+    // Lord Howe skips 02:00-02:30 on 2026-10-04 (+10:30 -> +11): 02:15 is 02:45 +11
+    assert.equal(parseUserTime('2026-10-04 02:15', 'Australia/Lord_Howe'), Date.parse('2026-10-04T02:45:00+11:00'));
+    // Berlin skips 02:00-03:00 on 2026-03-29
+    assert.equal(parseUserTime('2026-03-29 02:30', 'Europe/Berlin'), Date.parse('2026-03-29T03:30:00+02:00'));
+    // Apia skipped all of 2011-12-30: noon that day is noon the next
+    assert.equal(parseUserTime('2011-12-30 12:00', 'Pacific/Apia'), Date.parse('2011-12-31T12:00:00+14:00'));
+  });
+
+  it('takes the earlier instant of a wall-clock time that happens twice', () => {
+    // New York repeats 01:00-02:00 on 2026-11-01: 01:30 EDT (05:30Z) comes before 01:30 EST (06:30Z)
+    assert.equal(parseUserTime('2026-11-01 01:30', 'America/New_York'), Date.UTC(2026, 10, 1, 5, 30));
+    assert.equal(parseUserTime('2026-11-01 02:00', 'America/New_York'), Date.UTC(2026, 10, 1, 7));
+    // Lord Howe repeats 01:30-02:00 on 2026-04-05 (+11 -> +10:30)
+    assert.equal(parseUserTime('2026-04-05 01:45', 'Australia/Lord_Howe'), Date.parse('2026-04-05T01:45:00+11:00'));
+    assert.equal(parseUserTime('2026-10-25 02:30', 'Europe/Berlin'), Date.parse('2026-10-25T02:30:00+02:00'));
+  });
+
+  it('refuses 24:00 and year 0000 with an offset and without', () => {
+    for (const bad of ['2026-12-24T24:00:00Z', '2026-12-24T24:00Z', '2026-12-24 24:00:00+01:00', '2026-12-24T24:00', '2026-12-24 24:00:00',
+      '0000-01-01T00:00:00Z', '0000-01-01T00:00:00.000Z', '0000-06-01T12:00:00+02:00', '0000-01-01 00:00', '0000-06-01T12:00']) {
+      assert.throws(() => parseUserTime(bad, 'Europe/Paris', 'time'), (err: unknown) => err instanceof ValidationError && err.field === 'time', bad);
+    }
+    assert.equal(parseUserTime('9999-12-31T23:59:59Z', 'UTC'), Date.UTC(9999, 11, 31, 23, 59, 59));
+    assert.equal(parseUserTime('9999-12-31 23:59:59', 'Europe/Paris'), Date.UTC(9999, 11, 31, 22, 59, 59));
+  });
+
   it('formats instants as the original\'s wall-clock text', () => {
     assert.equal(formatWallClock(Date.UTC(2014, 7, 1, 20, 30), 'America/Vancouver'), '2014-08-01 13:30:00');
+  });
+});
+
+describe('time zone names', () => {
+  it('are cached by canonical zone and in bounded number: case variants neither grow the cache nor change results', () => {
+    const before = timeZoneCacheSize();
+    const letters = 'europe/paris';
+    const variants: string[] = [];
+    for (let mask = 0; mask < 2 ** 11; mask++) {
+      let bit = 0;
+      variants.push([...letters].map((c) => (c === '/' ? c : mask & (1 << bit++) ? c.toUpperCase() : c)).join(''));
+    }
+    assert.equal(new Set(variants).size, 2048);
+    for (const zone of variants) {
+      assert.equal(parseUserTime('2026-07-01 12:00', zone), Date.UTC(2026, 6, 1, 10), zone);
+      assert.equal(formatWallClock(Date.UTC(2026, 0, 1, 12), zone), '2026-01-01 13:00:00', zone);
+    }
+    const after = timeZoneCacheSize();
+    assert.ok(after.formatters <= before.formatters + 1, `formatters: ${before.formatters} -> ${after.formatters}`);
+    assert.ok(after.spellings <= 1024, `spellings: ${after.spellings}`);
+  });
+
+  it('never cache a zone Intl refuses', () => {
+    const before = timeZoneCacheSize();
+    for (let i = 0; i < 500; i++) assert.equal(isValidTimeZone(`Mars/Olympus_${i}`), false);
+    assert.deepEqual(timeZoneCacheSize(), before);
   });
 });
 
@@ -98,6 +158,12 @@ describe('validateScheduleRequest', () => {
     ['negative delay', { username: 'a', message: 'x', delaySeconds: -1 }, 'delaySeconds'],
     ['bad zone', { username: 'a', message: 'x', scheduledAt: '2030-01-01 00:00', timeZone: 'Mars/Olympus' }, 'timeZone'],
     ['a NUL character', { username: 'a', message: 'x\u0000y', delaySeconds: 0 }, 'message'],
+    ['a username of spaces', { username: ' \t\u3000 ', message: 'x', delaySeconds: 0 }, 'username'],
+    ['a username of zero-width characters', { username: '\u200B\u200C\u200D\u2060\uFEFF', message: 'x', delaySeconds: 0 }, 'username'],
+    ['a username of format characters and spaces', { username: ' \u200E\u202E\u00AD ', message: 'x', delaySeconds: 0 }, 'username'],
+    ['a username of a Hangul filler', { username: '\u3164', message: 'x', delaySeconds: 0 }, 'username'],
+    ['a message of white space', { username: 'a', message: ' \n\r\t\u00A0\u2028', delaySeconds: 0 }, 'message'],
+    ['a message of zero-width characters', { username: 'a', message: '\u200B'.repeat(10), delaySeconds: 0 }, 'message'],
     ['unknown field', { username: 'a', message: 'x', delaySeconds: 0, colour: 'red' }, 'colour'],
   ];
   for (const [name, body, field] of cases) {
@@ -105,6 +171,17 @@ describe('validateScheduleRequest', () => {
       assert.throws(() => validateScheduleRequest(body, options), (err: unknown) => err instanceof ValidationError && err.field === field);
     });
   }
+
+  it('takes names and texts with a visible character among invisible ones', () => {
+    for (const name of ['\u200BAnn', ' a ', 'Zoë\u200D', '👩\u200D💻', '.']) {
+      assert.equal(validateScheduleRequest({ username: name, message: ` ${name}\u200B`, delaySeconds: 0 }, options).username, name);
+    }
+  });
+
+  it('refuses a blank message in a change too', () => {
+    assert.throws(() => validateMessagePatch({ message: '\u200B ' }, { timeZone: 'UTC' }),
+      (err: unknown) => err instanceof ValidationError && err.field === 'message' && /visible character/.test(err.message));
+  });
 
   it('prefixes the field with the batch position', () => {
     assert.throws(() => validateScheduleRequest({ username: 'a' }, { ...options, prefix: 'items[3].' }),

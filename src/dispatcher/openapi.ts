@@ -1,4 +1,4 @@
-import { LIMITS } from '../protocol/messages.ts';
+import { BATCH_BODY_LIMIT, LIMITS } from '../protocol/messages.ts';
 import { LEGACY_FAILURES } from '../protocol/legacy.ts';
 import { MESSAGE_STATUSES } from './store.ts';
 
@@ -66,7 +66,7 @@ const SCHEDULE_REQUEST_SCHEMA = {
   properties: {
     username: { type: 'string', minLength: 1, maxLength: LIMITS.usernameMax },
     message: { type: 'string', minLength: 1, maxLength: LIMITS.messageMax, description: 'length counted in characters (code points)' },
-    scheduledAt: { type: 'string', description: 'RFC 3339, e.g. "2026-12-24T09:00:00Z"; without an offset ("2026-12-24 09:00:00") it is read in timeZone' },
+    scheduledAt: { type: 'string', description: 'RFC 3339, e.g. "2026-12-24T09:00:00Z"; without an offset ("2026-12-24 09:00:00") it is read in timeZone. Years 0001-9999, hours 00-23 (no 24:00); a time the zone skips moves forward by the gap, a time that happens twice is the earlier' },
     delaySeconds: { type: 'number', minimum: 0, maximum: LIMITS.maxDelaySeconds },
     timeZone: { type: 'string', description: 'IANA zone for a scheduledAt without offset; default: the dispatcher\'s --timezone' },
     idempotencyKey: { type: 'string', minLength: 1, maxLength: LIMITS.idempotencyKeyMax, description: 'the same key again returns the first message (200) instead of scheduling a second' },
@@ -158,7 +158,8 @@ export function openApiDocument(): Record<string, unknown> {
           summary: `Schedule up to ${LIMITS.batchMax} messages at once, all or nothing`,
           description:
             'The body is an array of ScheduleRequest (or {"items": [...]}). One bad item rejects the whole batch (400, error.field like "items[3].message") and stores nothing. ' +
-            'An item whose idempotencyKey exists already, or appeared earlier in the same batch, returns that message instead of a new one.',
+            'An item whose idempotencyKey exists already, or appeared earlier in the same batch, returns that message instead of a new one. ' +
+            `The body may be up to ${BATCH_BODY_LIMIT} bytes: ${LIMITS.batchMax} messages of ${LIMITS.messageMax} characters fit as UTF-8 JSON whatever the text.`,
           requestBody: { required: true, content: json({ oneOf: [{ type: 'array', items: ref('ScheduleRequest'), minItems: 1, maxItems: LIMITS.batchMax }, { type: 'object', required: ['items'], properties: { items: { type: 'array', items: ref('ScheduleRequest') } } }] }) },
           responses: {
             '201': { description: 'the messages, in request order', content: json({ type: 'array', items: ref('Message') }) },

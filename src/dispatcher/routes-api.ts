@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
 import { isAuthorized, requireJsonBody, requireToken } from '../http.ts';
-import { LIMITS, validateMessagePatch, validateScheduleRequest, type ValidScheduleRequest } from '../protocol/messages.ts';
+import { BATCH_BODY_LIMIT, LIMITS, validateMessagePatch, validateScheduleRequest, type ValidScheduleRequest } from '../protocol/messages.ts';
 import { decodeCursor, encodeCursor, parseLimit } from '../protocol/paging.ts';
 import { toMessageJson } from './message-json.ts';
 import { MESSAGE_ARRAY_SCHEMA, MESSAGE_PAGE_SCHEMA, MESSAGE_SCHEMA, openApiDocument } from './openapi.ts';
@@ -17,8 +17,7 @@ import { MESSAGE_STATUSES, type ChangeOutcome, type MessageStatus, type StoredMe
 /**
  * One message is at most 5,000 characters; written as JSON escapes
  * ("\ud83d\ude00", 12 bytes per emoji) that is 60 KB. 128 KiB leaves room for
- * the other fields and refuses anything else early. Batches use the server's
- * larger limit (src/http.ts).
+ * the other fields and refuses anything else early.
  */
 const SINGLE_BODY_LIMIT = 128 * 1024;
 
@@ -76,7 +75,7 @@ function registerMessageRoutes(v1: FastifyInstance, { engine, store, clock, conf
     return toMessageJson(message);
   });
 
-  v1.post('/messages/batch', { schema: { response: { 200: MESSAGE_ARRAY_SCHEMA, 201: MESSAGE_ARRAY_SCHEMA } } }, async (request, reply) => {
+  v1.post('/messages/batch', { bodyLimit: BATCH_BODY_LIMIT, schema: { response: { 200: MESSAGE_ARRAY_SCHEMA, 201: MESSAGE_ARRAY_SCHEMA } } }, async (request, reply) => {
     const items = batchItems(request.body);
     const now = clock.now();
     // every item is checked before anything is stored: one bad item rejects the batch

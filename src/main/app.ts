@@ -22,6 +22,8 @@ export interface MainServer extends AsyncDisposable {
   readonly app: FastifyInstance;
   readonly store: MainStore;
   readonly config: Readonly<MainConfig>;
+  /** The open live-feed streams (GET /v1/events): their number, and a 'drop' event as each ends. */
+  readonly streams: EventStreams;
   /** Starts listening on config.host:config.port; resolves with the base URL (port 0 picks a free port). */
   listen(): Promise<string>;
   /** Ends the event streams, stops the HTTP server, the dispatcher connections and the store it opened. Idempotent. */
@@ -56,7 +58,7 @@ export async function createMainServer(config: Readonly<MainConfig>, deps: MainS
   const clock = deps.clock ?? systemClock;
   const store = deps.store ?? (await openMainStore(config.db));
   const closeStore = deps.store === undefined ? () => store.close() : async () => {};
-  const streams = new EventStreams(clock);
+  const streams = new EventStreams(clock, { maxStreams: config.maxEventStreams });
   let pool: DispatcherPool | undefined;
   let app: FastifyInstance;
   try {
@@ -104,6 +106,7 @@ export async function createMainServer(config: Readonly<MainConfig>, deps: MainS
     app,
     store,
     config,
+    streams,
     async listen() {
       await app.listen({ port: config.port, host: config.host });
       const { port } = app.server.address() as AddressInfo;

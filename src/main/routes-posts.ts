@@ -5,9 +5,9 @@ import { ValidationError } from '../errors.ts';
 import { decodeJsonBody, parseJsonBody, requireUtf8Charset } from '../http-bodies.ts';
 import { uuidv7 } from '../ids.ts';
 import { LEGACY_FAILURES, POST_FIELDS, legacyFailure, legacySuccess, readLegacyForm } from '../protocol/legacy.ts';
-import { LIMITS, textLength } from '../protocol/messages.ts';
+import { LIMITS, blankProblem, isBlank, textLength } from '../protocol/messages.ts';
 import { requireValidSignature, parseDelivery } from './delivery.ts';
-import type { EventStreams } from './events.ts';
+import { RETRY_AFTER_S, type EventStreams } from './events.ts';
 import type { MainMetrics } from './metrics.ts';
 import { parseFeedLimit, readFeedPage, toPostJson } from './feed.ts';
 import type { MainStore, NewPost } from './store.ts';
@@ -94,7 +94,12 @@ export async function registerPostRoutes(app: FastifyInstance, context: PostRout
     return readFeedPage(store, { limit: parseFeedLimit(query.limit), cursor: cursor || undefined });
   });
 
-  app.get('/v1/events', (request, reply) => {
+  app.get('/v1/events', async (request, reply) => {
+    const refused = streams.refusal();
+    if (refused) {
+      void reply.header('retry-after', String(RETRY_AFTER_S));
+      throw refused;
+    }
     reply.hijack();
     const lastSeen = lastEventId(request);
     streams.open(reply.raw, lastSeen ? () => missedPosts(store, lastSeen) : undefined);
@@ -108,6 +113,8 @@ function textProblem(values: { username: string; message: string }): string | un
   if (textLength(values.username) > LIMITS.usernameMax) return `username must be at most ${LIMITS.usernameMax} characters`;
   if (textLength(values.message) > LIMITS.messageMax) return `message must be at most ${LIMITS.messageMax} characters`;
   if (values.username.includes('\u0000') || values.message.includes('\u0000')) return 'username and message must not contain the NUL character';
+  if (isBlank(values.username)) return blankProblem('username');
+  if (isBlank(values.message)) return blankProblem('message');
   return undefined;
 }
 

@@ -35,12 +35,20 @@ export const MAIN_PAGE_SCRIPT = `
   const live = document.getElementById('live');
   if (!feed || feed.dataset.live !== 'true' || !window.EventSource) return;
   const setLive = (on) => { if (live) { live.hidden = false; live.className = 'badge ' + (on ? 'delivered' : 'delivering'); live.textContent = on ? 'live' : 'reconnecting…'; } };
-  // the newest post the page shows: the stream starts after it, so nothing posted since rendering is missed
-  const newest = feed.querySelector('li.post');
-  const source = new EventSource('/v1/events?after=' + (newest ? encodeURIComponent(newest.id.slice('post-'.length)) : 'none'));
-  source.onopen = () => setLive(true);
-  source.onerror = () => setLive(false);
-  source.addEventListener('post', (event) => {
+  const connect = () => {
+    // the newest post the page shows: the stream starts after it, so nothing posted since is missed
+    const newest = feed.querySelector('li.post');
+    const source = new EventSource('/v1/events?after=' + (newest ? encodeURIComponent(newest.id.slice('post-'.length)) : 'none'));
+    source.onopen = () => setLive(true);
+    source.onerror = () => {
+      setLive(false);
+      // EventSource gives up for good on an answer other than 200 (a 503 when the server
+      // holds its --max-event-streams): try again later, at a time of its own
+      if (source.readyState === EventSource.CLOSED) setTimeout(connect, 5000 + Math.random() * 10000);
+    };
+    source.addEventListener('post', showPost);
+  };
+  const showPost = (event) => {
     const post = JSON.parse(event.data);
     if (document.getElementById('post-' + post.id)) return;
     const li = document.createElement('li');
@@ -67,6 +75,7 @@ export const MAIN_PAGE_SCRIPT = `
       const count = document.getElementById('scheduled-count');
       if (count) count.textContent = String(document.querySelectorAll('#scheduled > li').length);
     }
-  });
+  };
+  connect();
 })();
 `;

@@ -46,7 +46,9 @@ export interface LegacyForm<K extends string> {
  * Reads the original's form fields from a parsed body (urlencoded or JSON).
  * A field repeated in the form (`a=1&a=2`) arrives as an array and counts as
  * missing, as a non-string did in PHP's strlen check. A one-character value is
- * valid: the original's `strlen > 1` defect is not carried over.
+ * valid: the original's `strlen > 1` defect is not carried over. A blank value
+ * (only spaces or invisible characters) passes here: the validation that
+ * follows refuses it, naming the field.
  */
 export function readLegacyForm<K extends string>(body: unknown, fields: readonly K[]): LegacyForm<K> {
   const source = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {};

@@ -15,6 +15,18 @@ export const LIMITS = {
   maxDelaySeconds: 100 * 365 * 24 * 3600,
 } as const;
 
+/**
+ * A batch of the documented maximum (1,000 messages of 5,000 characters) must
+ * fit whatever its text, sent as JSON in UTF-8: a character is at most 4 bytes
+ * there, or 6 for one JSON must escape (a control character, "\u0001"). So
+ * 6 bytes for every character of username, message and idempotencyKey, and
+ * 1 KiB per item for field names, scheduledAt, timeZone and whitespace:
+ * 32,608,000 bytes. (The server's 8 MiB refused 1,000 messages of 5,000 "é".)
+ * Text written as \uXXXX escapes without need (Python's json.dumps with its
+ * default ensure_ascii) takes 6-12 bytes a character and can exceed it.
+ */
+export const BATCH_BODY_LIMIT = LIMITS.batchMax * (6 * (LIMITS.usernameMax + LIMITS.messageMax + LIMITS.idempotencyKeyMax) + 1024);
+
 export interface ScheduleRequestBody {
   username: string;
   message: string;
@@ -51,6 +63,25 @@ export function textLength(text: string): number {
   return n;
 }
 
+/**
+ * A character that shows something: not white space (spaces, tabs, line
+ * breaks, U+3000 …), not a format character (\p{Cf}: zero-width space, joiners,
+ * U+2060, the BOM U+FEFF, bidi controls …) and not one Unicode says to render
+ * as nothing (Hangul fillers, variation selectors). A name or text made only
+ * of those looks empty on the page, so it counts as empty.
+ */
+const VISIBLE = /[^\p{White_Space}\p{Cf}\p{Default_Ignorable_Code_Point}]/u;
+
+/** True when `text` has no visible character (see VISIBLE): empty, blank or invisible. */
+export function isBlank(text: string): boolean {
+  return !VISIBLE.test(text);
+}
+
+/** The refusal of a blank field, in one wording for every endpoint. */
+export function blankProblem(field: string): string {
+  return `${field} must contain a visible character, not only spaces or invisible characters such as U+200B`;
+}
+
 function requireText(body: Record<string, unknown>, field: string, max: number, prefix: string): string {
   const value = body[field];
   if (typeof value !== 'string') throw new ValidationError(`${prefix}${field} is required and must be a string`, prefix + field);
@@ -62,6 +93,7 @@ function requireText(body: Record<string, unknown>, field: string, max: number, 
   }
   // PostgreSQL text cannot hold NUL; refusing it everywhere keeps both stores alike.
   if (value.includes('\u0000')) throw new ValidationError(`${prefix}${field} must not contain the NUL character (\\u0000)`, prefix + field);
+  if (isBlank(value)) throw new ValidationError(blankProblem(prefix + field), prefix + field);
   return value;
 }
 
