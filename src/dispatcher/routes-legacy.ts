@@ -6,8 +6,7 @@ import {
   legacyFailure,
   legacySuccess,
   legacySweepAnswer,
-  readLegacyForm,
-  SCHEDULE_FIELDS,
+  readLegacyScheduleForm,
 } from '../protocol/legacy.ts';
 import { validateScheduleRequest } from '../protocol/messages.ts';
 import type { DispatcherContext } from './context.ts';
@@ -16,7 +15,8 @@ import type { AttemptResult } from './delivery.ts';
 /**
  * The original dispatcher's endpoints, answering its JSON shapes, so the
  * seed's curl examples and the original main server keep working:
- *   POST /scheduleMessage.php            form username, message, time
+ *   POST /scheduleMessage.php            form username, message, time (decoded once
+ *                                        more when an original main server encoded it twice)
  *   GET  /cron/checkScheduledMessages.php deliver everything due now
  * Failures answer 400 (the original said 200) with the original's body.
  */
@@ -30,7 +30,7 @@ export function registerLegacyRoutes(app: FastifyInstance, { engine, clock, conf
   const scheduleGuard = config.apiToken ? auth : refuseCrossSiteWrites;
 
   app.post('/scheduleMessage.php', { onRequest: scheduleGuard }, async (request, reply) => {
-    const form = readLegacyForm(request.body, SCHEDULE_FIELDS);
+    const form = readLegacyScheduleForm(request.body);
     if (!form.values) return reply.code(400).send(legacyFailure(form.received, LEGACY_FAILURES.schedule));
     const { username, message, time } = form.values;
     try {

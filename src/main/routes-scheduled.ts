@@ -3,7 +3,7 @@ import type { MainConfig } from '../config.ts';
 import { NotScheduledError, OutcomeUnknownError, ValidationError, toHttpError } from '../errors.ts';
 import { isAuthorized, requireJsonBody } from '../http.ts';
 import {
-  SCHEDULE_FIELDS, legacyFailure, legacyForwarded, legacyNoDispatcher, legacyOutcomeUnknown, readLegacyForm, LEGACY_FAILURES,
+  legacyFailure, legacyForwarded, legacyNoDispatcher, legacyOutcomeUnknown, readLegacyScheduleForm, LEGACY_FAILURES,
 } from '../protocol/legacy.ts';
 import { isValidTimeZone } from '../protocol/time.ts';
 import { requireApiToken } from './auth.ts';
@@ -60,7 +60,7 @@ export function registerScheduledRoutes(app: FastifyInstance, context: Scheduled
    * as the original main server sent it (null when it was not JSON).
    */
   app.post('/scheduleMessage.php', async (request, reply) => {
-    const { received, values } = readLegacyForm(request.body, SCHEDULE_FIELDS);
+    const { received, values } = readLegacyScheduleForm(request.body);
     if (!isAuthorized(request, config.accessToken, true)) {
       void reply.header('www-authenticate', 'Basic realm="psched", charset="UTF-8"');
       return reply.status(401).send(legacyFailure(received, 'Missing or wrong API token: send "Authorization: Bearer <token>" (or curl -u :<token>)'));

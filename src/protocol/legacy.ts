@@ -16,6 +16,119 @@ export const LEGACY_FAILURES = {
   noDispatcher: 'No response from Dispatcher',
 } as const;
 
+/**
+ * How the original encoded values on the wire (ORIGINAL-PROTOCOL.md, "How
+ * values are encoded"): every PHP sender posted
+ * `http_build_query([field => urlencode(value)])`, each value encoded twice,
+ * and every PHP endpoint read `urldecode($_POST[field])`, decoding once more
+ * than the form parser. psched speaks both sides of that:
+ *
+ * - the dispatcher's scheduleMessage.php (and the main server's) tells the two
+ *   apart by the time: after one decoding, a time from a PHP sender reads
+ *   `2026-12-02+16%3A30%3A00` (never a `:`), one typed by hand
+ *   `2026-12-02 16:30:00`. A double-encoded request has each value decoded
+ *   once more; a single-encoded one is taken exactly as sent (the original
+ *   decoded it again, turning `1+1` into `1 1`: not carried over).
+ * - the main server's postMessage.php has no such tell (no time field): it
+ *   decodes once more by default, as the original did, because every program
+ *   that calls it (the original's cron, psched's `--main-protocol legacy`)
+ *   double-encodes; see decodeLegacyPost.
+ * - psched's legacy delivery double-encodes, so the original's postMessage.php
+ *   ends up with the exact text.
+ */
+
+/**
+ * PHP's urlencode: every byte of the UTF-8 text as %XX (upper case) except
+ * letters, digits and `-_.`; a space as `+`.
+ */
+export function phpUrlencode(value: string): string {
+  return encodeURIComponent(value.toWellFormed())
+    .replace(/[!'()*~]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+    .replace(/%20/g, '+');
+}
+
+/** PHP's urldecode: `+` is a space, `%XX` a byte; a `%` not followed by two hex digits stays. Bytes are read as UTF-8. */
+export function phpUrldecode(value: string): string {
+  if (!/[%+]/.test(value)) return value;
+  const bytes: number[] = [];
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 0x2b) bytes.push(0x20);
+    else if (c === 0x25 && isHex(value.charCodeAt(i + 1)) && isHex(value.charCodeAt(i + 2))) {
+      bytes.push(parseInt(value.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else if (c < 0x80) bytes.push(c);
+    else {
+      const char = String.fromCodePoint(value.codePointAt(i)!);
+      bytes.push(...Buffer.from(char, 'utf8'));
+      i += char.length - 1;
+    }
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+function isHex(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102);
+}
+
+/** A form body as a PHP sender wrote it: `http_build_query` of urlencoded values, each value encoded twice. */
+export function phpFormBody(fields: Record<string, string>): string {
+  return Object.entries(fields).map(([key, value]) => `${phpUrlencode(key)}=${phpUrlencode(phpUrlencode(value))}`).join('&');
+}
+
+/** Only what urlencode writes: a value holding anything else was not urlencoded. */
+const URLENCODED = /^[A-Za-z0-9\-_.%+]*$/;
+
+/** True when every value could be the output of PHP's urlencode. */
+function allUrlencoded(values: Record<string, string | null>): boolean {
+  return Object.values(values).every((value) => value === null || URLENCODED.test(value));
+}
+
+function decodeAll<K extends string>(received: LegacyReceived<K>): LegacyReceived<K> {
+  const decoded = {} as LegacyReceived<K>;
+  for (const [field, value] of Object.entries(received) as [K, string | null][]) decoded[field] = value === null ? null : phpUrldecode(value);
+  return decoded;
+}
+
+/**
+ * True when a scheduleMessage.php request came from a PHP sender: its time,
+ * once decoded by the form parser, still holds an encoded colon and no colon,
+ * and no value holds a character urlencode never writes.
+ */
+export function isDoubleEncodedSchedule(received: LegacyReceived<string>): boolean {
+  const time = received.time;
+  return typeof time === 'string' && /%3A/i.test(time) && !time.includes(':') && allUrlencoded(received);
+}
+
+/**
+ * How the main server's postMessage.php reads its values:
+ * - `double` (the default, the original's rule): decoded once more, as PHP's
+ *   urldecode does, unless a value holds a character urlencode never writes
+ *   (a space, a quote, a colon, any non-ASCII letter…): such a request was
+ *   typed by hand and is taken as sent;
+ * - `single`: taken exactly as the form parser decoded them.
+ */
+export type LegacyPostEncoding = 'double' | 'single';
+
+/** The original's form, each value decoded as many times as its sender encoded it. */
+function decodedForm<K extends string>(form: LegacyForm<K>, doubleEncoded: boolean): LegacyForm<K> {
+  if (!doubleEncoded) return form;
+  const received = decodeAll(form.received);
+  return { received, values: form.values && (received as Record<K, string>) };
+}
+
+/** Reads scheduleMessage.php's fields, decoding them once more when the time says a PHP sender encoded them twice. */
+export function readLegacyScheduleForm(body: unknown): LegacyForm<(typeof SCHEDULE_FIELDS)[number]> {
+  const form = readLegacyForm(body, SCHEDULE_FIELDS);
+  return decodedForm(form, isDoubleEncodedSchedule(form.received));
+}
+
+/** Reads postMessage.php's fields as `encoding` says (see LegacyPostEncoding). */
+export function readLegacyPostForm(body: unknown, encoding: LegacyPostEncoding): LegacyForm<(typeof POST_FIELDS)[number]> {
+  const form = readLegacyForm(body, POST_FIELDS);
+  return decodedForm(form, encoding === 'double' && allUrlencoded(form.received));
+}
+
 /** What the original echoed back: each field as received, null when it was missing. */
 export type LegacyReceived<K extends string> = Record<K, string | null>;
 
