@@ -1,5 +1,6 @@
 import { isValidTimeZone } from './protocol/time.ts';
 import { isLoopbackHost } from './http.ts';
+import type { LegacyPostEncoding } from './protocol/legacy.ts';
 
 /**
  * Every option of every service, read in one place: each has a flag, an
@@ -77,6 +78,7 @@ export const MAIN_OPTIONS = {
   accessToken: { flag: 'access-token', env: 'PSCHED_ACCESS_TOKEN', kind: 'string', default: undefined, help: 'token this server\'s page, /ui and scheduling API require (Bearer, or the Basic password); the feed stays public' },
   signingSecret: { flag: 'signing-secret', env: 'PSCHED_SIGNING_SECRET', kind: 'string', default: undefined, help: 'secret that verifies deliveries (POST /v1/posts)' },
   legacyPostMessage: { flag: 'legacy-post-message', env: 'PSCHED_LEGACY_POST_MESSAGE', kind: 'boolean', default: 'false', help: 'accept the original\'s unsigned POST /postMessage.php even with a signing secret set' },
+  legacyPostEncoding: { flag: 'legacy-post-encoding', env: 'PSCHED_LEGACY_POST_ENCODING', kind: 'string', default: 'double', help: 'how POST /postMessage.php reads its values: double (decoded once more, as the original did and as its dispatcher and psched --main-protocol legacy send them; a request typed by hand is taken as sent) or single (as the form parser decoded them)', check: (v) => (v === 'double' || v === 'single' ? undefined : 'must be double or single') },
   timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset', check: timeZone },
   allowedHosts: ALLOWED_HOSTS,
   maxEventStreams: { flag: 'max-event-streams', env: 'PSCHED_MAX_EVENT_STREAMS', kind: 'int', default: '1000', help: 'live feed connections (GET /v1/events) at once; more are answered 503 (each holds at most 256 KiB its client has not read)', check: positive },
@@ -119,6 +121,7 @@ export interface MainConfig {
   accessToken: string | undefined;
   signingSecret: string | undefined;
   legacyPostMessage: boolean;
+  legacyPostEncoding: LegacyPostEncoding;
   timeZone: string;
   /** As DispatcherConfig.allowedHosts. */
   allowedHosts: string[];
@@ -246,6 +249,7 @@ export function mainConfig(
     accessToken: o.accessToken as string | undefined,
     signingSecret: o.signingSecret as string | undefined,
     legacyPostMessage: o.legacyPostMessage as boolean,
+    legacyPostEncoding: o.legacyPostEncoding as LegacyPostEncoding,
     timeZone: o.timeZone as string,
     allowedHosts: hostList(o.allowedHosts),
     maxEventStreams: o.maxEventStreams as number,

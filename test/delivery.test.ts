@@ -5,6 +5,7 @@ import { FakeClock } from '../src/clock.ts';
 import { createJsonDeliverer, createLegacyDeliverer, parseRetryAfter } from '../src/dispatcher/delivery.ts';
 import type { StoredMessage } from '../src/dispatcher/store.ts';
 import { verifySignature } from '../src/protocol/signing.ts';
+import { originalEndpointReads } from './support/original.ts';
 import { startReceiver } from './support/receiver.ts';
 
 const SECRET = 'test-signing-secret';
@@ -210,8 +211,10 @@ describe('legacy deliverer', () => {
       assert.equal(request.headers['content-type'], 'application/x-www-form-urlencoded');
       const form = new URLSearchParams(request.body);
       assert.deepEqual([...form.keys()], ['username', 'message']);
-      assert.equal(form.get('username'), 'Curl');
-      assert.equal(form.get('message'), 'a+b = c & d ✨');
+      // encoded twice, as the original's cron did: its postMessage.php decodes once more than the form parser
+      assert.equal(request.body, 'username=Curl&message=a%252Bb%2B%253D%2Bc%2B%2526%2Bd%2B%25E2%259C%25A8');
+      assert.equal(originalEndpointReads(request.body, 'username'), 'Curl');
+      assert.equal(originalEndpointReads(request.body, 'message'), 'a+b = c & d ✨');
     } finally {
       await deliverer.close();
     }

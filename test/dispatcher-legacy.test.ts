@@ -3,16 +3,17 @@ import { describe, it } from 'node:test';
 import { FakeClock } from '../src/clock.ts';
 import { startReceiver, type RecordedRequest } from './support/receiver.ts';
 import { startTestDispatcher } from './support/dispatcher.ts';
+import { originalEndpointReads } from './support/original.ts';
 
 /** Exactly what `curl --data "…"` sends: the text as typed, form-encoded content type. */
 const SEED_FORM = "username=Curl&message=I'm scheduling a message!&time=2014-08-01 13:30:00";
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
 const form = (fields: Record<string, string>) => new URLSearchParams(fields).toString();
 
-/** The original main server's answer to postMessage.php. */
+/** The original main server's answer to postMessage.php: each field read as urldecode($_POST[field]). */
 function originalMainAnswer(request: RecordedRequest) {
-  const fields = new URLSearchParams(request.body);
-  return { status: 200, body: { received: { username: fields.get('username'), message: fields.get('message') }, result: 'Success' } };
+  const read = (field: string) => originalEndpointReads(request.body, field);
+  return { status: 200, body: { received: { username: read('username'), message: read('message') }, result: 'Success' } };
 }
 
 describe('POST /scheduleMessage.php', () => {

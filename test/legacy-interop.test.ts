@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { startTestDispatcher } from './support/dispatcher.ts';
+import { startTestMain, type TestMain } from './support/main.ts';
 import {
-  CAPTURED, HARD_TEXTS, originalCronDelivery, originalEndpointReads, originalMainForward, phpSenderBody, urldecode, urlencode,
+  CAPTURED, HARD_TEXTS, originalCronDelivery, originalEndpointReads, originalMainForward, phpSenderBody, startOriginalMain, urldecode, urlencode,
 } from './support/original.ts';
 
 /**
@@ -80,3 +81,108 @@ describe('original main server -> psched dispatcher (POST /scheduleMessage.php, 
     }));
   });
 });
+
+const feed = async (main: TestMain) => (await main.server.store.listPosts({ limit: 100 })).map((p) => ({ username: p.username, message: p.message }));
+
+describe('original dispatcher -> psched main server (POST /postMessage.php, encoded twice)', () => {
+  it('posts the captured delivery with its exact text, echoing it decoded', async () => {
+    await using t = await startTestMain();
+    const response = await t.request('POST', '/postMessage.php', { body: CAPTURED.cronDelivery.body, headers: FORM });
+    assert.equal(response.statusCode, 200, response.body);
+    assert.equal(response.body, JSON.stringify({ received: { username: 'Curl', message: "I'm scheduling a message!" }, result: 'Success' }));
+    assert.deepEqual(await feed(t), [{ username: 'Curl', message: "I'm scheduling a message!" }]);
+  });
+
+  it('posts every hard text exactly, as message and as name', async () => {
+    await using t = await startTestMain();
+    for (const text of HARD_TEXTS) {
+      const response = await t.request('POST', '/postMessage.php', { body: originalCronDelivery({ username: text.slice(0, 64), message: text }), headers: FORM });
+      assert.equal(response.statusCode, 200, `${text}: ${response.body}`);
+    }
+    assert.deepEqual((await feed(t)).reverse(), HARD_TEXTS.map((text) => ({ username: text.slice(0, 64), message: text })));
+  });
+
+  it('takes a post typed by hand as sent when it holds a character urlencode never writes; --legacy-post-encoding single takes every post as sent', async () => {
+    await using t = await startTestMain();
+    const typed = new URLSearchParams({ username: 'Curl', message: '1+1=2 & 100% sure, %41' }).toString();
+    assert.equal((await t.request('POST', '/postMessage.php', { body: typed, headers: FORM })).statusCode, 200);
+    // letters, digits and + only: indistinguishable from a PHP sender's, so decoded once more, as the original did
+    assert.equal((await t.request('POST', '/postMessage.php', { body: 'username=Curl&message=a%2Bb', headers: FORM })).statusCode, 200);
+    assert.deepEqual((await feed(t)).reverse(), [{ username: 'Curl', message: '1+1=2 & 100% sure, %41' }, { username: 'Curl', message: 'a b' }]);
+
+    await using single = await startTestMain({ legacyPostEncoding: 'single' });
+    assert.equal((await single.request('POST', '/postMessage.php', { body: 'username=Curl&message=a%2Bb', headers: FORM })).statusCode, 200);
+    assert.equal((await single.request('POST', '/postMessage.php', { body: CAPTURED.cronDelivery.body, headers: FORM })).statusCode, 200);
+    assert.deepEqual((await feed(single)).reverse(), [{ username: 'Curl', message: 'a+b' }, { username: 'Curl', message: 'I%27m+scheduling+a+message%21' }]);
+  });
+
+  it('refuses a value that is not UTF-8 once decoded the second time, storing nothing', async () => {
+    await using t = await startTestMain();
+    const response = await t.request('POST', '/postMessage.php', { body: 'username=Curl&message=caf%25E9', headers: FORM });
+    assert.equal(response.statusCode, 400);
+    assert.match(response.body, /message is not valid UTF-8/);
+    assert.equal(await t.server.store.countPosts(), 0);
+  });
+});
+
+describe('psched dispatcher -> original main server (--main-protocol legacy)', () => {
+  it('sends the captured cron body byte for byte, and the original ends up with every hard text exactly', async () => {
+    await using original = await startOriginalMain();
+    await using t = await startTestDispatcher({ mainUrl: original.url, mainProtocol: 'legacy' });
+    await t.dispatcher.engine.start();
+    await t.schedule({ username: 'Curl', message: "I'm scheduling a message!", delaySeconds: 0 });
+    assert.equal((await original.nextPost()).request.body, CAPTURED.cronDelivery.body);
+
+    // the original refuses a one-byte name or message (strlen > 1): those cannot reach it, whoever sends them
+    const texts = HARD_TEXTS.filter((text) => Buffer.byteLength(text) > 1);
+    await t.schedule(...texts.map((text) => ({ username: text.slice(0, 64), message: text, delaySeconds: 0 })));
+    const posted = [];
+    for (const _ of texts) posted.push(await original.nextPost());
+    assert.deepEqual(posted.map((p) => p.message).sort(), [...texts].sort());
+    assert.deepEqual(posted.map((p) => p.username).sort(), texts.map((text) => text.slice(0, 64)).sort());
+    for (const { request } of posted) assert.match(request.headers['content-type'] as string, /^application\/x-www-form-urlencoded/);
+  });
+});
+
+describe('psched dispatcher (legacy) -> psched main server, and the original main server -> psched -> psched', () => {
+  it('a message forwarded by the original main server reaches the psched feed once, at its due time, with its exact text', async () => {
+    await using main = await startTestMain();
+    const mainUrl = await main.server.listen();
+    await using t = await startTestDispatcher({ mainUrl, mainProtocol: 'legacy', timeZone: 'UTC' });
+    const url = await t.dispatcher.listen();
+    const arrived = postsArriving(main);
+    // due in a second and a half: the original's times have whole seconds
+    const due = Math.ceil((Date.now() + 1500) / 1000) * 1000;
+    const time = new Date(due).toISOString().slice(0, 19);
+    for (const text of HARD_TEXTS) {
+      const response = await fetch(`${url}/scheduleMessage.php`, { method: 'POST', headers: FORM, body: originalMainForward({ username: 'Ann', message: text, time }) });
+      assert.equal(response.status, 200, await response.text());
+    }
+    const posts = await arrived(HARD_TEXTS.length);
+    assert.ok(posts.every((post) => post.at >= due), 'delivered before its due time');
+    assert.deepEqual(posts.map((p) => p.message).sort(), [...HARD_TEXTS].sort());
+    assert.deepEqual((await feed(main)).map((p) => p.message).sort(), [...HARD_TEXTS].sort());
+  });
+});
+
+/** Resolves with the first `count` posts the main server stores, each with the time it was stored. */
+function postsArriving(main: TestMain): (count: number) => Promise<{ message: string; at: number }[]> {
+  const posts: { message: string; at: number }[] = [];
+  let wanted = Infinity;
+  let done: () => void;
+  const complete = new Promise<void>((resolve) => { done = resolve; });
+  const store = main.server.store;
+  const addPost = store.addPost.bind(store);
+  store.addPost = async (post) => {
+    const outcome = await addPost(post);
+    posts.push({ message: post.message, at: Date.now() });
+    if (posts.length >= wanted) done();
+    return outcome;
+  };
+  return async (count) => {
+    wanted = count;
+    if (posts.length >= count) done();
+    await complete;
+    return posts;
+  };
+}

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
 import { systemClock, type Clock } from '../clock.ts';
+import { phpFormBody } from '../protocol/legacy.ts';
 import type { DeliveryPayload } from '../protocol/messages.ts';
 import { SIGNATURE_HEADER, signHeader } from '../protocol/signing.ts';
 import type { StoredMessage } from './store.ts';
@@ -98,14 +99,19 @@ export interface LegacyDelivererOptions {
   clock?: Clock;
 }
 
-/** Delivers as the PHP original did: a form post of username and message. */
+/**
+ * Delivers as the PHP original did: a form post of username and message,
+ * each value encoded twice (`http_build_query` of `urlencode`d values), since
+ * the original's postMessage.php decodes once more than its form parser.
+ * psched's own postMessage.php decodes the same way (--legacy-post-encoding).
+ */
 export function createLegacyDeliverer(options: LegacyDelivererOptions): Deliverer {
   const target = new HttpTarget(options.mainUrl, '/postMessage.php', options.timeoutMs, options.connections, 1);
   const clock = options.clock ?? systemClock;
   const headers = { 'content-type': 'application/x-www-form-urlencoded' };
   return {
     async deliver(message) {
-      const body = new URLSearchParams({ username: message.username, message: message.message }).toString();
+      const body = phpFormBody({ username: message.username, message: message.message });
       const answer = await target.post(headers, body);
       if (answer.kind === 'failed') return { kind: 'retry', error: answer.error };
       const { status, response } = answer;

@@ -4,7 +4,7 @@ import type { MainConfig } from '../config.ts';
 import { ValidationError } from '../errors.ts';
 import { decodeJsonBody, parseJsonBody, requireUtf8Charset } from '../http-bodies.ts';
 import { uuidv7 } from '../ids.ts';
-import { LEGACY_FAILURES, POST_FIELDS, legacyFailure, legacySuccess, readLegacyForm } from '../protocol/legacy.ts';
+import { LEGACY_FAILURES, legacyFailure, legacySuccess, readLegacyPostForm } from '../protocol/legacy.ts';
 import { LIMITS, blankProblem, isBlank, textLength } from '../protocol/messages.ts';
 import { requireValidSignature, parseDelivery } from './delivery.ts';
 import { RETRY_AFTER_S, type EventStreams } from './events.ts';
@@ -74,7 +74,7 @@ export async function registerPostRoutes(app: FastifyInstance, context: PostRout
   });
 
   app.post('/postMessage.php', async (request, reply) => {
-    const { received, values } = readLegacyForm(request.body, POST_FIELDS);
+    const { received, values } = readLegacyPostForm(request.body, config.legacyPostEncoding);
     if (config.signingSecret && !config.legacyPostMessage) {
       return reply.status(403).send(legacyFailure(received,
         'Unsigned posts are refused: this server verifies signed deliveries (POST /v1/posts). ' +

@@ -9,6 +9,8 @@
  * psched answers them with a 4xx status and the same JSON body.
  */
 
+import { ValidationError } from '../errors.ts';
+
 /** The original's failure texts, verbatim (including its punctuation). */
 export const LEGACY_FAILURES = {
   schedule: 'Invalid Post. Expected three non-zero strings (username, message, time).',
@@ -47,8 +49,14 @@ export function phpUrlencode(value: string): string {
     .replace(/%20/g, '+');
 }
 
-/** PHP's urldecode: `+` is a space, `%XX` a byte; a `%` not followed by two hex digits stays. Bytes are read as UTF-8. */
-export function phpUrldecode(value: string): string {
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * PHP's urldecode: `+` is a space, `%XX` a byte; a `%` not followed by two
+ * hex digits stays. The bytes must be UTF-8 (as every body psched reads):
+ * otherwise a ValidationError naming `field`.
+ */
+export function phpUrldecode(value: string, field?: string): string {
   if (!/[%+]/.test(value)) return value;
   const bytes: number[] = [];
   for (let i = 0; i < value.length; i++) {
@@ -64,7 +72,11 @@ export function phpUrldecode(value: string): string {
       i += char.length - 1;
     }
   }
-  return Buffer.from(bytes).toString('utf8');
+  try {
+    return strictUtf8.decode(Buffer.from(bytes));
+  } catch {
+    throw new ValidationError(`${field ?? 'a value'} is not valid UTF-8 once decoded a second time (it was sent encoded twice): send text as UTF-8`, field);
+  }
 }
 
 function isHex(c: number): boolean {
@@ -86,7 +98,7 @@ function allUrlencoded(values: Record<string, string | null>): boolean {
 
 function decodeAll<K extends string>(received: LegacyReceived<K>): LegacyReceived<K> {
   const decoded = {} as LegacyReceived<K>;
-  for (const [field, value] of Object.entries(received) as [K, string | null][]) decoded[field] = value === null ? null : phpUrldecode(value);
+  for (const [field, value] of Object.entries(received) as [K, string | null][]) decoded[field] = value === null ? null : phpUrldecode(value, field);
   return decoded;
 }
 
