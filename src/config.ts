@@ -1,4 +1,5 @@
 import { isValidTimeZone } from './protocol/time.ts';
+import { addressEntryProblem } from './allowlist.ts';
 import { isLoopbackHost } from './http.ts';
 import type { LegacyPostEncoding } from './protocol/legacy.ts';
 
@@ -43,6 +44,7 @@ const ALLOWED_HOSTS: OptionSpec = {
   flag: 'allowed-hosts', env: 'PSCHED_ALLOWED_HOSTS', kind: 'list', default: undefined, check: hostName,
   help: 'comma-separated host names a service without a token answers besides localhost, 127.0.0.1 and [::1] (DNS rebinding guard)',
 };
+const addressEntry = (value: unknown) => addressEntryProblem(value as string);
 
 const LOG_LEVEL: OptionSpec = { flag: 'log-level', env: 'PSCHED_LOG_LEVEL', kind: 'string', default: 'info', help: 'pino log level (fatal, error, warn, info, debug, silent)' };
 
@@ -53,6 +55,7 @@ export const DISPATCHER_OPTIONS = {
   mainUrl: { flag: 'main-url', env: 'PSCHED_MAIN_URL', kind: 'string', default: 'http://127.0.0.1:8080', help: 'where due messages are delivered', check: httpUrl },
   mainProtocol: { flag: 'main-protocol', env: 'PSCHED_MAIN_PROTOCOL', kind: 'string', default: 'json', help: 'json (signed POST /v1/posts) or legacy (form POST /postMessage.php)', check: (v) => (v === 'json' || v === 'legacy' ? undefined : 'must be json or legacy') },
   apiToken: { flag: 'api-token', env: 'PSCHED_API_TOKEN', kind: 'string', default: undefined, help: 'bearer token required on /v1, the legacy endpoints and the UI' },
+  legacyAllow: { flag: 'legacy-allow', env: 'PSCHED_LEGACY_ALLOW', kind: 'list', default: undefined, help: 'addresses (IPv4/IPv6, CIDR, comma-separated) that may call /scheduleMessage.php and /cron/checkScheduledMessages.php without the token: the original main server and cron cannot send one. Every other call still needs it', check: addressEntry },
   signingSecret: { flag: 'signing-secret', env: 'PSCHED_SIGNING_SECRET', kind: 'string', default: undefined, help: 'HMAC-SHA256 secret that signs deliveries' },
   timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset', check: timeZone },
   horizon: { flag: 'horizon', env: 'PSCHED_HORIZON', kind: 'duration', default: '60s', help: 'messages due within this window are held in memory', check: positive },
@@ -77,6 +80,7 @@ export const MAIN_OPTIONS = {
   apiToken: { flag: 'api-token', env: 'PSCHED_API_TOKEN', kind: 'string', default: undefined, help: 'bearer token sent to the dispatchers' },
   accessToken: { flag: 'access-token', env: 'PSCHED_ACCESS_TOKEN', kind: 'string', default: undefined, help: 'token this server\'s page, /ui and scheduling API require (Bearer, or the Basic password); the feed stays public' },
   signingSecret: { flag: 'signing-secret', env: 'PSCHED_SIGNING_SECRET', kind: 'string', default: undefined, help: 'secret that verifies deliveries (POST /v1/posts)' },
+  legacyAllow: { flag: 'legacy-allow', env: 'PSCHED_LEGACY_ALLOW', kind: 'list', default: undefined, help: 'addresses (IPv4/IPv6, CIDR, comma-separated) that may post unsigned to /postMessage.php (the original dispatcher) and use /scheduleMessage.php without the access token. Every other call still needs it', check: addressEntry },
   legacyPostMessage: { flag: 'legacy-post-message', env: 'PSCHED_LEGACY_POST_MESSAGE', kind: 'boolean', default: 'false', help: 'accept the original\'s unsigned POST /postMessage.php even with a signing secret set' },
   legacyPostEncoding: { flag: 'legacy-post-encoding', env: 'PSCHED_LEGACY_POST_ENCODING', kind: 'string', default: 'double', help: 'how POST /postMessage.php reads its values: double (decoded once more, as the original did and as its dispatcher and psched --main-protocol legacy send them; a request typed by hand is taken as sent) or single (as the form parser decoded them)', check: (v) => (v === 'double' || v === 'single' ? undefined : 'must be double or single') },
   timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset', check: timeZone },
@@ -92,6 +96,8 @@ export interface DispatcherConfig {
   mainUrl: string;
   mainProtocol: 'json' | 'legacy';
   apiToken: string | undefined;
+  /** May call the legacy endpoints without the token. */
+  legacyAllow: readonly string[];
   signingSecret: string | undefined;
   timeZone: string;
   horizonMs: number;
@@ -121,6 +127,8 @@ export interface MainConfig {
   accessToken: string | undefined;
   signingSecret: string | undefined;
   legacyPostMessage: boolean;
+  /** May post unsigned to postMessage.php and use scheduleMessage.php without the access token. */
+  legacyAllow: readonly string[];
   legacyPostEncoding: LegacyPostEncoding;
   timeZone: string;
   /** As DispatcherConfig.allowedHosts. */
@@ -216,6 +224,7 @@ export function dispatcherConfig(
     mainUrl: (o.mainUrl as string).replace(/\/+$/, ''),
     mainProtocol: o.mainProtocol as 'json' | 'legacy',
     apiToken: o.apiToken as string | undefined,
+    legacyAllow: Object.freeze((o.legacyAllow as string[] | undefined) ?? []),
     signingSecret: o.signingSecret as string | undefined,
     timeZone: o.timeZone as string,
     horizonMs: o.horizon as number,
@@ -249,6 +258,7 @@ export function mainConfig(
     accessToken: o.accessToken as string | undefined,
     signingSecret: o.signingSecret as string | undefined,
     legacyPostMessage: o.legacyPostMessage as boolean,
+    legacyAllow: Object.freeze((o.legacyAllow as string[] | undefined) ?? []),
     legacyPostEncoding: o.legacyPostEncoding as LegacyPostEncoding,
     timeZone: o.timeZone as string,
     allowedHosts: hostList(o.allowedHosts),

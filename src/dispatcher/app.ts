@@ -44,7 +44,7 @@ export interface DispatcherDeps {
   store?: DispatcherStore;
   deliverer?: Deliverer;
   /** false silences the logs (tests); default: JSON logs at config.logLevel. */
-  logger?: boolean;
+  logger?: boolean | { stream: { write(line: string): void } };
   /** Overrides how long clients may take to send a request (tests; see HttpTimeouts in ../http.ts). */
   httpTimeouts?: Partial<HttpTimeouts>;
 }
@@ -92,7 +92,7 @@ export async function createDispatcher(config: Readonly<DispatcherConfig>, deps:
   const deliverer = deps.deliverer ?? createDeliverer(config, clock);
   try {
     const app = await createHttpServer({
-      logger: deps.logger === false ? false : { level: config.logLevel },
+      logger: deps.logger === false ? false : { level: config.logLevel, ...(typeof deps.logger === 'object' ? { stream: deps.logger.stream } : {}) },
       timeouts: deps.httpTimeouts,
       // without a token (allowed on loopback only) anyone who reaches it may schedule: see hostCheck
       allowedHosts: !config.apiToken && isLoopbackHost(config.host) ? config.allowedHosts : undefined,

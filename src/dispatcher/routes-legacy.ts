@@ -1,6 +1,7 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { addressList, type AddressList } from '../allowlist.ts';
 import { ValidationError } from '../errors.ts';
-import { refuseCrossSiteWrites, requireToken } from '../http.ts';
+import { isAuthorized, refuseCrossSiteWrites } from '../http.ts';
 import {
   LEGACY_FAILURES,
   legacyFailure,
@@ -21,15 +22,16 @@ import type { AttemptResult } from './delivery.ts';
  * Failures answer 400 (the original said 200) with the original's body.
  */
 export function registerLegacyRoutes(app: FastifyInstance, { engine, clock, config }: DispatcherContext): void {
-  const auth = requireToken(config.apiToken);
+  const allowed = addressList(config.legacyAllow);
+  const auth = legacyAuth(config.apiToken, allowed);
   // Without a token (loopback only) a form on any site the user visits could
   // post here, as the page's own forms are protected against (./ui.ts). With a
   // token, a browser cannot attach it (Bearer only, no Basic prompt) and the
   // token itself is the proof. Clients that send neither Origin nor
   // Sec-Fetch-Site (curl, the original PHP main server) are not affected.
-  const scheduleGuard = config.apiToken ? auth : refuseCrossSiteWrites;
+  const scheduleGuard = config.apiToken ? { preHandler: auth } : { onRequest: refuseCrossSiteWrites };
 
-  app.post('/scheduleMessage.php', { onRequest: scheduleGuard }, async (request, reply) => {
+  app.post('/scheduleMessage.php', scheduleGuard, async (request, reply) => {
     const form = readLegacyScheduleForm(request.body);
     if (!form.values) return reply.code(400).send(legacyFailure(form.received, LEGACY_FAILURES.schedule));
     const { username, message, time } = form.values;
@@ -43,7 +45,7 @@ export function registerLegacyRoutes(app: FastifyInstance, { engine, clock, conf
     return legacySuccess(form.received);
   });
 
-  app.get('/cron/checkScheduledMessages.php', { onRequest: auth }, async () => {
+  app.get('/cron/checkScheduledMessages.php', { preHandler: auth }, async () => {
     const { results } = await engine.sweep();
     return legacySweepAnswer(results.map(({ message, result }) => ({
       username: message.username,
@@ -51,6 +53,21 @@ export function registerLegacyRoutes(app: FastifyInstance, { engine, clock, conf
       mainAnswer: mainAnswer(result),
     })));
   });
+}
+
+/**
+ * The token, or a caller on --legacy-allow: the original main server and its
+ * cron cannot send a token. A refusal answers in the original's shape and is
+ * logged with the caller's address, so an operator sees which host to allow.
+ */
+function legacyAuth(token: string | undefined, allowed: AddressList) {
+  return async (request: FastifyRequest, reply: FastifyReply) => {
+    if (isAuthorized(request, token) || allowed.allows(request.ip)) return undefined;
+    request.log.warn({ address: request.ip, url: request.url }, 'legacy endpoint refused: no API token, and the caller is not on --legacy-allow');
+    const failure = `Missing or wrong API token: send "Authorization: Bearer <token>", or start the dispatcher with --legacy-allow ${request.ip} to let this host in without one`;
+    const body = request.method === 'POST' ? legacyFailure(readLegacyScheduleForm(request.body).received, failure) : { result: 'Failure', failure };
+    return reply.code(401).send(body);
+  };
 }
 
 /** The original's failure texts were terse; these say what to send instead. */

@@ -35,7 +35,7 @@ export interface MainServerDeps {
   /** A store to use instead of opening config.db. It stays open on close(): the caller owns it (as with createDispatcher). */
   store?: MainStore;
   /** JSON logs at config.logLevel (default true); false for silence. */
-  logger?: boolean;
+  logger?: boolean | { stream: { write(line: string): void } };
   /** Overrides how long a dispatcher may take to answer (tests). */
   dispatcherTimeoutMs?: number;
   /** Overrides how long clients may take to send a request (tests; see HttpTimeouts in ../http.ts). */
@@ -64,7 +64,7 @@ export async function createMainServer(config: Readonly<MainConfig>, deps: MainS
   try {
     pool = new DispatcherPool(config.dispatcherUrls, { apiToken: config.apiToken, requestTimeoutMs: deps.dispatcherTimeoutMs });
     app = await createHttpServer({
-      logger: deps.logger === false ? false : { level: config.logLevel },
+      logger: deps.logger === false ? false : { level: config.logLevel, ...(typeof deps.logger === 'object' ? { stream: deps.logger.stream } : {}) },
       timeouts: deps.httpTimeouts,
       allowedHosts: opensWritesOnLoopback(config) ? config.allowedHosts : undefined,
     });

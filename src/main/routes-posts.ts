@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { addressList } from '../allowlist.ts';
 import type { Clock } from '../clock.ts';
 import type { MainConfig } from '../config.ts';
 import { ValidationError } from '../errors.ts';
@@ -31,6 +32,7 @@ const REPLAY_LIMIT = 100;
 
 export async function registerPostRoutes(app: FastifyInstance, context: PostRoutesContext): Promise<void> {
   const { config, store, clock, streams, metrics } = context;
+  const allowed = addressList(config.legacyAllow);
 
   const addPost = async (post: Omit<NewPost, 'id' | 'postedAt'>) => {
     const now = clock.now();
@@ -75,10 +77,11 @@ export async function registerPostRoutes(app: FastifyInstance, context: PostRout
 
   app.post('/postMessage.php', async (request, reply) => {
     const { received, values } = readLegacyPostForm(request.body, config.legacyPostEncoding);
-    if (config.signingSecret && !config.legacyPostMessage) {
+    if (config.signingSecret && !config.legacyPostMessage && !allowed.allows(request.ip)) {
+      request.log.warn({ address: request.ip }, 'unsigned POST /postMessage.php refused: the caller is not on --legacy-allow');
       return reply.status(403).send(legacyFailure(received,
         'Unsigned posts are refused: this server verifies signed deliveries (POST /v1/posts). ' +
-          'Start it with --legacy-post-message (PSCHED_LEGACY_POST_MESSAGE=true) to accept the original dispatcher.'));
+          `Start it with --legacy-post-message (PSCHED_LEGACY_POST_MESSAGE=true) to accept the original dispatcher, or --legacy-allow ${request.ip} to accept it from this host only.`));
     }
     if (!values) return reply.status(400).send(legacyFailure(received, LEGACY_FAILURES.post));
     const problem = textProblem(values);

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { addressList } from '../allowlist.ts';
 import type { MainConfig } from '../config.ts';
 import { NotScheduledError, OutcomeUnknownError, ValidationError, toHttpError } from '../errors.ts';
 import { isAuthorized, requireJsonBody } from '../http.ts';
@@ -22,6 +23,7 @@ export interface ScheduledRoutesContext {
 
 export function registerScheduledRoutes(app: FastifyInstance, context: ScheduledRoutesContext): void {
   const { config, scheduled } = context;
+  const allowed = addressList(config.legacyAllow);
   const auth = { preHandler: requireApiToken(config.accessToken) };
   // the JSON API reads JSON only, as the dispatcher's does: a form or text body is refused before it is read
   const jsonApi = { ...auth, onRequest: requireJsonBody };
@@ -61,7 +63,8 @@ export function registerScheduledRoutes(app: FastifyInstance, context: Scheduled
    */
   app.post('/scheduleMessage.php', async (request, reply) => {
     const { received, values } = readLegacyScheduleForm(request.body);
-    if (!isAuthorized(request, config.accessToken, true)) {
+    if (!isAuthorized(request, config.accessToken, true) && !allowed.allows(request.ip)) {
+      request.log.warn({ address: request.ip }, 'POST /scheduleMessage.php refused: no access token, and the caller is not on --legacy-allow');
       void reply.header('www-authenticate', 'Basic realm="psched", charset="UTF-8"');
       return reply.status(401).send(legacyFailure(received, 'Missing or wrong API token: send "Authorization: Bearer <token>" (or curl -u :<token>)'));
     }

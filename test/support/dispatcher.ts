@@ -24,7 +24,7 @@ export interface TestDispatcher extends AsyncDisposable {
 
 export async function startTestDispatcher(
   options: Partial<Record<keyof typeof DISPATCHER_OPTIONS, string>> = {},
-  deps: { clock?: Clock; store?: DispatcherStore; httpTimeouts?: Partial<HttpTimeouts> } = {},
+  deps: { clock?: Clock; store?: DispatcherStore; httpTimeouts?: Partial<HttpTimeouts>; logger?: { stream: { write(line: string): void } } } = {},
 ): Promise<TestDispatcher> {
   const dir = mkdtempSync(join(tmpdir(), 'psched-dispatcher-'));
   // a closed port by default: tests that deliver pass their receiver's URL

@@ -32,7 +32,7 @@ export interface RequestOptions {
 
 export async function startTestMain(
   options: Partial<Record<keyof typeof MAIN_OPTIONS, string>> = {},
-  deps: { clock?: Clock; dispatcherTimeoutMs?: number; store?: MainStore; httpTimeouts?: Partial<HttpTimeouts> } = {},
+  deps: { clock?: Clock; dispatcherTimeoutMs?: number; store?: MainStore; httpTimeouts?: Partial<HttpTimeouts>; logger?: { stream: { write(line: string): void } } } = {},
 ): Promise<TestMain> {
   const dir = mkdtempSync(join(tmpdir(), 'psched-main-'));
   // a closed port by default: tests that schedule pass their dispatchers' URLs
