@@ -57,7 +57,8 @@ export const DISPATCHER_OPTIONS = {
   apiToken: { flag: 'api-token', env: 'PSCHED_API_TOKEN', kind: 'string', default: undefined, help: 'bearer token required on /v1, the legacy endpoints and the UI' },
   legacyAllow: { flag: 'legacy-allow', env: 'PSCHED_LEGACY_ALLOW', kind: 'list', default: undefined, help: 'addresses (IPv4/IPv6, CIDR, comma-separated) that may call /scheduleMessage.php and /cron/checkScheduledMessages.php without the token: the original main server and cron cannot send one. Every other call still needs it', check: addressEntry },
   signingSecret: { flag: 'signing-secret', env: 'PSCHED_SIGNING_SECRET', kind: 'string', default: undefined, help: 'HMAC-SHA256 secret that signs deliveries' },
-  timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset', check: timeZone },
+  timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset (the JSON API)', check: timeZone },
+  legacyTimeZone: { flag: 'legacy-timezone', env: 'PSCHED_LEGACY_TIMEZONE', kind: 'string', default: undefined, help: 'time zone for times without an offset on the original\'s /scheduleMessage.php; default --timezone when that is given, else this host\'s zone, as the original read them (MySQL NOW())', check: timeZone },
   horizon: { flag: 'horizon', env: 'PSCHED_HORIZON', kind: 'duration', default: '60s', help: 'messages due within this window are held in memory', check: positive },
   maxBuffered: { flag: 'max-buffered', env: 'PSCHED_MAX_BUFFERED', kind: 'int', default: '50000', help: 'cap on messages held in memory', check: positive },
   lease: { flag: 'lease', env: 'PSCHED_LEASE', kind: 'duration', default: '10s', help: 'how long a claim lasts without renewal (failover time in a pool)', check: positive },
@@ -83,7 +84,8 @@ export const MAIN_OPTIONS = {
   legacyAllow: { flag: 'legacy-allow', env: 'PSCHED_LEGACY_ALLOW', kind: 'list', default: undefined, help: 'addresses (IPv4/IPv6, CIDR, comma-separated) that may post unsigned to /postMessage.php (the original dispatcher) and use /scheduleMessage.php without the access token. Every other call still needs it', check: addressEntry },
   legacyPostMessage: { flag: 'legacy-post-message', env: 'PSCHED_LEGACY_POST_MESSAGE', kind: 'boolean', default: 'false', help: 'accept the original\'s unsigned POST /postMessage.php even with a signing secret set' },
   legacyPostEncoding: { flag: 'legacy-post-encoding', env: 'PSCHED_LEGACY_POST_ENCODING', kind: 'string', default: 'double', help: 'how POST /postMessage.php reads its values: double (decoded once more, as the original did and as its dispatcher and psched --main-protocol legacy send them; a request typed by hand is taken as sent) or single (as the form parser decoded them)', check: (v) => (v === 'double' || v === 'single' ? undefined : 'must be double or single') },
-  timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset', check: timeZone },
+  timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset (the JSON API)', check: timeZone },
+  legacyTimeZone: { flag: 'legacy-timezone', env: 'PSCHED_LEGACY_TIMEZONE', kind: 'string', default: undefined, help: 'time zone for times without an offset on the original\'s /scheduleMessage.php; default --timezone when that is given, else this host\'s zone, as the original read them (MySQL NOW())', check: timeZone },
   allowedHosts: ALLOWED_HOSTS,
   maxEventStreams: { flag: 'max-event-streams', env: 'PSCHED_MAX_EVENT_STREAMS', kind: 'int', default: '1000', help: 'live feed connections (GET /v1/events) at once; more are answered 503 (each holds at most 256 KiB its client has not read)', check: positive },
   logLevel: LOG_LEVEL,
@@ -100,6 +102,8 @@ export interface DispatcherConfig {
   legacyAllow: readonly string[];
   signingSecret: string | undefined;
   timeZone: string;
+  /** Reads the original's times without an offset (see legacyTimeZoneOf). */
+  legacyTimeZone: string;
   horizonMs: number;
   maxBuffered: number;
   leaseMs: number;
@@ -135,6 +139,8 @@ export interface MainConfig {
   allowedHosts: string[];
   /** Open GET /v1/events streams at most. */
   maxEventStreams: number;
+  /** Reads the original's times without an offset (see legacyTimeZoneOf). */
+  legacyTimeZone: string;
   logLevel: string;
 }
 
@@ -203,6 +209,24 @@ function hostList(value: unknown): string[] {
   return ((value as string[] | undefined) ?? []).map((name) => name.toLowerCase());
 }
 
+/**
+ * The zone the original's endpoints read a time without an offset in:
+ * --legacy-timezone; else --timezone when one was given; else this host's
+ * zone (TZ or the system's), since the original compared times with MySQL's
+ * NOW(), the database host's local time, and its servers shared one zone.
+ */
+function legacyTimeZoneOf(o: Record<string, unknown>, timeZoneGiven: string | undefined): string {
+  if (typeof o.legacyTimeZone === 'string') return o.legacyTimeZone;
+  if (timeZoneGiven) return o.timeZone as string;
+  return hostTimeZone();
+}
+
+/** This host's IANA zone; UTC when the runtime cannot tell. */
+export function hostTimeZone(): string {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  return zone && isValidTimeZone(zone) ? zone : 'UTC';
+}
+
 function requireTokenOffLoopback(host: string, token: string | undefined, spec: OptionSpec, service: string): void {
   if (!token && !isLoopbackHost(host)) {
     throw new ConfigError(
@@ -227,6 +251,7 @@ export function dispatcherConfig(
     legacyAllow: Object.freeze((o.legacyAllow as string[] | undefined) ?? []),
     signingSecret: o.signingSecret as string | undefined,
     timeZone: o.timeZone as string,
+    legacyTimeZone: legacyTimeZoneOf(o, given.timeZone ?? env.PSCHED_TIMEZONE),
     horizonMs: o.horizon as number,
     maxBuffered: o.maxBuffered as number,
     leaseMs: o.lease as number,
@@ -263,6 +288,7 @@ export function mainConfig(
     timeZone: o.timeZone as string,
     allowedHosts: hostList(o.allowedHosts),
     maxEventStreams: o.maxEventStreams as number,
+    legacyTimeZone: legacyTimeZoneOf(o, given.timeZone ?? env.PSCHED_TIMEZONE),
     logLevel: o.logLevel as string,
   };
   for (const url of config.dispatcherUrls) {

@@ -97,6 +97,8 @@ export async function createDispatcher(config: Readonly<DispatcherConfig>, deps:
       // without a token (allowed on loopback only) anyone who reaches it may schedule: see hostCheck
       allowedHosts: !config.apiToken && isLoopbackHost(config.host) ? config.allowedHosts : undefined,
     });
+    // the original read such times in its host's zone: a migrating operator sees which zone psched uses
+    app.log.info({ legacyTimeZone: config.legacyTimeZone }, `the original's /scheduleMessage.php reads times without an offset in ${config.legacyTimeZone} (--legacy-timezone)`);
     const metrics = new DispatcherMetrics();
     const engine = new SchedulingEngine({
       store,

@@ -215,7 +215,7 @@ export function openApiDocument(): Record<string, unknown> {
       '/scheduleMessage.php': {
         post: {
           summary: 'The original\'s scheduling endpoint (form fields username, message, time)',
-          description: 'time is "YYYY-MM-DD HH:MM:SS" or "YYYY-MM-DDTHH:MM[:SS]", read in the dispatcher\'s --timezone. Failures answer 400 with result "Failure".',
+          description: 'time is "YYYY-MM-DD HH:MM:SS" or "YYYY-MM-DDTHH:MM[:SS]", read in the dispatcher\'s --legacy-timezone (by default --timezone when given, else the host\'s zone). A request whose time still holds %3A and no colon after one decoding (what the original main server sends: each value encoded twice) has each value decoded once more; any other is taken as sent. Without the token only from --legacy-allow addresses. Failures answer 400 (401 without the token) with result "Failure".',
           requestBody: {
             required: true,
             content: { 'application/x-www-form-urlencoded': { schema: { type: 'object', required: ['username', 'message', 'time'], properties: { username: { type: 'string' }, message: { type: 'string' }, time: { type: 'string', examples: ['2014-08-01 13:30:00'] } } } } },
@@ -228,7 +228,7 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'The original\'s cron endpoint: deliver everything due now, answering what was posted',
           responses: {
             '200': {
-              description: 'entries numbered from 1 in delivery order; `[]` when nothing was due (as PHP encoded an empty array)',
+              description: 'entries numbered from 1 in delivery order; exactly `{"externalResult":[]}` when nothing was due, as the original answered',
               content: json({
                 type: 'object',
                 properties: {

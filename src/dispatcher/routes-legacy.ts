@@ -17,7 +17,8 @@ import type { AttemptResult } from './delivery.ts';
  * The original dispatcher's endpoints, answering its JSON shapes, so the
  * seed's curl examples and the original main server keep working:
  *   POST /scheduleMessage.php            form username, message, time (decoded once
- *                                        more when an original main server encoded it twice)
+ *                                        more when an original main server encoded it twice;
+ *                                        a time without an offset read in --legacy-timezone)
  *   GET  /cron/checkScheduledMessages.php deliver everything due now
  * Failures answer 400 (the original said 200) with the original's body.
  */
@@ -36,11 +37,11 @@ export function registerLegacyRoutes(app: FastifyInstance, { engine, clock, conf
     if (!form.values) return reply.code(400).send(legacyFailure(form.received, LEGACY_FAILURES.schedule));
     const { username, message, time } = form.values;
     try {
-      const valid = validateScheduleRequest({ username, message, scheduledAt: time }, { now: clock.now(), timeZone: config.timeZone });
+      const valid = validateScheduleRequest({ username, message, scheduledAt: time }, { now: clock.now(), timeZone: config.legacyTimeZone });
       await engine.schedule([valid]);
     } catch (err) {
       if (!(err instanceof ValidationError)) throw err;
-      return reply.code(400).send(legacyFailure(form.received, failureText(err, time, config.timeZone)));
+      return reply.code(400).send(legacyFailure(form.received, failureText(err, time, config.legacyTimeZone)));
     }
     return legacySuccess(form.received);
   });

@@ -68,6 +68,8 @@ export async function createMainServer(config: Readonly<MainConfig>, deps: MainS
       timeouts: deps.httpTimeouts,
       allowedHosts: opensWritesOnLoopback(config) ? config.allowedHosts : undefined,
     });
+    // the original read such times in its host's zone: a migrating operator sees which zone psched uses
+    app.log.info({ legacyTimeZone: config.legacyTimeZone }, `the original's /scheduleMessage.php reads times without an offset in ${config.legacyTimeZone} (--legacy-timezone)`);
     const scheduled = new ScheduledMessages(pool, clock, config.timeZone, config.dispatcherProtocol);
     app.addHook('onRequest', refuseCrossSiteWrites);
     const metrics = new MainMetrics(() => streams.size);

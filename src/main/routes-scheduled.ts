@@ -51,7 +51,8 @@ export function registerScheduledRoutes(app: FastifyInstance, context: Scheduled
 
   /**
    * The original's form: `time` is the datetime-local value, read in the
-   * `timezone` field's zone when the page sent one, else this server's zone.
+   * `timezone` field's zone when the page sent one, else --legacy-timezone
+   * (by default this host's zone, as the original read it).
    * Answers in the original's shape, with the dispatcher's JSON answer as
    * `externalResult`; failures with a 4xx/503 status instead of the original's 200.
    * The form carries no idempotency key: one is derived from the sender's
@@ -71,9 +72,9 @@ export function registerScheduledRoutes(app: FastifyInstance, context: Scheduled
     if (!values) return reply.status(400).send(legacyFailure(received, LEGACY_FAILURES.schedule));
     let answer: DispatcherAnswer;
     try {
-      const timeZone = legacyTimeZone(request.body);
+      const timeZone = legacyTimeZone(request.body) ?? config.legacyTimeZone;
       answer = await scheduled.schedule(
-        { username: values.username, message: values.message, scheduledAt: values.time, ...(timeZone ? { timeZone } : {}) },
+        { username: values.username, message: values.message, scheduledAt: values.time, timeZone },
         { keyFromContent: { sender: request.ip } },
       );
     } catch (err) {

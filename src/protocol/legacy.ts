@@ -229,21 +229,24 @@ export interface LegacyPosted {
   message: string;
 }
 
-export interface LegacySweepAnswer {
-  /** PHP arrays numbered from 1 encode as objects; an empty one encodes as `[]`. */
-  externalResult: Record<string, unknown> | [];
-  scheduledMessagesPosted: Record<string, LegacyPosted> | [];
-  result: 'Success';
-}
+export type LegacySweepAnswer =
+  | {
+    /** PHP arrays numbered from 1 encode as objects. */
+    externalResult: Record<string, unknown>;
+    scheduledMessagesPosted: Record<string, LegacyPosted>;
+    result: 'Success';
+  }
+  /** What the original answered when nothing was due: an empty PHP array, and no other key. */
+  | { externalResult: [] };
 
 /**
  * The answer of `GET /cron/checkScheduledMessages.php`: entries numbered from
  * 1 in delivery order. The original built PHP arrays keyed 1, 2, …, which
- * json_encode writes as objects; with nothing due they stayed empty arrays,
- * which json_encode writes as `[]` — kept here so parsers of the original work.
+ * json_encode writes as objects; with nothing due it answered
+ * `{"externalResult":[]}` and nothing else — kept here so parsers of the original work.
  */
 export function legacySweepAnswer(entries: readonly { username: string; message: string; mainAnswer: unknown }[]): LegacySweepAnswer {
-  if (entries.length === 0) return { externalResult: [], scheduledMessagesPosted: [], result: 'Success' };
+  if (entries.length === 0) return { externalResult: [] };
   const externalResult: Record<string, unknown> = {};
   const scheduledMessagesPosted: Record<string, LegacyPosted> = {};
   entries.forEach((entry, index) => {

@@ -27,8 +27,8 @@ export async function startTestDispatcher(
   deps: { clock?: Clock; store?: DispatcherStore; httpTimeouts?: Partial<HttpTimeouts>; logger?: { stream: { write(line: string): void } } } = {},
 ): Promise<TestDispatcher> {
   const dir = mkdtempSync(join(tmpdir(), 'psched-dispatcher-'));
-  // a closed port by default: tests that deliver pass their receiver's URL
-  const config = dispatcherConfig({ db: join(dir, 'dispatcher.db'), port: '0', mainUrl: 'http://127.0.0.1:9', ...options }, {});
+  // a closed port by default: tests that deliver pass their receiver's URL; times in UTC whatever the host's zone
+  const config = dispatcherConfig({ db: join(dir, 'dispatcher.db'), port: '0', mainUrl: 'http://127.0.0.1:9', timeZone: 'UTC', ...options }, {});
   let dispatcher: Dispatcher;
   try {
     dispatcher = await createDispatcher(config, { logger: false, ...deps });

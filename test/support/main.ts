@@ -36,7 +36,8 @@ export async function startTestMain(
 ): Promise<TestMain> {
   const dir = mkdtempSync(join(tmpdir(), 'psched-main-'));
   // a closed port by default: tests that schedule pass their dispatchers' URLs
-  const config = mainConfig({ db: join(dir, 'main.db'), port: '0', dispatcherUrls: 'http://127.0.0.1:9', ...options }, {});
+  // times in UTC whatever the host's zone (legacy endpoints included: --legacy-timezone follows --timezone)
+  const config = mainConfig({ db: join(dir, 'main.db'), port: '0', dispatcherUrls: 'http://127.0.0.1:9', timeZone: 'UTC', ...options }, {});
   let server: MainServer;
   try {
     server = await createMainServer(config, { logger: false, ...deps });
