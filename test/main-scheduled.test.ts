@@ -439,7 +439,8 @@ describe("the original's POST /scheduleMessage.php", () => {
     });
     const down = await t.form('/scheduleMessage.php', { username: 'a', message: 'b', time: '2099-08-01T13:30' });
     assert.equal(down.statusCode, 503);
-    assert.equal(down.body, '{"result":"Failure","failure":"No response from Dispatcher"}');
+    // received first, as in every answer of the original
+    assert.equal(down.body, '{"received":{"username":"a","message":"b","time":"2099-08-01T13:30"},"result":"Failure","failure":"No response from Dispatcher"}');
     const badTime = await t.form('/scheduleMessage.php', { username: 'a', message: 'b', time: 'noon' });
     assert.equal(badTime.statusCode, 400);
     assert.equal(badTime.json().result, 'Failure');

@@ -12,10 +12,18 @@ import { parseFlags, UsageError } from './args.ts';
 
 type Given = Record<string, string | undefined>;
 
-/** Turns the option table into parseArgs options and back into `given` values keyed by option name. */
-function parseServiceFlags(command: string, specs: Record<string, OptionSpec>, args: string[]): { given: Given; help: boolean } {
+const BOOLEAN_VALUE = /^(true|false|1|0|yes|no)$/i;
+
+/**
+ * Turns the option table into parseArgs options and back into `given` values
+ * keyed by option name. A boolean option works bare (`--legacy-post-message`)
+ * as well as with a value (`--legacy-post-message=false`, `--legacy-post-message no`).
+ */
+export function parseServiceFlags(command: string, specs: Record<string, OptionSpec>, args: string[]): { given: Given; help: boolean } {
   const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } };
   for (const spec of Object.values(specs)) options[spec.flag] = { type: 'string' };
+  const booleans = new Set(Object.values(specs).filter((spec) => spec.kind === 'boolean').map((spec) => `--${spec.flag}`));
+  args = args.map((arg, i) => (booleans.has(arg) && !BOOLEAN_VALUE.test(args[i + 1] ?? '') ? `${arg}=true` : arg));
   const { values } = parseFlags(command, options, args, false);
   const given: Given = {};
   for (const [name, spec] of Object.entries(specs)) {

@@ -34,7 +34,7 @@ export function registerLegacyRoutes(app: FastifyInstance, { engine, clock, conf
 
   app.post('/scheduleMessage.php', scheduleGuard, async (request, reply) => {
     const form = readLegacyScheduleForm(request.body);
-    if (!form.values) return reply.code(400).send(legacyFailure(form.received, LEGACY_FAILURES.schedule));
+    if (!form.values) return reply.code(400).send(legacyFailure(form.received, form.problem ?? LEGACY_FAILURES.schedule));
     const { username, message, time } = form.values;
     try {
       const valid = validateScheduleRequest({ username, message, scheduledAt: time }, { now: clock.now(), timeZone: config.legacyTimeZone });

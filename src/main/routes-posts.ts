@@ -76,14 +76,14 @@ export async function registerPostRoutes(app: FastifyInstance, context: PostRout
   });
 
   app.post('/postMessage.php', async (request, reply) => {
-    const { received, values } = readLegacyPostForm(request.body, config.legacyPostEncoding);
+    const { received, values, problem: encodingProblem } = readLegacyPostForm(request.body, config.legacyPostEncoding);
     if (config.signingSecret && !config.legacyPostMessage && !allowed.allows(request.ip)) {
       request.log.warn({ address: request.ip }, 'unsigned POST /postMessage.php refused: the caller is not on --legacy-allow');
       return reply.status(403).send(legacyFailure(received,
         'Unsigned posts are refused: this server verifies signed deliveries (POST /v1/posts). ' +
           `Start it with --legacy-post-message (PSCHED_LEGACY_POST_MESSAGE=true) to accept the original dispatcher, or --legacy-allow ${request.ip} to accept it from this host only.`));
     }
-    if (!values) return reply.status(400).send(legacyFailure(received, LEGACY_FAILURES.post));
+    if (!values) return reply.status(400).send(legacyFailure(received, encodingProblem ?? LEGACY_FAILURES.post));
     const problem = textProblem(values);
     if (problem) return reply.status(400).send(legacyFailure(received, problem));
     await addPost({ messageId: null, username: values.username, message: values.message, scheduledAt: null });

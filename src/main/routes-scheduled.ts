@@ -4,7 +4,7 @@ import type { MainConfig } from '../config.ts';
 import { NotScheduledError, OutcomeUnknownError, ValidationError, toHttpError } from '../errors.ts';
 import { isAuthorized, requireJsonBody } from '../http.ts';
 import {
-  legacyFailure, legacyForwarded, legacyNoDispatcher, legacyOutcomeUnknown, readLegacyScheduleForm, LEGACY_FAILURES,
+  legacyDispatcherAnswer, legacyFailure, legacyForwarded, legacyNoDispatcher, legacyOutcomeUnknown, readLegacyScheduleForm, LEGACY_FAILURES,
 } from '../protocol/legacy.ts';
 import { isValidTimeZone } from '../protocol/time.ts';
 import { requireApiToken } from './auth.ts';
@@ -53,8 +53,9 @@ export function registerScheduledRoutes(app: FastifyInstance, context: Scheduled
    * The original's form: `time` is the datetime-local value, read in the
    * `timezone` field's zone when the page sent one, else --legacy-timezone
    * (by default this host's zone, as the original read it).
-   * Answers in the original's shape, with the dispatcher's JSON answer as
-   * `externalResult`; failures with a 4xx/503 status instead of the original's 200.
+   * Answers in the original's shape, `externalResult` in the original
+   * dispatcher's (`{"received":…,"result":"Success"}`) followed by the stored
+   * message's fields; failures with a 4xx/503 status instead of the original's 200.
    * The form carries no idempotency key: one is derived from the sender's
    * address and the message (contentKey), so the same form sent again (after
    * a timeout, or a 502 "Unknown" when the dispatcher did not confirm) is
@@ -63,13 +64,13 @@ export function registerScheduledRoutes(app: FastifyInstance, context: Scheduled
    * as the original main server sent it (null when it was not JSON).
    */
   app.post('/scheduleMessage.php', async (request, reply) => {
-    const { received, values } = readLegacyScheduleForm(request.body);
+    const { received, values, problem } = readLegacyScheduleForm(request.body);
     if (!isAuthorized(request, config.accessToken, true) && !allowed.allows(request.ip)) {
       request.log.warn({ address: request.ip }, 'POST /scheduleMessage.php refused: no access token, and the caller is not on --legacy-allow');
       void reply.header('www-authenticate', 'Basic realm="psched", charset="UTF-8"');
       return reply.status(401).send(legacyFailure(received, 'Missing or wrong API token: send "Authorization: Bearer <token>" (or curl -u :<token>)'));
     }
-    if (!values) return reply.status(400).send(legacyFailure(received, LEGACY_FAILURES.schedule));
+    if (!values) return reply.status(400).send(legacyFailure(received, problem ?? LEGACY_FAILURES.schedule));
     let answer: DispatcherAnswer;
     try {
       const timeZone = legacyTimeZone(request.body) ?? config.legacyTimeZone;
@@ -89,13 +90,17 @@ export function registerScheduledRoutes(app: FastifyInstance, context: Scheduled
         return reply.status(err.status).send({ ...legacyFailure(received, err.message), externalResult });
       }
       const { status, body } = toHttpError(err);
-      if (status === 503) return reply.status(503).send(legacyNoDispatcher());
+      if (status === 503) return reply.status(503).send(legacyNoDispatcher(received));
       return reply.status(status).send(legacyFailure(received, body.error.message));
     }
     if (answer.status >= 400) {
-      return reply.status(answer.status).send({ ...legacyFailure(received, dispatcherError(answer)), externalResult: answer.body });
+      const failure = dispatcherError(answer);
+      return reply.status(answer.status).send({ ...legacyFailure(received, failure), externalResult: scheduled.original ? answer.body : legacyDispatcherAnswer(values, { result: 'Failure', failure }, answer.body) });
     }
-    const externalResult = scheduled.original ? (answer.body as { externalResult: unknown }).externalResult : answer.body;
+    // an original dispatcher's own answer as it gave it; a psched dispatcher's in the original's shape, then the stored message
+    const externalResult = scheduled.original
+      ? (answer.body as { externalResult: unknown }).externalResult
+      : legacyDispatcherAnswer(values, { result: 'Success' }, answer.body);
     return reply.status(200).send(legacyForwarded(received, externalResult));
   });
 }

@@ -125,8 +125,13 @@ export type LegacyPostEncoding = 'double' | 'single';
 /** The original's form, each value decoded as many times as its sender encoded it. */
 function decodedForm<K extends string>(form: LegacyForm<K>, doubleEncoded: boolean): LegacyForm<K> {
   if (!doubleEncoded) return form;
-  const received = decodeAll(form.received);
-  return { received, values: form.values && (received as Record<K, string>) };
+  try {
+    const received = decodeAll(form.received);
+    return { received, values: form.values && (received as Record<K, string>) };
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    return { received: form.received, values: undefined, problem: `Invalid Post. ${err.message}.` };
+  }
 }
 
 /** Reads scheduleMessage.php's fields, decoding them once more when the time says a PHP sender encoded them twice. */
@@ -163,8 +168,10 @@ export const POST_FIELDS = ['username', 'message'] as const;
 export interface LegacyForm<K extends string> {
   /** The fields in the original's order, for echoing back. */
   received: LegacyReceived<K>;
-  /** The fields as non-empty strings, or undefined when any is missing or empty. */
+  /** The fields as non-empty strings, or undefined when any is missing or empty, or `problem` is set. */
   values: Record<K, string> | undefined;
+  /** Why a double-encoded value could not be decoded (not UTF-8); `received` then holds the values decoded once. */
+  problem?: string;
 }
 
 /**
@@ -200,9 +207,27 @@ export function legacyForwarded<K extends string>(received: LegacyReceived<K>, e
   return { received, result: 'Success' as const, externalResult };
 }
 
-/** The original main server's answer when the dispatcher did not answer (no `received`). */
-export function legacyNoDispatcher() {
-  return { result: 'Failure' as const, failure: LEGACY_FAILURES.noDispatcher };
+/** The original main server's answer when the dispatcher did not answer. */
+export function legacyNoDispatcher<K extends string>(received: LegacyReceived<K>): LegacyFailure<K> {
+  return legacyFailure(received, LEGACY_FAILURES.noDispatcher);
+}
+
+/**
+ * What the original dispatcher answered the original main server, which put
+ * it in `externalResult`: its echo of the forwarded fields (the time with
+ * the datetime-local T replaced by a space), then the result. `extra` (the
+ * message psched stored: id, scheduledAt…) follows, so scripts reading
+ * externalResult.result or externalResult.id both work.
+ */
+export function legacyDispatcherAnswer(
+  fields: { username: string; message: string; time: string },
+  outcome: { result: 'Success' } | { result: 'Failure'; failure: string },
+  extra: unknown,
+) {
+  const received = { username: fields.username, message: fields.message, time: legacyTimeFromDatetimeLocal(fields.time) };
+  const rest = typeof extra === 'object' && extra !== null && !Array.isArray(extra) ? extra as Record<string, unknown> : {};
+  const { received: _r, result: _s, failure: _f, ...others } = rest;
+  return { received, ...outcome, ...others };
 }
 
 /**
