@@ -20,6 +20,8 @@ export interface OptionSpec {
   kind: Kind;
   default: string | undefined;
   help: string;
+  /** What --help shows as the default when it is not a fixed value. */
+  defaultHelp?: string;
   /** Extra check on the parsed value; returns an error message or undefined. */
   check?: (value: unknown) => string | undefined;
 }
@@ -55,10 +57,10 @@ export const DISPATCHER_OPTIONS = {
   mainUrl: { flag: 'main-url', env: 'PSCHED_MAIN_URL', kind: 'string', default: 'http://127.0.0.1:8080', help: 'where due messages are delivered', check: httpUrl },
   mainProtocol: { flag: 'main-protocol', env: 'PSCHED_MAIN_PROTOCOL', kind: 'string', default: 'json', help: 'json (signed POST /v1/posts) or legacy (form POST /postMessage.php)', check: (v) => (v === 'json' || v === 'legacy' ? undefined : 'must be json or legacy') },
   apiToken: { flag: 'api-token', env: 'PSCHED_API_TOKEN', kind: 'string', default: undefined, help: 'bearer token required on /v1, the legacy endpoints and the UI' },
-  legacyAllow: { flag: 'legacy-allow', env: 'PSCHED_LEGACY_ALLOW', kind: 'list', default: undefined, help: 'addresses (IPv4/IPv6, CIDR, comma-separated) that may call /scheduleMessage.php and /cron/checkScheduledMessages.php without the token: the original main server and cron cannot send one. Every other call still needs it', check: addressEntry },
+  legacyAllow: { flag: 'legacy-allow', env: 'PSCHED_LEGACY_ALLOW', kind: 'list', default: undefined, defaultHelp: '(none: closed)', help: 'addresses (IPv4/IPv6, CIDR, comma-separated) that may call /scheduleMessage.php and /cron/checkScheduledMessages.php without the token: the original main server and cron cannot send one. Every other call still needs it', check: addressEntry },
   signingSecret: { flag: 'signing-secret', env: 'PSCHED_SIGNING_SECRET', kind: 'string', default: undefined, help: 'HMAC-SHA256 secret that signs deliveries' },
   timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset (the JSON API)', check: timeZone },
-  legacyTimeZone: { flag: 'legacy-timezone', env: 'PSCHED_LEGACY_TIMEZONE', kind: 'string', default: undefined, help: 'time zone for times without an offset on the original\'s /scheduleMessage.php; default --timezone when that is given, else this host\'s zone, as the original read them (MySQL NOW())', check: timeZone },
+  legacyTimeZone: { flag: 'legacy-timezone', env: 'PSCHED_LEGACY_TIMEZONE', kind: 'string', default: undefined, defaultHelp: '--timezone when given, else this host\'s zone', help: 'time zone for times without an offset on the original\'s /scheduleMessage.php; default --timezone when that is given, else this host\'s zone, as the original read them (MySQL NOW())', check: timeZone },
   horizon: { flag: 'horizon', env: 'PSCHED_HORIZON', kind: 'duration', default: '60s', help: 'messages due within this window are held in memory', check: positive },
   maxBuffered: { flag: 'max-buffered', env: 'PSCHED_MAX_BUFFERED', kind: 'int', default: '50000', help: 'cap on messages held in memory', check: positive },
   lease: { flag: 'lease', env: 'PSCHED_LEASE', kind: 'duration', default: '10s', help: 'how long a claim lasts without renewal (failover time in a pool)', check: positive },
@@ -81,11 +83,11 @@ export const MAIN_OPTIONS = {
   apiToken: { flag: 'api-token', env: 'PSCHED_API_TOKEN', kind: 'string', default: undefined, help: 'bearer token sent to the dispatchers' },
   accessToken: { flag: 'access-token', env: 'PSCHED_ACCESS_TOKEN', kind: 'string', default: undefined, help: 'token this server\'s page, /ui and scheduling API require (Bearer, or the Basic password); the feed stays public' },
   signingSecret: { flag: 'signing-secret', env: 'PSCHED_SIGNING_SECRET', kind: 'string', default: undefined, help: 'secret that verifies deliveries (POST /v1/posts)' },
-  legacyAllow: { flag: 'legacy-allow', env: 'PSCHED_LEGACY_ALLOW', kind: 'list', default: undefined, help: 'addresses (IPv4/IPv6, CIDR, comma-separated) that may post unsigned to /postMessage.php (the original dispatcher) and use /scheduleMessage.php without the access token. Every other call still needs it', check: addressEntry },
+  legacyAllow: { flag: 'legacy-allow', env: 'PSCHED_LEGACY_ALLOW', kind: 'list', default: undefined, defaultHelp: '(none: closed)', help: 'addresses (IPv4/IPv6, CIDR, comma-separated) that may post unsigned to /postMessage.php (the original dispatcher) and use /scheduleMessage.php without the access token. Every other call still needs it', check: addressEntry },
   legacyPostMessage: { flag: 'legacy-post-message', env: 'PSCHED_LEGACY_POST_MESSAGE', kind: 'boolean', default: 'false', help: 'accept the original\'s unsigned POST /postMessage.php even with a signing secret set' },
   legacyPostEncoding: { flag: 'legacy-post-encoding', env: 'PSCHED_LEGACY_POST_ENCODING', kind: 'string', default: 'double', help: 'how POST /postMessage.php reads its values: double (decoded once more, as the original did and as its dispatcher and psched --main-protocol legacy send them; a request typed by hand is taken as sent) or single (as the form parser decoded them)', check: (v) => (v === 'double' || v === 'single' ? undefined : 'must be double or single') },
   timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset (the JSON API)', check: timeZone },
-  legacyTimeZone: { flag: 'legacy-timezone', env: 'PSCHED_LEGACY_TIMEZONE', kind: 'string', default: undefined, help: 'time zone for times without an offset on the original\'s /scheduleMessage.php; default --timezone when that is given, else this host\'s zone, as the original read them (MySQL NOW())', check: timeZone },
+  legacyTimeZone: { flag: 'legacy-timezone', env: 'PSCHED_LEGACY_TIMEZONE', kind: 'string', default: undefined, defaultHelp: '--timezone when given, else this host\'s zone', help: 'time zone for times without an offset on the original\'s /scheduleMessage.php; default --timezone when that is given, else this host\'s zone, as the original read them (MySQL NOW())', check: timeZone },
   allowedHosts: ALLOWED_HOSTS,
   maxEventStreams: { flag: 'max-event-streams', env: 'PSCHED_MAX_EVENT_STREAMS', kind: 'int', default: '1000', help: 'live feed connections (GET /v1/events) at once; more are answered 503 (each holds at most 256 KiB its client has not read)', check: positive },
   logLevel: LOG_LEVEL,
@@ -309,6 +311,6 @@ export function mainConfig(
 /** The --help text of a service: one line per option with its env var and default. */
 export function optionsHelp(specs: Record<string, OptionSpec>): string {
   return Object.values(specs)
-    .map((spec) => `  --${spec.flag.padEnd(22)} ${spec.help}\n  ${' '.repeat(24)} env ${spec.env}, default ${spec.default ?? '(none)'}`)
+    .map((spec) => `  --${spec.flag.padEnd(22)} ${spec.help}\n  ${' '.repeat(24)} env ${spec.env}, default ${spec.defaultHelp ?? spec.default ?? '(none)'}`)
     .join('\n');
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
+import { DISPATCHER_OPTIONS, MAIN_OPTIONS, optionsHelp } from '../src/config.ts';
 import { startTestDispatcher } from './support/dispatcher.ts';
 import { startTestMain } from './support/main.ts';
 import { CAPTURED } from './support/original.ts';
@@ -27,6 +28,10 @@ describe('the zone of the original\'s times', () => {
     assert.deepEqual(configIn({ TZ: 'America/New_York' }).main, { timeZone: 'UTC', legacyTimeZone: 'America/New_York' });
     assert.deepEqual(configIn({ TZ: 'Asia/Tokyo', PSCHED_TIMEZONE: 'Europe/Berlin' }).dispatcher, { timeZone: 'Europe/Berlin', legacyTimeZone: 'Europe/Berlin' });
     assert.deepEqual(configIn({ TZ: 'Asia/Tokyo', PSCHED_TIMEZONE: 'Europe/Berlin', PSCHED_LEGACY_TIMEZONE: 'UTC' }).main, { timeZone: 'Europe/Berlin', legacyTimeZone: 'UTC' });
+    // and --help says so, for a migrating user to find
+    for (const specs of [DISPATCHER_OPTIONS, MAIN_OPTIONS]) {
+      assert.match(optionsHelp(specs), /--legacy-timezone[^\n]*\n[^\n]*env PSCHED_LEGACY_TIMEZONE, default --timezone when given, else this host's zone/);
+    }
   });
 
   it('reads the original main server\'s forward in --legacy-timezone, the JSON API in --timezone, and logs the zone at start', async () => {
