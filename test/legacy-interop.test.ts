@@ -186,3 +186,19 @@ function postsArriving(main: TestMain): (count: number) => Promise<{ message: st
     return posts;
   };
 }
+
+describe('psched main server (--dispatcher-protocol legacy) -> psched dispatcher\'s scheduleMessage.php', () => {
+  it('stores every hard text exactly: what psched sends as the original main server is read back as such', async () => {
+    await using d = await startTestDispatcher();
+    const url = await d.dispatcher.listen();
+    await using t = await startTestMain({ dispatcherUrls: url, dispatcherProtocol: 'legacy' });
+    for (const text of HARD_TEXTS) {
+      const response = await t.request('POST', '/v1/scheduled', { body: { username: text.slice(0, 64), message: text, scheduledAt: '2099-01-01T00:00:00Z' } });
+      assert.equal(response.statusCode, 201, `${text}: ${response.body}`);
+    }
+    const stored = await d.dispatcher.store.list({ limit: 100 });
+    assert.deepEqual(stored.map((m) => m.message).sort(), [...HARD_TEXTS].sort());
+    assert.deepEqual(stored.map((m) => m.username).sort(), HARD_TEXTS.map((text) => text.slice(0, 64)).sort());
+    assert.ok(stored.every((m) => m.scheduledAt === Date.UTC(2099, 0, 1)));
+  });
+});
