@@ -164,25 +164,25 @@ function scheduledItem(item: ScheduledJson, timeZone: string): SafeHtml {
   return html`<li data-id="${item.id}">
     <div class="meta"><strong class="username">${item.username}</strong><span>due ${timeTag(instant)}</span><span class="badge ${item.status}">${item.status}</span></div>
     <p class="text">${item.message}</p>
+    <form class="reschedule" method="post" action="${path}/reschedule">
+      <input type="datetime-local" name="time" step="1" required aria-label="New time for ${which}" data-label="New time for" value="${pickerValue(instant, timeZone)}" data-instant="${item.scheduledAt}">
+      <input type="hidden" name="timezone" value="${timeZone}">
+      <button type="submit" class="small secondary" aria-label="Change the time of ${which}" data-label="Change the time of">Change time</button>
+    </form>
+    <p class="field-error" role="alert" hidden></p>
     <div class="row-actions">
-      <form class="reschedule" method="post" action="${path}/reschedule">
-        <input type="datetime-local" name="time" step="1" required aria-label="New time for ${which}" data-label="New time for" value="${pickerValue(instant, timeZone)}" data-instant="${item.scheduledAt}">
-        <input type="hidden" name="timezone" value="${timeZone}">
-        <button type="submit" class="small secondary" aria-label="Change the time of ${which}" data-label="Change the time of">Change time</button>
-      </form>
+      <details class="edit">
+        <summary aria-label="Edit the text of ${which}" data-label="Edit the text of">Edit text</summary>
+        <form class="edit-text" method="post" action="${path}/edit">
+          <textarea name="message" required aria-label="New text for ${which}" data-label="New text for">${item.message}</textarea>
+          <p class="hint counter" data-max="${LIMITS.messageMax}">Up to ${LIMITS.messageMax.toLocaleString('en-US')} characters.</p>
+          <button type="submit" class="small secondary" aria-label="Save the new text of ${which}" data-label="Save the new text of">Save text</button>
+        </form>
+      </details>
       <form class="cancel" method="post" action="${path}/cancel">
         <button type="submit" class="small danger" aria-label="Cancel ${which}" data-label="Cancel">Cancel</button>
       </form>
     </div>
-    <p class="field-error" role="alert" hidden></p>
-    <details class="edit">
-      <summary aria-label="Edit the text of ${which}" data-label="Edit the text of">Edit text</summary>
-      <form class="edit-text" method="post" action="${path}/edit">
-        <textarea name="message" required aria-label="New text for ${which}" data-label="New text for">${item.message}</textarea>
-        <p class="hint counter" data-max="${LIMITS.messageMax}">Up to ${LIMITS.messageMax.toLocaleString('en-US')} characters.</p>
-        <button type="submit" class="small secondary" aria-label="Save the new text of ${which}" data-label="Save the new text of">Save text</button>
-      </form>
-    </details>
   </li>`;
 }
 

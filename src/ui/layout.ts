@@ -70,7 +70,11 @@ label.check { display: flex; gap: 8px; align-items: center; color: var(--ink); f
 label.check input { width: auto; margin: 0; }
 input.ignored { opacity: .5; }
 .pager { display: flex; gap: 12px; align-items: center; justify-content: space-between; margin: 12px 0 0; }
-details.edit { margin-top: 6px; }
+form.reschedule { display: flex; gap: 6px; margin: 8px 0 0; flex-wrap: wrap; align-items: center; }
+form.reschedule input { flex: 1 1 215px; max-width: 260px; width: auto; min-width: 0; padding: 4px 8px; font-size: 13px; }
+button { white-space: nowrap; }
+.row-actions:has(details.edit) { justify-content: space-between; align-items: flex-start; flex-wrap: nowrap; }
+details.edit { flex: 1 1 auto; min-width: 0; padding-top: 4px; }
 details.edit summary { cursor: pointer; color: var(--accent); font-size: 13px; font-weight: 600; width: max-content; }
 details.edit form { display: grid; gap: 6px; margin-top: 6px; }
 details.edit form button { justify-self: start; }
