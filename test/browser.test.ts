@@ -245,6 +245,38 @@ describe('the main page in Chromium', () => {
     assert.equal(await page.locator('#scheduled > li', { hasText: text }).count(), 0);
   });
 
+  it('with JavaScript: a long post is collapsed behind "Show more"; the page follows dark mode', async () => {
+    const context = await newContext({ javaScriptEnabled: true });
+    const page = await context.newPage();
+    const lines = Array.from({ length: 12 }, (_, i) => `line ${i + 1} of a long post`);
+    const text = `${randomUUID()}\n${lines.join('\n')}`;
+    const created = await page.request.post(`${mainUrl}/v1/scheduled`, { data: { username: 'Long', message: text, delaySeconds: 0 } });
+    assert.equal(created.status(), 201);
+    await page.goto(mainUrl);
+    const post = page.locator('#feed li.post', { hasText: 'line 1 of a long post' }).first();
+    await post.waitFor({ timeout: POST_APPEARS_MS });
+    const body = post.locator('.text');
+    const more = post.locator('button.show-more');
+    const collapsed = (await body.boundingBox())!.height;
+    assert.equal(await more.innerText(), 'Show more');
+    assert.equal(await more.getAttribute('aria-expanded'), 'false');
+    assert.equal(await page.getByText('line 12 of a long post').isVisible(), true, 'clamped, still in the page for search and screen readers');
+    await more.click();
+    assert.ok((await body.boundingBox())!.height > collapsed * 1.5, 'opened');
+    assert.equal(await more.innerText(), 'Show less');
+    assert.equal(await more.getAttribute('aria-expanded'), 'true');
+    // a short post has no button
+    assert.equal(await page.locator('#feed li.post', { hasText: 'Hello from Chromium' }).locator('button.show-more').count(), 0);
+
+    const background = () => page.evaluate(() => getComputedStyle(document.documentElement).backgroundColor + ' / ' + getComputedStyle(document.querySelector('section.card')!).color);
+    const light = await background();
+    await page.emulateMedia({ colorScheme: 'dark' });
+    const dark = await background();
+    assert.notEqual(dark, light);
+    assert.match(dark, /^rgb\((\d|[1-3]\d), (\d|[1-3]\d), (\d|[1-3]\d)\) \/ rgb\(2[0-5]\d, 2[0-5]\d, 2[0-5]\d\)$/, 'dark ground, light ink');
+    assert.match((await page.locator('link[rel="icon"]').getAttribute('href')) ?? '', /^data:image\/svg\+xml,/);
+  });
+
   it('on a 390 px phone: compose, then the feed, then the scheduled list; side by side on a desktop', async () => {
     const phone = await (await newContext({ javaScriptEnabled: true, viewport: { width: 390, height: 844 } })).newPage();
     await phone.goto(mainUrl);

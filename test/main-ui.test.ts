@@ -106,6 +106,11 @@ describe('the main page', () => {
     assert.ok(second.includes('due #51.') && second.includes('due #52.') && !second.includes('due #50.'));
     assert.match(second, /id="earliest"/);
     assert.ok(!second.includes('id="later"'));
+    // a cursor that is not one: the first page, saying so
+    const bad = await t.request('GET', '/?later=not-a-cursor');
+    assert.equal(bad.statusCode, 400);
+    assert.match(element(bad.body, 'notice', '</div>'), /That page of the list does not exist: showing the first page\./);
+    assert.match(element(bad.body, 'scheduled-card'), /id="scheduled-count" data-more="true">50\+</);
   });
 
   it('escapes every user string: posts, scheduled messages, notices; and a URL cannot put a notice on the page', async () => {
@@ -208,11 +213,15 @@ describe('the page without JavaScript: form posts and redirects', () => {
     assert.match(element(refused.body, 'notice', '</div>'),
       /class="notice error"[^>]*>Not scheduled: 2030-06-01 09:47 \(Europe\/Berlin\) has already passed\. Pick a later time, or tick &quot;Post now&quot; to post it at once\./);
     assert.match(element(refused.body, 'compose', '</form>'), /<textarea[^>]*>wrong AM\/PM<\/textarea>/);
+    assert.match(element(refused.body, 'compose', '</form>'), /id="compose-now" name="postNow" value="1">/, 'not ticked for the user');
     assert.equal((await d.request('GET', '/v1/messages')).json().items.length, 0, 'nothing sent');
     // in the server's zone too: 09:47:00 UTC is 30 s ago
     const justPast = await follow(t, await t.form('/ui/schedule', { ...fields, timezone: 'UTC' }));
     assert.match(element(justPast.body, 'notice', '</div>'), /2030-06-01 09:47 \(UTC\) has already passed/);
 
+    // ticked, but refused for another reason: it comes back ticked
+    const stillTicked = await follow(t, await t.form('/ui/schedule', { ...fields, username: '', postNow: '1' }));
+    assert.match(element(stillTicked.body, 'compose', '</form>'), /id="compose-now" name="postNow" value="1" checked>/);
     const now = await follow(t, await t.form('/ui/schedule', { ...fields, postNow: '1' }));
     assert.match(element(now.body, 'notice', '</div>'), /class="notice ok"[^>]*>Sent: it is posted now\./);
     const [stored] = (await d.request('GET', '/v1/messages')).json().items as { scheduledAt: string; idempotencyKey: string }[];

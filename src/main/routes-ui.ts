@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Clock } from '../clock.ts';
 import type { MainConfig } from '../config.ts';
-import { OutcomeUnknownError, toHttpError } from '../errors.ts';
+import { OutcomeUnknownError, ValidationError, toHttpError } from '../errors.ts';
 import { isValidTimeZone, parseUserTime } from '../protocol/time.ts';
 import { requirePageToken } from '../http.ts';
 import { readFeedPage, FEED_LIMIT } from './feed.ts';
 import type { DispatcherAnswer } from './pool.ts';
-import type { ScheduledMessages } from './scheduled.ts';
+import { DispatcherAnswerError, type ScheduledMessages } from './scheduled.ts';
 import type { MainStore } from './store.ts';
 import { DEFAULT_LEAD_MS, pickerValue, renderHome, wallClockText, type ComposeValues, type HomeView, type Notice } from './ui.ts';
 
@@ -118,7 +118,12 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
           paged: options.later !== undefined,
           problem: page.unavailable.length > 0 ? `Not shown: messages on ${page.unavailable.map((u) => `${u.dispatcher} (${u.message})`).join(', ')}` : undefined,
         }),
-        (err: unknown) => ({ items: [], laterCursor: null, paged: options.later !== undefined, problem: toHttpError(err).body.error.message }),
+        (err: unknown) => {
+          // a dispatcher refusing the cursor: a link that is not (or no longer) a page; the GET shows the first page
+          if (err instanceof DispatcherAnswerError && err.answer.status === 400 && options.later) throw new ValidationError('later is not a page of the scheduled list', 'later');
+          const problem = err instanceof DispatcherAnswerError ? answerMessage(err.answer) : toHttpError(err).body.error.message;
+          return { items: [], laterCursor: null, paged: options.later !== undefined, problem };
+        },
       ),
     ]);
     const view: HomeView = {
