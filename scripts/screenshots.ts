@@ -4,9 +4,10 @@
  * Starts its own services on a temp folder and free ports, fills them with a
  * small story (posts in the feed, messages scheduled ahead, a dead letter from
  * a time the main server was down), and photographs both pages with Debian's
- * Chromium at 1280x800:
- *   docs/screenshots/main.png        compose + feed + scheduled
- *   docs/screenshots/dispatcher.png  scheduled, dead letters, delivered history
+ * Chromium, light and dark (prefers-color-scheme):
+ *   docs/screenshots/main.png, main-dark.png              1280x800: compose + scheduled beside the feed
+ *   docs/screenshots/main-phone.png, main-phone-dark.png  390 px wide, the whole page: compose, feed, scheduled
+ *   docs/screenshots/dispatcher.png, dispatcher-dark.png  1280x800: scheduled, dead letters, delivered history
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -16,6 +17,8 @@ import { Processes, REPO_ROOT, freePort, requestJson, waitFor, waitHealthy } fro
 
 const OUT_DIR = join(REPO_ROOT, 'docs', 'screenshots');
 const VIEWPORT = { width: 1280, height: 800 };
+/** An iPhone 12 to 15's CSS width: the narrow screen the page is checked on. */
+const PHONE = { width: 390, height: 844 };
 const VIEWER_ZONE = 'Europe/Berlin';
 
 // Texts stay in the Basic Multilingual Plane (☕ is fine): Debian's Chromium here has no
@@ -24,6 +27,19 @@ const POSTED = [
   { username: 'Ann', message: 'Good morning! Coffee and cake in the kitchen at 10 ☕' },
   { username: 'Bo', message: 'Reminder: the release train leaves on Friday at 16:00. Merge your branches by Thursday night.' },
   { username: 'Dee', message: 'Happy birthday, Sam! Cake is on the third floor.' },
+  {
+    username: 'Cy',
+    // long enough to be collapsed behind "Show more"
+    message: [
+      'Notes from the retro:',
+      '- the deploy checklist lives in the wiki now',
+      '- on-call swaps go through the calendar, not chat',
+      '- staging is rebuilt every night at 02:00',
+      '- flaky tests get a ticket the day they fail',
+      '- the release notes draft is open for comments',
+      '- next retro in two weeks, same room',
+    ].join('\n'),
+  },
 ];
 
 const HOUR = 3_600_000;
@@ -83,23 +99,34 @@ async function main(): Promise<void> {
     mkdirSync(OUT_DIR, { recursive: true });
     const contextOptions = { viewport: VIEWPORT, timezoneId: VIEWER_ZONE, locale: 'en-US' };
 
-    const mainPage = await (await browser.newContext(contextOptions)).newPage();
-    await mainPage.goto(mainUrl);
-    await mainPage.locator('#live', { hasText: 'live' }).waitFor();
-    // someone halfway through writing the next message
-    await mainPage.fill('#compose-message', 'Pizza for everyone who stays for the release');
-    await mainPage.fill('#compose-username', 'Ann');
-    await mainPage.locator('#compose-username').blur();
-    await mainPage.screenshot({ path: join(OUT_DIR, 'main.png') });
-
-    const dispatcherContext = await browser.newContext({ ...contextOptions, httpCredentials: { username: 'admin', password: apiToken } });
-    const dispatcherPage = await dispatcherContext.newPage();
-    await dispatcherPage.goto(dispatcherUrl);
-    await dispatcherPage.screenshot({ path: join(OUT_DIR, 'dispatcher.png') });
+    const written: string[] = [];
+    for (const colorScheme of ['light', 'dark'] as const) {
+      const suffix = colorScheme === 'dark' ? '-dark' : '';
+      for (const [name, viewport] of [['main', VIEWPORT], ['main-phone', PHONE]] as const) {
+        const mainPage = await (await browser.newContext({ ...contextOptions, viewport, colorScheme })).newPage();
+        await mainPage.goto(mainUrl);
+        await mainPage.locator('#live', { hasText: 'live' }).waitFor();
+        // someone halfway through writing the next message
+        await mainPage.fill('#compose-message', 'Pizza for everyone who stays for the release');
+        await mainPage.fill('#compose-username', 'Ann');
+        await mainPage.locator('#compose-username').blur();
+        const path = join(OUT_DIR, `${name}${suffix}.png`);
+        await mainPage.screenshot({ path, fullPage: name === 'main-phone' });
+        written.push(path);
+        await mainPage.context().close();
+      }
+      const dispatcherContext = await browser.newContext({ ...contextOptions, colorScheme, httpCredentials: { username: 'admin', password: apiToken } });
+      const dispatcherPage = await dispatcherContext.newPage();
+      await dispatcherPage.goto(dispatcherUrl);
+      const path = join(OUT_DIR, `dispatcher${suffix}.png`);
+      await dispatcherPage.screenshot({ path });
+      written.push(path);
+      await dispatcherContext.close();
+    }
 
     const exit = await dev.stop('SIGINT');
     assert.equal(exit.code, 0, dev.output);
-    console.log(`wrote ${join(OUT_DIR, 'main.png')} and ${join(OUT_DIR, 'dispatcher.png')}`);
+    console.log(`wrote ${written.join(', ')}`);
   } finally {
     await browser.close();
     await procs.cleanup();

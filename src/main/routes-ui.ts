@@ -2,22 +2,30 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Clock } from '../clock.ts';
 import type { MainConfig } from '../config.ts';
-import { NotScheduledError, OutcomeUnknownError, toHttpError } from '../errors.ts';
+import { NotScheduledError, OutcomeUnknownError, ValidationError, toHttpError } from '../errors.ts';
+import { isValidTimeZone, parseUserTime } from '../protocol/time.ts';
 import { requirePageToken } from '../http.ts';
 import { readFeedPage, FEED_LIMIT } from './feed.ts';
 import type { DispatcherAnswer } from './pool.ts';
-import type { ScheduledMessages } from './scheduled.ts';
+import { DispatcherAnswerError, type ScheduledMessages } from './scheduled.ts';
 import type { MainStore } from './store.ts';
 import { DEFAULT_LEAD_MS, pickerValue, renderHome, wallClockText, type ComposeValues, type HomeView, type Notice } from './ui.ts';
 
 /**
- * The page at `/` and the plain form posts behind it. Each form answers with a
- * redirect (303) back to the page, which shows what happened in #notice
- * (`?notice=` or `?error=`), so reloading never posts twice. A compose form
- * that failed is shown again at once, filled in, so nothing typed is lost,
- * with the same idempotency key: when the dispatcher did not confirm (the
- * message may or may not be scheduled) the page says so, and submitting the
- * form again stores it at most once. Only the page after a success has a new key.
+ * The page at `/` and the plain form posts behind it. Every form post answers
+ * with a redirect (303) to `/?flash=<id>`, Post/Redirect/Get, so a reload
+ * never posts again; what happened is kept on the server under that id (see
+ * Flashes) and shown once: a reload shows the page without the notice.
+ *
+ * A compose form that failed comes back filled in, so nothing typed is lost
+ * (on a reload too), with the same idempotency key: when the dispatcher did
+ * not confirm (the message may or may not be scheduled) the page says so, and
+ * submitting the form again stores it at most once. Only the page after a
+ * success has a new key.
+ *
+ * A time already past is refused here unless "post now" is ticked: the form
+ * is for people, and a wrong AM/PM must not turn into an instant post. The
+ * JSON API keeps taking past times as "due now" (documented).
  */
 export interface UiRoutesContext {
   config: Readonly<MainConfig>;
@@ -29,38 +37,93 @@ export interface UiRoutesContext {
 /** Posts shown per page of the feed. */
 const FEED_PAGE = FEED_LIMIT.fallback;
 
-/** Scheduled messages shown; the count says "+" when there are more. */
+/** Scheduled messages shown per page; "Later messages" pages on. */
 const SCHEDULED_SHOWN = 50;
 
-/** Characters of a message quoted in a notice: enough to recognise it, well within MAX_NOTICE_LENGTH. */
+/** Characters of a message quoted in a notice: enough to recognise it. */
 const PREVIEW_LENGTH = 80;
 
-/** Notices come back through the URL: cap them so a crafted link cannot fill the page. */
-const MAX_NOTICE_LENGTH = 300;
+/**
+ * Flashes kept at once and for how long. A flash lives from a form post to the
+ * GET of its redirect (milliseconds) and, for a compose form that failed, until
+ * the user reloads or leaves: ten minutes covers a coffee; a thousand covers
+ * any page traffic between a post and its redirect, and bounds the memory (at
+ * most 5,000 characters each).
+ */
+const MAX_FLASHES = 1_000;
+const FLASH_TTL_MS = 10 * 60_000;
+
+/**
+ * What a form post leaves for the page it redirects to, in memory under a
+ * random id (no user text in the URL, so a crafted link cannot put words on
+ * the page): the notice, shown by the first GET only, and a compose form to
+ * show again, kept for reloads until it expires.
+ */
+class Flashes {
+  #items = new Map<string, { notice?: Notice | undefined; compose?: ComposeValues | undefined; expires: number }>();
+  #clock: Clock;
+
+  constructor(clock: Clock) {
+    this.#clock = clock;
+  }
+
+  put(notice: Notice, compose?: ComposeValues): string {
+    const now = this.#clock.now();
+    // a Map iterates in insertion order: the oldest first
+    for (const [id, flash] of this.#items) {
+      if (flash.expires > now && this.#items.size < MAX_FLASHES) break;
+      this.#items.delete(id);
+    }
+    const id = randomUUID();
+    this.#items.set(id, { notice, compose, expires: now + FLASH_TTL_MS });
+    return id;
+  }
+
+  /** The notice (once) and the compose form (until it expires) left under `id`. */
+  take(id: string): { notice?: Notice | undefined; compose?: ComposeValues | undefined } {
+    const flash = this.#items.get(id);
+    if (!flash || flash.expires <= this.#clock.now()) return {};
+    const { notice, compose } = flash;
+    if (compose) flash.notice = undefined;
+    else this.#items.delete(id);
+    return { notice, compose };
+  }
+}
 
 export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext): void {
   const { config, store, clock, scheduled } = context;
   const auth = { preHandler: requirePageToken(config.accessToken, 'psched') };
+  const flashes = new Flashes(clock);
 
   const defaultCompose = (): ComposeValues => ({
     username: '',
     message: '',
-    time: pickerValue(clock.now() + DEFAULT_LEAD_MS, config.timeZone),
+    time: pickerValue(clock.now() + DEFAULT_LEAD_MS, config.timeZone).slice(0, 16),
     timeZone: config.timeZone,
     isDefault: true,
+    postNow: false,
     idempotencyKey: randomUUID(),
   });
 
-  const renderPage = async (reply: FastifyReply, options: { status?: number; notice?: Notice; compose?: ComposeValues; cursor?: string }) => {
+  const renderPage = async (
+    reply: FastifyReply,
+    options: { status?: number; notice?: Notice | undefined; compose?: ComposeValues | undefined; cursor?: string | undefined; later?: string | undefined },
+  ) => {
     const [feed, pending] = await Promise.all([
       readFeedPage(store, { limit: FEED_PAGE, cursor: options.cursor }),
-      scheduled.list({ limit: String(SCHEDULED_SHOWN), status: 'scheduled' }).then(
+      scheduled.list({ limit: String(SCHEDULED_SHOWN), status: 'scheduled', cursor: options.later }).then(
         (page) => ({
           items: page.items,
-          more: page.nextCursor !== null,
+          laterCursor: page.nextCursor,
+          paged: options.later !== undefined,
           problem: page.unavailable.length > 0 ? `Not shown: messages on ${page.unavailable.map((u) => `${u.dispatcher} (${u.message})`).join(', ')}` : undefined,
         }),
-        (err: unknown) => ({ items: [], more: false, problem: toHttpError(err).body.error.message }),
+        (err: unknown) => {
+          // a dispatcher refusing the cursor: a link that is not (or no longer) a page; the GET shows the first page
+          if (err instanceof DispatcherAnswerError && err.answer.status === 400 && options.later) throw new ValidationError('later is not a page of the scheduled list', 'later');
+          const problem = err instanceof DispatcherAnswerError ? answerMessage(err.answer) : toHttpError(err).body.error.message;
+          return { items: [], laterCursor: null, paged: options.later !== undefined, problem };
+        },
       ),
     ]);
     const view: HomeView = {
@@ -70,19 +133,27 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
       olderCursor: feed.nextCursor,
       live: !options.cursor,
       scheduled: pending,
+      cursors: { feed: options.cursor, scheduled: options.later },
       timeZone: config.timeZone,
     };
     return reply.status(options.status ?? 200).type('text/html; charset=utf-8').header('cache-control', 'no-store').send(renderHome(view));
   };
 
+  const redirectWith = (reply: FastifyReply, notice: Notice, compose?: ComposeValues) =>
+    reply.redirect(`/?${new URLSearchParams({ flash: flashes.put(notice, compose) })}`, 303);
+
   app.get('/', auth, async (request, reply) => {
     const query = request.query as Record<string, unknown>;
-    const cursor = typeof query.cursor === 'string' && query.cursor ? query.cursor : undefined;
+    const text = (name: string) => (typeof query[name] === 'string' && query[name] ? (query[name] as string) : undefined);
+    const cursor = text('cursor');
+    const later = text('later');
+    const flash = text('flash');
+    const { notice, compose } = flash ? flashes.take(flash) : {};
     try {
-      return await renderPage(reply, { notice: noticeFrom(query), cursor });
+      return await renderPage(reply, { notice, compose, cursor, later });
     } catch (err) {
-      if (!cursor || toHttpError(err).status !== 400) throw err;
-      return renderPage(reply, { status: 400, notice: { kind: 'error', text: 'That page of the feed does not exist: showing the newest posts.' } });
+      if (!(cursor || later) || toHttpError(err).status !== 400) throw err;
+      return renderPage(reply, { status: 400, notice: { kind: 'error', text: 'That page of the list does not exist: showing the first page.' }, compose });
     }
   });
 
@@ -90,19 +161,25 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
     const form = formFields(request.body);
     const compose: ComposeValues = {
       username: form('username'),
-      message: form('message'),
+      message: fromTextarea(form('message')),
       time: form('time'),
       timeZone: form('timezone') || config.timeZone,
       isDefault: false,
+      postNow: form('postNow') !== '',
       // a page rendered before forms had keys: this submit gets one, kept if the form comes back
       idempotencyKey: form('idempotencyKey') || randomUUID(),
     };
+    const refuse = (kind: Notice['kind'], text: string) => redirectWith(reply, { kind, text }, compose);
+    if (!compose.postNow) {
+      const passed = pastTime(compose.time, compose.timeZone, clock.now());
+      if (passed) return refuse('error', `Not scheduled: ${passed} has already passed. Pick a later time, or tick "Post now" to post it at once.`);
+    }
     let answer: DispatcherAnswer;
     try {
       answer = await scheduled.schedule({
         username: compose.username,
         message: compose.message,
-        scheduledAt: compose.time,
+        ...(compose.postNow ? { delaySeconds: 0 } : { scheduledAt: compose.time }),
         timeZone: compose.timeZone,
         // original dispatchers take no key (the form's own is then unused)
         ...(scheduled.original ? {} : { idempotencyKey: compose.idempotencyKey }),
@@ -112,70 +189,84 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
         const advice = err.idempotencyKey === null
           ? 'The original dispatcher cannot tell a second submit from a new message: look at its page before submitting again, or it may be posted twice.'
           : 'Submitting this form again is safe: it will not be posted twice.';
-        return renderPage(reply, { status: err.status, notice: { kind: 'warn', text: `May or may not be scheduled: ${err.detail}. ${advice}` }, compose });
+        return refuse('warn', `May or may not be scheduled: ${err.detail}. ${advice}`);
       }
-      const { status, body } = toHttpError(err);
-      const text = err instanceof NotScheduledError ? err.message : `Not scheduled: ${body.error.message}`;
-      return renderPage(reply, { status, notice: { kind: 'error', text }, compose });
+      return refuse('error', err instanceof NotScheduledError ? err.message : `Not scheduled: ${toHttpError(err).body.error.message}`);
     }
-    if (answer.status >= 400) {
-      return renderPage(reply, { status: answer.status, notice: { kind: 'error', text: `Not scheduled: ${answerMessage(answer)}` }, compose });
-    }
+    if (answer.status >= 400) return refuse('error', `Not scheduled: ${answerMessage(answer)}`);
     const stored = answer.body as { scheduledAt: string; message: string };
     const at = `${wallClockText(Date.parse(stored.scheduledAt), compose.timeZone)} (${compose.timeZone})`;
     // 200: this form's key was stored before (a submit whose answer was lost): that message stands, as first sent
-    if (answer.status === 200) return redirectWith(reply, 'notice', `Already scheduled for ${at} by an earlier submit of this form, not posted twice: ${preview(stored.message)}`);
-    return redirectWith(reply, 'notice', `Scheduled for ${at}.`);
+    if (answer.status === 200) return redirectWith(reply, { kind: 'ok', text: `Already scheduled for ${at} by an earlier submit of this form, not posted twice: ${preview(stored.message)}` });
+    return redirectWith(reply, { kind: 'ok', text: compose.postNow ? 'Sent: it is posted now.' : `Scheduled for ${at}.` });
   });
 
   app.post('/ui/scheduled/:id/reschedule', auth, async (request, reply) => {
     const { id } = request.params as { id: string };
     const form = formFields(request.body);
     const timeZone = form('timezone') || config.timeZone;
+    const passed = pastTime(form('time'), timeZone, clock.now());
+    if (passed) return redirectWith(reply, { kind: 'error', text: `Not moved: ${passed} has already passed. Pick a later time.` });
     return settle(reply, () => scheduled.update(id, { scheduledAt: form('time'), timeZone }), (answer) => {
       const at = Date.parse((answer.body as { scheduledAt: string }).scheduledAt);
       return `Moved to ${wallClockText(at, timeZone)} (${timeZone}).`;
     });
   });
 
+  app.post('/ui/scheduled/:id/edit', auth, async (request, reply) => {
+    const { id } = request.params as { id: string };
+    const message = fromTextarea(formFields(request.body)('message'));
+    return settle(reply, () => scheduled.update(id, { message }), (answer) => `Text changed: ${preview((answer.body as { message: string }).message)}`);
+  });
+
   app.post('/ui/scheduled/:id/cancel', auth, async (request, reply) => {
     const { id } = request.params as { id: string };
     return settle(reply, () => scheduled.cancel(id), () => 'Cancelled.');
   });
+
+  /** Runs a change and redirects to the page with what came of it. */
+  async function settle(reply: FastifyReply, change: () => Promise<DispatcherAnswer>, success: (answer: DispatcherAnswer) => string) {
+    const error = (text: string) => redirectWith(reply, { kind: 'error', text });
+    let answer: DispatcherAnswer;
+    try {
+      answer = await change();
+    } catch (err) {
+      return error(toHttpError(err).body.error.message);
+    }
+    if (answer.status < 300) return redirectWith(reply, { kind: 'ok', text: success(answer) });
+    if (answer.status === 404) return error('That message is no longer scheduled: it was cancelled or has been posted.');
+    if (answer.status === 409) {
+      const status = (answer.body as { error?: { status?: string } } | null)?.error?.status;
+      return error(`Too late: the message is already ${status ?? 'on its way'}.`);
+    }
+    return error(answerMessage(answer));
+  }
 }
 
-/** Runs a change and redirects to the page with what came of it. */
-async function settle(reply: FastifyReply, change: () => Promise<DispatcherAnswer>, success: (answer: DispatcherAnswer) => string) {
-  let answer: DispatcherAnswer;
+/**
+ * "2024-01-01 09:47 (Europe/Berlin)" when `time`, read in `timeZone`, is
+ * before `now`; undefined when it is not, or cannot be read (the usual
+ * validation then says why).
+ */
+function pastTime(time: string, timeZone: string, now: number): string | undefined {
+  if (!time || !isValidTimeZone(timeZone)) return undefined;
+  let instant: number;
   try {
-    answer = await change();
-  } catch (err) {
-    return redirectWith(reply, 'error', toHttpError(err).body.error.message);
+    instant = parseUserTime(time, timeZone);
+  } catch {
+    return undefined;
   }
-  if (answer.status < 300) return redirectWith(reply, 'notice', success(answer));
-  if (answer.status === 404) return redirectWith(reply, 'error', 'That message is no longer scheduled: it was cancelled or has been posted.');
-  if (answer.status === 409) {
-    const status = (answer.body as { error?: { status?: string } } | null)?.error?.status;
-    return redirectWith(reply, 'error', `Too late: the message is already ${status ?? 'on its way'}.`);
-  }
-  return redirectWith(reply, 'error', answerMessage(answer));
+  return instant < now ? `${wallClockText(instant, timeZone)} (${timeZone})` : undefined;
+}
+
+/** A browser sends a textarea's line breaks as CRLF: stored as typed (LF), so the page's counter and the limit agree. */
+function fromTextarea(text: string): string {
+  return text.replaceAll('\r\n', '\n');
 }
 
 /** The start of a message, to name it in a notice. */
 function preview(text: string): string {
   return text.length > PREVIEW_LENGTH ? `${text.slice(0, PREVIEW_LENGTH)}…` : text;
-}
-
-function redirectWith(reply: FastifyReply, kind: 'notice' | 'error', text: string) {
-  return reply.redirect(`/?${new URLSearchParams({ [kind]: text })}`, 303);
-}
-
-function noticeFrom(query: Record<string, unknown>): Notice | undefined {
-  for (const kind of ['error', 'notice'] as const) {
-    const text = query[kind];
-    if (typeof text === 'string' && text) return { kind: kind === 'error' ? 'error' : 'ok', text: text.slice(0, MAX_NOTICE_LENGTH) };
-  }
-  return undefined;
 }
 
 /** A form field as a string; missing or repeated fields read as empty. */

@@ -8,20 +8,29 @@ import { MAIN_PAGE_SCRIPT } from './ui-script.ts';
 
 /**
  * The main server's page: the original's compose form and feed, plus the
- * messages still scheduled, with edit-time and cancel. Server-rendered and
- * complete without JavaScript; every user string goes through html``.
+ * messages still scheduled, with edit (time to the second, text) and cancel.
+ * Server-rendered and complete without JavaScript; every user string goes
+ * through html``.
  *
  * The feed is newest first (the original showed oldest first): new posts
  * arrive live at the top, where the eye is, and a long feed pages backwards.
+ * The page reads compose, feed, scheduled in the document (and so on a phone,
+ * and for a screen reader); on a wide screen the scheduled list sits under
+ * the compose form, beside the feed.
  *
  * The compose form carries its own idempotency key (a hidden input), made
  * when the page is rendered, kept when the form is shown again after a
  * failure or an unknown outcome, new only with the page after a success:
  * sending the same form twice stores one message.
  *
- * Stable hooks for tests and scripts: #notice, #compose, #feed (li.post, with
+ * Every per-message control has an accessible name that says which message
+ * ("Cancel the message from Ann due …: Hello…"), not just "Cancel".
+ *
+ * Stable hooks for tests and scripts: #notice, #compose (#compose-now, the
+ * "post now" box; #compose-counter; #compose-time-error), #feed (li.post, with
  * id "post-<id>"), #older, #scheduled (li with data-id = the message id),
- * form.reschedule, form.cancel, #live.
+ * #scheduled-count, #scheduled-empty, #later, form.reschedule, form.edit-text,
+ * form.cancel, #live.
  */
 
 export interface Notice {
@@ -38,6 +47,8 @@ export interface ComposeValues {
   timeZone: string;
   /** True for the server's default time, which the script replaces with the viewer's. */
   isDefault: boolean;
+  /** "Post now" ticked: the time is ignored, the message is sent at once. */
+  postNow: boolean;
   /** This form's idempotency key: the same on every submit of this form. */
   idempotencyKey: string;
 }
@@ -50,7 +61,16 @@ export interface HomeView {
   olderCursor: string | null;
   /** True on the first page: only it updates live. */
   live: boolean;
-  scheduled: { items: ScheduledJson[]; more: boolean; problem?: string | undefined };
+  scheduled: {
+    items: ScheduledJson[];
+    /** Cursor of the next (later) page of the scheduled list, null on the last page. */
+    laterCursor: string | null;
+    /** True when this is not the first page of the scheduled list. */
+    paged: boolean;
+    problem?: string | undefined;
+  };
+  /** The cursors this page was asked for, kept by the links that page the other list. */
+  cursors: { feed?: string | undefined; scheduled?: string | undefined };
   /** The zone the server reads times in when no script sends the viewer's. */
   timeZone: string;
 }
@@ -58,26 +78,36 @@ export interface HomeView {
 /** How far ahead the compose form's time defaults to, as the original's page did. */
 export const DEFAULT_LEAD_MS = 5 * 60_000;
 
+/** Characters of a message quoted in a control's accessible name: enough to tell messages apart, short enough to listen to. */
+const LABEL_PREVIEW = 40;
+
 /** "YYYY-MM-DD HH:MM" in a zone, with ":SS" when the seconds are not zero: for notices. */
 export function wallClockText(instant: number, timeZone: string): string {
   const text = formatWallClock(instant, timeZone);
   return text.endsWith(':00') ? text.slice(0, 16) : text;
 }
 
-/** A datetime-local value ("YYYY-MM-DDTHH:MM") for an instant in a zone. */
+/** A datetime-local value ("YYYY-MM-DDTHH:MM", with ":SS" when the seconds are not zero) for an instant in a zone. */
 export function pickerValue(instant: number, timeZone: string): string {
-  return formatWallClock(instant, timeZone).slice(0, 16).replace(' ', 'T');
+  return wallClockText(instant, timeZone).replace(' ', 'T');
+}
+
+/** A link to this page with the given cursors (either list's position kept when the other pages). */
+function pageHref(cursors: { feed?: string | undefined; scheduled?: string | undefined }): string {
+  const params = new URLSearchParams();
+  if (cursors.feed) params.set('cursor', cursors.feed);
+  if (cursors.scheduled) params.set('later', cursors.scheduled);
+  const query = params.toString();
+  return query ? `/?${query}` : '/';
 }
 
 export function renderHome(view: HomeView): string {
   const body = html`
 ${view.notice ? html`<div id="notice" class="notice ${view.notice.kind}" role="status">${view.notice.text}</div>` : ''}
-<div class="grid-2">
-  <div class="column">
-    ${composeCard(view.compose)}
-    ${scheduledCard(view)}
-  </div>
+<div class="home">
+  ${composeCard(view.compose)}
   ${feedCard(view)}
+  ${scheduledCard(view)}
 </div>`;
   return page({
     title: 'Feed',
@@ -92,55 +122,77 @@ function composeCard(values: ComposeValues): SafeHtml {
   <h2>Schedule a message</h2>
   <form id="compose" method="post" action="/ui/schedule">
     <label for="compose-message">Message</label>
-    <textarea id="compose-message" name="message" required>${values.message}</textarea>
+    <textarea id="compose-message" name="message" required aria-describedby="compose-counter">${values.message}</textarea>
+    <p class="hint counter" id="compose-counter" data-max="${LIMITS.messageMax}">Up to ${LIMITS.messageMax.toLocaleString('en-US')} characters.</p>
     <label for="compose-username">Name</label>
     <input id="compose-username" name="username" required maxlength="${LIMITS.usernameMax}" autocomplete="nickname" value="${values.username}">
     <label for="compose-time">Post at</label>
-    <input id="compose-time" type="datetime-local" name="time" step="1" required value="${values.time}"${values.isDefault ? html` data-default` : ''}>
+    <input id="compose-time" type="datetime-local" name="time" step="1" required value="${values.time}"${values.isDefault ? html` data-default` : ''} aria-describedby="compose-time-error compose-tz">
+    <p class="field-error" id="compose-time-error" role="alert" hidden></p>
+    <label class="check"><input type="checkbox" id="compose-now" name="postNow" value="1"${values.postNow ? html` checked` : ''}> Post now (ignore the time)</label>
     <input type="hidden" name="timezone" value="${values.timeZone}">
     <input type="hidden" name="idempotencyKey" value="${values.idempotencyKey}">
-    <p class="empty">Time zone: <span class="tz-name">${values.timeZone}</span></p>
+    <p class="empty" id="compose-tz">Time zone: <span class="tz-name">${values.timeZone}</span></p>
     <div class="actions"><button type="submit">Schedule</button></div>
   </form>
 </section>`;
 }
 
 function scheduledCard(view: HomeView): SafeHtml {
-  const { items, more, problem } = view.scheduled;
+  const { items, laterCursor, paged, problem } = view.scheduled;
+  const more = laterCursor !== null;
   return html`<section class="card" id="scheduled-card">
-  <h2>Scheduled <span class="count" id="scheduled-count">${items.length}${more ? '+' : ''}</span></h2>
+  <h2>Scheduled <span class="count" id="scheduled-count" data-more="${more ? 'true' : 'false'}">${items.length}${more ? '+' : ''}</span></h2>
   ${problem ? html`<p class="notice error" id="scheduled-problem">${problem}</p>` : ''}
-  ${items.length === 0 && !problem ? html`<p class="empty" id="scheduled-empty">Nothing scheduled.</p>` : ''}
+  ${problem && items.length === 0 ? '' : html`<p class="empty" id="scheduled-empty"${items.length > 0 ? html` hidden` : ''}>${more ? 'Nothing left on this page: see the later messages.' : paged ? 'Nothing scheduled after these.' : 'Nothing scheduled.'}</p>`}
   <ul class="items" id="scheduled">${items.map((item) => scheduledItem(item, view.timeZone))}</ul>
+  ${more || paged ? html`<p class="pager">${paged ? html`<a href="${pageHref({ feed: view.cursors.feed })}" id="earliest">Back to the earliest</a>` : ''}${more ? html`<a class="button secondary" id="later" href="${pageHref({ feed: view.cursors.feed, scheduled: laterCursor })}">Later messages</a>` : ''}</p>` : ''}
 </section>`;
+}
+
+/** "the message from Ann due 2099-01-01 10:30 (UTC): Hello…": which message a control acts on. */
+function whichMessage(item: ScheduledJson, timeZone: string): string {
+  const chars = [...item.message];
+  const preview = chars.length > LABEL_PREVIEW ? `${chars.slice(0, LABEL_PREVIEW).join('')}…` : item.message;
+  return `the message from ${item.username} due ${wallClockText(Date.parse(item.scheduledAt), timeZone)} (${timeZone}): ${preview}`;
 }
 
 function scheduledItem(item: ScheduledJson, timeZone: string): SafeHtml {
   const instant = Date.parse(item.scheduledAt);
   const path = `/ui/scheduled/${encodeURIComponent(item.id)}`;
+  const which = whichMessage(item, timeZone);
   return html`<li data-id="${item.id}">
     <div class="meta"><strong class="username">${item.username}</strong><span>due ${timeTag(instant)}</span><span class="badge ${item.status}">${item.status}</span></div>
     <p class="text">${item.message}</p>
+    <form class="reschedule" method="post" action="${path}/reschedule">
+      <input type="datetime-local" name="time" step="1" required aria-label="New time for ${which}" data-label="New time for" value="${pickerValue(instant, timeZone)}" data-instant="${item.scheduledAt}">
+      <input type="hidden" name="timezone" value="${timeZone}">
+      <button type="submit" class="small secondary" aria-label="Change the time of ${which}" data-label="Change the time of">Change time</button>
+    </form>
+    <p class="field-error" role="alert" hidden></p>
     <div class="row-actions">
-      <form class="reschedule" method="post" action="${path}/reschedule">
-        <input type="datetime-local" name="time" required aria-label="New time" value="${pickerValue(instant, timeZone)}" data-instant="${item.scheduledAt}">
-        <input type="hidden" name="timezone" value="${timeZone}">
-        <button type="submit" class="small secondary">Change time</button>
-      </form>
+      <details class="edit">
+        <summary aria-label="Edit the text of ${which}" data-label="Edit the text of">Edit text</summary>
+        <form class="edit-text" method="post" action="${path}/edit">
+          <textarea name="message" required aria-label="New text for ${which}" data-label="New text for">${item.message}</textarea>
+          <p class="hint counter" data-max="${LIMITS.messageMax}">Up to ${LIMITS.messageMax.toLocaleString('en-US')} characters.</p>
+          <button type="submit" class="small secondary" aria-label="Save the new text of ${which}" data-label="Save the new text of">Save text</button>
+        </form>
+      </details>
       <form class="cancel" method="post" action="${path}/cancel">
-        <button type="submit" class="small danger">Cancel</button>
+        <button type="submit" class="small danger" aria-label="Cancel ${which}" data-label="Cancel">Cancel</button>
       </form>
     </div>
   </li>`;
 }
 
 function feedCard(view: HomeView): SafeHtml {
-  return html`<section class="card" id="feed-card">
-  <h2>Feed <span class="badge" id="live" hidden></span></h2>
+  return html`<section class="card" id="feed-card" aria-labelledby="feed-title">
+  <h2 id="feed-title">Feed <span class="badge" id="live" hidden></span></h2>
   ${view.posts.length === 0 ? html`<p class="empty" id="feed-empty">${view.live ? 'No posts yet. Schedule one: it appears here at its time.' : 'No older posts.'}</p>` : ''}
-  <ul class="items" id="feed" data-live="${view.live ? 'true' : 'false'}">${view.posts.map(postItem)}</ul>
-  ${view.olderCursor ? html`<p><a class="button" id="older" href="/?cursor=${encodeURIComponent(view.olderCursor)}">Older posts</a></p>` : ''}
-  ${view.live ? '' : html`<p><a href="/" id="newest">Back to the newest posts</a></p>`}
+  <ul class="items" id="feed" data-live="${view.live ? 'true' : 'false'}" aria-live="polite" aria-relevant="additions">${view.posts.map(postItem)}</ul>
+  ${view.olderCursor ? html`<p class="pager"><a class="button secondary" id="older" href="${pageHref({ feed: view.olderCursor, scheduled: view.cursors.scheduled })}">Older posts</a></p>` : ''}
+  ${view.live ? '' : html`<p><a href="${pageHref({ scheduled: view.cursors.scheduled })}" id="newest">Back to the newest posts</a></p>`}
 </section>`;
 }
 

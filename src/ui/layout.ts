@@ -6,9 +6,14 @@ import { html, type SafeHtml, unsafeRaw } from '../html.ts';
  * stylesheet inlined, server-rendered HTML, optional small scripts.
  */
 const STYLES = `
-:root { --bg:#f6f7fb; --card:#fff; --ink:#1d2433; --muted:#667085; --line:#e4e7ec; --accent:#4f46e5; --accent-ink:#fff;
-  --ok:#067647; --ok-bg:#ecfdf3; --warn:#b54708; --warn-bg:#fffaeb; --bad:#b42318; --bad-bg:#fef3f2; --info:#175cd3; --info-bg:#eff8ff;
+:root { --bg:#f6f7fb; --card:#fff; --field:#fff; --ink:#1d2433; --muted:#667085; --line:#e4e7ec; --accent:#4f46e5; --accent-ink:#fff;
+  --ok:#067647; --ok-bg:#ecfdf3; --warn:#b54708; --warn-bg:#fffaeb; --bad:#b42318; --bad-bg:#fef3f2; --bad-line:#fecdca; --info:#175cd3; --info-bg:#eff8ff; --arrive:#eef2ff;
+  color-scheme: light dark;
   font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", sans-serif; color: var(--ink); background: var(--bg); }
+@media (prefers-color-scheme: dark) {
+  :root { --bg:#0f1320; --card:#171c2b; --field:#0f1320; --ink:#e6e8ef; --muted:#9aa3b5; --line:#2a3145; --accent:#8b85ff; --accent-ink:#0f1320;
+    --ok:#6ce9a6; --ok-bg:#0b2a1d; --warn:#fdb022; --warn-bg:#2e1f05; --bad:#fda29b; --bad-bg:#37110e; --bad-line:#7a271a; --info:#84caff; --info-bg:#0b2545; --arrive:#262c52; }
+}
 * { box-sizing: border-box; }
 body { margin: 0; }
 header.top { background: var(--card); border-bottom: 1px solid var(--line); }
@@ -20,16 +25,23 @@ main { max-width: 1100px; margin: 0 auto; padding: 20px; display: grid; gap: 20p
 .grid-2 { display: grid; grid-template-columns: minmax(280px, 430px) 1fr; gap: 20px; align-items: start; }
 .column { display: grid; gap: 20px; align-content: start; min-width: 0; }
 @media (max-width: 800px) { .grid-2 { grid-template-columns: 1fr; } }
+/* the main page: compose, feed, scheduled in the document; side by side on a wide screen, in that order on a phone */
+.home { display: grid; gap: 20px; align-items: start; grid-template-columns: minmax(280px, 430px) minmax(0, 1fr); grid-template-rows: auto 1fr;
+  grid-template-areas: "compose feed" "scheduled feed"; }
+.home > #compose-card { grid-area: compose; } .home > #feed-card { grid-area: feed; } .home > #scheduled-card { grid-area: scheduled; }
+@media (max-width: 800px) { .home { grid-template-columns: minmax(0, 1fr); grid-template-rows: none; grid-template-areas: "compose" "feed" "scheduled"; } }
 section.card { background: var(--card); border: 1px solid var(--line); border-radius: 12px; padding: 18px 20px; box-shadow: 0 1px 2px rgba(16,24,40,.04); }
 section.card h2 { font-size: 16px; margin: 0 0 12px; display: flex; align-items: center; gap: 8px; }
 .count { background: var(--bg); color: var(--muted); border-radius: 999px; padding: 1px 8px; font-size: 12px; font-weight: 600; }
 label { display: block; font-size: 13px; font-weight: 600; color: var(--muted); margin: 10px 0 4px; }
-input, textarea, select { width: 100%; font: inherit; padding: 9px 11px; border: 1px solid var(--line); border-radius: 8px; background: #fff; color: var(--ink); }
+input, textarea, select { width: 100%; font: inherit; padding: 9px 11px; border: 1px solid var(--line); border-radius: 8px; background: var(--field); color: var(--ink); }
 textarea { min-height: 96px; resize: vertical; }
 input:focus, textarea:focus { outline: 2px solid color-mix(in srgb, var(--accent) 35%, transparent); border-color: var(--accent); }
 button, .button { font: inherit; font-weight: 600; border: 1px solid var(--accent); background: var(--accent); color: var(--accent-ink); border-radius: 8px; padding: 8px 14px; cursor: pointer; text-decoration: none; display: inline-block; }
-button.secondary { background: #fff; color: var(--ink); border-color: var(--line); }
-button.danger { background: #fff; color: var(--bad); border-color: #fecdca; }
+button.secondary, .button.secondary { background: var(--card); color: var(--ink); border-color: var(--line); }
+button.danger { background: var(--card); color: var(--bad); border-color: var(--bad-line); }
+button.link { background: none; border: none; padding: 0; color: var(--accent); font-size: 13px; }
+button:focus-visible, .button:focus-visible, summary:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
 button.small { padding: 4px 10px; font-size: 13px; }
 .actions { margin-top: 14px; display: flex; gap: 8px; }
 ul.items { list-style: none; margin: 0; padding: 0; }
@@ -51,10 +63,34 @@ ul.items > li:first-child { border-top: none; }
 .row-actions { display: flex; gap: 6px; margin-top: 8px; flex-wrap: wrap; align-items: center; }
 .row-actions form { display: flex; gap: 6px; margin: 0; align-items: center; }
 .row-actions input { width: auto; min-width: 0; padding: 4px 8px; font-size: 13px; }
+.hint { color: var(--muted); font-size: 12px; margin: 4px 0 0; text-align: right; }
+.hint.over { color: var(--bad); font-weight: 600; }
+.field-error { color: var(--bad); background: var(--bad-bg); border-radius: 8px; padding: 6px 10px; font-size: 13px; margin: 6px 0 0; }
+label.check { display: flex; gap: 8px; align-items: center; color: var(--ink); font-weight: 500; font-size: 14px; }
+label.check input { width: auto; margin: 0; }
+input.ignored { opacity: .5; }
+.pager { display: flex; gap: 12px; align-items: center; justify-content: space-between; margin: 12px 0 0; }
+form.reschedule { display: flex; gap: 6px; margin: 8px 0 0; flex-wrap: wrap; align-items: center; }
+form.reschedule input { flex: 1 1 215px; max-width: 260px; width: auto; min-width: 0; padding: 4px 8px; font-size: 13px; }
+button { white-space: nowrap; }
+.row-actions:has(details.edit) { justify-content: space-between; align-items: flex-start; flex-wrap: nowrap; }
+details.edit { flex: 1 1 auto; min-width: 0; padding-top: 4px; }
+details.edit summary { cursor: pointer; color: var(--accent); font-size: 13px; font-weight: 600; width: max-content; }
+details.edit form { display: grid; gap: 6px; margin-top: 6px; }
+details.edit form button { justify-self: start; }
+details.edit textarea { min-height: 72px; }
+/* long texts: clamped by the page's script (so without it everything shows), "Show more" opens them */
+.text.clamped { display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 6; overflow: hidden; }
 code { font-size: 12px; color: var(--muted); }
-@keyframes arrive { from { background: #eef2ff; } to { background: transparent; } }
+@keyframes arrive { from { background: var(--arrive); } to { background: transparent; } }
 li.new { animation: arrive 2s ease-out; }
 `;
+
+/** A clock face in the accent colour, inline: no route, no file, no request that could 404. */
+const FAVICON = `data:image/svg+xml,${encodeURIComponent(
+  '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" fill="#4f46e5"/>' +
+    '<circle cx="16" cy="16" r="10" fill="none" stroke="#fff" stroke-width="3"/><path d="M16 10v6.5l4 2.5" fill="none" stroke="#fff" stroke-width="3" stroke-linecap="round"/></svg>',
+)}`;
 
 export interface PageOptions {
   title: string;
@@ -71,6 +107,7 @@ export function page(options: PageOptions): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${options.title} · psched</title>
+<link rel="icon" href="${FAVICON}">
 <style>${unsafeRaw(STYLES)}</style>
 </head>
 <body>
