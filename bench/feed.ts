@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +53,27 @@ async function freePort(): Promise<number> {
 function cpuSeconds(pid: number): number {
   const [user, system] = cpuSplit(pid);
   return user + system;
+}
+
+/** CPU seconds per thread name (the event loop is "node"; V8's and libuv's helpers and SQLite's checkpointer have their own). */
+function threadCpu(pid: number): Map<string, number> {
+  const byName = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      byName.set(name, (byName.get(name) ?? 0) + (Number(fields[11]) + Number(fields[12])) / 100);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return byName;
+}
+
+function threadCpuSince(pid: number, before: Map<string, number>): string {
+  return [...threadCpu(pid)].map(([name, s]) => [name, s - (before.get(name) ?? 0)] as const)
+    .filter(([, s]) => s >= 0.01).sort((a, b) => b[1] - a[1]).map(([name, s]) => `${name} ${s.toFixed(2)}`).join(', ');
 }
 
 /** User and system CPU seconds of a process so far (utime, stime of stat(5), in 1/100 s). */
@@ -190,6 +211,7 @@ async function main() {
     await new Promise((r) => setTimeout(r, firstDue - Date.now() - 20));
     const cpu = [dispatcherProcess.pid!, mainProcess.pid!].map(cpuSeconds);
     const systemBefore = [dispatcherProcess.pid!, mainProcess.pid!].map((pid) => cpuSplit(pid)[1]);
+    const threadsBefore = [dispatcherProcess.pid!, mainProcess.pid!].map(threadCpu);
     const deadline = dueAt(total - 1) + 60_000;
     while ((await feed.count()) < posted + total) {
       if (Date.now() > deadline) throw new Error(`${label}: only ${(await feed.count()) - posted} of ${total} in the feed a minute after the last was due`);
@@ -198,6 +220,7 @@ async function main() {
     const used = [dispatcherProcess.pid!, mainProcess.pid!].map((pid, i) => cpuSeconds(pid) - cpu[i]!);
     const system = [dispatcherProcess.pid!, mainProcess.pid!].map((pid, i) => cpuSplit(pid)[1] - systemBefore[i]!);
     console.log(`  (${label}: CPU dispatcher ${used[0]!.toFixed(2)} s of which system ${system[0]!.toFixed(2)} s; main ${used[1]!.toFixed(2)} s of which system ${system[1]!.toFixed(2)} s)`);
+    console.log(`  (${label}: by thread, dispatcher: ${threadCpuSince(dispatcherProcess.pid!, threadsBefore[0]!)}; main: ${threadCpuSince(mainProcess.pid!, threadsBefore[1]!)})`);
     posted += total;
     return { used, ...(await feed.lateness(label)) };
   }
