@@ -1,13 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { Pool } from 'undici';
+import { cpuSeconds, cpuSplit, createBenchDatabase, freePort } from './support.ts';
 
 /**
  * `npm run bench:feed`: lateness as the feed's reader sees it. A real
@@ -42,19 +42,6 @@ const root = join(import.meta.dirname, '..');
 const children: ChildProcess[] = [];
 const cleanups: (() => Promise<void> | void)[] = [];
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-function cpuSeconds(pid: number): number {
-  const [user, system] = cpuSplit(pid);
-  return user + system;
-}
-
 /** CPU seconds per thread name (the event loop is "node"; V8's and libuv's helpers and SQLite's checkpointer have their own). */
 function threadCpu(pid: number): Map<string, number> {
   const byName = new Map<string, number>();
@@ -74,12 +61,6 @@ function threadCpu(pid: number): Map<string, number> {
 function threadCpuSince(pid: number, before: Map<string, number>): string {
   return [...threadCpu(pid)].map(([name, s]) => [name, s - (before.get(name) ?? 0)] as const)
     .filter(([, s]) => s >= 0.01).sort((a, b) => b[1] - a[1]).map(([name, s]) => `${name} ${s.toFixed(2)}`).join(', ');
-}
-
-/** User and system CPU seconds of a process so far (utime, stime of stat(5), in 1/100 s). */
-function cpuSplit(pid: number): [number, number] {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return [Number(fields[11]) / 100, Number(fields[12]) / 100];
 }
 
 async function startService(kind: 'main' | 'dispatcher', port: number, flags: Record<string, string>): Promise<ChildProcess> {
@@ -154,21 +135,10 @@ async function main() {
   let mainDb = join(dir, 'main.db');
   let dispatcherDb = join(dir, 'dispatcher.db');
   if (opts.store === 'postgres') {
-    const name = `psched_bench_feed_${Date.now()}`;
-    const admin = new pg.Client({ connectionString: opts['postgres-url'] });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${name}`);
-    await admin.end();
-    const url = new URL(opts['postgres-url']!);
-    url.pathname = `/${name}`;
-    mainDb = url.toString();
-    dispatcherDb = url.toString();
-    cleanups.push(async () => {
-      const dropper = new pg.Client({ connectionString: opts['postgres-url'] });
-      await dropper.connect();
-      await dropper.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await dropper.end();
-    });
+    const database = await createBenchDatabase(opts['postgres-url']!, 'psched_bench_feed');
+    mainDb = database.url;
+    dispatcherDb = database.url;
+    cleanups.push(database.drop);
   }
 
   const [mainPort, dispatcherPort] = [await freePort(), await freePort()];

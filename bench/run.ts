@@ -1,13 +1,12 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { Pool } from 'undici';
 import { SERVICE_V8_SETTINGS } from '../src/cli/v8-settings.ts';
+import { cpuSeconds, createBenchDatabase, freePort } from './support.ts';
 
 /**
  * `npm run bench`: the real dispatcher (separate processes, over HTTP) against
@@ -86,15 +85,6 @@ interface DispatcherProcess {
   client: Pool;
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago: a leftover dispatcher on a fixed port once answered for the new one. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 async function startDispatcher(index: number, db: string, receiverPort: number): Promise<DispatcherProcess> {
   const port = await freePort();
   const nodeArgs = opts['node-args']!.split(' ').filter(Boolean);
@@ -123,13 +113,6 @@ function rssMb(pid: number): { rss: number; peak: number; anon: number; file: nu
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
   return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024, anon: kb('RssAnon') / 1024, file: kb('RssFile') / 1024 };
-}
-
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux)
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** Bytes a process has made the kernel read from storage (page cache misses) so far. */
@@ -313,20 +296,9 @@ async function main() {
   console.log(`machine speed now: ${machineSpeed()}`);
   let db: string;
   if (opts.store === 'postgres') {
-    const name = `psched_bench_${Date.now()}`;
-    const admin = new pg.Client({ connectionString: opts['postgres-url'] });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${name}`);
-    await admin.end();
-    const url = new URL(opts['postgres-url']!);
-    url.pathname = `/${name}`;
-    db = url.toString();
-    cleanups.push(async () => {
-      const dropper = new pg.Client({ connectionString: opts['postgres-url'] });
-      await dropper.connect();
-      await dropper.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await dropper.end();
-    });
+    const database = await createBenchDatabase(opts['postgres-url']!, 'psched_bench');
+    db = database.url;
+    cleanups.push(database.drop);
   } else {
     if (dispatcherCount !== 1) throw new Error('an SQLite file belongs to one dispatcher: use --store postgres for a pool');
     const dir = mkdtempSync(join(tmpdir(), 'psched-bench-'));
