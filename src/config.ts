@@ -2,6 +2,7 @@ import { isValidTimeZone } from './protocol/time.ts';
 import { addressEntryProblem } from './allowlist.ts';
 import { isLoopbackHost } from './http.ts';
 import type { LegacyPostEncoding } from './protocol/legacy.ts';
+import { ENGINE_DEFAULTS, durationText } from './dispatcher/engine-defaults.ts';
 
 /**
  * Every option of every service, read in one place: each has a flag, an
@@ -61,15 +62,15 @@ export const DISPATCHER_OPTIONS = {
   signingSecret: { flag: 'signing-secret', env: 'PSCHED_SIGNING_SECRET', kind: 'string', default: undefined, help: 'HMAC-SHA256 secret that signs deliveries' },
   timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset (the JSON API)', check: timeZone },
   legacyTimeZone: { flag: 'legacy-timezone', env: 'PSCHED_LEGACY_TIMEZONE', kind: 'string', default: undefined, defaultHelp: '--timezone when given, else this host\'s zone', help: 'time zone for times without an offset on the original\'s /scheduleMessage.php; default --timezone when that is given, else this host\'s zone, as the original read them (MySQL NOW())', check: timeZone },
-  horizon: { flag: 'horizon', env: 'PSCHED_HORIZON', kind: 'duration', default: '60s', help: 'messages due within this window are held in memory', check: positive },
-  maxBuffered: { flag: 'max-buffered', env: 'PSCHED_MAX_BUFFERED', kind: 'int', default: '50000', help: 'cap on messages held in memory', check: positive },
-  lease: { flag: 'lease', env: 'PSCHED_LEASE', kind: 'duration', default: '10s', help: 'how long a claim lasts without renewal (failover time in a pool)', check: positive },
-  maxAttempts: { flag: 'max-attempts', env: 'PSCHED_MAX_ATTEMPTS', kind: 'int', default: '10', help: 'delivery attempts before a message goes to the dead letters', check: positive },
-  retryBase: { flag: 'retry-base', env: 'PSCHED_RETRY_BASE', kind: 'duration', default: '1s', help: 'first retry backoff (doubles each attempt, equal jitter)', check: positive },
-  retryMax: { flag: 'retry-max', env: 'PSCHED_RETRY_MAX', kind: 'duration', default: '5m', help: 'longest retry backoff', check: positive },
+  horizon: { flag: 'horizon', env: 'PSCHED_HORIZON', kind: 'duration', default: durationText(ENGINE_DEFAULTS.horizonMs), help: 'messages due within this window are held in memory', check: positive },
+  maxBuffered: { flag: 'max-buffered', env: 'PSCHED_MAX_BUFFERED', kind: 'int', default: String(ENGINE_DEFAULTS.maxBuffered), help: 'cap on messages held in memory', check: positive },
+  lease: { flag: 'lease', env: 'PSCHED_LEASE', kind: 'duration', default: durationText(ENGINE_DEFAULTS.leaseMs), help: 'how long a claim lasts without renewal (failover time in a pool)', check: positive },
+  maxAttempts: { flag: 'max-attempts', env: 'PSCHED_MAX_ATTEMPTS', kind: 'int', default: String(ENGINE_DEFAULTS.maxAttempts), help: 'delivery attempts before a message goes to the dead letters', check: positive },
+  retryBase: { flag: 'retry-base', env: 'PSCHED_RETRY_BASE', kind: 'duration', default: durationText(ENGINE_DEFAULTS.retryBaseMs), help: 'first retry backoff (doubles each attempt, equal jitter)', check: positive },
+  retryMax: { flag: 'retry-max', env: 'PSCHED_RETRY_MAX', kind: 'duration', default: durationText(ENGINE_DEFAULTS.retryMaxMs), help: 'longest retry backoff', check: positive },
   deliveryTimeout: { flag: 'delivery-timeout', env: 'PSCHED_DELIVERY_TIMEOUT', kind: 'duration', default: '10s', help: 'a delivery not answered within this is retried', check: positive },
-  concurrency: { flag: 'concurrency', env: 'PSCHED_CONCURRENCY', kind: 'int', default: '128', help: 'deliveries in flight at once (pipelined up to 32 per keep-alive connection; legacy: one each on a quarter as many connections)', check: positive },
-  retention: { flag: 'retention', env: 'PSCHED_RETENTION', kind: 'duration', default: '7d', help: 'how long delivered messages stay in the history', check: positive },
+  concurrency: { flag: 'concurrency', env: 'PSCHED_CONCURRENCY', kind: 'int', default: String(ENGINE_DEFAULTS.concurrency), help: 'deliveries in flight at once (pipelined up to 32 per keep-alive connection; legacy: one each on a quarter as many connections)', check: positive },
+  retention: { flag: 'retention', env: 'PSCHED_RETENTION', kind: 'duration', default: durationText(ENGINE_DEFAULTS.retentionMs), help: 'how long delivered messages stay in the history', check: positive },
   allowedHosts: ALLOWED_HOSTS,
   logLevel: LOG_LEVEL,
 } satisfies Record<string, OptionSpec>;
