@@ -36,7 +36,7 @@ const LIST_LIMIT = 200;
 const LOCAL_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone;
 
 const COMMON_HELP = `  --url URL        the main server (env PSCHED_MAIN_URL, default http://127.0.0.1:8080)
-  --token TOKEN    bearer token, if the server wants one (env PSCHED_API_TOKEN; next to
+  --token TOKEN    the main server's --access-token, if it has one (env PSCHED_ACCESS_TOKEN; next to
                    npm start's ./data folder, the dev token is found by itself)
   --json           print the server's JSON answer as is`;
 
@@ -159,7 +159,8 @@ export async function runClientCommand(command: ClientCommand, args: string[]): 
     console.log(CLIENT_USAGE[command]);
     return 0;
   }
-  const token = (values.token as string | undefined) ?? process.env.PSCHED_API_TOKEN ?? devToken();
+  // PSCHED_ACCESS_TOKEN: the variable the main server reads its --access-token from (PSCHED_API_TOKEN is the dispatchers' token)
+  const token = (values.token as string | undefined) ?? process.env.PSCHED_ACCESS_TOKEN ?? devToken();
   const url = values.url as string;
   const timeZone = checkTimeZone((values.timezone as string | undefined) ?? LOCAL_ZONE);
 
