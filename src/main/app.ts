@@ -7,6 +7,7 @@ import { openMainStore } from '../stores/index.ts';
 import { requireApiToken } from './auth.ts';
 import { EventStreams } from './events.ts';
 import { MainMetrics } from './metrics.ts';
+import { openApiDocument } from './openapi.ts';
 import { DispatcherPool } from './pool.ts';
 import { registerPostRoutes } from './routes-posts.ts';
 import { registerScheduledRoutes } from './routes-scheduled.ts';
@@ -78,6 +79,8 @@ export async function createMainServer(config: Readonly<MainConfig>, deps: MainS
       void reply.type(metrics.contentType).header('cache-control', 'no-store');
       return metrics.render();
     });
+    const openApi = JSON.stringify(openApiDocument());
+    app.get('/openapi.json', async (_request, reply) => reply.type('application/json; charset=utf-8').send(openApi));
     await registerPostRoutes(app, { config, store, clock, streams, metrics });
     registerScheduledRoutes(app, { config, scheduled });
     registerUiRoutes(app, { config, store, clock, scheduled });
