@@ -550,9 +550,9 @@ describe('service endpoints', () => {
 
   it('GET /healthz answers 503 "not ready", and nothing of the error, when the database does not answer', async () => {
     await using t = await startTestDispatcher();
-    const store = t.dispatcher.store as { get: (id: string) => Promise<unknown> };
-    const get = store.get;
-    store.get = async () => {
+    const store = t.dispatcher.store as { ping: () => Promise<void> };
+    const ping = store.ping;
+    store.ping = async () => {
       throw new Error('SQLITE_IOERR: disk I/O error at /secret/path/dispatcher.db');
     };
     try {
@@ -560,7 +560,7 @@ describe('service endpoints', () => {
       assert.equal(response.statusCode, 503);
       assert.deepEqual(response.json(), { status: 'not ready' });
     } finally {
-      store.get = get;
+      store.ping = ping;
     }
   });
 

@@ -46,6 +46,13 @@ function ids(messages: { id: string }[]): string[] {
 
 for (const factory of dispatcherStoreFactories()) {
   describe(`DispatcherStore contract: ${factory.name}`, () => {
+    it('answers a ping while open, and refuses one once closed', async () => {
+      const handle = await factory.create();
+      await handle.store.ping();
+      await handle[Symbol.asyncDispose]();
+      await assert.rejects(handle.store.ping());
+    });
+
     describe('insert and get', () => {
       it('stores a new message with every field set', async () => {
         await using handle = await factory.create();

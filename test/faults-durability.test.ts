@@ -92,6 +92,9 @@ describe('a dispatcher whose WAL sync fails', () => {
       const refused = await post('after');
       assert.equal(refused.statusCode, 503, refused.body);
       assert.match(refused.json().error.message, /nothing was written/);
+      // not healthy either: a load balancer stops sending it requests until the restart
+      await assert.rejects(store.ping(), DurabilityUnknownError);
+      assert.equal((await dispatcher.app.inject({ method: 'GET', url: '/healthz' })).statusCode, 503);
     } finally {
       await dispatcher.close();
       await store.close();

@@ -440,3 +440,22 @@ describe('the main server\'s GET /metrics', () => {
     assert.match(answer.body, /^nodejs_eventloop_lag_p99_seconds \d/m);
   });
 });
+
+describe('the main server\'s GET /healthz', () => {
+  it('answers ok while its database answers, and 503 "not ready" (nothing of the error) when it does not', async () => {
+    await using t = await startTestMain();
+    assert.deepEqual((await t.request('GET', '/healthz')).json(), { status: 'ok' });
+    const store = t.server.store as { ping: () => Promise<void> };
+    const ping = store.ping;
+    store.ping = async () => {
+      throw new Error('SQLITE_IOERR: disk I/O error at /secret/path/main.db');
+    };
+    try {
+      const response = await t.request('GET', '/healthz');
+      assert.equal(response.statusCode, 503);
+      assert.deepEqual(response.json(), { status: 'not ready' });
+    } finally {
+      store.ping = ping;
+    }
+  });
+});

@@ -27,6 +27,13 @@ function ids(posts: { id: string }[]): string[] {
 
 for (const factory of mainStoreFactories()) {
   describe(`MainStore contract: ${factory.name}`, () => {
+    it('answers a ping while open, and refuses one once closed', async () => {
+      const handle = await factory.create();
+      await handle.store.ping();
+      await handle[Symbol.asyncDispose]();
+      await assert.rejects(handle.store.ping());
+    });
+
     it('adds a post and lists it with every field', async () => {
       await using handle = await factory.create();
       const input = newPost();

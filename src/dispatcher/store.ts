@@ -169,6 +169,12 @@ export interface DispatcherStore {
    */
   listRecentlyDelivered(limit: number): Promise<StoredMessage[]>;
 
+  /**
+   * Resolves when the store can serve reads and writes now: a trivial query
+   * answered (/healthz). Rejects once it halted (a failed fsync).
+   */
+  ping(): Promise<void>;
+
   /** Number of messages per status. */
   countByStatus(): Promise<Record<MessageStatus, number>>;
 

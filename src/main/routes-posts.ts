@@ -108,7 +108,16 @@ export async function registerPostRoutes(app: FastifyInstance, context: PostRout
     streams.open(reply.raw, lastSeen ? () => missedPosts(store, lastSeen) : undefined);
   });
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/healthz', async (request, reply) => {
+    void reply.header('cache-control', 'no-store');
+    try {
+      await store.ping();
+    } catch (err) {
+      request.log.error({ err }, 'health check: the database does not answer');
+      return reply.status(503).send({ status: 'not ready' });
+    }
+    return { status: 'ok' };
+  });
 }
 
 /** The limits of scheduling, applied to the original's unsigned posts too. */

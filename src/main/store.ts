@@ -42,5 +42,7 @@ export interface MainStore {
   /** Newest first. */
   listPosts(query: FeedQuery): Promise<Post[]>;
   countPosts(): Promise<number>;
+  /** Resolves when the store answers a trivial query now (/healthz). */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }

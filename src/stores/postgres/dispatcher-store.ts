@@ -277,6 +277,10 @@ class PostgresDispatcherStore implements DispatcherStore {
     return rows.map(toMessage);
   }
 
+  async ping(): Promise<void> {
+    await this.#pool.query('SELECT 1');
+  }
+
   async countByStatus(): Promise<Record<MessageStatus, number>> {
     const counts = Object.fromEntries(MESSAGE_STATUSES.map((status) => [status, 0])) as Record<MessageStatus, number>;
     const { rows } = await this.#run<{ status: MessageStatus; count: number }>(this.#pool, 'countByStatus');

@@ -90,6 +90,10 @@ class PostgresMainStore implements MainStore {
     return rows.map(toPost);
   }
 
+  async ping(): Promise<void> {
+    await this.#pool.query('SELECT 1');
+  }
+
   async countPosts(): Promise<number> {
     const { rows } = await this.#run<{ count: number }>('countPosts');
     return rows[0]!.count;

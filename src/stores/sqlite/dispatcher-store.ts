@@ -301,6 +301,13 @@ class SqliteDispatcherStore implements DispatcherStore {
     });
   }
 
+  ping(): Promise<void> {
+    if (this.#halted) return Promise.reject(this.#halted);
+    return this.#commits.read(() => {
+      this.#connection.statement('SELECT 1').get();
+    });
+  }
+
   onWake(_listener: () => void): () => void {
     // One process owns the SQLite file: nobody else can change it behind our back.
     return () => {};

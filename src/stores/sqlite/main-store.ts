@@ -60,6 +60,12 @@ class SqliteMainStore implements MainStore {
     });
   }
 
+  ping(): Promise<void> {
+    return this.#commits.read(() => {
+      this.#connection.statement('SELECT 1').get();
+    });
+  }
+
   countPosts(): Promise<number> {
     return this.#commits.read(() => this.#connection.statement(sql.countPosts).get<{ count: number }>()!.count);
   }
