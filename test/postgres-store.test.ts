@@ -132,6 +132,17 @@ describe('PostgreSQL stores', { skip: url ? false : 'PSCHED_TEST_POSTGRES_URL is
     assert.equal((await mains[1]!.addPost({ id: uuidv7(), messageId: null, username: 'ann', message: 'hi', postedAt: T, scheduledAt: null })).created, true);
   });
 
+  it('a rolling upgrade: starts on a schema a newer psched migrated additively, refuses one with a breaking change', async () => {
+    await using stores = new Stores(testSchemaName());
+    await (await stores.dispatcher()).migrate();
+    const record = (version: number, breaking: boolean) => withAdminClient(url!, (client: pg.Client) =>
+      client.query(`INSERT INTO ${stores.schema}.dispatcher_migrations (version, name, breaking) VALUES ($1, 'from the future', $2)`, [version, breaking]));
+    await record(998, false);
+    await (await stores.dispatcher()).migrate(); // an additive change: the old version runs on
+    await record(999, true);
+    await assert.rejects((await stores.dispatcher()).migrate(), /schema version 999, newer than this psched knows .*breaking migration 999/);
+  });
+
   it('two processes claiming at once never hold the same message', async () => {
     await using schema = await createTestSchema(url!);
     await using stores = new Stores(schema.name);

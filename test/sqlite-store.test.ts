@@ -54,17 +54,23 @@ describe('SQLite stores', () => {
     }
   });
 
-  it('refuses a database migrated by a newer psched', async () => {
+  it('runs on a database a newer psched migrated additively, refuses one with a breaking change', async () => {
     using folder = tempFolder();
     const file = join(folder.path, 'dispatcher.db');
     const store = openSqliteDispatcherStore(file);
     await store.migrate();
     await store.close();
     const db = new DatabaseSync(file);
-    db.prepare('INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)').run(999, 'from the future', 0);
+    // an additive change from a newer psched: this one still runs on it
+    db.prepare('INSERT INTO migrations (version, name, applied_at, breaking) VALUES (?, ?, ?, 0)').run(998, 'from the future', 0);
+    const additive = openSqliteDispatcherStore(file);
+    await additive.migrate();
+    await additive.close();
+    // a breaking one: refused, naming it
+    db.prepare('INSERT INTO migrations (version, name, applied_at, breaking) VALUES (?, ?, ?, 1)').run(999, 'from the future', 0);
     db.close();
     const newer = openSqliteDispatcherStore(file);
-    await assert.rejects(newer.migrate(), /schema version 999, newer than this psched knows/);
+    await assert.rejects(newer.migrate(), /schema version 999, newer than this psched knows .*breaking migration 999/);
     await newer.close();
   });
 

@@ -8,11 +8,9 @@ import { inTransaction } from './connection.ts';
  * moment; the first applies a migration, the others wait on the lock, then
  * find the version recorded and skip it.
  */
-export interface Migration {
-  version: number;
-  name: string;
-  sql: string;
-}
+import { newerSchemaMessage, type Migration } from '../migration.ts';
+
+export type { Migration };
 
 export interface MigrationTarget {
   /** Records the applied versions; one per store, so both stores can share a schema. */
@@ -37,13 +35,15 @@ export async function runMigrations(pool: pg.Pool, target: MigrationTarget): Pro
           name text NOT NULL,
           applied_at timestamptz NOT NULL DEFAULT now()
         )`);
-        const { rows } = await client.query<{ latest: number | null; applied: boolean }>(
-          `SELECT max(version) AS latest, bool_or(version = $1) AS applied FROM ${target.table}`,
-          [migration.version],
+        // whether each applied migration is breaking, for an older psched to read (see ../migration.ts); older rows count as breaking
+        await client.query(`ALTER TABLE ${target.table} ADD COLUMN IF NOT EXISTS breaking boolean NOT NULL DEFAULT true`);
+        const { rows } = await client.query<{ breaking: number[] | null; applied: boolean }>(
+          `SELECT array_agg(version ORDER BY version) FILTER (WHERE version > $2 AND breaking) AS breaking, bool_or(version = $1) AS applied FROM ${target.table}`,
+          [migration.version, known],
         );
-        refuseNewerSchema(rows[0]?.latest ?? null, known);
+        refuseNewerSchema(rows[0]?.breaking ?? [], known);
         if (rows[0]?.applied) return;
-        await client.query(`INSERT INTO ${target.table} (version, name) VALUES ($1, $2)`, [migration.version, migration.name]);
+        await client.query(`INSERT INTO ${target.table} (version, name, breaking) VALUES ($1, $2, $3)`, [migration.version, migration.name, migration.breaking]);
         await client.query(migration.sql);
       });
     } catch (err) {
@@ -60,11 +60,7 @@ class NewerSchemaError extends Error {
   override name = 'NewerSchemaError';
 }
 
-/** A database migrated by a newer psched may hold data this version would mishandle. */
-function refuseNewerSchema(latest: number | null, known: number): void {
-  if (latest !== null && latest > known) {
-    throw new NewerSchemaError(
-      `This PostgreSQL database has schema version ${latest}, newer than this psched knows (${known}). Upgrade psched or use another --db.`,
-    );
-  }
+/** A database migrated by a newer psched with a breaking change may hold data this version would mishandle. */
+function refuseNewerSchema(breaking: number[], known: number): void {
+  if (breaking.length > 0) throw new NewerSchemaError(newerSchemaMessage('PostgreSQL', breaking, known));
 }

@@ -20,6 +20,7 @@ export const dispatcherMigrations: readonly Migration[] = [
   {
     version: 1,
     name: 'messages',
+    breaking: true,
     sql: `
       CREATE TABLE messages (
         id text COLLATE "C" NOT NULL PRIMARY KEY,
@@ -62,6 +63,7 @@ export const dispatcherMigrations: readonly Migration[] = [
   {
     version: 2,
     name: 'one lease per owner',
+    breaking: true,
     sql: `
       -- A lease per owner instead of per message: renewing is one row, however
       -- many messages the owner holds. Renewing 20,000 claimed rows took 100
@@ -87,6 +89,7 @@ export const mainMigrations: readonly Migration[] = [
   {
     version: 1,
     name: 'posts',
+    breaking: true,
     sql: `
       CREATE TABLE posts (
         id text COLLATE "C" NOT NULL PRIMARY KEY,

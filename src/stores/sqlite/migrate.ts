@@ -1,4 +1,5 @@
 import type { SqliteConnection } from './connection.ts';
+import { newerSchemaMessage } from '../migration.ts';
 import type { Migration } from './migrations.ts';
 
 /**
@@ -14,14 +15,17 @@ export function runMigrations(connection: SqliteConnection, migrations: readonly
     name TEXT NOT NULL,
     applied_at INTEGER NOT NULL
   )`);
+  // whether each applied migration is breaking, for an older psched to read (see ../migration.ts); older rows count as breaking
+  const columns = connection.db.prepare('PRAGMA table_info(migrations)').all() as { name: string }[];
+  if (!columns.some((column) => column.name === 'breaking')) connection.db.exec('ALTER TABLE migrations ADD COLUMN breaking INTEGER NOT NULL DEFAULT 1');
   refuseNewerSchema(connection, migrations);
   for (const migration of migrations) {
     connection.statement('BEGIN IMMEDIATE').run();
     try {
       const applied = connection.statement('SELECT 1 FROM migrations WHERE version = :version').get({ version: migration.version });
       if (!applied) {
-        connection.statement('INSERT INTO migrations (version, name, applied_at) VALUES (:version, :name, :appliedAt)')
-          .run({ version: migration.version, name: migration.name, appliedAt: Date.now() });
+        connection.statement('INSERT INTO migrations (version, name, applied_at, breaking) VALUES (:version, :name, :appliedAt, :breaking)')
+          .run({ version: migration.version, name: migration.name, appliedAt: Date.now(), breaking: migration.breaking ? 1 : 0 });
         connection.db.exec(migration.sql);
       }
       connection.statement('COMMIT').run();
@@ -35,13 +39,10 @@ export function runMigrations(connection: SqliteConnection, migrations: readonly
   }
 }
 
-/** A database migrated by a newer psched may hold data this version would mishandle. */
+/** A database migrated by a newer psched with a breaking change may hold data this version would mishandle. */
 function refuseNewerSchema(connection: SqliteConnection, migrations: readonly Migration[]): void {
-  const row = connection.statement('SELECT max(version) AS version FROM migrations').get<{ version: number | null }>()!;
   const known = migrations.at(-1)?.version ?? 0;
-  if (row.version !== null && row.version > known) {
-    throw new Error(
-      `This SQLite database has schema version ${row.version}, newer than this psched knows (${known}). Upgrade psched or use another --db.`,
-    );
-  }
+  const breaking = (connection.db.prepare('SELECT version FROM migrations WHERE version > ? AND breaking <> 0 ORDER BY version').all(known) as { version: number }[])
+    .map((row) => row.version);
+  if (breaking.length > 0) throw new Error(newerSchemaMessage('SQLite', breaking, known));
 }

@@ -8,16 +8,15 @@
  * so a WITHOUT ROWID table keyed by them appends at the right edge of one
  * B-tree (inserting 100k rows took ~360 ms against ~950 ms with random UUIDs).
  */
-export interface Migration {
-  version: number;
-  name: string;
-  sql: string;
-}
+import type { Migration } from '../migration.ts';
+
+export type { Migration };
 
 export const dispatcherMigrations: readonly Migration[] = [
   {
     version: 1,
     name: 'messages',
+    breaking: true,
     sql: `
       CREATE TABLE messages (
         id TEXT NOT NULL PRIMARY KEY,
@@ -58,6 +57,7 @@ export const dispatcherMigrations: readonly Migration[] = [
   {
     version: 2,
     name: 'message counts',
+    breaking: true,
     sql: `
       -- countByStatus without counting: a count(*) over a million messages
       -- blocks the event loop ~150 ms, delaying every delivery due meanwhile.
@@ -74,6 +74,7 @@ export const dispatcherMigrations: readonly Migration[] = [
   {
     version: 3,
     name: 'one lease per owner',
+    breaking: true,
     sql: `
       -- A lease per owner instead of per message: renewing is one row, however
       -- many messages the owner holds (renewing 20,000 claimed rows every
@@ -100,6 +101,7 @@ export const mainMigrations: readonly Migration[] = [
   {
     version: 1,
     name: 'posts',
+    breaking: true,
     sql: `
       CREATE TABLE posts (
         id TEXT NOT NULL PRIMARY KEY,
