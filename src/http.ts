@@ -3,6 +3,8 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { toHttpError, UnauthorizedError } from './errors.ts';
+import { html } from './html.ts';
+import { page } from './ui/layout.ts';
 import { decodeJsonBody, parseFormBody, parseJsonBody, requireUtf8Charset } from './http-bodies.ts';
 
 /**
@@ -211,10 +213,20 @@ export function requireToken(token: string | undefined) {
 /** For HTML pages: asks the browser for Basic auth (any user name, the token as password). */
 export function requirePageToken(token: string | undefined, realm: string) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
-    if (!isAuthorized(request, token, true)) {
-      void reply.header('www-authenticate', `Basic realm="${realm}", charset="UTF-8"`);
-      throw new UnauthorizedError('This page needs the API token: log in with any user name and the token as password');
-    }
+    if (isAuthorized(request, token, true)) return undefined;
+    void reply.header('www-authenticate', `Basic realm="${realm}", charset="UTF-8"`);
+    const message = 'This page needs the API token: log in with any user name and the token as password';
+    // a browser whose user cancelled the login (or gave a wrong password) sees a page, not JSON
+    if (!/text\/html/.test(request.headers.accept ?? '')) throw new UnauthorizedError(message);
+    return reply.status(401).type('text/html; charset=utf-8').header('cache-control', 'no-store').send(page({
+      title: 'Log in',
+      subtitle: realm,
+      body: html`<section class="card"><h2>This page needs the API token</h2>
+<p>Reload the page and log in with any user name, and the API token as the password
+(<code>--api-token</code> or <code>PSCHED_API_TOKEN</code> of this server; with <code>npm start</code>, the
+<code>apiToken</code> in <code>./data/dev-credentials.json</code>).</p>
+<p><a class="button" href="">Try again</a></p></section>`,
+    }));
   };
 }
 

@@ -153,6 +153,20 @@ describe('the page\'s buttons', () => {
   });
 });
 
+describe('dead letters on the page', () => {
+  it('Discard says the dead letter is discarded (it said "Message cancelled"), and removes it', async () => {
+    await using t = await startTestDispatcher();
+    const [m] = await t.schedule({ username: 'u', message: 'gone wrong', scheduledAt: '2099-01-01T00:00:00Z' });
+    await forceStatus(t.dispatcher, m!.id, 'dead');
+    const discarded = await t.request('POST', `/ui/messages/${m!.id}/discard`);
+    assert.equal(discarded.statusCode, 303);
+    const page = (await t.request('GET', discarded.headers.location as string)).body;
+    assert.match(page, /Dead letter discarded: it will not be delivered or retried\./);
+    assert.equal(await t.dispatcher.store.get(m!.id), undefined);
+    assert.match((await t.request('GET', '/')).body, new RegExp(`^(?![\\s\\S]*${m!.id}/discard)`), 'no Discard button left for it');
+  });
+});
+
 describe('the page with --api-token', () => {
   const token = 'page-token';
 
@@ -164,6 +178,19 @@ describe('the page with --api-token', () => {
     assert.equal((await t.request('GET', '/', { headers: { authorization: basic('wrong') } })).statusCode, 401);
     assert.equal((await t.request('GET', '/', { headers: { authorization: basic(token) } })).statusCode, 200);
     assert.equal((await t.request('GET', '/', { token })).statusCode, 200);
+  });
+
+  it('shows a browser that was refused a page, not JSON: what to log in with, and the login prompt again', async () => {
+    await using t = await startTestDispatcher({ apiToken: token });
+    const browser = { accept: 'text/html,application/xhtml+xml,*/*;q=0.8', authorization: basic('wrong') };
+    const refused = await t.request('GET', '/', { headers: browser });
+    assert.equal(refused.statusCode, 401);
+    assert.match(refused.headers['content-type'] as string, /^text\/html/);
+    assert.match(refused.headers['www-authenticate'] as string, /^Basic realm="psched dispatcher"/);
+    assert.match(refused.body, /<h2>This page needs the API token<\/h2>/);
+    assert.doesNotMatch(refused.body, /page-token/, 'never the token itself');
+    // scripts still get the documented JSON error
+    assert.equal((await t.request('GET', '/')).json().error.code, 'unauthorized');
   });
 
   it('protects the buttons too', async () => {

@@ -37,6 +37,7 @@ function noticeFor(query: Record<string, unknown>): Notice | undefined {
   const status = typeof query.status === 'string' && (MESSAGE_STATUSES as readonly string[]).includes(query.status) ? query.status : undefined;
   switch (query.notice) {
     case 'cancelled': return { kind: 'ok', text: 'Message cancelled: it will not be delivered.' };
+    case 'discarded': return { kind: 'ok', text: 'Dead letter discarded: it will not be delivered or retried.' };
     case 'retried': return { kind: 'ok', text: 'Dead letter scheduled again: it is being delivered now.' };
     case 'not-found': return { kind: 'error', text: 'That message no longer exists.' };
     case 'too-late': return { kind: 'error', text: `Too late: that message is already ${status ?? 'on its way'}.` };
@@ -58,6 +59,11 @@ export function registerUiRoutes(app: FastifyInstance, ctx: DispatcherContext): 
   app.post('/ui/messages/:id/cancel', { onRequest: [auth, refuseCrossSiteWrites] }, async (request, reply) => {
     const { id } = request.params as { id: string };
     return redirectAfter(reply, await ctx.engine.remove(id), 'cancelled', 'too-late');
+  });
+
+  app.post('/ui/messages/:id/discard', { onRequest: [auth, refuseCrossSiteWrites] }, async (request, reply) => {
+    const { id } = request.params as { id: string };
+    return redirectAfter(reply, await ctx.engine.remove(id), 'discarded', 'too-late');
   });
 
   app.post('/ui/messages/:id/retry', { onRequest: [auth, refuseCrossSiteWrites] }, async (request, reply) => {
@@ -132,7 +138,7 @@ function deadItem(m: StoredMessage): SafeHtml {
   <div class="meta">Last error: <code>${m.lastError ?? 'unknown'}</code></div>
   <div class="row-actions">
     ${postButton(`/ui/messages/${encodeURIComponent(m.id)}/retry`, 'Retry', 'small')}
-    ${postButton(`/ui/messages/${encodeURIComponent(m.id)}/cancel`, 'Discard', 'secondary small')}
+    ${postButton(`/ui/messages/${encodeURIComponent(m.id)}/discard`, 'Discard', 'secondary small')}
   </div>
 </li>`;
 }
