@@ -64,7 +64,7 @@ export interface EngineOptions {
   leaseMs?: number;
   /** Attempts before a message is dead-lettered. Default 10. */
   maxAttempts?: number;
-  /** First retry backoff; doubles per attempt, full jitter. Default 1 s. */
+  /** First retry backoff; doubles per attempt, equal jitter (see retryDelayMs). Default 1 s. */
   retryBaseMs?: number;
   /** Longest retry backoff. Default 5 min. */
   retryMaxMs?: number;
