@@ -25,11 +25,12 @@ import type {
  *   out stale), handed to the deliverer with bounded concurrency, and the
  *   outcomes are written back in one `finishDeliveries` call per event-loop
  *   turn.
- * - Retries keep their lease (the store keeps retried messages leased to the
- *   owner), so they stay in this buffer whatever their next due time: nobody
- *   else could claim them while this owner lives. Capacity counts every
- *   message the owner holds (buffered, starting, queued, in flight, awaiting
- *   its write), so the cap bounds memory including retries.
+ * - A retry due within the horizon keeps its lease and stays in this buffer;
+ *   one due later is handed back to the store and claimed again in time.
+ *   Capacity counts every message the owner holds, wherever it is in the
+ *   pipeline (./holdings.ts), so the cap bounds memory including retries.
+ * - Nothing is started or sent once the lease may have lapsed (a process
+ *   paused past it): see #leaseHolds and #regainLease.
  *
  * Events (tests await them instead of sleeping):
  * - 'outcome' (message, result): an attempt's outcome, after the store recorded it.
