@@ -1,7 +1,9 @@
 /**
- * Time is injected: the engine and delivery code never call Date.now() or
- * setTimeout directly, so their timing logic is tested with FakeClock in
- * milliseconds of real time.
+ * Time is injected: the engine and delivery code read the time and set their
+ * timers through a Clock, so their timing logic is tested with FakeClock in
+ * milliseconds of real time. One exception, on purpose: the engine batches
+ * outcome writes on real setImmediate/setTimeout (10 ms), which decides how
+ * many writes there are, never when a message goes out.
  */
 export interface Timer {
   cancel(): void;
@@ -86,6 +88,14 @@ export class FakeClock implements Clock {
   }
 }
 
+/**
+ * Lets work started by a timer finish before the next fires. The stores
+ * answer on real event-loop turns (SQLite's group commit runs its
+ * transaction in a setImmediate; the engine's outcome batch waits for one),
+ * and the longest chain in the engine today, a start, its delivery, the
+ * outcome's write and the next start, takes fewer than ten. A change that
+ * lengthens that chain must raise this, or tests see work half done.
+ */
 async function flushMicrotasks(): Promise<void> {
   for (let i = 0; i < 10; i++) await new Promise<void>((resolve) => setImmediate(resolve));
 }
