@@ -189,18 +189,7 @@ export class DispatcherPool {
     const holder = this.#unknown.get(idempotencyKey);
     if (holder !== undefined) return this.#settleOn(holder, request, idempotencyKey, 2);
     const start = options.clientKey ? keyHash(idempotencyKey) % n : this.#next++ % n;
-    const failures: DispatcherFailure[] = [];
-    for (let i = 0; i < n; i++) {
-      const index = (start + i) % n;
-      try {
-        return await this.send(index, request);
-      } catch (err) {
-        if (!(err instanceof DispatcherFailure)) throw err;
-        if (err.kind === 'unconfirmed') return this.#settleOn(index, request, idempotencyKey, 1, err);
-        failures.push(err);
-      }
-    }
-    throw noDispatcherAnswered(failures);
+    return this.#inTurn(start, request, (index, err) => this.#settleOn(index, request, idempotencyKey, 1, err));
   }
 
   /**
@@ -210,9 +199,24 @@ export class DispatcherPool {
    * `not-sent` or `refused`: the next dispatcher; `unconfirmed`: an
    * OutcomeUnknownError without a key, at once; a definite answer: returned.
    */
-  async createOnce(request: DispatcherRequest): Promise<DispatcherAnswer> {
+  createOnce(request: DispatcherRequest): Promise<DispatcherAnswer> {
+    return this.#inTurn(this.#next++ % this.#members.length, request, async (_index, err) => {
+      throw new OutcomeUnknownError(`Dispatcher ${err.dispatcher} did not confirm (${err.message})`, null, { cause: err });
+    });
+  }
+
+  /**
+   * Sends `request` to one dispatcher after another from `start`, until one
+   * answers definitely (returned). Only one that surely stored nothing
+   * (`not-sent`, `refused`) is passed over; an `unconfirmed` one ends the turn
+   * in `unconfirmed`, which decides what follows. Nobody answered: a 503.
+   */
+  async #inTurn(
+    start: number,
+    request: DispatcherRequest,
+    unconfirmed: (index: number, err: DispatcherFailure) => Promise<DispatcherAnswer>,
+  ): Promise<DispatcherAnswer> {
     const n = this.#members.length;
-    const start = this.#next++ % n;
     const failures: DispatcherFailure[] = [];
     for (let i = 0; i < n; i++) {
       const index = (start + i) % n;
@@ -220,9 +224,7 @@ export class DispatcherPool {
         return await this.send(index, request);
       } catch (err) {
         if (!(err instanceof DispatcherFailure)) throw err;
-        if (err.kind === 'unconfirmed') {
-          throw new OutcomeUnknownError(`Dispatcher ${err.dispatcher} did not confirm (${err.message})`, null, { cause: err });
-        }
+        if (err.kind === 'unconfirmed') return unconfirmed(index, err);
         failures.push(err);
       }
     }
