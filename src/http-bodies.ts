@@ -117,12 +117,23 @@ export function parseFormBody(body: Buffer): FormFields {
 
 const PERCENT_BYTE = /%([0-9a-fA-F]{2})/g;
 
-function decodeFormComponent(component: string, field: string | undefined): string {
-  const latin1 = component.replaceAll('+', ' ').replace(PERCENT_BYTE, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+/**
+ * PHP's urldecode over bytes, given as a latin1 string (one character a
+ * byte): `+` is a space, `%XX` a byte, a `%` not followed by two hex digits
+ * stays; the result must be UTF-8. Undefined when it is not.
+ */
+export function urldecodeBytes(latin1: string): string | undefined {
+  const decoded = latin1.replaceAll('+', ' ').replace(PERCENT_BYTE, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
   try {
-    return strictUtf8.decode(Buffer.from(latin1, 'latin1'));
+    return strictUtf8.decode(Buffer.from(decoded, 'latin1'));
   } catch {
-    const what = field === undefined ? 'a field name' : field;
-    throw new ValidationError(`${what} is not valid UTF-8 once percent-decoded: send text as UTF-8`, field);
+    return undefined;
   }
+}
+
+function decodeFormComponent(component: string, field: string | undefined): string {
+  const decoded = urldecodeBytes(component);
+  if (decoded !== undefined) return decoded;
+  const what = field === undefined ? 'a field name' : field;
+  throw new ValidationError(`${what} is not valid UTF-8 once percent-decoded: send text as UTF-8`, field);
 }

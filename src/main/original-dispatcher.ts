@@ -1,5 +1,6 @@
 import { NotScheduledError, NotSupportedError } from '../errors.ts';
 import { formatWallClock } from '../protocol/time.ts';
+import { phpFormBody } from '../protocol/legacy.ts';
 import type { DispatcherAnswer, DispatcherPool } from './pool.ts';
 
 /**
@@ -51,31 +52,6 @@ export interface OriginalScheduledJson {
 const QUOTED_LENGTH = 120;
 
 /**
- * PHP's urlencode: bytes of the UTF-8 text, A-Za-z0-9 and `-_.` as they are,
- * a space as `+`, every other byte as `%XX` (upper-case hex). Works on bytes,
- * so a lone surrogate does not throw (it is sent as U+FFFD, as PHP's bytes would be).
- */
-export function phpUrlencode(text: string): string {
-  let out = '';
-  for (const byte of Buffer.from(text, 'utf8')) {
-    if ((byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a) || byte === 0x2d || byte === 0x5f || byte === 0x2e) {
-      out += String.fromCharCode(byte);
-    } else if (byte === 0x20) {
-      out += '+';
-    } else {
-      out += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
-    }
-  }
-  return out;
-}
-
-/** The original main server's body: `http_build_query` of the `urlencode`d values, so each value encoded twice. */
-export function originalScheduleForm(username: string, message: string, time: string): string {
-  const twice = (value: string) => phpUrlencode(phpUrlencode(value));
-  return `username=${twice(username)}&message=${twice(message)}&time=${twice(time)}`;
-}
-
-/**
  * Schedules on one original dispatcher of the pool. Resolves with a 201
  * answer whose body is an OriginalScheduledJson; rejects with a
  * NotScheduledError when the dispatcher answered anything but its JSON
@@ -91,7 +67,8 @@ export async function scheduleOnOriginal(
   const answer = await pool.createOnce({
     method: 'POST',
     path: '/scheduleMessage.php',
-    form: originalScheduleForm(message.username, message.message, time),
+    // the original main server's body: http_build_query of the urlencoded values, so each value encoded twice
+    form: phpFormBody({ username: message.username, message: message.message, time }),
   });
   const body: OriginalScheduledJson = {
     id: null,

@@ -10,6 +10,7 @@
  */
 
 import { ValidationError } from '../errors.ts';
+import { urldecodeBytes } from '../http-bodies.ts';
 
 /** The original's failure texts, verbatim (including its punctuation). */
 export const LEGACY_FAILURES = {
@@ -49,8 +50,6 @@ export function phpUrlencode(value: string): string {
     .replace(/%20/g, '+');
 }
 
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-
 /**
  * PHP's urldecode: `+` is a space, `%XX` a byte; a `%` not followed by two
  * hex digits stays. The bytes must be UTF-8 (as every body psched reads):
@@ -58,29 +57,10 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
  */
 export function phpUrldecode(value: string, field?: string): string {
   if (!/[%+]/.test(value)) return value;
-  const bytes: number[] = [];
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c === 0x2b) bytes.push(0x20);
-    else if (c === 0x25 && isHex(value.charCodeAt(i + 1)) && isHex(value.charCodeAt(i + 2))) {
-      bytes.push(parseInt(value.slice(i + 1, i + 3), 16));
-      i += 2;
-    } else if (c < 0x80) bytes.push(c);
-    else {
-      const char = String.fromCodePoint(value.codePointAt(i)!);
-      bytes.push(...Buffer.from(char, 'utf8'));
-      i += char.length - 1;
-    }
-  }
-  try {
-    return strictUtf8.decode(Buffer.from(bytes));
-  } catch {
-    throw new ValidationError(`${field ?? 'a value'} is not valid UTF-8 once decoded a second time (it was sent encoded twice): send text as UTF-8`, field);
-  }
-}
-
-function isHex(c: number): boolean {
-  return (c >= 48 && c <= 57) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102);
+  // the value's UTF-8 bytes, one character each: + and %XX are ASCII, never part of a multi-byte character
+  const decoded = urldecodeBytes(Buffer.from(value, 'utf8').toString('latin1'));
+  if (decoded !== undefined) return decoded;
+  throw new ValidationError(`${field ?? 'a value'} is not valid UTF-8 once decoded a second time (it was sent encoded twice): send text as UTF-8`, field);
 }
 
 /** A form body as a PHP sender wrote it: `http_build_query` of urlencoded values, each value encoded twice. */
