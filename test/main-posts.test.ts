@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import { FakeClock } from '../src/clock.ts';
 import { deliveryPayload, startTestMain } from './support/main.ts';
-import { mainStoreFactories } from './support/stores.ts';
+import { mainStoreFactories, whilePingFails } from './support/stores.ts';
 
 const SECRET = 'test-signing-secret';
 
@@ -445,17 +445,10 @@ describe('the main server\'s GET /healthz', () => {
   it('answers ok while its database answers, and 503 "not ready" (nothing of the error) when it does not', async () => {
     await using t = await startTestMain();
     assert.deepEqual((await t.request('GET', '/healthz')).json(), { status: 'ok' });
-    const store = t.server.store as { ping: () => Promise<void> };
-    const ping = store.ping;
-    store.ping = async () => {
-      throw new Error('SQLITE_IOERR: disk I/O error at /secret/path/main.db');
-    };
-    try {
+    await whilePingFails(t.server.store, async () => {
       const response = await t.request('GET', '/healthz');
       assert.equal(response.statusCode, 503);
       assert.deepEqual(response.json(), { status: 'not ready' });
-    } finally {
-      store.ping = ping;
-    }
+    });
   });
 });

@@ -116,3 +116,16 @@ function handle<S extends Closable>(store: S, openAgain: () => Promise<S>, delet
   };
   return { store, open, cleanup, [Symbol.asyncDispose]: cleanup };
 }
+
+/** Runs `run` while `store.ping()` fails as a broken disk would (its message names a path that must not leak into an answer). */
+export async function whilePingFails<T>(store: { ping(): Promise<void> }, run: () => Promise<T>): Promise<T> {
+  const ping = store.ping;
+  store.ping = async () => {
+    throw new Error('SQLITE_IOERR: disk I/O error at /secret/path/store.db');
+  };
+  try {
+    return await run();
+  } finally {
+    store.ping = ping;
+  }
+}
