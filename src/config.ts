@@ -1,6 +1,6 @@
 import { isValidTimeZone } from './protocol/time.ts';
 import { addressEntryProblem } from './allowlist.ts';
-import { isLoopbackHost } from './http.ts';
+import { isLoopbackHost } from './loopback.ts';
 import type { LegacyPostEncoding } from './protocol/legacy.ts';
 import { ENGINE_DEFAULTS, durationText } from './dispatcher/engine-defaults.ts';
 

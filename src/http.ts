@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { toHttpError, UnauthorizedError } from './errors.ts';
 import { html } from './html.ts';
+import { isLoopbackHost } from './loopback.ts';
 import { page } from './ui/layout.ts';
 import { decodeJsonBody, parseFormBody, parseJsonBody, requireUtf8Charset } from './http-bodies.ts';
 
@@ -266,11 +267,8 @@ export async function refuseCrossSiteWrites(request: FastifyRequest, reply: Fast
   return reply.status(403).send({ error: { code: 'forbidden', message: 'Cross-site request refused: submit the form from this server\'s own page' } });
 }
 
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost|\[::1\])$/i;
-
-export function isLoopbackHost(host: string): boolean {
-  return LOOPBACK.test(host);
-}
+// in a module of its own, so the configuration can check --host without loading the web framework
+export { isLoopbackHost } from './loopback.ts';
 
 /** /v1 speaks JSON only: a body of any other type is refused before it is read. */
 export async function requireJsonBody(request: FastifyRequest, reply: FastifyReply) {

@@ -108,6 +108,11 @@ describe('src/ import layering', () => {
     assert.deepEqual(leaks, []);
   });
 
+  it('the configuration does not load the web framework (the CLI checks options before any server exists)', () => {
+    const loaded = ['config.ts', ...reachable(graph, 'config.ts')];
+    assert.deepEqual(loaded.filter((f) => f === 'http.ts' || graph.get(f)!.packages.some((p) => p === 'fastify' || p.startsWith('@fastify/'))), []);
+  });
+
   it('a store never loads the web framework or the configuration', () => {
     for (const file of under('stores')) {
       const loaded = [file, ...reachable(graph, file)];
