@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Pool } from 'undici';
-import { Processes, freePort, requestJson, waitFor, type ServiceProcess } from './processes.ts';
+import { Processes, freePorts, requestJson, waitFor, type ServiceProcess } from './processes.ts';
 import { createTestSchema, type TestSchema } from './postgres.ts';
 
 /**
@@ -44,7 +44,7 @@ export interface DeliveryProxy {
 }
 
 /** Forwards `POST /<name>/v1/posts` byte for byte (the signature covers the body) to `targetUrl`/v1/posts and records it. */
-export async function startDeliveryProxy(targetUrl: string): Promise<DeliveryProxy> {
+export async function startDeliveryProxy(targetUrl: string, port = 0): Promise<DeliveryProxy> {
   const deliveries: WireDelivery[] = [];
   // as many connections as the dispatchers may open towards us, so the proxy never queues them
   const upstream = new Pool(targetUrl, { connections: 128 });
@@ -84,7 +84,7 @@ export async function startDeliveryProxy(targetUrl: string): Promise<DeliveryPro
       );
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     url,
@@ -136,14 +136,15 @@ export class TestPool {
   async start(options: PoolOptions): Promise<this> {
     this.schema = await createTestSchema(this.#postgresUrl);
     // dispatchers and main on free ports; the main server learns the dispatchers' URLs up front
-    const ports = await Promise.all(Array.from({ length: options.dispatchers }, () => freePort()));
+    // every port at once, so the main server or the proxy cannot be given one picked for a dispatcher
+    const [mainPort, proxyPort, ...ports] = await freePorts(options.dispatchers + 2);
     this.main = await this.procs.startService('main', {
       db: this.db,
       'dispatcher-url': ports.map((port) => `http://127.0.0.1:${port}`).join(','),
       'api-token': this.token,
       'signing-secret': this.secret,
-    });
-    this.proxy = await startDeliveryProxy(this.main.url);
+    }, mainPort);
+    this.proxy = await startDeliveryProxy(this.main.url, proxyPort);
     // one at a time: migrations take an advisory lock anyway, and the 2 cores compile TypeScript faster one by one
     for (const [i, port] of ports.entries()) {
       this.dispatchers.push(await this.procs.startService('dispatcher', {

@@ -48,14 +48,27 @@ function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 
 /** A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it). */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolvePromise, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolvePromise);
-  });
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolvePromise) => server.close(() => resolvePromise()));
-  return port;
+  const [port] = await freePorts(1);
+  return port!;
+}
+
+/**
+ * `count` distinct free ports, held open together while they are picked: ports
+ * picked one after another can repeat (a pool test's main server once got the
+ * port just picked for one of its dispatchers, which then answered 404 for the
+ * dispatcher's own routes).
+ */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = Array.from({ length: count }, () => createServer());
+  try {
+    await Promise.all(servers.map((server) => new Promise<void>((resolvePromise, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', resolvePromise);
+    })));
+    return servers.map((server) => (server.address() as { port: number }).port);
+  } finally {
+    await Promise.all(servers.map((server) => new Promise<void>((resolvePromise) => (server.listening ? server.close(() => resolvePromise()) : resolvePromise()))));
+  }
 }
 
 export interface WaitOptions {
