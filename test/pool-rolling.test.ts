@@ -11,7 +11,16 @@ import { TestPool, acceptedIds, deliveriesById, quantile, type WireDelivery } fr
  * time (SIGTERM, wait for the exit, start again) while messages keep coming
  * due and clients keep scheduling through the main server. A clean shutdown
  * hands its claims back at once (NOTIFY): the others deliver its messages
- * on time, without waiting for the lease or their next periodic refill.
+ * without waiting for the lease or their next periodic refill.
+ *
+ * "At once" is checked as an invariant, not a wall-clock bound (a loaded
+ * machine made a 2 s bound fail once in 20 runs): every message the stopped
+ * dispatcher held that came due while it was down went out through another
+ * one. The lease and the periodic refill are far longer than a stop, so
+ * only the wake-up can have handed them over before the restart; without
+ * it the restarted dispatcher would find them released but unclaimed and send
+ * them itself, late (and without the release, they would wait out the lease,
+ * longer than the test waits for the feed).
  */
 
 const url = postgresTestUrl();
@@ -23,14 +32,13 @@ const FIRST_DUE_MS = 2_000;
 const SPREAD_MS = 14_000;
 /**
  * A long lease and horizon: nothing here may wait for a lease to expire, and
- * the periodic refill (every min(horizon, lease)/4 = 5 s) is too slow to
- * explain a handback within HANDBACK_BOUND_MS; only the wake-up is fast enough.
+ * the periodic refill (every min(horizon, lease)/4 = 15 s) comes at most once
+ * or twice in the whole test, far too rarely to hand over what came due
+ * during every stop; only the wake-up does.
  */
-const LEASE_MS = 20_000;
-const HORIZON_MS = 60_000;
+const LEASE_MS = 60_000;
+const HORIZON_MS = 120_000;
 const REFILL_INTERVAL_MS = Math.min(LEASE_MS, HORIZON_MS) / 4;
-/** Lateness of a handed-back message: the stopping dispatcher's last deliveries and writes, the release, a claim. */
-const HANDBACK_BOUND_MS = 2_000;
 /** Clients schedule one message this often through the main server, due a second later, until the restarts are over. */
 const WRITER_INTERVAL_MS = 40;
 
@@ -114,8 +122,12 @@ describe('a pool of 3 dispatchers on PostgreSQL, restarted one by one', { skip: 
     t.diagnostic(`the other up-front messages: lateness p50 ${quantile(others, 0.5)} ms, p99 ${quantile(others, 0.99)} ms; ` +
       `${written.size} scheduled through the main server meanwhile (${retriedKeys.length} retried with their key): p50 ${quantile(writtenLateness, 0.5)} ms, max ${Math.max(...writtenLateness)} ms`);
     assert.ok(dueDuringStops.length > 0, 'some handed-back messages came due while their dispatcher was down');
-    assert.ok(Math.max(...handedBackLateness) <= HANDBACK_BOUND_MS,
-      `handed-back messages went out at most ${Math.max(...handedBackLateness)} ms late (bound ${HANDBACK_BOUND_MS} ms, far below the lease and the refill interval)`);
+    for (let d = 0; d < DISPATCHERS; d++) {
+      const dueWhileDown = [...heldBy].filter(([id, holder]) => holder === d
+        && posted(id).scheduledAt > stoppedAt[d]! && posted(id).scheduledAt < restartedAt[d]!).map(([id]) => id);
+      const sentByItself = dueWhileDown.filter((id) => posted(id).via === `d${d}`);
+      assert.deepEqual(sentByItself, [], `of the ${dueWhileDown.length} messages d${d} held that came due while it was down, these waited for its restart instead of being handed back`);
+    }
 
     // 7. work spreads: each restarted dispatcher delivered messages again
     for (let d = 0; d < DISPATCHERS; d++) {
