@@ -30,21 +30,24 @@ async function scheduleNow(pool: TestPool, index: number, message: string): Prom
 
 /** Resolves with the delivery of `id` (from whichever dispatcher) once the main server accepted it. */
 function delivered(pool: TestPool, id: string) {
-  return waitFor(() => pool.proxy.deliveries.find((d) => d.id === id && d.status === 201), { timeoutMs: 10_000, intervalMs: 2, what: `delivery of ${id}` });
+  return waitFor(() => pool.proxy.deliveries.find((d) => d.id === id && d.status === 201), { timeoutMs: 40_000, intervalMs: 2, what: `delivery of ${id}` });
 }
 
 describe('a message for "now" through any dispatcher of a pool', { skip }, () => {
   /**
-   * The periodic refill runs every min(lease, horizon)/4 = 5 s here: a
-   * delivery within NOW_BOUND_MS cannot have waited for it.
+   * The periodic refill runs every min(lease, horizon)/4 = 60 s here, longer
+   * than these tests take: a delivery before half of that cannot have waited
+   * for a refill, only for the claim at insert or the NOTIFY wake-up. The
+   * bound is what the mechanism rules out, not a latency target (those are
+   * the benchmark's job), so a loaded machine does not fail it.
    */
-  const LEASE_MS = 20_000;
+  const LEASE_MS = 240_000;
   const REFILL_INTERVAL_MS = LEASE_MS / 4;
-  const NOW_BOUND_MS = 500;
+  const NOW_BOUND_MS = REFILL_INTERVAL_MS / 2;
   const pool = new TestPool(url ?? '');
   before(async () => {
     // d0 holds one message at most: once it holds one, what it takes in is left for the others
-    await pool.start({ dispatchers: 3, dispatcherFlags: { lease: `${LEASE_MS}ms`, horizon: '60s' }, flagsFor: (i): Record<string, string> => (i === 0 ? { 'max-buffered': '1' } : {}) });
+    await pool.start({ dispatchers: 3, dispatcherFlags: { lease: `${LEASE_MS}ms`, horizon: `${LEASE_MS}ms` }, flagsFor: (i): Record<string, string> => (i === 0 ? { 'max-buffered': '1' } : {}) });
     await pool.warmUp(20);
   });
   after(() => pool.cleanup());
