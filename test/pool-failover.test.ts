@@ -44,8 +44,9 @@ const UNRECORDED_BOUND = CONCURRENCY + 2 * OUTCOME_BATCH;
  * live one renews every lease/3), the next refill of a live one finds them
  * (every lease/4), then a claim, a startDelivery and a send by a dispatcher
  * busy with its own burst: up to a second on the shared 2-core box, so one
- * more lease of slack. What the bound rules out is waiting for anything but
- * the lease: a second lease, a restart, the horizon (20 s).
+ * more lease of slack. What the bound rules out is waiting for anything
+ * slower than the lease (refills every horizon/4, as before, took up to
+ * lease + 5 s here).
  */
 const TAKEOVER_BOUND_MS = 2 * LEASE_MS + LEASE_MS / 4;
 /**
