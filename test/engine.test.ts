@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FakeClock } from '../src/clock.ts';
+import { FakeClock, type Settler } from '../src/clock.ts';
 import type { AttemptResult, Deliverer } from '../src/dispatcher/delivery.ts';
-import { retryDelayMs, SchedulingEngine, type EngineOptions } from '../src/dispatcher/engine.ts';
+import { OUTCOME_FLUSH_DELAY_MS, retryDelayMs, SchedulingEngine, type EngineOptions } from '../src/dispatcher/engine.ts';
 import { DueBuffer } from '../src/dispatcher/heap.ts';
 import { DispatcherMetrics } from '../src/dispatcher/metrics.ts';
 import type { DispatcherStore, StoredMessage } from '../src/dispatcher/store.ts';
@@ -58,20 +58,35 @@ function held(): { promise: Promise<AttemptResult>; finish: (result: AttemptResu
   return { promise, finish };
 }
 
-/** Counts the calls made to each store method. */
-function countingStore(store: DispatcherStore): { store: DispatcherStore; calls: Map<string, number> } {
+/**
+ * Counts the calls made to each store method, and keeps the ones under way
+ * so FakeClock can wait for them (`settled`) before it fires the next timer.
+ */
+function countingStore(store: DispatcherStore): { store: DispatcherStore; calls: Map<string, number>; settled: Settler } {
   const calls = new Map<string, number>();
+  const underWay = new Set<Promise<unknown>>();
   const proxy = new Proxy(store, {
     get(target, name, receiver) {
       const value = Reflect.get(target, name, receiver) as unknown;
       if (typeof value !== 'function' || typeof name !== 'string') return value;
       return (...args: unknown[]) => {
         calls.set(name, (calls.get(name) ?? 0) + 1);
-        return (value as (...a: unknown[]) => unknown).apply(target, args);
+        const result = (value as (...a: unknown[]) => unknown).apply(target, args);
+        if (result instanceof Promise) {
+          underWay.add(result);
+          const done = () => { underWay.delete(result); };
+          result.then(done, done);
+        }
+        return result;
       };
     },
   });
-  return { store: proxy, calls };
+  const settled: Settler = async () => {
+    if (underWay.size === 0) return false;
+    await Promise.allSettled([...underWay]);
+    return true;
+  };
+  return { store: proxy, calls, settled };
 }
 
 interface Harness {
@@ -93,8 +108,9 @@ async function harness(options: Partial<EngineOptions> & { start?: boolean } = {
   const dir = mkdtempSync(join(tmpdir(), 'psched-engine-'));
   const real = openSqliteDispatcherStore(join(dir, 'dispatcher.db'));
   await real.migrate();
-  const { store, calls: storeCalls } = countingStore(real);
+  const { store, calls: storeCalls, settled } = countingStore(real);
   const clock = new FakeClock();
+  clock.settleWith(settled);
   const deliverer = new ScriptedDeliverer(clock);
   const metrics = new DispatcherMetrics();
   const engine = new SchedulingEngine({ store, deliverer, clock, metrics, random: () => 0.5, ...options });
@@ -732,7 +748,8 @@ describe('SchedulingEngine paused past its lease', () => {
       await h.clock.advance(0);
       first.finish({ kind: 'delivered', status: 200 });
     }
-    await h.clock.advance(0);
+    // the answer waits for company before it is written (A still holds the others, unstarted)
+    await h.clock.advance(OUTCOME_FLUSH_DELAY_MS);
     await h.engine.whenIdle();
     return { h, b, ids, deliverer };
   }

@@ -144,7 +144,7 @@ const ROUND_TRIP_WEIGHT = 0.2;
  * timing logic. A crash inside the window only means a redelivery, which the
  * receiver dedupes by id.
  */
-const OUTCOME_FLUSH_DELAY_MS = 10;
+export const OUTCOME_FLUSH_DELAY_MS = 10;
 
 /** Outcomes written at once without waiting for the delay. */
 export const OUTCOME_BATCH = 256;
@@ -246,7 +246,7 @@ export class SchedulingEngine {
   #writing: PendingOutcome[] = [];
   #write: Promise<void> | undefined;
   #flushScheduled = false;
-  #flushTimer: NodeJS.Timeout | undefined;
+  #flushTimer: Timer | undefined;
   /** Capacity promised to schedule() calls whose insert has not resolved yet. */
   #reserved = 0;
   /** Store calls that may claim for this owner; stop() lets them land before releasing claims. */
@@ -855,12 +855,11 @@ export class SchedulingEngine {
     const soon = this.#pending.length >= OUTCOME_BATCH || (this.#inFlight.size === 0 && this.#readyCount() === 0) || this.#state !== 'running';
     if (soon) {
       if (this.#flushScheduled) return;
-      clearTimeout(this.#flushTimer);
-      this.#flushTimer = undefined;
+      this.#flushTimer?.cancel();
       this.#flushScheduled = true;
-      setImmediate(this.#flush);
+      this.#flushTimer = this.#clock.defer(this.#flush);
     } else {
-      this.#flushTimer ??= setTimeout(this.#flush, OUTCOME_FLUSH_DELAY_MS);
+      this.#flushTimer ??= this.#clock.setTimer(this.#flush, OUTCOME_FLUSH_DELAY_MS);
     }
   }
 
@@ -871,7 +870,7 @@ export class SchedulingEngine {
 
   #flush = async (): Promise<void> => {
     this.#flushScheduled = false;
-    clearTimeout(this.#flushTimer);
+    this.#flushTimer?.cancel();
     this.#flushTimer = undefined;
     if (this.#writing.length > 0 || this.#pending.length === 0) return;
     const batch = this.#pending;
@@ -1029,8 +1028,9 @@ export class SchedulingEngine {
     for (const timer of [...this.#periodic, ...this.#retryTimers]) timer.cancel();
     this.#periodic = [];
     this.#retryTimers.clear();
-    clearTimeout(this.#flushTimer);
+    this.#flushTimer?.cancel();
     this.#flushTimer = undefined;
+    this.#flushScheduled = false;
     this.#unsubscribeWake?.();
   }
 
