@@ -143,6 +143,53 @@ describe('PostgreSQL stores', { skip: url ? false : 'PSCHED_TEST_POSTGRES_URL is
     await assert.rejects((await stores.dispatcher()).migrate(), /schema version 999, newer than this psched knows .*breaking migration 999/);
   });
 
+  describe('message counts (migration 3: a statement trigger, one slot per connection)', () => {
+    const countedByScan = (schema: string) => withAdminClient(url!, async (client: pg.Client) => {
+      const { rows } = await client.query<{ status: string; count: string }>(`SELECT status, count(*) AS count FROM ${schema}.messages GROUP BY status`);
+      return Object.fromEntries(rows.map((row) => [row.status, Number(row.count)]));
+    });
+    const withZeros = (counts: Record<string, number>) => ({ scheduled: 0, delivering: 0, delivered: 0, dead: 0, ...counts });
+
+    it('start from the messages already there when a dispatcher upgrades an existing schema', async () => {
+      await using stores = new Stores(testSchemaName());
+      const store = await stores.dispatcher();
+      await store.migrate();
+      // back to schema version 2, with messages an older psched stored
+      await withAdminClient(url!, (client: pg.Client) => client.query(`
+        DROP TABLE ${stores.schema}.message_counts;
+        DROP FUNCTION ${stores.schema}.count_message_statuses() CASCADE;
+        DELETE FROM ${stores.schema}.dispatcher_migrations WHERE version = 3;`));
+      await store.insert(Array.from({ length: 30 }, (_, i) => newMessage({ scheduledAt: T + i })), T);
+      await withAdminClient(url!, (client: pg.Client) => client.query(`UPDATE ${stores.schema}.messages SET status = 'dead' WHERE id IN (SELECT id FROM ${stores.schema}.messages ORDER BY id LIMIT 4)`));
+      await (await stores.dispatcher()).migrate();
+      assert.deepEqual(await store.countByStatus(), withZeros({ scheduled: 26, dead: 4 }));
+    });
+
+    it('stay exact with several dispatchers writing at once, and count writes by any statement', async () => {
+      await using stores = new Stores(testSchemaName());
+      const writers = await migratedDispatchers(stores, 3);
+      await Promise.all(writers.map(async (store, w) => {
+        for (let round = 0; round < 10; round++) {
+          const batch = Array.from({ length: 20 }, (_, i) => newMessage({ scheduledAt: T + round * 20 + i, message: `w${w} r${round} ${i}` }));
+          await store.insert(batch, T);
+          const owner = `owner-${w}-${round}`;
+          const claimed = await store.claimDue(owner, T + MINUTE, T, T + MINUTE, 5);
+          const started = await store.startDelivery(owner, claimed.map((m) => ({ id: m.id, version: m.version })), T + 1);
+          await store.finishDeliveries(owner, started.map((m, i) => (i % 2 === 0
+            ? { id: m.id, outcome: 'delivered' as const, at: T + 2 }
+            : { id: m.id, outcome: 'dead' as const, at: T + 2, error: 'refused' })));
+          await store.remove(batch[19]!.id);
+        }
+      }));
+      assert.deepEqual(await writers[0]!.countByStatus(), withZeros(await countedByScan(stores.schema)));
+      // a statement the store does not know (an older psched's, an operator's) is counted too
+      await withAdminClient(url!, (client: pg.Client) => client.query(`DELETE FROM ${stores.schema}.messages WHERE status = 'dead'`));
+      const counts = await writers[1]!.countByStatus();
+      assert.equal(counts.dead, 0);
+      assert.deepEqual(counts, withZeros(await countedByScan(stores.schema)));
+    });
+  });
+
   it('two processes claiming at once never hold the same message', async () => {
     await using schema = await createTestSchema(url!);
     await using stores = new Stores(schema.name);
@@ -275,7 +322,7 @@ describe('PostgreSQL stores', { skip: url ? false : 'PSCHED_TEST_POSTGRES_URL is
       const tables = await withAdminClient(url!, (client: pg.Client) => client.query<{ table_name: string }>(
         'SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name', [schema],
       ));
-      assert.deepEqual(tables.rows.map((row) => row.table_name), ['dispatcher_migrations', 'main_migrations', 'messages', 'owners', 'posts']);
+      assert.deepEqual(tables.rows.map((row) => row.table_name), ['dispatcher_migrations', 'main_migrations', 'message_counts', 'messages', 'owners', 'posts']);
     } finally {
       await dropTestSchema(url!, schema);
     }

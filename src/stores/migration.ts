@@ -1,7 +1,8 @@
 /**
- * One numbered schema change, the same type for both stores. From version 4
- * on (SQLite) and 3 on (PostgreSQL) a change takes the same number in both
- * stores' lists when it exists in both.
+ * One numbered schema change, the same type for both stores. Up to 3 the
+ * numbers differ (SQLite 2 = PostgreSQL 3, the message counts; SQLite 3 =
+ * PostgreSQL 2, one lease per owner); from 4 on a change takes the same
+ * number in both stores' lists when it exists in both.
  *
  * `breaking` says whether a psched that does not know this migration can
  * still run against the schema once it is applied. A pool is upgraded one

@@ -83,6 +83,64 @@ export const dispatcherMigrations: readonly Migration[] = [
       CREATE INDEX messages_owner_due ON messages (lease_owner, due_at, id) WHERE lease_owner IS NOT NULL;
     `,
   },
+  {
+    version: 3,
+    name: 'message counts',
+    breaking: false,
+    sql: `
+      -- countByStatus without counting, as on SQLite (its migration 2): a
+      -- count(*) GROUP BY read every message on every /metrics scrape.
+      -- Unlike SQLite, several dispatchers write here at once, so:
+      -- - the counts are kept by a statement-level trigger over the
+      --   statement's transition tables (one run per statement, not per row),
+      --   so every writer counts, whatever its version or statement;
+      -- - each connection adds to its own slot (backend pid mod 16) and a
+      --   read sums the slots, so writers do not queue on four hot rows;
+      -- - a statement that changes no status (claims, renewals) writes nothing.
+      -- Not breaking: a psched that does not know it still counts with count(*).
+      LOCK TABLE messages IN SHARE ROW EXCLUSIVE MODE; -- writers wait; the counts start exact
+
+      CREATE TABLE message_counts (
+        status text NOT NULL,
+        slot smallint NOT NULL,
+        count bigint NOT NULL,
+        PRIMARY KEY (status, slot)
+      );
+      INSERT INTO message_counts (status, slot, count)
+        SELECT status, 0, count(*) FROM messages GROUP BY status;
+
+      CREATE FUNCTION count_message_statuses() RETURNS trigger LANGUAGE plpgsql
+      SET search_path FROM CURRENT AS $$
+      BEGIN
+        -- each branch names only the transition tables its event defines
+        IF TG_OP = 'INSERT' THEN
+          INSERT INTO message_counts AS c (status, slot, count)
+            SELECT status, pg_backend_pid() % 16, count(*) FROM new_rows GROUP BY status
+            ON CONFLICT (status, slot) DO UPDATE SET count = c.count + excluded.count;
+        ELSIF TG_OP = 'DELETE' THEN
+          INSERT INTO message_counts AS c (status, slot, count)
+            SELECT status, pg_backend_pid() % 16, -count(*) FROM old_rows GROUP BY status
+            ON CONFLICT (status, slot) DO UPDATE SET count = c.count + excluded.count;
+        ELSE
+          INSERT INTO message_counts AS c (status, slot, count)
+            SELECT status, pg_backend_pid() % 16, sum(change) FROM (
+              SELECT status, 1 AS change FROM new_rows
+              UNION ALL
+              SELECT status, -1 FROM old_rows
+            ) AS changes GROUP BY status HAVING sum(change) <> 0
+            ON CONFLICT (status, slot) DO UPDATE SET count = c.count + excluded.count;
+        END IF;
+        RETURN NULL;
+      END $$;
+
+      CREATE TRIGGER messages_count_inserts AFTER INSERT ON messages
+        REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION count_message_statuses();
+      CREATE TRIGGER messages_count_updates AFTER UPDATE ON messages
+        REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION count_message_statuses();
+      CREATE TRIGGER messages_count_deletes AFTER DELETE ON messages
+        REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION count_message_statuses();
+    `,
+  },
 ];
 
 export const mainMigrations: readonly Migration[] = [

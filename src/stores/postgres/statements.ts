@@ -316,7 +316,7 @@ export const dispatcherStatements = {
     WHERE status = 'delivered'
     ORDER BY delivered_at DESC, id DESC LIMIT $1`,
 
-  countByStatus: `SELECT status, count(*) AS count FROM messages GROUP BY status`,
+  countByStatus: `SELECT status, sum(count)::bigint AS count FROM message_counts GROUP BY status`,
 
   /** Params: $1 before. */
   purgeDelivered: `DELETE FROM messages WHERE status = 'delivered' AND delivered_at < $1`,
