@@ -97,6 +97,10 @@ export const dispatcherMigrations: readonly Migration[] = [
       -- - each connection adds to its own slot (backend pid mod 16) and a
       --   read sums the slots, so writers do not queue on four hot rows;
       -- - a statement that changes no status (claims, renewals) writes nothing.
+      -- Measured here: ~20 us of server time per statement plus ~0.3 us per
+      -- row (inserting 100,000 rows 500 at a time: 190-196 ms without,
+      -- 213-234 ms with); the engine writes in batches, so per message it is
+      -- well under a microsecond.
       -- Not breaking: a psched that does not know it still counts with count(*).
       LOCK TABLE messages IN SHARE ROW EXCLUSIVE MODE; -- writers wait; the counts start exact
 
