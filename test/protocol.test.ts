@@ -7,6 +7,7 @@ import { validateMessagePatch, validateScheduleRequest, textLength } from '../sr
 import { html, unsafeRaw } from '../src/html.ts';
 import { ValidationError } from '../src/errors.ts';
 import { uuidv7 } from '../src/ids.ts';
+import { readError, readMessage, readMessagePage } from '../src/protocol/wire.ts';
 
 describe('parseUserTime', () => {
   it('takes RFC 3339 instants with an offset as they are', () => {
@@ -222,5 +223,37 @@ describe('message JSON', () => {
       assert.equal(json.createdAt, new Date(base).toISOString());
       assert.equal(json.deliveredAt, new Date(instant).toISOString());
     }
+  });
+});
+
+describe('reading another service\'s answers (protocol/wire)', () => {
+  const base = Date.UTC(2026, 11, 24, 9, 0, 0);
+  const stored = toMessageJson({
+    id: 'id-1', username: 'u', message: 'm', scheduledAt: base, dueAt: base, status: 'scheduled', attempts: 0,
+    version: 1, idempotencyKey: null, createdAt: base, updatedAt: base, deliveredAt: null, lastError: null,
+    leaseOwner: null, leaseExpiresAt: null,
+  });
+
+  it('reads what the dispatcher writes, through JSON', () => {
+    const wire = JSON.parse(JSON.stringify({ items: [stored], nextCursor: 'c' })) as unknown;
+    assert.deepEqual(readMessagePage(wire), { items: [stored], nextCursor: 'c' });
+    assert.deepEqual(readMessage(JSON.parse(JSON.stringify(stored))), stored);
+    assert.deepEqual(readMessagePage({ items: [] }), { items: [], nextCursor: null }, 'a missing cursor is the last page');
+  });
+
+  it('refuses shapes that are not messages instead of passing undefined fields on', () => {
+    assert.equal(readMessage({ ...stored, status: 'lost' }), undefined);
+    assert.equal(readMessage({ ...stored, scheduledAt: 12 }), undefined);
+    assert.equal(readMessage('<html>'), undefined);
+    assert.equal(readMessagePage({ items: [stored, { id: 'x' }] }), undefined, 'one bad item spoils the page');
+    assert.equal(readMessagePage({ items: [stored], nextCursor: 5 }), undefined);
+    assert.equal(readMessagePage([stored]), undefined);
+  });
+
+  it('reads an error answer, keeping only string fields', () => {
+    assert.deepEqual(readError({ error: { code: 'conflict', message: 'already delivered', status: 'delivered', field: 7 } }), { code: 'conflict', message: 'already delivered', status: 'delivered' });
+    assert.deepEqual(readError('Bad Gateway'), {});
+    assert.deepEqual(readError({ error: 'nope' }), {});
+    assert.deepEqual(readError(null), {});
   });
 });

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDuration } from '../config.ts';
+import { readError } from '../protocol/wire.ts';
 import { parseFlags, UsageError } from './args.ts';
 
 /**
@@ -101,8 +102,8 @@ async function call(url: string, token: string | undefined, method: string, path
 }
 
 function errorText(answer: ApiAnswer): string {
-  const error = (answer.body as { error?: { message?: string; field?: string } } | null)?.error;
-  if (!error?.message) return `the main server answered HTTP ${answer.status}: ${JSON.stringify(answer.body)}`;
+  const error = readError(answer.body);
+  if (!error.message) return `the main server answered HTTP ${answer.status}: ${JSON.stringify(answer.body)}`;
   const flag = error.field ? FIELD_FLAGS[error.field] : undefined;
   // "scheduledAt must be in the future" -> "--at must be in the future"
   const message = flag && error.field ? error.message.replace(new RegExp(`\\b${error.field}\\b`, 'g'), flag) : error.message;

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Pool } from 'undici';
 import { OutcomeUnknownError, UnavailableError } from '../errors.ts';
+import { readError } from '../protocol/wire.ts';
 
 /**
  * The main server's view of the dispatcher pool: one keep-alive undici pool
@@ -354,13 +355,13 @@ function parseBody(text: string): unknown {
   }
 }
 
-function errorCode(body: unknown): unknown {
-  return (body as { error?: { code?: unknown } } | null)?.error?.code;
+function errorCode(body: unknown): string | undefined {
+  return readError(body).code;
 }
 
 function errorMessage(body: unknown): string {
-  const message = (body as { error?: { message?: unknown } } | null)?.error?.message;
-  return typeof message === 'string' ? `: ${message}` : '';
+  const { message } = readError(body);
+  return message === undefined ? '' : `: ${message}`;
 }
 
 function keyHash(key: string): number {

@@ -9,7 +9,8 @@ import {
 import { isValidTimeZone } from '../protocol/time.ts';
 import { requireApiToken } from './auth.ts';
 import type { DispatcherAnswer } from './pool.ts';
-import { DispatcherAnswerError, type ScheduledMessages } from './scheduled.ts';
+import type { OriginalScheduledJson } from './original-dispatcher.ts';
+import { answerErrorText, DispatcherAnswerError, type ScheduledMessages } from './scheduled.ts';
 
 /**
  * Scheduling through the main server: the JSON API (/v1/scheduled) and the
@@ -94,12 +95,12 @@ export function registerScheduledRoutes(app: FastifyInstance, context: Scheduled
       return reply.status(status).send(legacyFailure(received, body.error.message));
     }
     if (answer.status >= 400) {
-      const failure = dispatcherError(answer);
+      const failure = answerErrorText(answer);
       return reply.status(answer.status).send({ ...legacyFailure(received, failure), externalResult: scheduled.original ? answer.body : legacyDispatcherAnswer(values, { result: 'Failure', failure }, answer.body) });
     }
     // an original dispatcher's own answer as it gave it; a psched dispatcher's in the original's shape, then the stored message
     const externalResult = scheduled.original
-      ? (answer.body as { externalResult: unknown }).externalResult
+      ? (answer.body as OriginalScheduledJson).externalResult
       : legacyDispatcherAnswer(values, { result: 'Success' }, answer.body);
     return reply.status(200).send(legacyForwarded(received, externalResult));
   });
@@ -118,7 +119,3 @@ function legacyTimeZone(body: unknown): string | undefined {
   return value;
 }
 
-function dispatcherError(answer: DispatcherAnswer): string {
-  const message = (answer.body as { error?: { message?: unknown } } | null)?.error?.message;
-  return typeof message === 'string' ? message : `The dispatcher answered HTTP ${answer.status}`;
-}

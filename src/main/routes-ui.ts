@@ -7,7 +7,8 @@ import { isValidTimeZone, parseUserTime } from '../protocol/time.ts';
 import { requirePageToken } from '../http.ts';
 import { readFeedPage, FEED_LIMIT } from './feed.ts';
 import type { DispatcherAnswer } from './pool.ts';
-import { DispatcherAnswerError, type ScheduledMessages } from './scheduled.ts';
+import { answeredMessage, answerErrorText, DispatcherAnswerError, type ScheduledMessages } from './scheduled.ts';
+import { readError } from '../protocol/wire.ts';
 import type { MainStore } from './store.ts';
 import { DEFAULT_LEAD_MS, pickerValue, renderHome, wallClockText, type ComposeValues, type HomeView, type Notice } from './ui.ts';
 
@@ -121,7 +122,7 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
         (err: unknown) => {
           // a dispatcher refusing the cursor: a link that is not (or no longer) a page; the GET shows the first page
           if (err instanceof DispatcherAnswerError && err.answer.status === 400 && options.later) throw new ValidationError('later is not a page of the scheduled list', 'later');
-          const problem = err instanceof DispatcherAnswerError ? answerMessage(err.answer) : toHttpError(err).body.error.message;
+          const problem = err instanceof DispatcherAnswerError ? answerErrorText(err.answer) : toHttpError(err).body.error.message;
           return { items: [], laterCursor: null, paged: options.later !== undefined, problem };
         },
       ),
@@ -193,8 +194,8 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
       }
       return refuse('error', err instanceof NotScheduledError ? err.message : `Not scheduled: ${toHttpError(err).body.error.message}`);
     }
-    if (answer.status >= 400) return refuse('error', `Not scheduled: ${answerMessage(answer)}`);
-    const stored = answer.body as { scheduledAt: string; message: string };
+    if (answer.status >= 400) return refuse('error', `Not scheduled: ${answerErrorText(answer)}`);
+    const stored = answeredMessage(answer);
     const at = `${wallClockText(Date.parse(stored.scheduledAt), compose.timeZone)} (${compose.timeZone})`;
     // 200: this form's key was stored before (a submit whose answer was lost): that message stands, as first sent
     if (answer.status === 200) return redirectWith(reply, { kind: 'ok', text: `Already scheduled for ${at} by an earlier submit of this form, not posted twice: ${preview(stored.message)}` });
@@ -208,7 +209,7 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
     const passed = pastTime(form('time'), timeZone, clock.now());
     if (passed) return redirectWith(reply, { kind: 'error', text: `Not moved: ${passed} has already passed. Pick a later time.` });
     return settle(reply, () => scheduled.update(id, { scheduledAt: form('time'), timeZone }), (answer) => {
-      const at = Date.parse((answer.body as { scheduledAt: string }).scheduledAt);
+      const at = Date.parse(answeredMessage(answer).scheduledAt);
       return `Moved to ${wallClockText(at, timeZone)} (${timeZone}).`;
     });
   });
@@ -216,7 +217,7 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
   app.post('/ui/scheduled/:id/edit', auth, async (request, reply) => {
     const { id } = request.params as { id: string };
     const message = fromTextarea(formFields(request.body)('message'));
-    return settle(reply, () => scheduled.update(id, { message }), (answer) => `Text changed: ${preview((answer.body as { message: string }).message)}`);
+    return settle(reply, () => scheduled.update(id, { message }), (answer) => `Text changed: ${preview(answeredMessage(answer).message)}`);
   });
 
   app.post('/ui/scheduled/:id/cancel', auth, async (request, reply) => {
@@ -236,10 +237,10 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
     if (answer.status < 300) return redirectWith(reply, { kind: 'ok', text: success(answer) });
     if (answer.status === 404) return error('That message is no longer scheduled: it was cancelled or has been posted.');
     if (answer.status === 409) {
-      const status = (answer.body as { error?: { status?: string } } | null)?.error?.status;
+      const { status } = readError(answer.body);
       return error(`Too late: the message is already ${status ?? 'on its way'}.`);
     }
-    return error(answerMessage(answer));
+    return error(answerErrorText(answer));
   }
 }
 
@@ -275,7 +276,3 @@ function formFields(body: unknown): (name: string) => string {
   return (name) => (typeof fields[name] === 'string' ? (fields[name] as string) : '');
 }
 
-function answerMessage(answer: DispatcherAnswer): string {
-  const message = (answer.body as { error?: { message?: unknown } } | null)?.error?.message;
-  return typeof message === 'string' ? message : `The dispatcher answered HTTP ${answer.status}`;
-}

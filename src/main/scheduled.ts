@@ -3,8 +3,8 @@ import type { Clock } from '../clock.ts';
 import { UnavailableError, ValidationError } from '../errors.ts';
 import { validateMessagePatch, validateScheduleRequest } from '../protocol/messages.ts';
 import { encodeCursor, parseLimit } from '../protocol/paging.ts';
-import { MESSAGE_STATUSES, type MessageJson } from '../protocol/wire.ts';
-import { scheduleOnOriginal, unsupported } from './original-dispatcher.ts';
+import { MESSAGE_STATUSES, readError, readMessage, readMessagePage, type MessageJson } from '../protocol/wire.ts';
+import { scheduleOnOriginal, unsupported, type OriginalScheduledJson } from './original-dispatcher.ts';
 import { DispatcherFailure, noDispatcherAnswered, type DispatcherAnswer, type DispatcherPool } from './pool.ts';
 
 /**
@@ -131,8 +131,8 @@ export class ScheduledMessages {
     for (const answer of answers) {
       if (answer instanceof DispatcherFailure) continue;
       if (answer.status !== 200) throw new DispatcherAnswerError(answer);
-      const page = answer.body as { items?: MessageJson[]; nextCursor?: string | null };
-      if (!Array.isArray(page?.items)) throw new UnavailableError(`Dispatcher ${answer.dispatcher} answered an unexpected list`);
+      const page = readMessagePage(answer.body);
+      if (!page) throw new UnavailableError(`Dispatcher ${answer.dispatcher} answered an unexpected list`);
       if (page.nextCursor) moreOnSomeDispatcher = true;
       for (const item of page.items) if (!byId.has(item.id)) byId.set(item.id, { ...item, dispatcher: answer.dispatcher });
     }
@@ -197,6 +197,24 @@ function byDueTime(a: MessageJson, b: MessageJson): number {
   const due = Date.parse(a.dueAt) - Date.parse(b.dueAt);
   if (due !== 0) return due;
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+/**
+ * The message a successful answer carries (a dispatcher's, or what psched
+ * knows of one stored on an original dispatcher, whose id is null); an
+ * UnavailableError when the dispatcher answered something else.
+ */
+export function answeredMessage(answer: DispatcherAnswer): { id: string | null; scheduledAt: string; message: string } {
+  const message = readMessage(answer.body);
+  if (message) return message;
+  const body = answer.body as Partial<OriginalScheduledJson> | null;
+  if (body?.id === null && typeof body.scheduledAt === 'string' && typeof body.message === 'string') return { id: null, scheduledAt: body.scheduledAt, message: body.message };
+  throw new UnavailableError(`Dispatcher ${answer.dispatcher} answered HTTP ${answer.status} without a message`);
+}
+
+/** What a dispatcher's error answer says, for a person: its message, else its status. */
+export function answerErrorText(answer: DispatcherAnswer): string {
+  return readError(answer.body).message ?? `The dispatcher answered HTTP ${answer.status}`;
 }
 
 /** Tags a successful answer's message with the dispatcher that holds it. */
