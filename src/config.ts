@@ -19,6 +19,8 @@ export interface OptionSpec {
   flag: string;
   env: string;
   kind: Kind;
+  /** kind 'string' only: the values allowed (checked, and the parsed type is their union). */
+  choices?: readonly string[];
   default: string | undefined;
   help: string;
   /** What --help shows as the default when it is not a fixed value. */
@@ -26,6 +28,16 @@ export interface OptionSpec {
   /** Extra check on the parsed value; returns an error message or undefined. */
   check?: (value: unknown) => string | undefined;
 }
+
+/** The type an option parses to: from its kind (and choices), undefined only when it has no default. */
+type ParsedOption<S extends OptionSpec> =
+  | (S['kind'] extends 'int' | 'duration' ? number
+    : S['kind'] extends 'list' ? string[]
+    : S['kind'] extends 'boolean' ? boolean
+    : S['choices'] extends readonly (infer C)[] ? C : string)
+  | (S['default'] extends string ? never : undefined);
+
+export type ParsedOptions<T extends Record<string, OptionSpec>> = { [N in keyof T]: ParsedOption<T[N]> };
 
 const port = (value: unknown) => (Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 65535 ? undefined : 'must be a port number 0-65535');
 const positive = (value: unknown) => ((value as number) > 0 ? undefined : 'must be greater than 0');
@@ -43,20 +55,20 @@ const httpUrl = (value: unknown) => {
 const hostName = (value: unknown) => (/^([a-z0-9_-]+(\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])$/i.test(value as string)
   ? undefined : 'must list host names without scheme or port, such as "psched.lan" or "[fd00::1]"');
 
-const ALLOWED_HOSTS: OptionSpec = {
+const ALLOWED_HOSTS = {
   flag: 'allowed-hosts', env: 'PSCHED_ALLOWED_HOSTS', kind: 'list', default: undefined, check: hostName,
   help: 'comma-separated host names a service without a token answers besides localhost, 127.0.0.1 and [::1] (DNS rebinding guard)',
-};
+} satisfies OptionSpec;
 const addressEntry = (value: unknown) => addressEntryProblem(value as string);
 
-const LOG_LEVEL: OptionSpec = { flag: 'log-level', env: 'PSCHED_LOG_LEVEL', kind: 'string', default: 'info', help: 'pino log level (fatal, error, warn, info, debug, silent)' };
+const LOG_LEVEL = { flag: 'log-level', env: 'PSCHED_LOG_LEVEL', kind: 'string', default: 'info', help: 'pino log level (fatal, error, warn, info, debug, silent)' } satisfies OptionSpec;
 
 export const DISPATCHER_OPTIONS = {
-  port: { flag: 'port', env: 'PSCHED_PORT', kind: 'int', default: '8081', help: 'HTTP port', check: port },
+  port: { flag: 'port', env: 'PSCHED_DISPATCHER_PORT', kind: 'int', default: '8081', help: 'HTTP port', check: port },
   host: { flag: 'host', env: 'PSCHED_HOST', kind: 'string', default: '127.0.0.1', help: 'interface to listen on (a non-loopback host requires --api-token)' },
-  db: { flag: 'db', env: 'PSCHED_DB', kind: 'string', default: './data/dispatcher.db', help: 'SQLite file path, or a postgres:// URL' },
+  db: { flag: 'db', env: 'PSCHED_DISPATCHER_DB', kind: 'string', default: './data/dispatcher.db', help: 'SQLite file path, or a postgres:// URL' },
   mainUrl: { flag: 'main-url', env: 'PSCHED_MAIN_URL', kind: 'string', default: 'http://127.0.0.1:8080', help: 'where due messages are delivered', check: httpUrl },
-  mainProtocol: { flag: 'main-protocol', env: 'PSCHED_MAIN_PROTOCOL', kind: 'string', default: 'json', help: 'json (signed POST /v1/posts) or legacy (form POST /postMessage.php)', check: (v) => (v === 'json' || v === 'legacy' ? undefined : 'must be json or legacy') },
+  mainProtocol: { flag: 'main-protocol', env: 'PSCHED_MAIN_PROTOCOL', kind: 'string', choices: ['json', 'legacy'] as const, default: 'json', help: 'json (signed POST /v1/posts) or legacy (form POST /postMessage.php)' },
   apiToken: { flag: 'api-token', env: 'PSCHED_API_TOKEN', kind: 'string', default: undefined, help: 'bearer token required on /v1, the legacy endpoints and the UI' },
   legacyAllow: { flag: 'legacy-allow', env: 'PSCHED_LEGACY_ALLOW', kind: 'list', default: undefined, defaultHelp: '(none: closed)', help: 'addresses (IPv4/IPv6, CIDR, comma-separated) that may call /scheduleMessage.php and /cron/checkScheduledMessages.php without the token: the original main server and cron cannot send one. Every other call still needs it', check: addressEntry },
   signingSecret: { flag: 'signing-secret', env: 'PSCHED_SIGNING_SECRET', kind: 'string', default: undefined, help: 'HMAC-SHA256 secret that signs deliveries' },
@@ -76,17 +88,17 @@ export const DISPATCHER_OPTIONS = {
 } satisfies Record<string, OptionSpec>;
 
 export const MAIN_OPTIONS = {
-  port: { flag: 'port', env: 'PSCHED_PORT', kind: 'int', default: '8080', help: 'HTTP port', check: port },
+  port: { flag: 'port', env: 'PSCHED_MAIN_PORT', kind: 'int', default: '8080', help: 'HTTP port', check: port },
   host: { flag: 'host', env: 'PSCHED_HOST', kind: 'string', default: '127.0.0.1', help: 'interface to listen on (a non-loopback host requires --access-token and --signing-secret)' },
-  db: { flag: 'db', env: 'PSCHED_DB', kind: 'string', default: './data/main.db', help: 'SQLite file path, or a postgres:// URL' },
+  db: { flag: 'db', env: 'PSCHED_MAIN_DB', kind: 'string', default: './data/main.db', help: 'SQLite file path, or a postgres:// URL' },
   dispatcherUrls: { flag: 'dispatcher-url', env: 'PSCHED_DISPATCHER_URL', kind: 'list', default: 'http://127.0.0.1:8081', help: 'the dispatcher pool, comma-separated URLs' },
-  dispatcherProtocol: { flag: 'dispatcher-protocol', env: 'PSCHED_DISPATCHER_PROTOCOL', kind: 'string', default: 'json', help: 'how every --dispatcher-url is spoken to: json (psched\'s /v1/messages) or legacy (an original PHP dispatcher: form POST /scheduleMessage.php, times in --timezone)', check: (v) => (v === 'json' || v === 'legacy' ? undefined : 'must be json or legacy') },
-  apiToken: { flag: 'api-token', env: 'PSCHED_API_TOKEN', kind: 'string', default: undefined, help: 'bearer token sent to the dispatchers' },
+  dispatcherProtocol: { flag: 'dispatcher-protocol', env: 'PSCHED_DISPATCHER_PROTOCOL', kind: 'string', choices: ['json', 'legacy'] as const, default: 'json', help: 'how every --dispatcher-url is spoken to: json (psched\'s /v1/messages) or legacy (an original PHP dispatcher: form POST /scheduleMessage.php, times in --timezone)' },
+  apiToken: { flag: 'api-token', env: 'PSCHED_API_TOKEN', kind: 'string', default: undefined, help: 'the dispatchers\' API token (their --api-token), sent with every request to them' },
   accessToken: { flag: 'access-token', env: 'PSCHED_ACCESS_TOKEN', kind: 'string', default: undefined, help: 'token this server\'s page, /ui and scheduling API require (Bearer, or the Basic password); the feed stays public' },
   signingSecret: { flag: 'signing-secret', env: 'PSCHED_SIGNING_SECRET', kind: 'string', default: undefined, help: 'secret that verifies deliveries (POST /v1/posts)' },
   legacyAllow: { flag: 'legacy-allow', env: 'PSCHED_LEGACY_ALLOW', kind: 'list', default: undefined, defaultHelp: '(none: closed)', help: 'addresses (IPv4/IPv6, CIDR, comma-separated) that may post unsigned to /postMessage.php (the original dispatcher) and use /scheduleMessage.php without the access token. Every other call still needs it', check: addressEntry },
   legacyPostMessage: { flag: 'legacy-post-message', env: 'PSCHED_LEGACY_POST_MESSAGE', kind: 'boolean', default: 'false', help: 'accept the original\'s unsigned POST /postMessage.php even with a signing secret set' },
-  legacyPostEncoding: { flag: 'legacy-post-encoding', env: 'PSCHED_LEGACY_POST_ENCODING', kind: 'string', default: 'double', help: 'how POST /postMessage.php reads its values: double (decoded once more, as the original did and as its dispatcher and psched --main-protocol legacy send them; a request typed by hand is taken as sent) or single (as the form parser decoded them)', check: (v) => (v === 'double' || v === 'single' ? undefined : 'must be double or single') },
+  legacyPostEncoding: { flag: 'legacy-post-encoding', env: 'PSCHED_LEGACY_POST_ENCODING', kind: 'string', choices: ['double', 'single'] as const satisfies readonly LegacyPostEncoding[], default: 'double', help: 'how POST /postMessage.php reads its values: double (decoded once more, as the original did and as its dispatcher and psched --main-protocol legacy send them; a request typed by hand is taken as sent) or single (as the form parser decoded them)' },
   timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset (the JSON API)', check: timeZone },
   legacyTimeZone: { flag: 'legacy-timezone', env: 'PSCHED_LEGACY_TIMEZONE', kind: 'string', default: undefined, defaultHelp: '--timezone when given, else this host\'s zone', help: 'time zone for times without an offset on the original\'s /scheduleMessage.php; default --timezone when that is given, else this host\'s zone, as the original read them (MySQL NOW())', check: timeZone },
   allowedHosts: ALLOWED_HOSTS,
@@ -164,6 +176,7 @@ function parseValue(spec: OptionSpec, raw: string, source: string): unknown {
   let value: unknown;
   switch (spec.kind) {
     case 'string':
+      if (spec.choices && !spec.choices.includes(raw)) fail(`must be ${spec.choices.slice(0, -1).join(', ')} or ${spec.choices.at(-1)}`);
       value = raw;
       break;
     case 'int':
@@ -196,7 +209,7 @@ export function resolveOptions<T extends Record<string, OptionSpec>>(
   specs: T,
   given: Partial<Record<keyof T, string | undefined>>,
   env: Record<string, string | undefined> = process.env,
-): Record<keyof T, unknown> {
+): ParsedOptions<T> {
   const out = {} as Record<keyof T, unknown>;
   for (const [name, spec] of Object.entries(specs) as [keyof T & string, OptionSpec][]) {
     const fromFlag = given[name];
@@ -205,11 +218,12 @@ export function resolveOptions<T extends Record<string, OptionSpec>>(
     else if (fromEnv !== undefined && fromEnv !== '') out[name] = parseValue(spec, fromEnv, spec.env);
     else out[name] = spec.default === undefined ? undefined : parseValue(spec, spec.default, `default of --${spec.flag}`);
   }
-  return out;
+  // parseValue made each value of its spec's kind, checked against its choices
+  return out as ParsedOptions<T>;
 }
 
-function hostList(value: unknown): string[] {
-  return ((value as string[] | undefined) ?? []).map((name) => name.toLowerCase());
+function hostList(value: string[] | undefined): string[] {
+  return (value ?? []).map((name) => name.toLowerCase());
 }
 
 /**
@@ -218,9 +232,9 @@ function hostList(value: unknown): string[] {
  * zone (TZ or the system's), since the original compared times with MySQL's
  * NOW(), the database host's local time, and its servers shared one zone.
  */
-function legacyTimeZoneOf(o: Record<string, unknown>, timeZoneGiven: string | undefined): string {
-  if (typeof o.legacyTimeZone === 'string') return o.legacyTimeZone;
-  if (timeZoneGiven) return o.timeZone as string;
+function legacyTimeZoneOf(o: { legacyTimeZone: string | undefined; timeZone: string }, timeZoneGiven: string | undefined): string {
+  if (o.legacyTimeZone !== undefined) return o.legacyTimeZone;
+  if (timeZoneGiven) return o.timeZone;
   return hostTimeZone();
 }
 
@@ -228,6 +242,23 @@ function legacyTimeZoneOf(o: Record<string, unknown>, timeZoneGiven: string | un
 export function hostTimeZone(): string {
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
   return zone && isValidTimeZone(zone) ? zone : 'UTC';
+}
+
+/**
+ * Variables an earlier psched read for both services, each service taking its
+ * own value from it: one machine's PSCHED_PORT was the other service's port
+ * too. Refused rather than ignored, so a deployment that still sets one
+ * learns the new name instead of starting on the default.
+ */
+const RETIRED_VARIABLES = { PSCHED_PORT: 'PORT', PSCHED_DB: 'DB' } as const;
+
+function refuseRetiredVariables(env: Record<string, string | undefined>, service: 'dispatcher' | 'main'): void {
+  for (const [name, suffix] of Object.entries(RETIRED_VARIABLES)) {
+    if (env[name] === undefined || env[name] === '') continue;
+    const [mine, other] = service === 'main' ? ['MAIN', 'DISPATCHER'] : ['DISPATCHER', 'MAIN'];
+    throw new ConfigError(`${name} is no longer read (it meant a different value for each service): ` +
+      `set PSCHED_${mine}_${suffix} for this ${service === 'main' ? 'main server' : 'dispatcher'}, and PSCHED_${other}_${suffix} for the other service`);
+  }
 }
 
 function requireTokenOffLoopback(host: string, token: string | undefined, spec: OptionSpec, service: string): void {
@@ -243,29 +274,30 @@ export function dispatcherConfig(
   given: Partial<Record<keyof typeof DISPATCHER_OPTIONS, string | undefined>> = {},
   env: Record<string, string | undefined> = process.env,
 ): Readonly<DispatcherConfig> {
+  refuseRetiredVariables(env, 'dispatcher');
   const o = resolveOptions(DISPATCHER_OPTIONS, given, env);
   const config: DispatcherConfig = {
-    port: o.port as number,
-    host: o.host as string,
-    db: o.db as string,
-    mainUrl: (o.mainUrl as string).replace(/\/+$/, ''),
-    mainProtocol: o.mainProtocol as 'json' | 'legacy',
-    apiToken: o.apiToken as string | undefined,
-    legacyAllow: Object.freeze((o.legacyAllow as string[] | undefined) ?? []),
-    signingSecret: o.signingSecret as string | undefined,
-    timeZone: o.timeZone as string,
+    port: o.port,
+    host: o.host,
+    db: o.db,
+    mainUrl: o.mainUrl.replace(/\/+$/, ''),
+    mainProtocol: o.mainProtocol,
+    apiToken: o.apiToken,
+    legacyAllow: Object.freeze(o.legacyAllow ?? []),
+    signingSecret: o.signingSecret,
+    timeZone: o.timeZone,
     legacyTimeZone: legacyTimeZoneOf(o, given.timeZone ?? env.PSCHED_TIMEZONE),
-    horizonMs: o.horizon as number,
-    maxBuffered: o.maxBuffered as number,
-    leaseMs: o.lease as number,
-    maxAttempts: o.maxAttempts as number,
-    retryBaseMs: o.retryBase as number,
-    retryMaxMs: o.retryMax as number,
-    deliveryTimeoutMs: o.deliveryTimeout as number,
-    concurrency: o.concurrency as number,
-    retentionMs: o.retention as number,
+    horizonMs: o.horizon,
+    maxBuffered: o.maxBuffered,
+    leaseMs: o.lease,
+    maxAttempts: o.maxAttempts,
+    retryBaseMs: o.retryBase,
+    retryMaxMs: o.retryMax,
+    deliveryTimeoutMs: o.deliveryTimeout,
+    concurrency: o.concurrency,
+    retentionMs: o.retention,
     allowedHosts: hostList(o.allowedHosts),
-    logLevel: o.logLevel as string,
+    logLevel: o.logLevel,
   };
   requireTokenOffLoopback(config.host, config.apiToken, DISPATCHER_OPTIONS.apiToken, 'dispatcher');
   return Object.freeze(config);
@@ -275,24 +307,25 @@ export function mainConfig(
   given: Partial<Record<keyof typeof MAIN_OPTIONS, string | undefined>> = {},
   env: Record<string, string | undefined> = process.env,
 ): Readonly<MainConfig> {
+  refuseRetiredVariables(env, 'main');
   const o = resolveOptions(MAIN_OPTIONS, given, env);
   const config: MainConfig = {
-    port: o.port as number,
-    host: o.host as string,
-    db: o.db as string,
-    dispatcherUrls: (o.dispatcherUrls as string[]).map((url) => url.replace(/\/+$/, '')),
-    dispatcherProtocol: o.dispatcherProtocol as 'json' | 'legacy',
-    apiToken: o.apiToken as string | undefined,
-    accessToken: o.accessToken as string | undefined,
-    signingSecret: o.signingSecret as string | undefined,
-    legacyPostMessage: o.legacyPostMessage as boolean,
-    legacyAllow: Object.freeze((o.legacyAllow as string[] | undefined) ?? []),
-    legacyPostEncoding: o.legacyPostEncoding as LegacyPostEncoding,
-    timeZone: o.timeZone as string,
+    port: o.port,
+    host: o.host,
+    db: o.db,
+    dispatcherUrls: o.dispatcherUrls.map((url) => url.replace(/\/+$/, '')),
+    dispatcherProtocol: o.dispatcherProtocol,
+    apiToken: o.apiToken,
+    accessToken: o.accessToken,
+    signingSecret: o.signingSecret,
+    legacyPostMessage: o.legacyPostMessage,
+    legacyAllow: Object.freeze(o.legacyAllow ?? []),
+    legacyPostEncoding: o.legacyPostEncoding,
+    timeZone: o.timeZone,
     allowedHosts: hostList(o.allowedHosts),
-    maxEventStreams: o.maxEventStreams as number,
+    maxEventStreams: o.maxEventStreams,
     legacyTimeZone: legacyTimeZoneOf(o, given.timeZone ?? env.PSCHED_TIMEZONE),
-    logLevel: o.logLevel as string,
+    logLevel: o.logLevel,
   };
   for (const url of config.dispatcherUrls) {
     const problem = httpUrl(url);

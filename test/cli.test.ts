@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { closestFlag } from '../src/cli/args.ts';
 import { scheduledTable } from '../src/cli/client.ts';
-import { PSCHED_BIN, Processes, freePort } from './support/processes.ts';
+import { PSCHED_BIN, Processes, freePort, freePorts, waitHealthy } from './support/processes.ts';
 
 /**
  * Issue 13, items 4 and 5: the command line says what is wrong in one line,
@@ -79,6 +81,21 @@ describe('psched command line', () => {
       'a1   2030-01-01 10:00:00  scheduled  Ann          two lines',
       'b22  2030-06-01 21:00:30  dead       Bartholomew  x',
     ]);
+  });
+
+  it('psched dev reads its ports and folder from the environment, and each service its other options', async () => {
+    const [mainPort, dispatcherPort] = await freePorts(2);
+    const dir = procs.tempDir();
+    const env = { PSCHED_MAIN_PORT: String(mainPort), PSCHED_DISPATCHER_PORT: String(dispatcherPort), PSCHED_DEV_DIR: dir };
+    const dev = procs.spawn(['dev'], { env });
+    await waitHealthy(`http://127.0.0.1:${mainPort}`, dev);
+    await waitHealthy(`http://127.0.0.1:${dispatcherPort}`, dev);
+    assert.ok(existsSync(join(dir, 'dispatcher.db')) && existsSync(join(dir, 'main.db')), 'both databases in PSCHED_DEV_DIR');
+    await dev.stop('SIGTERM');
+
+    const refused = await procs.run(['dev'], { env: { ...env, PSCHED_MAX_EVENT_STREAMS: '0' } });
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /PSCHED_MAX_EVENT_STREAMS must be greater than 0/, 'the main server read its option from the environment');
   });
 
   for (const taken of ['main', 'dispatcher'] as const) {

@@ -17,15 +17,27 @@ describe('config', () => {
   });
 
   it('takes flags over environment over defaults', () => {
-    assert.equal(dispatcherConfig({}, { PSCHED_PORT: '9000' }).port, 9000);
-    assert.equal(dispatcherConfig({ port: '9001' }, { PSCHED_PORT: '9000' }).port, 9001);
+    assert.equal(dispatcherConfig({}, { PSCHED_DISPATCHER_PORT: '9000' }).port, 9000);
+    assert.equal(dispatcherConfig({ port: '9001' }, { PSCHED_DISPATCHER_PORT: '9000' }).port, 9001);
     assert.deepEqual(mainConfig({ dispatcherUrls: 'http://a:1/, http://b:2' }, {}).dispatcherUrls, ['http://a:1', 'http://b:2']);
     assert.equal(dispatcherConfig({ horizon: '2m' }, {}).horizonMs, 120_000);
+  });
+
+  it('reads variables that mean one thing each: one environment can hold both services\' ports and databases', () => {
+    const env = { PSCHED_MAIN_PORT: '9080', PSCHED_DISPATCHER_PORT: '9081', PSCHED_MAIN_DB: 'm.db', PSCHED_DISPATCHER_DB: 'd.db' };
+    assert.deepEqual([mainConfig({}, env).port, mainConfig({}, env).db], [9080, 'm.db']);
+    assert.deepEqual([dispatcherConfig({}, env).port, dispatcherConfig({}, env).db], [9081, 'd.db']);
+  });
+
+  it('refuses the retired shared PSCHED_PORT and PSCHED_DB, naming what replaces them', () => {
+    assert.throws(() => dispatcherConfig({}, { PSCHED_PORT: '9000' }), /PSCHED_PORT is no longer read .*set PSCHED_DISPATCHER_PORT for this dispatcher, and PSCHED_MAIN_PORT for the other/);
+    assert.throws(() => mainConfig({}, { PSCHED_DB: 'x.db' }), /PSCHED_DB is no longer read .*set PSCHED_MAIN_DB for this main server/);
   });
 
   it('refuses bad values with a message naming the option', () => {
     assert.throws(() => dispatcherConfig({ port: 'eighty' }, {}), /--port must be a whole number/);
     assert.throws(() => dispatcherConfig({}, { PSCHED_MAIN_PROTOCOL: 'soap' }), /PSCHED_MAIN_PROTOCOL must be json or legacy/);
+    assert.throws(() => mainConfig({ legacyPostEncoding: 'triple' }, {}), /--legacy-post-encoding must be double or single/);
     assert.throws(() => dispatcherConfig({ timeZone: 'Mars/Base' }, {}), /--timezone must be an IANA time zone/);
     assert.throws(() => mainConfig({ dispatcherUrls: 'ftp://x' }, {}), /--dispatcher-url must be an http/);
   });

@@ -131,19 +131,24 @@ const DEV_USAGE = `Usage: psched dev [options]
 Runs a main server and a dispatcher in one process, embedded SQLite under the data folder,
 with a generated API token and signing secret shared by both.
 
-  --main-port N         main server port (default 8080)
-  --dispatcher-port N   dispatcher port (default 8081)
-  --dir PATH            data folder (default ./data)
-  --host HOST           interface for both (default 127.0.0.1)
-  --log-level LEVEL     pino log level (default info)`;
+  --main-port N         main server port (env PSCHED_MAIN_PORT, default 8080)
+  --dispatcher-port N   dispatcher port (env PSCHED_DISPATCHER_PORT, default 8081)
+  --dir PATH            data folder (env PSCHED_DEV_DIR, default ./data)
+  --host HOST           interface for both (env PSCHED_HOST, default 127.0.0.1)
+  --log-level LEVEL     pino log level (env PSCHED_LOG_LEVEL, default info)
 
-export async function runDev(args: string[]): Promise<number> {
+Every other option of either service is read from its environment variable
+(see psched dispatcher --help and psched main --help), except the databases,
+which live in the data folder, and the tokens and secret, which are generated.`;
+
+export async function runDev(args: string[], env: Record<string, string | undefined> = process.env): Promise<number> {
+  const fromEnv = (name: string, fallback: string) => (env[name] ? env[name] : fallback);
   const { values } = parseFlags('dev', {
-    'main-port': { type: 'string', default: '8080' },
-    'dispatcher-port': { type: 'string', default: '8081' },
-    dir: { type: 'string', default: './data' },
-    host: { type: 'string', default: '127.0.0.1' },
-    'log-level': { type: 'string', default: 'info' },
+    'main-port': { type: 'string', default: fromEnv(MAIN_OPTIONS.port.env, MAIN_OPTIONS.port.default) },
+    'dispatcher-port': { type: 'string', default: fromEnv(DISPATCHER_OPTIONS.port.env, DISPATCHER_OPTIONS.port.default) },
+    dir: { type: 'string', default: fromEnv('PSCHED_DEV_DIR', './data') },
+    host: { type: 'string', default: fromEnv(MAIN_OPTIONS.host.env, MAIN_OPTIONS.host.default) },
+    'log-level': { type: 'string', default: fromEnv(MAIN_OPTIONS.logLevel.env, MAIN_OPTIONS.logLevel.default) },
     help: { type: 'boolean' },
   }, args, false);
   if (values.help) {
@@ -155,20 +160,31 @@ export async function runDev(args: string[]): Promise<number> {
   const { apiToken, signingSecret } = devCredentials(dir);
   const host = values.host;
   const shared = { host, apiToken, signingSecret, logLevel: values['log-level'] };
-  // Explicit values only: the environment must not turn one service's PSCHED_PORT into the other's.
-  const noEnv = {};
-  const dispatcher = await createDispatcher(dispatcherConfig({
+  // Each variable means one thing for both services, so both read the rest of
+  // their options from the environment; what dev decides (ports, databases,
+  // the URLs between them, credentials) is given explicitly and wins.
+  const serviceEnv = { ...env, PSCHED_API_TOKEN: undefined, PSCHED_ACCESS_TOKEN: undefined, PSCHED_SIGNING_SECRET: undefined };
+  // both configurations first: a bad option must not leave the other service's store open
+  const dispatcherOptions = dispatcherConfig({
     ...shared,
     port: values['dispatcher-port'],
     db: join(dir, 'dispatcher.db'),
     mainUrl: `http://${urlHost(host)}:${values['main-port']}`,
-  }, noEnv));
-  const main = await createMainServer(mainConfig({
+  }, serviceEnv);
+  const mainOptions = mainConfig({
     ...shared,
     port: values['main-port'],
     db: join(dir, 'main.db'),
     dispatcherUrls: `http://${urlHost(host)}:${values['dispatcher-port']}`,
-  }, noEnv));
+  }, serviceEnv);
+  const dispatcher = await createDispatcher(dispatcherOptions);
+  let main: Awaited<ReturnType<typeof createMainServer>>;
+  try {
+    main = await createMainServer(mainOptions);
+  } catch (err) {
+    await dispatcher.close(); // its store is open: the process could not exit
+    throw err;
+  }
   const mainUrl = await listenOrClose(main, [dispatcher, main], 'the main server', '--main-port');
   const dispatcherUrl = await listenOrClose(dispatcher, [dispatcher, main], 'the dispatcher', '--dispatcher-port');
   exitWhenHalted(dispatcher.halted);

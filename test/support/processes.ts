@@ -36,7 +36,7 @@ const EXIT_TIMEOUT_MS = 15_000;
 
 /**
  * The environment of every child: the parent's minus every PSCHED_ variable
- * (a developer's PSCHED_PORT or PSCHED_DB must not leak into a test), quiet
+ * (a developer's PSCHED_MAIN_PORT or PSCHED_DISPATCHER_DB must not leak into a test), quiet
  * logs unless PSCHED_TEST_LOG_LEVEL asks for more.
  */
 function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
