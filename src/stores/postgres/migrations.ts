@@ -83,6 +83,30 @@ export const dispatcherMigrations: readonly Migration[] = [
       CREATE INDEX messages_owner_due ON messages (lease_owner, due_at, id) WHERE lease_owner IS NOT NULL;
     `,
   },
+  // (3 is another change, made beside this one; ./migrate.ts applies whatever versions are listed, gaps and all)
+  {
+    version: 4,
+    name: 'delivery attempts',
+    breaking: false,
+    sql: `
+      -- One row per finished delivery attempt: the console's attempt history,
+      -- as on SQLite (../sqlite/migrations.ts, version 4). Written by the
+      -- statements that record outcomes (a CTE of markDelivered, markRetry,
+      -- markDead: no extra round trip), deleted with its message (remove,
+      -- purgeDelivered). No foreign key: the delete is explicit, as on SQLite,
+      -- and the hot insert checks nothing more.
+      CREATE TABLE delivery_attempts (
+        message_id text COLLATE "C" NOT NULL,
+        finished_at bigint NOT NULL,
+        attempt integer NOT NULL,
+        started_at bigint NOT NULL,
+        outcome text NOT NULL CHECK (outcome IN ('delivered', 'retry', 'dead')),
+        http_status integer,
+        error text,
+        PRIMARY KEY (message_id, finished_at, attempt)
+      );
+    `,
+  },
 ];
 
 export const mainMigrations: readonly Migration[] = [
