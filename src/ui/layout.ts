@@ -109,7 +109,7 @@ figure.chart .worst, .legend i.worst { fill: var(--ink); background: var(--ink);
 .legend { font-weight: 500; color: var(--muted); font-size: 12px; display: inline-flex; gap: 4px; align-items: center; flex-wrap: wrap; }
 .legend i { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-left: 6px; }
 .chart-summary { font-size: 12px; color: var(--muted); margin: 4px 0 0; }
-form.filters { display: grid; grid-template-columns: minmax(0, .8fr) minmax(0, 1fr) minmax(0, 1.4fr) minmax(0, 1.2fr) minmax(0, 1.2fr); gap: 0 12px; align-items: start; }
+form.filters { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr) minmax(0, 1.4fr) minmax(0, 1.2fr) minmax(0, 1.2fr); gap: 0 12px; align-items: start; }
 form.filters > div { min-width: 0; }
 form.filters .filter-actions { display: flex; gap: 8px; grid-column: 1 / -1; margin-top: 12px; }
 form.filters label { margin-top: 0; }
@@ -125,10 +125,10 @@ dl.facts div { min-width: 0; }
 dl.facts dt { font-size: 12px; color: var(--muted); font-weight: 600; }
 dl.facts dd { margin: 2px 0 0; font-size: 14px; overflow-wrap: anywhere; }
 .muted { color: var(--muted); }
-#edit form { display: grid; gap: 6px; margin-top: 4px; }
+#edit form { display: grid; gap: 6px; margin: 4px 0 0; }
 #edit form + form { margin-top: 16px; }
 #edit .inline { display: flex; gap: 8px; flex-wrap: wrap; }
-#edit .inline input { flex: 1 1 220px; width: auto; max-width: 280px; }
+#edit .inline input { flex: 1 1 220px; width: auto; max-width: 280px; font-size: inherit; padding: 9px 11px; }
 #edit form button { justify-self: start; }
 table.attempts { width: 100%; border-collapse: collapse; font-size: 14px; }
 table.attempts th { text-align: left; font-size: 12px; color: var(--muted); font-weight: 600; padding: 6px 8px; border-bottom: 1px solid var(--line); }
@@ -146,9 +146,11 @@ table.attempts code.status { font-size: 13px; color: var(--ink); font-weight: 60
 }
 @media (max-width: 600px) {
   table.attempts thead { display: none; }
-  table.attempts tr { display: grid; grid-template-columns: auto 1fr; gap: 2px 10px; padding: 8px 0; border-bottom: 1px solid var(--line); }
-  table.attempts td { border: none; padding: 0; text-align: left; }
-  table.attempts td::before { content: attr(data-label); color: var(--muted); font-size: 12px; font-weight: 600; margin-right: 8px; }
+  table.attempts, table.attempts tbody { display: block; }
+  table.attempts tr { display: grid; grid-template-columns: minmax(0, 1fr); gap: 3px; padding: 10px 0; border-bottom: 1px solid var(--line); }
+  table.attempts td { display: flex; gap: 8px; align-items: baseline; border: none; padding: 0; text-align: left; }
+  table.attempts td::before { content: attr(data-label); flex: 0 0 64px; color: var(--muted); font-size: 12px; font-weight: 600; }
+  dl.facts { grid-template-columns: repeat(2, minmax(0, 1fr)); }
   table.attempts td.num { text-align: left; }
 }
 `;
