@@ -7,7 +7,13 @@
  * Chromium, light and dark (prefers-color-scheme):
  *   docs/screenshots/main.png, main-dark.png              1280x800: compose + scheduled beside the feed
  *   docs/screenshots/main-phone.png, main-phone-dark.png  390 px wide, the whole page: compose, feed, scheduled
- *   docs/screenshots/dispatcher.png, dispatcher-dark.png  1280x800: scheduled, dead letters, delivered history
+ *   docs/screenshots/dispatcher.png, dispatcher-dark.png  1280 px wide, the whole console: overview and charts,
+ *     filters, scheduled, dead letters (bulk retry/discard), delivered history
+ *   docs/screenshots/dispatcher-phone.png, dispatcher-phone-dark.png  the console on a 390 px phone
+ *   docs/screenshots/dispatcher-filtered.png  the console filtered to one user's dead letters, two ticked
+ *   docs/screenshots/dispatcher-message-scheduled.png  a scheduled message's page: change its time or text, cancel
+ *   docs/screenshots/dispatcher-message.png, dispatcher-message-dark.png  a message's page: fields, edit, attempt history
+ *   docs/screenshots/dispatcher-message-phone.png, dispatcher-message-phone-dark.png  the same on a phone
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -42,6 +48,13 @@ const POSTED = [
   },
 ];
 
+/** Sent while the main server was down: dead letters for the console's bulk actions. */
+const DEAD = [
+  { username: 'Reports', message: 'The weekly report is ready.' },
+  { username: 'Reports', message: 'Monthly numbers: the dashboard is updated.' },
+  { username: 'Eve', message: 'Lunch poll results are in!' },
+];
+
 const HOUR = 3_600_000;
 const SCHEDULED = [
   { username: 'Ann', message: 'Stand-up moves to the big room today.', inMs: 2 * HOUR },
@@ -58,17 +71,24 @@ async function main(): Promise<void> {
     const mainUrl = `http://127.0.0.1:${mainPort}`;
     const dispatcherUrl = `http://127.0.0.1:${dispatcherPort}`;
 
-    // 1. a dead letter: the dispatcher alone, its main server down, one attempt allowed
+    // 1. dead letters and a message still retrying: the dispatcher alone, its main server down, three attempts allowed
     const lonely = await procs.startService('dispatcher', {
       db: join(dir, 'dispatcher.db'),
       'main-url': `http://127.0.0.1:${await freePort()}`,
-      'max-attempts': '1',
+      'max-attempts': '3',
+      'retry-base': '1s',
     }, dispatcherPort);
-    const dead = await requestJson('POST', `${lonely.url}/v1/messages`, {
-      body: { username: 'Reports', message: 'The weekly report is ready.', delaySeconds: 0 },
-    });
-    assert.equal(dead.status, 201, JSON.stringify(dead.body));
-    await waitFor(async () => (await requestJson('GET', `${lonely.url}/v1/messages/${dead.body.id}`)).body.status === 'dead', { what: 'the dead letter' });
+    const messageOf = async (id: string) => (await requestJson('GET', `${lonely.url}/v1/messages/${id}`)).body as { status: string; attempts: number };
+    const deadIds: string[] = [];
+    for (const message of DEAD) {
+      const dead = await requestJson('POST', `${lonely.url}/v1/messages`, { body: { ...message, delaySeconds: 0 } });
+      assert.equal(dead.status, 201, JSON.stringify(dead.body));
+      deadIds.push(dead.body.id);
+    }
+    for (const id of deadIds) await waitFor(async () => (await messageOf(id)).status === 'dead', { what: 'a dead letter', timeoutMs: 20_000 });
+    // two failed attempts, then the dispatcher stops: the whole system delivers it on its next attempt
+    const late = await requestJson('POST', `${lonely.url}/v1/messages`, { body: { username: 'Bo', message: 'Deploy window opens in 10 minutes.', delaySeconds: 0 } });
+    await waitFor(async () => (await messageOf(late.body.id)).attempts >= 2 && (await messageOf(late.body.id)).status === 'scheduled', { what: 'two failed attempts', timeoutMs: 20_000 });
     assert.equal((await lonely.stop('SIGTERM')).code, 0);
 
     // 2. the whole system, as `npm start` runs it, on the same data
@@ -77,7 +97,13 @@ async function main(): Promise<void> {
     await waitHealthy(dispatcherUrl, dev);
     const { apiToken } = JSON.parse(readFileSync(join(dir, 'dev-credentials.json'), 'utf8')) as { apiToken: string };
 
-    // the original's own example first (due in 2014: posted at once), then the others one by one
+    // a few deliveries for the dispatcher's charts first: older than the story, so the feed's top shows the story
+    for (let i = 0; i < 8; i++) {
+      const answer = await requestJson('POST', `${mainUrl}/v1/scheduled`, { body: { username: 'CI', message: `Build ${120 + i} passed.`, delaySeconds: 0 } });
+      assert.equal(answer.status, 201, JSON.stringify(answer.body));
+      await awaitPost(mainUrl, answer.body.id);
+    }
+    // the original's own example (due in 2014: posted at once), then the others one by one
     const curl = await requestJson('POST', `${mainUrl}/scheduleMessage.php`, {
       body: new URLSearchParams({ username: 'Curl', message: "I'm scheduling a message!", time: '2014-08-01 13:30:00' }).toString(),
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
@@ -89,12 +115,16 @@ async function main(): Promise<void> {
       assert.equal(answer.status, 201, JSON.stringify(answer.body));
       await awaitPost(mainUrl, answer.body.id);
     }
+    const scheduledIds: string[] = [];
     for (const { inMs, ...message } of SCHEDULED) {
       const answer = await requestJson('POST', `${mainUrl}/v1/scheduled`, {
         body: { ...message, scheduledAt: new Date(roundToQuarterHour(Date.now() + inMs)).toISOString() },
       });
       assert.equal(answer.status, 201, JSON.stringify(answer.body));
+      scheduledIds.push(answer.body.id);
     }
+
+    await waitFor(async () => (await requestJson('GET', `${dispatcherUrl}/v1/messages/${late.body.id}`, { token: apiToken })).body.status === 'delivered', { what: 'the late message delivered', timeoutMs: 20_000 });
 
     mkdirSync(OUT_DIR, { recursive: true });
     const contextOptions = { viewport: VIEWPORT, timezoneId: VIEWER_ZONE, locale: 'en-US' };
@@ -115,13 +145,36 @@ async function main(): Promise<void> {
         written.push(path);
         await mainPage.context().close();
       }
-      const dispatcherContext = await browser.newContext({ ...contextOptions, colorScheme, httpCredentials: { username: 'admin', password: apiToken } });
-      const dispatcherPage = await dispatcherContext.newPage();
-      await dispatcherPage.goto(dispatcherUrl);
-      const path = join(OUT_DIR, `dispatcher${suffix}.png`);
-      await dispatcherPage.screenshot({ path });
-      written.push(path);
-      await dispatcherContext.close();
+      for (const [name, viewport] of [['dispatcher', VIEWPORT], ['dispatcher-phone', PHONE]] as const) {
+        const dispatcherContext = await browser.newContext({ ...contextOptions, viewport, colorScheme, httpCredentials: { username: 'admin', password: apiToken } });
+        const dispatcherPage = await dispatcherContext.newPage();
+        await dispatcherPage.goto(dispatcherUrl);
+        await dispatcherPage.locator('#live', { hasText: 'live' }).waitFor();
+        const path = join(OUT_DIR, `${name}${suffix}.png`);
+        await dispatcherPage.screenshot({ path, fullPage: true });
+        written.push(path);
+
+        if (name === 'dispatcher' && colorScheme === 'light') {
+          // filtered to one user's dead letters, two of them ticked for a bulk action
+          await dispatcherPage.goto(`${dispatcherUrl}/?show=dead&user=Reports`);
+          for (const box of await dispatcherPage.locator('#dead input.pick').all()) await box.check();
+          const filtered = join(OUT_DIR, 'dispatcher-filtered.png');
+          await dispatcherPage.screenshot({ path: filtered });
+          written.push(filtered);
+          // a scheduled message's page: its time and text can still be changed
+          await dispatcherPage.goto(`${dispatcherUrl}/ui/messages/${scheduledIds[0]}`);
+          const editable = join(OUT_DIR, 'dispatcher-message-scheduled.png');
+          await dispatcherPage.screenshot({ path: editable, fullPage: true });
+          written.push(editable);
+        }
+
+        // the message that failed twice and was delivered on its third attempt
+        await dispatcherPage.goto(`${dispatcherUrl}/ui/messages/${late.body.id}`);
+        const messagePath = join(OUT_DIR, `${name === 'dispatcher' ? 'dispatcher-message' : 'dispatcher-message-phone'}${suffix}.png`);
+        await dispatcherPage.screenshot({ path: messagePath, fullPage: true });
+        written.push(messagePath);
+        await dispatcherContext.close();
+      }
     }
 
     const exit = await dev.stop('SIGINT');

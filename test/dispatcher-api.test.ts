@@ -312,7 +312,32 @@ describe('GET /v1/messages', () => {
     assert.equal(((await t.request('GET', '/v1/messages?status=&limit=&cursor=')).json() as Json).items.length, 100);
   });
 
+  it('filters by user, text and due range, and pages within the filter', async () => {
+    await using t = await startTestDispatcher();
+    const [a, b, c, d] = await t.schedule(
+      { username: 'ann', message: 'Coffee at ten', scheduledAt: '2099-01-01T10:00:00Z' },
+      { username: 'bo', message: 'coffee again', scheduledAt: '2099-01-01T11:00:00Z' },
+      { username: 'ann', message: 'lunch', scheduledAt: '2099-01-01T12:00:00Z' },
+      { username: 'ann', message: 'more COFFEE', scheduledAt: '2099-01-02T10:00:00Z' },
+    );
+    const list = async (query: string) => ((await t.request('GET', `/v1/messages?${query}`)).json() as Json).items.map((m: Json) => m.id);
+    assert.deepEqual(await list('user=ann'), [a!.id, c!.id, d!.id]);
+    assert.deepEqual(await list('user=ann&q=coffee'), [a!.id, d!.id]);
+    assert.deepEqual(await list('dueFrom=2099-01-01T11:30:00Z&dueTo=2099-01-02T10:00:00Z'), [c!.id]);
+    // wall-clock times in the given zone (Berlin is an hour ahead of UTC in January)
+    assert.deepEqual(await list('dueFrom=2099-01-01 12:00&dueTo=2099-01-01 13:00&timeZone=Europe/Berlin'), [b!.id]);
+    const first = (await t.request('GET', '/v1/messages?user=ann&limit=2')).json() as Json;
+    assert.deepEqual(first.items.map((m: Json) => m.id), [a!.id, c!.id]);
+    assert.deepEqual(await list(`user=ann&limit=2&cursor=${first.nextCursor}`), [d!.id]);
+  });
+
   const badQueries: [string, string][] = [
+    ['dueFrom=tomorrow', 'dueFrom'],
+    ['dueTo=2099-02-30T00:00:00Z', 'dueTo'],
+    ['dueFrom=2099-01-02T00:00:00Z&dueTo=2099-01-01T00:00:00Z', 'dueTo'],
+    ['timeZone=Mars/Olympus&dueFrom=2099-01-01 10:00', 'timeZone'],
+    ['user=a&user=b', 'user'],
+    [`q=${'x'.repeat(201)}`, 'q'],
     ['status=sent', 'status'],
     ['status=Scheduled', 'status'],
     ['limit=0', 'limit'],
@@ -582,7 +607,7 @@ describe('service endpoints', () => {
     await using t = await startTestDispatcher();
     assertOpenApiDocument(t.dispatcher.app, await t.request('GET', '/openapi.json'), [
       'POST /v1/messages', 'GET /v1/messages', 'POST /v1/messages/batch', 'GET /v1/messages/{id}', 'PATCH /v1/messages/{id}',
-      'DELETE /v1/messages/{id}', 'POST /v1/messages/{id}/retry', 'GET /healthz', 'GET /metrics', 'GET /openapi.json',
+      'DELETE /v1/messages/{id}', 'POST /v1/messages/{id}/retry', 'GET /v1/messages/{id}/attempts', 'GET /healthz', 'GET /metrics', 'GET /openapi.json',
       'POST /scheduleMessage.php', 'GET /cron/checkScheduledMessages.php', 'GET /',
     ]);
   });
@@ -620,6 +645,17 @@ describe('through the real engine', () => {
     const after = (await t.request('GET', `/v1/messages/${created.id}`)).json() as Json;
     assert.equal(after.status, 'delivered');
     assert.match(after.deliveredAt, ISO_MS);
+
+    // the history: the refused attempt, then the one after the retry
+    const history = (await t.request('GET', `/v1/messages/${created.id}/attempts`)).json() as Json;
+    assert.deepEqual(history.items.map((a: Json) => [a.attempt, a.outcome, a.httpStatus]), [[1, 'dead', 400], [1, 'delivered', 200]]);
+    assert.match(history.items[0].error, /400/);
+    assert.equal(history.items[1].error, null);
+    for (const attempt of history.items) {
+      assert.match(attempt.startedAt, ISO_MS);
+      assert.equal(attempt.latencyMs, Date.parse(attempt.finishedAt) - Date.parse(attempt.startedAt));
+    }
+    assert.equal((await t.request('GET', '/v1/messages/01890000-0000-7000-8000-000000000000/attempts')).statusCode, 404);
 
     const patch = await t.request('PATCH', `/v1/messages/${created.id}`, { body: { message: 'too late' } });
     assert.equal(patch.statusCode, 409);

@@ -271,6 +271,116 @@ for (const factory of dispatcherStoreFactories()) {
       });
     });
 
+    describe('list with filters', () => {
+      it('narrows by user, text (ignoring ASCII case), due range and several statuses, and pages with the cursor', async () => {
+        await using handle = await factory.create();
+        const store = handle.store;
+        const a = await insertOne(store, { username: 'ann', message: 'Coffee at ten', scheduledAt: T + MINUTE });
+        const b = await insertOne(store, { username: 'bo', message: 'coffee, again', scheduledAt: T + 2 * MINUTE });
+        const c = await insertOne(store, { username: 'ann', message: 'lunch', scheduledAt: T + 3 * MINUTE });
+        const d = await insertOne(store, { username: 'ann', message: 'COFFEE 100% _sure_', scheduledAt: T + 4 * MINUTE });
+        const dead = await insertFinished(store, 'dead'); // ann, hello, due T + MINUTE
+        assert.deepEqual(ids(await store.list({ limit: 10, username: 'ann' })), [a.id, dead.id, c.id, d.id]);
+        assert.deepEqual(ids(await store.list({ limit: 10, username: 'Ann' })), [], 'the user name is matched exactly');
+        assert.deepEqual(ids(await store.list({ limit: 10, text: 'coffee' })), [a.id, b.id, d.id]);
+        assert.deepEqual(ids(await store.list({ limit: 10, text: '100% _' })), [d.id], '% and _ are plain characters');
+        assert.deepEqual(ids(await store.list({ limit: 10, text: 'coffee', username: 'ann' })), [a.id, d.id]);
+        assert.deepEqual(ids(await store.list({ limit: 10, dueFrom: T + 2 * MINUTE, dueTo: T + 4 * MINUTE })), [b.id, c.id], 'from inclusive, to exclusive');
+        assert.deepEqual(ids(await store.list({ limit: 10, status: 'dead', username: 'ann' })), [dead.id]);
+        // both due at T + MINUTE: a was made first, so its id is the smaller
+        assert.deepEqual(ids(await store.list({ limit: 10, status: ['scheduled', 'dead'], dueTo: T + 2 * MINUTE })), [a.id, dead.id]);
+        const first = await store.list({ limit: 2, username: 'ann' });
+        const last = first.at(-1)!;
+        assert.deepEqual(ids(await store.list({ limit: 2, username: 'ann', after: { dueAt: last.dueAt, id: last.id } })), [c.id, d.id]);
+        assert.deepEqual(ids(await store.list({ limit: 10, status: ['scheduled', 'delivering'] })), [a.id, b.id, c.id, d.id]);
+      });
+
+      it('narrows and pages the delivered history, newest first', async () => {
+        await using handle = await factory.create();
+        const store = handle.store;
+        const delivered: StoredMessage[] = [];
+        for (let i = 0; i < 5; i++) delivered.push(await insertFinished(store, 'delivered', T + 100 * (i + 1)));
+        const newestFirst = ids(delivered).toReversed();
+        assert.deepEqual(ids(await store.listRecentlyDelivered(10, {})), newestFirst);
+        const page = await store.listRecentlyDelivered(2, {});
+        const last = page.at(-1)!;
+        assert.deepEqual(ids(await store.listRecentlyDelivered(2, { before: { deliveredAt: last.deliveredAt!, id: last.id } })), newestFirst.slice(2, 4));
+        assert.deepEqual(ids(await store.listRecentlyDelivered(10, { text: 'HELLO', username: 'ann' })), newestFirst);
+        assert.deepEqual(await store.listRecentlyDelivered(10, { text: 'nowhere' }), []);
+        assert.deepEqual(await store.listRecentlyDelivered(10, { dueFrom: T + 2 * MINUTE }), []);
+      });
+    });
+
+    describe('attempt history', () => {
+      it('records each finished attempt with its outcome, status, error and latency, oldest first', async () => {
+        await using handle = await factory.create();
+        const store = handle.store;
+        const message = await insertDelivering(store);
+        await store.finishDeliveries(OWNER, [{
+          id: message.id, outcome: 'retry', at: T + 5000, error: 'HTTP 503',
+          attempt: { number: 1, startedAt: T + 1, finishedAt: T + 41, httpStatus: 503 },
+        }]);
+        const [again] = await store.startDelivery(OWNER, [{ id: message.id, version: message.version }], T + 5000);
+        assert.ok(again);
+        await store.finishDeliveries(OWNER, [{
+          id: message.id, outcome: 'retry', at: T + 9000, error: 'timeout after 10000 ms',
+          attempt: { number: 2, startedAt: T + 5000, finishedAt: T + 15_000 },
+        }]);
+        await store.startDelivery(OWNER, [{ id: message.id, version: message.version }], T + 20_000);
+        await store.finishDeliveries(OWNER, [{ id: message.id, outcome: 'delivered', at: T + 20_003, attempt: { number: 3, startedAt: T + 20_000, finishedAt: T + 20_003, httpStatus: 201 } }]);
+        assert.deepEqual(await store.attempts(message.id), [
+          { messageId: message.id, attempt: 1, startedAt: T + 1, finishedAt: T + 41, outcome: 'retry', httpStatus: 503, error: 'HTTP 503', latencyMs: 40 },
+          { messageId: message.id, attempt: 2, startedAt: T + 5000, finishedAt: T + 15_000, outcome: 'retry', httpStatus: null, error: 'timeout after 10000 ms', latencyMs: 10_000 },
+          { messageId: message.id, attempt: 3, startedAt: T + 20_000, finishedAt: T + 20_003, outcome: 'delivered', httpStatus: 201, error: null, latencyMs: 3 },
+        ]);
+        assert.deepEqual(await store.attempts(uuidv7()), []);
+      });
+
+      it('records a dead attempt, and nothing for an outcome that changed nothing', async () => {
+        await using handle = await factory.create();
+        const store = handle.store;
+        const dead = await insertDelivering(store);
+        const foreign = await insertDelivering(store);
+        const attempt = { number: 1, startedAt: T + 1, finishedAt: T + 2, httpStatus: 400 };
+        await store.finishDeliveries(OWNER, [{ id: dead.id, outcome: 'dead', at: T + 2, error: 'HTTP 400', attempt }]);
+        await store.finishDeliveries(OTHER, [{ id: foreign.id, outcome: 'dead', at: T + 2, error: 'HTTP 400', attempt }]);
+        await store.finishDeliveries(OWNER, [{ id: dead.id, outcome: 'delivered', at: T + 3, attempt: { ...attempt, finishedAt: T + 3 } }]);
+        assert.deepEqual((await store.attempts(dead.id)).map((a) => [a.outcome, a.httpStatus, a.error]), [['dead', 400, 'HTTP 400']]);
+        assert.deepEqual(await store.attempts(foreign.id), []);
+      });
+
+      it('goes with its message: on remove, and on purge after delivery', async () => {
+        await using handle = await factory.create();
+        const store = handle.store;
+        const finish = async (outcome: 'delivered' | 'dead', at: number) => {
+          const message = await insertDelivering(store);
+          await store.finishDeliveries(OWNER, [{ id: message.id, outcome, at, error: outcome === 'dead' ? 'HTTP 400' : undefined, attempt: { number: 1, startedAt: at - 1, finishedAt: at } }]);
+          return message;
+        };
+        const dead = await finish('dead', T + 10);
+        const old = await finish('delivered', T + 100);
+        const recent = await finish('delivered', T + 300);
+        assert.equal((await store.remove(dead.id)).kind, 'ok');
+        assert.deepEqual(await store.attempts(dead.id), []);
+        assert.equal(await store.purgeDelivered(T + 200), 1);
+        assert.deepEqual(await store.attempts(old.id), []);
+        assert.equal((await store.attempts(recent.id)).length, 1);
+      });
+
+      it('keeps the history across a retry of a dead letter, counting attempts from 1 again', async () => {
+        await using handle = await factory.create();
+        const store = handle.store;
+        const message = await insertDelivering(store);
+        await store.finishDeliveries(OWNER, [{ id: message.id, outcome: 'dead', at: T + 2, error: 'HTTP 400', attempt: { number: 1, startedAt: T + 1, finishedAt: T + 2, httpStatus: 400 } }]);
+        const retried = await store.retry(message.id, T + 10, CLAIM_ALL);
+        assert.equal(retried.kind, 'ok');
+        const [started] = await store.startDelivery(OWNER, [{ id: message.id, version: retried.kind === 'ok' ? retried.message.version : 0 }], T + 11);
+        assert.equal(started?.attempts, 1);
+        await store.finishDeliveries(OWNER, [{ id: message.id, outcome: 'delivered', at: T + 12, attempt: { number: 1, startedAt: T + 11, finishedAt: T + 12, httpStatus: 200 } }]);
+        assert.deepEqual((await store.attempts(message.id)).map((a) => [a.attempt, a.outcome]), [[1, 'dead'], [1, 'delivered']]);
+      });
+    });
+
     describe('listRecentlyDelivered', () => {
       it('lists delivered messages, most recently delivered first, up to the limit', async () => {
         await using handle = await factory.create();

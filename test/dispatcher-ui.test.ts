@@ -202,3 +202,209 @@ describe('the page with --api-token', () => {
     assert.equal(response.statusCode, 303);
   });
 });
+
+const form = (fields: [string, string][]) => ({
+  body: new URLSearchParams(fields).toString(),
+  headers: { 'content-type': 'application/x-www-form-urlencoded' },
+});
+
+/** Moves a scheduled message through attempts as the engine would, recording each in its history. */
+async function deliverWithHistory(t: Awaited<ReturnType<typeof startTestDispatcher>>, id: string, outcomes: { outcome: 'retry' | 'delivered' | 'dead'; httpStatus?: number; error?: string }[]) {
+  const { store } = t.dispatcher;
+  const owner = `history-${id}`;
+  const now = Date.now();
+  const message = await store.get(id);
+  await store.claimDue(owner, message!.dueAt + 1, now, now + 600_000, 100_000);
+  let at = now;
+  for (const [i, { outcome, httpStatus, error }] of outcomes.entries()) {
+    await store.startDelivery(owner, [{ id, version: message!.version }], at);
+    await store.finishDeliveries(owner, [{ id, outcome, at: outcome === 'retry' ? at + 1 : at + 20, error, attempt: { number: i + 1, startedAt: at, finishedAt: at + 20, httpStatus } }]);
+    at += 1000;
+  }
+  await store.releaseClaims(owner);
+}
+
+describe('the console: filters and paging', () => {
+  it('narrows every list by status, user, text and due range, and keeps the form filled in', async () => {
+    await using t = await startTestDispatcher();
+    const [ann1, bo, ann2, dead] = await t.schedule(
+      { username: 'ann', message: 'Coffee at ten', scheduledAt: '2099-01-01T10:00:00Z' },
+      { username: 'bo', message: 'coffee again', scheduledAt: '2099-01-01T11:00:00Z' },
+      { username: 'ann', message: 'lunch', scheduledAt: '2099-01-02T12:00:00Z' },
+      { username: 'ann', message: 'coffee, undeliverable', scheduledAt: '2099-01-03T12:00:00Z' },
+    );
+    await forceStatus(t.dispatcher, dead!.id, 'dead');
+    const page = (await t.request('GET', '/?user=ann&q=COFFEE')).body;
+    const scheduled = section(page, 'scheduled-title');
+    assert.match(scheduled, new RegExp(ann1!.id));
+    assert.doesNotMatch(scheduled, new RegExp(`${bo!.id}|${ann2!.id}`));
+    assert.match(section(page, 'dead-title'), new RegExp(dead!.id));
+    assert.match(page, /<input id="filter-user" name="user" maxlength="64" value="ann"/);
+    assert.match(page, /<input id="filter-q" type="search" name="q" maxlength="200" value="COFFEE"/);
+    assert.match(scheduled, /<span class="count">1<\/span>/, 'a filtered list counts what it shows');
+    // one status: the other lists are left out
+    const deadOnly = (await t.request('GET', '/?show=dead')).body;
+    assert.ok(!deadOnly.includes('aria-labelledby="scheduled-title"') && !deadOnly.includes('aria-labelledby="delivered-title"'));
+    assert.match(section(deadOnly, 'dead-title'), new RegExp(dead!.id));
+    // a due range, read in the given zone (Berlin: UTC+1 in January)
+    const ranged = section((await t.request('GET', '/?dueFrom=2099-01-01T11:30&dueTo=2099-01-02T13:00&timeZone=Europe/Berlin')).body, 'scheduled-title');
+    assert.match(ranged, new RegExp(bo!.id));
+    assert.doesNotMatch(ranged, new RegExp(`${ann1!.id}|${ann2!.id}`));
+    assert.match(section((await t.request('GET', '/?q=nothing-like-this')).body, 'scheduled-title'), /Nothing matches the filters\./);
+  });
+
+  it('answers a filter it cannot read with 400, saying which, never echoing it into the notice', async () => {
+    await using t = await startTestDispatcher();
+    await t.schedule({ username: 'u', message: 'still listed', scheduledAt: '2099-01-01T00:00:00Z' });
+    const bad = await t.request('GET', '/?dueFrom=<b>yesterday</b>');
+    assert.equal(bad.statusCode, 400);
+    assert.match(bad.body, /<div class="notice error" role="status">The &quot;due from&quot; time is not a date and time/);
+    assert.ok(!bad.body.includes('<b>yesterday'));
+    assert.match(bad.body, /still listed/, 'the lists, unfiltered');
+    const order = await t.request('GET', '/?dueFrom=2099-01-02T00:00&dueTo=2099-01-01T00:00');
+    assert.equal(order.statusCode, 400);
+    assert.match(order.body, /not later than &quot;due from&quot;/);
+    assert.equal((await t.request('GET', '/?show=everything')).statusCode, 400);
+    const cursor = await t.request('GET', '/?scheduledPage=garbage');
+    assert.equal(cursor.statusCode, 400);
+    assert.match(cursor.body, /That page of the list does not exist/);
+  });
+
+  it('pages each list on its own cursor: next page, and back to the first', async () => {
+    await using t = await startTestDispatcher();
+    const messages = await t.schedule(...Array.from({ length: 205 }, (_, i) => ({ username: 'u', message: `n${i}`, scheduledAt: new Date(Date.UTC(2099, 0, 1) + i * 60_000).toISOString() })));
+    const first = section((await t.request('GET', '/')).body, 'scheduled-title');
+    const next = /<a class="button secondary next-page" href="([^"]+)">Next page<\/a>/.exec(first);
+    assert.ok(next, 'a next page');
+    const href = next[1]!.replaceAll('&amp;', '&');
+    assert.match(href, /^\/\?scheduledPage=/);
+    const second = section((await t.request('GET', href)).body, 'scheduled-title');
+    assert.equal(second.match(/<li /g)?.length, 5);
+    assert.ok(second.includes(messages[200]!.id) && second.includes(messages[204]!.id) && !second.includes(messages[199]!.id));
+    assert.match(second, /<a class="first-page" href="\/">Back to the first page<\/a>/);
+    assert.doesNotMatch(second, /next-page/, 'the last page has no next');
+    // the filters go along with the cursor
+    const filtered = section((await t.request('GET', '/?user=u')).body, 'scheduled-title');
+    assert.match(filtered, /href="\/\?user=u&amp;scheduledPage=/);
+    assert.match(filtered, /<span class="count">200\+<\/span>/);
+  });
+});
+
+describe('a message\'s page', () => {
+  it('shows every field and the attempt history: time, outcome, status code or error, latency', async () => {
+    await using t = await startTestDispatcher();
+    const [m] = await t.schedule({ username: 'hist', message: 'with a past', scheduledAt: '2099-01-01T00:00:00Z', idempotencyKey: 'key-7' });
+    await deliverWithHistory(t, m!.id, [
+      { outcome: 'retry', httpStatus: 503, error: 'main server answered 503' },
+      { outcome: 'retry', error: 'timeout after 10000 ms' },
+      { outcome: 'delivered', httpStatus: 201 },
+    ]);
+    const response = await t.request('GET', `/ui/messages/${m!.id}`);
+    assert.equal(response.statusCode, 200);
+    const page = response.body;
+    assert.match(page, /<span class="badge delivered">delivered<\/span>/);
+    assert.match(page, /key-7/);
+    const history = page.slice(page.indexOf('id="attempts-card"'));
+    assert.equal(history.match(/<tr>/g)?.length, 4, 'a header and three attempts');
+    assert.match(history, /<span class="count">3<\/span>/);
+    assert.match(history, /HTTP 503<\/code> <span class="error-text">main server answered 503/);
+    assert.match(history, /timeout after 10000 ms/);
+    assert.match(history, /HTTP 201/);
+    assert.equal(history.match(/20 ms/g)?.length, 3, 'latency of each');
+    const missing = await t.request('GET', '/ui/messages/01890000-0000-7000-8000-000000000000');
+    assert.equal(missing.statusCode, 404);
+    assert.match(missing.body, /No such message/);
+  });
+
+  it('edits the time (read in the form\'s zone) and the text, with a notice; refuses a past or unreadable time and empty text with 400', async () => {
+    await using t = await startTestDispatcher();
+    const [m] = await t.schedule({ username: 'u', message: 'old text', scheduledAt: '2099-01-01T00:00:00Z' });
+    const moved = await t.request('POST', `/ui/messages/${m!.id}/reschedule`, form([['time', '2099-06-01T12:30:15'], ['timeZone', 'Europe/Berlin']]));
+    assert.equal(moved.statusCode, 303);
+    const at = Date.parse('2099-06-01T10:30:15Z');
+    assert.equal(moved.headers.location, `/ui/messages/${m!.id}?notice=rescheduled&at=${at}`);
+    assert.equal((await t.dispatcher.store.get(m!.id))!.scheduledAt, at);
+    assert.match((await t.request('GET', moved.headers.location as string)).body, /notice ok.*Time changed: it will be delivered at <time datetime="2099-06-01T10:30:15.000Z">/);
+
+    for (const time of ['2001-01-01T00:00', 'not a time', '']) {
+      const refused = await t.request('POST', `/ui/messages/${m!.id}/reschedule`, form([['time', time], ['timeZone', 'UTC']]));
+      assert.equal(refused.statusCode, 400, time);
+      assert.match(refused.body, /<p class="field-error" role="alert">Not changed: /);
+    }
+    assert.equal((await t.dispatcher.store.get(m!.id))!.scheduledAt, at, 'unchanged');
+
+    const edited = await t.request('POST', `/ui/messages/${m!.id}/edit`, form([['message', 'new\r\ntext']]));
+    assert.equal(edited.headers.location, `/ui/messages/${m!.id}?notice=edited`);
+    assert.equal((await t.dispatcher.store.get(m!.id))!.message, 'new\ntext');
+    const empty = await t.request('POST', `/ui/messages/${m!.id}/edit`, form([['message', ' \u200b ']]));
+    assert.equal(empty.statusCode, 400);
+    assert.match(empty.body, /Not changed: message/);
+
+    await forceStatus(t.dispatcher, m!.id, 'delivered');
+    const late = await t.request('POST', `/ui/messages/${m!.id}/edit`, form([['message', 'too late']]));
+    assert.equal(late.headers.location, `/ui/messages/${m!.id}?notice=too-late&status=delivered`);
+  });
+
+  it('its buttons come back to it; a cancel goes back to the list, the filters kept', async () => {
+    await using t = await startTestDispatcher();
+    const [dead, scheduled] = await t.schedule(
+      { username: 'u', message: 'dead', scheduledAt: '2099-01-01T00:00:00Z' },
+      { username: 'u', message: 'cancel me', scheduledAt: '2099-01-02T00:00:00Z' },
+    );
+    await forceStatus(t.dispatcher, dead!.id, 'dead');
+    const retried = await t.request('POST', `/ui/messages/${dead!.id}/retry`, form([['back', 'detail']]));
+    assert.equal(retried.headers.location, `/ui/messages/${dead!.id}?notice=retried`);
+    const cancelled = await t.request('POST', `/ui/messages/${scheduled!.id}/cancel`, form([['back', 'detail']]));
+    assert.equal(cancelled.headers.location, '/?notice=cancelled');
+    const fromView = await t.request('POST', `/ui/messages/${dead!.id}/cancel`, form([['view', '/?show=scheduled&user=u&evil=https://x']]));
+    assert.equal(fromView.headers.location, '/?show=scheduled&user=u&notice=cancelled');
+    const offsite = await t.request('POST', '/ui/messages/01890000-0000-7000-8000-000000000000/cancel', form([['view', 'https://evil.example/']]));
+    assert.equal(offsite.headers.location, '/?notice=not-found');
+  });
+});
+
+describe('bulk actions on dead letters', () => {
+  it('retries the ticked dead letters and says how many, skipping any that are no longer dead', async () => {
+    await using t = await startTestDispatcher();
+    const [a, b, c, live] = await t.schedule(...['a', 'b', 'c', 'live'].map((message) => ({ username: 'u', message, scheduledAt: '2099-01-01T00:00:00Z' })));
+    for (const m of [a, b, c]) await forceStatus(t.dispatcher, m!.id, 'dead');
+    const page = section((await t.request('GET', '/')).body, 'dead-title');
+    assert.match(page, /<form id="bulk-dead" class="bulk" method="post" action="\/ui\/dead\/retry">/);
+    assert.match(page, new RegExp(`<input type="checkbox" class="pick" name="id" value="${a!.id}" form="bulk-dead"`));
+    const response = await t.request('POST', '/ui/dead/retry', form([['view', '/?show=dead'], ['id', a!.id], ['id', b!.id], ['id', live!.id]]));
+    assert.equal(response.statusCode, 303);
+    assert.equal(response.headers.location, '/?show=dead&notice=bulk-retried&done=2&skipped=1');
+    assert.deepEqual(await Promise.all([a, b, c, live].map(async (m) => (await t.dispatcher.store.get(m!.id))!.status)), ['scheduled', 'scheduled', 'dead', 'scheduled']);
+    assert.match((await t.request('GET', response.headers.location as string)).body,
+      /<div class="notice ok" role="status">2 dead letters scheduled again: being delivered now\. 1 skipped: no longer dead letters/);
+  });
+
+  it('discards only ticked dead letters, never a message scheduled again meanwhile; nothing ticked says so', async () => {
+    await using t = await startTestDispatcher();
+    const [a, b, again] = await t.schedule(...['a', 'b', 'again'].map((message) => ({ username: 'u', message, scheduledAt: '2099-01-01T00:00:00Z' })));
+    for (const m of [a, b, again]) await forceStatus(t.dispatcher, m!.id, 'dead');
+    await t.dispatcher.store.retry(again!.id, Date.now() + 3_600_000 * 24 * 365 * 50);
+    const response = await t.request('POST', '/ui/dead/discard', form([['id', a!.id], ['id', again!.id], ['id', b!.id]]));
+    assert.equal(response.headers.location, '/?notice=bulk-discarded&done=2&skipped=1');
+    assert.equal(await t.dispatcher.store.get(a!.id), undefined);
+    assert.equal(await t.dispatcher.store.get(b!.id), undefined);
+    assert.equal((await t.dispatcher.store.get(again!.id))!.status, 'scheduled');
+    const none = await t.request('POST', '/ui/dead/discard', form([['view', '/']]));
+    assert.equal(none.headers.location, '/?notice=none-selected');
+    assert.match((await t.request('GET', '/?notice=none-selected')).body, /Nothing selected: tick the dead letters/);
+  });
+
+  it('are refused from another site and without the token', async () => {
+    await using t = await startTestDispatcher({ apiToken: 'tok' });
+    const [m] = await t.schedule({ username: 'u', message: 'x', scheduledAt: '2099-01-01T00:00:00Z' });
+    await forceStatus(t.dispatcher, m!.id, 'dead');
+    const auth = { authorization: basic('tok') };
+    for (const path of ['/ui/dead/retry', '/ui/dead/discard', `/ui/messages/${m!.id}/edit`, `/ui/messages/${m!.id}/reschedule`]) {
+      assert.equal((await t.request('POST', path, { ...form([['id', m!.id]]) })).statusCode, 401, path);
+      const cross = await t.request('POST', path, { body: `id=${m!.id}`, headers: { ...auth, 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'cross-site' } });
+      assert.equal(cross.statusCode, 403, path);
+    }
+    assert.equal((await t.request('GET', `/ui/messages/${m!.id}`)).statusCode, 401);
+    assert.equal((await t.dispatcher.store.get(m!.id))!.status, 'dead');
+  });
+});

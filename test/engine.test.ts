@@ -420,6 +420,31 @@ describe('SchedulingEngine retries', () => {
     assert.equal(h.metrics.snapshot().latenessCount, 1, 'lateness counts first attempts only');
   });
 
+  it('records every attempt in the message\'s history and the last hour\'s per-minute numbers', async () => {
+    await using h = await harness({ retryBaseMs: 1000, random: () => 0.5 });
+    const slow = held();
+    h.deliverer.script = (_message, call) => (call === 1 ? { kind: 'retry', error: 'main server answered 503', status: 503 }
+      : call === 2 ? { kind: 'retry', error: 'connection refused' } : slow.promise);
+    const start = h.clock.now();
+    const id = await h.schedule(0);
+    await h.clock.advance(2250);
+    await h.clock.advance(40);
+    slow.finish({ kind: 'delivered', status: 201 });
+    await h.engine.whenIdle();
+    assert.deepEqual((await h.store.attempts(id)).map((a) => [a.attempt, a.startedAt - start, a.latencyMs, a.outcome, a.httpStatus, a.error]), [
+      [1, 0, 0, 'retry', 503, 'main server answered 503'],
+      [2, 750, 0, 'retry', null, 'connection refused'],
+      [3, 2250, 40, 'delivered', 201, null],
+    ]);
+    const minutes = h.metrics.lastHour(h.clock.now());
+    assert.equal(minutes.length, 60);
+    const total = (key: 'delivered' | 'retry' | 'dead' | 'latenessCount') => minutes.reduce((sum, minute) => sum + minute[key], 0);
+    assert.deepEqual([total('delivered'), total('retry'), total('dead'), total('latenessCount')], [1, 2, 0, 1]);
+    assert.ok(minutes.every((minute, i) => i === 0 || minute.start - minutes[i - 1]!.start === 60_000), 'one slot a minute, oldest first');
+    // an hour later the numbers have aged out
+    assert.equal(h.metrics.lastHour(h.clock.now() + 3_600_000).reduce((sum, minute) => sum + minute.delivered + minute.retry, 0), 0);
+  });
+
   it('waits as long as Retry-After says', async () => {
     await using h = await harness();
     h.deliverer.script = (_message, call) => (call === 1 ? { kind: 'retry', error: 'main server answered 429', status: 429, retryAfterMs: 7000 } : { kind: 'delivered', status: 200 });

@@ -761,9 +761,10 @@ export class SchedulingEngine {
   #deliver(message: StoredMessage): void {
     this.#inFlight.add(message.id);
     this.#backingOff.delete(message.id);
+    const startedAt = this.#clock.now();
     if (message.attempts === 1) {
       // measured from when the message could first have gone out: its due time, or its creation for one scheduled in the past
-      this.#metrics.observeLateness(this.#clock.now() - Math.max(message.dueAt, message.createdAt));
+      this.#metrics.observeLateness(startedAt - Math.max(message.dueAt, message.createdAt), startedAt);
     }
     let attempt: Promise<AttemptResult>;
     try {
@@ -772,12 +773,12 @@ export class SchedulingEngine {
       attempt = Promise.reject(err);
     }
     attempt.then(
-      (result) => this.#complete(message, result),
-      (err: unknown) => this.#complete(message, { kind: 'retry', error: `deliverer failed: ${err instanceof Error ? err.message : String(err)}` }),
+      (result) => this.#complete(message, result, startedAt),
+      (err: unknown) => this.#complete(message, { kind: 'retry', error: `deliverer failed: ${err instanceof Error ? err.message : String(err)}` }, startedAt),
     );
   }
 
-  #complete(message: StoredMessage, attemptResult: AttemptResult): void {
+  #complete(message: StoredMessage, attemptResult: AttemptResult, startedAt: number): void {
     this.#inFlight.delete(message.id);
     if (this.#state === 'stopped') return; // its claim was handed back: someone delivers it again
     let result = attemptResult;
@@ -800,7 +801,9 @@ export class SchedulingEngine {
     } else {
       record = { id: message.id, outcome: 'dead', at: now, error: result.error };
     }
-    this.#metrics.recordOutcome(result.kind);
+    // the attempt's row of the message's history, written with the outcome (same transaction)
+    record.attempt = { number: message.attempts, startedAt, finishedAt: now, httpStatus: result.status };
+    this.#metrics.recordOutcome(result.kind, now);
     if (result.kind !== 'delivered') this.#logFailure(message, result, record);
     this.#pending.push({ message, result, record });
     this.#noteRecovery(result, now);

@@ -1,5 +1,5 @@
 import type { MessageJson } from '../protocol/wire.ts';
-import type { StoredMessage } from './store.ts';
+import type { AttemptOutcome, AttemptRecord, StoredMessage } from './store.ts';
 
 /** A stored message as the /v1 API shows it (the shape is src/protocol/wire.ts's MessageJson). */
 
@@ -41,5 +41,28 @@ export function toMessageJson(m: StoredMessage): MessageJson {
     deliveredAt: m.deliveredAt === null ? null : iso(m.deliveredAt),
     lastError: m.lastError,
     idempotencyKey: m.idempotencyKey,
+  };
+}
+
+/** One attempt of a message's history as GET /v1/messages/:id/attempts shows it. */
+export interface AttemptJson {
+  attempt: number;
+  startedAt: string;
+  finishedAt: string;
+  outcome: AttemptOutcome;
+  httpStatus: number | null;
+  error: string | null;
+  latencyMs: number;
+}
+
+export function toAttemptJson(a: AttemptRecord): AttemptJson {
+  return {
+    attempt: a.attempt,
+    startedAt: iso(a.startedAt),
+    finishedAt: iso(a.finishedAt),
+    outcome: a.outcome,
+    httpStatus: a.httpStatus,
+    error: a.error,
+    latencyMs: a.latencyMs,
   };
 }

@@ -18,6 +18,66 @@ export type OutcomeKind = 'delivered' | 'retry' | 'dead';
  */
 const LATENESS_BUCKETS_S = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 
+/** One minute of this dispatcher's deliveries, for the console's charts. */
+export interface MinuteStats {
+  /** Epoch ms of the minute's start. */
+  start: number;
+  delivered: number;
+  retry: number;
+  dead: number;
+  /** First attempts started in this minute, and their lateness (ms). */
+  latenessCount: number;
+  latenessSumMs: number;
+  latenessMaxMs: number;
+}
+
+/** Minutes of history kept for the charts: the last hour. */
+const MINUTES_KEPT = 60;
+const MINUTE_MS = 60_000;
+
+/**
+ * Per-minute totals of the last hour in a ring of 60 slots: O(1) per
+ * outcome, fixed memory, nothing written anywhere. The console's charts read
+ * them; they are this process's numbers (a pool's other dispatchers keep their own).
+ */
+class MinuteSeries {
+  #slots: MinuteStats[] = [];
+
+  #slot(at: number): MinuteStats {
+    const start = Math.floor(at / MINUTE_MS) * MINUTE_MS;
+    const index = Math.floor(start / MINUTE_MS) % MINUTES_KEPT;
+    let slot = this.#slots[index];
+    if (!slot || slot.start !== start) {
+      slot = { start, delivered: 0, retry: 0, dead: 0, latenessCount: 0, latenessSumMs: 0, latenessMaxMs: 0 };
+      this.#slots[index] = slot;
+    }
+    return slot;
+  }
+
+  outcome(kind: OutcomeKind, at: number): void {
+    this.#slot(at)[kind]++;
+  }
+
+  lateness(ms: number, at: number): void {
+    const slot = this.#slot(at);
+    slot.latenessCount++;
+    slot.latenessSumMs += ms;
+    if (ms > slot.latenessMaxMs) slot.latenessMaxMs = ms;
+  }
+
+  /** The 60 minutes up to and including now's, oldest first; minutes without a delivery are zeros. */
+  lastHour(now: number): MinuteStats[] {
+    const current = Math.floor(now / MINUTE_MS) * MINUTE_MS;
+    const minutes: MinuteStats[] = [];
+    for (let i = MINUTES_KEPT - 1; i >= 0; i--) {
+      const start = current - i * MINUTE_MS;
+      const slot = this.#slots[Math.floor(start / MINUTE_MS) % MINUTES_KEPT];
+      minutes.push(slot && slot.start === start ? { ...slot } : { start, delivered: 0, retry: 0, dead: 0, latenessCount: 0, latenessSumMs: 0, latenessMaxMs: 0 });
+    }
+    return minutes;
+  }
+}
+
 export class DispatcherMetrics {
   readonly registry: Registry = serviceRegistry();
   readonly #messages = new Gauge({ name: 'psched_messages', help: 'Messages in the store by status.', labelNames: ['status'], registers: [this.registry] });
@@ -33,23 +93,32 @@ export class DispatcherMetrics {
   #outcomes: Record<OutcomeKind, number> = { delivered: 0, retry: 0, dead: 0 };
   #latenessSumMs = 0;
   #latenessCount = 0;
+  readonly #minutes = new MinuteSeries();
 
   constructor() {
     // every outcome shows from the start, at 0, so a rate() over it never begins with a gap
     for (const kind of ['delivered', 'retry', 'dead'] as const) this.#deliveries.inc({ outcome: kind }, 0);
   }
 
-  recordOutcome(kind: OutcomeKind): void {
+  /** An attempt's outcome, `at` (epoch ms, the engine's clock) when it came back. */
+  recordOutcome(kind: OutcomeKind, at: number): void {
     this.#outcomes[kind]++;
     this.#deliveries.inc({ outcome: kind });
+    this.#minutes.outcome(kind, at);
   }
 
-  /** Lateness of a first delivery attempt: when it started minus when it could first have gone out. */
-  observeLateness(ms: number): void {
+  /** Lateness of a first delivery attempt: when it started (`at`) minus when it could first have gone out. */
+  observeLateness(ms: number, at: number): void {
     const value = ms > 0 ? ms : 0;
     this.#lateness.observe(value / 1000);
     this.#latenessSumMs += value;
     this.#latenessCount++;
+    this.#minutes.lateness(value, at);
+  }
+
+  /** Per-minute deliveries and lateness of the last hour, oldest first (the console's charts). */
+  lastHour(now: number): MinuteStats[] {
+    return this.#minutes.lastHour(now);
   }
 
   /** Totals so far, for tests and logs. */

@@ -2,9 +2,27 @@ import { BATCH_BODY_LIMIT, LIMITS } from '../protocol/messages.ts';
 import {
   ERROR_SCHEMA, LEGACY_ANSWER_SCHEMA, MESSAGE_PAGE_SCHEMA, MESSAGE_SCHEMA, PATCH_SCHEMA, SCHEDULE_REQUEST_SCHEMA, errorResponse, idParam, json, ref,
 } from '../protocol/openapi-parts.ts';
+import { SEARCH_MAX } from './filters.ts';
 import { MESSAGE_STATUSES } from './store.ts';
 
 export { MESSAGE_ARRAY_SCHEMA, MESSAGE_PAGE_SCHEMA, MESSAGE_SCHEMA } from '../protocol/openapi-parts.ts';
+
+/** One finished delivery attempt (GET /v1/messages/{id}/attempts). */
+export const ATTEMPT_SCHEMA = {
+  type: 'object',
+  required: ['attempt', 'startedAt', 'finishedAt', 'outcome', 'httpStatus', 'error', 'latencyMs'],
+  properties: {
+    attempt: { type: 'integer', minimum: 1, description: 'counts from 1 again after a dead letter is retried' },
+    startedAt: { type: 'string', format: 'date-time' },
+    finishedAt: { type: 'string', format: 'date-time' },
+    outcome: { type: 'string', enum: ['delivered', 'retry', 'dead'] },
+    httpStatus: { type: ['integer', 'null'], description: 'the main server\'s status; null when none came (timeout, refused connection)' },
+    error: { type: ['string', 'null'] },
+    latencyMs: { type: 'integer', minimum: 0 },
+  },
+} as const;
+
+export const ATTEMPT_LIST_SCHEMA = { type: 'object', required: ['items'], properties: { items: { type: 'array', items: ATTEMPT_SCHEMA } } } as const;
 
 /** The dispatcher's API as an OpenAPI 3.1 document (served at /openapi.json); the shared schemas are in ../protocol/openapi-parts.ts. */
 
@@ -34,6 +52,8 @@ export function openApiDocument(): Record<string, unknown> {
         MessagePatch: PATCH_SCHEMA,
         Error: ERROR_SCHEMA,
         LegacyAnswer: LEGACY_ANSWER_SCHEMA,
+        Attempt: ATTEMPT_SCHEMA,
+        AttemptList: { type: 'object', required: ['items'], properties: { items: { type: 'array', items: ref('Attempt') } } },
       },
     },
     paths: {
@@ -54,7 +74,12 @@ export function openApiDocument(): Record<string, unknown> {
           parameters: [
             { name: 'status', in: 'query', schema: { type: 'string', enum: [...MESSAGE_STATUSES] } },
             { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
-            { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'nextCursor of the previous page' },
+            { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'nextCursor of the previous page (with the same filters)' },
+            { name: 'user', in: 'query', schema: { type: 'string', maxLength: LIMITS.usernameMax }, description: 'only this user name (exactly)' },
+            { name: 'q', in: 'query', schema: { type: 'string', maxLength: SEARCH_MAX }, description: 'only messages whose text contains this, ignoring case (SQLite: ASCII letters only); a scan, for operators' },
+            { name: 'dueFrom', in: 'query', schema: { type: 'string' }, description: 'due at or after this time (RFC 3339, or wall-clock time read in timeZone)' },
+            { name: 'dueTo', in: 'query', schema: { type: 'string' }, description: 'due before this time' },
+            { name: 'timeZone', in: 'query', schema: { type: 'string' }, description: 'the IANA zone dueFrom and dueTo are read in when they have no offset; default --timezone' },
           ],
           responses: { '200': { description: 'a page', content: json(ref('MessagePage')) }, ...COMMON_ERRORS },
         },
@@ -92,6 +117,13 @@ export function openApiDocument(): Record<string, unknown> {
         delete: {
           summary: 'Cancel a scheduled (or dead) message',
           responses: { '204': { description: 'cancelled; it will not be delivered' }, '401': COMMON_ERRORS['401'], '404': errorResponse('unknown id'), '409': errorResponse('too late: error.status is the current status') },
+        },
+      },
+      '/v1/messages/{id}/attempts': {
+        parameters: [idParam],
+        get: {
+          summary: 'The message\'s delivery attempts, oldest first (kept as long as the message: purged with it --retention after delivery)',
+          responses: { '200': { description: 'the attempt history (empty before the first attempt finished)', content: json(ref('AttemptList')) }, '401': COMMON_ERRORS['401'], '404': errorResponse('unknown id') },
         },
       },
       '/v1/messages/{id}/retry': {

@@ -3,8 +3,9 @@ import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
 import { isAuthorized, requireJsonBody, requireToken } from '../http.ts';
 import { BATCH_BODY_LIMIT, LIMITS, validateMessagePatch, validateScheduleRequest, type ValidScheduleRequest } from '../protocol/messages.ts';
 import { decodeCursor, encodeCursor, parseLimit } from '../protocol/paging.ts';
-import { toMessageJson } from './message-json.ts';
-import { MESSAGE_ARRAY_SCHEMA, MESSAGE_PAGE_SCHEMA, MESSAGE_SCHEMA, openApiDocument } from './openapi.ts';
+import { parseMessageFilter } from './filters.ts';
+import { toAttemptJson, toMessageJson } from './message-json.ts';
+import { ATTEMPT_LIST_SCHEMA, MESSAGE_ARRAY_SCHEMA, MESSAGE_PAGE_SCHEMA, MESSAGE_SCHEMA, openApiDocument } from './openapi.ts';
 import type { DispatcherContext } from './context.ts';
 import { MESSAGE_STATUSES, type ChangeOutcome, type MessageStatus, type StoredMessage } from './store.ts';
 
@@ -94,10 +95,11 @@ function registerMessageRoutes(v1: FastifyInstance, { engine, store, clock, conf
     const query = givenParams(request.query as Record<string, unknown>);
     const status = parseStatus(query.status);
     const limit = parseLimit(query.limit, PAGE_LIMIT);
+    const filter = parseMessageFilter(query, config.timeZone);
     const cursor = query.cursor === undefined ? undefined : decodeCursor(String(query.cursor));
     const after = cursor && { dueAt: cursor.at, id: cursor.id };
     // one more than asked tells whether another page exists, so the last page has no cursor
-    const rows = await store.list({ status, limit: limit + 1, after });
+    const rows = await store.list({ ...filter, status, limit: limit + 1, after });
     const items = rows.slice(0, limit);
     const last = items.at(-1);
     return { items: items.map(toMessageJson), nextCursor: rows.length > limit && last ? encodeCursor({ at: last.dueAt, id: last.id }) : null };
@@ -108,6 +110,14 @@ function registerMessageRoutes(v1: FastifyInstance, { engine, store, clock, conf
     const message = await store.get(id);
     if (!message) throw notFound(id);
     return toMessageJson(message);
+  });
+
+  v1.get('/messages/:id/attempts', { schema: { response: { 200: ATTEMPT_LIST_SCHEMA } } }, async (request) => {
+    const { id } = request.params as { id: string };
+    // the message first: an unknown id is a 404, a message not yet tried an empty list
+    const [message, attempts] = await Promise.all([store.get(id), store.attempts(id)]);
+    if (!message) throw notFound(id);
+    return { items: attempts.map(toAttemptJson) };
   });
 
   v1.patch('/messages/:id', { bodyLimit: SINGLE_BODY_LIMIT, schema: { response: { 200: MESSAGE_SCHEMA } } }, async (request) => {

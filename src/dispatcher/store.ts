@@ -95,11 +95,61 @@ export type ChangeOutcome =
   | { kind: 'not_found' }
   | { kind: 'conflict'; status: MessageStatus };
 
-export interface ListQuery {
-  status?: MessageStatus;
+/**
+ * What an operator narrows a list down to (the console's filters, the API's
+ * query). Every field given must hold. Text search is a scan of the rows the
+ * status (and due range) leave: fine for a console, not for a hot path.
+ */
+export interface MessageFilter {
+  /** Exactly this user name. */
+  username?: string;
+  /**
+   * The text contains this, ignoring case (SQLite folds only ASCII letters;
+   * PostgreSQL folds every letter its lower() knows).
+   */
+  text?: string;
+  /** Due at or after this instant (epoch ms). */
+  dueFrom?: number;
+  /** Due before this instant (epoch ms). */
+  dueTo?: number;
+}
+
+export interface ListQuery extends MessageFilter {
+  /** One status, or several (merged in due order); all when absent. */
+  status?: MessageStatus | readonly MessageStatus[];
   limit: number;
   /** Keyset cursor: the (dueAt, id) of the last message of the previous page. */
   after?: { dueAt: number; id: string };
+}
+
+export interface DeliveredQuery extends MessageFilter {
+  /** Keyset cursor: the (deliveredAt, id) of the last message of the previous page (newest first). */
+  before?: { deliveredAt: number; id: string };
+}
+
+export type AttemptOutcome = 'delivered' | 'retry' | 'dead';
+
+/**
+ * One finished delivery attempt, kept for the message's history for as long
+ * as the message itself: removed with it (cancel, discard) and purged with it
+ * (--retention after delivery).
+ */
+export interface AttemptRecord {
+  messageId: string;
+  /** 1-based; counts from 1 again after a dead letter is retried (the message's attempts are reset). */
+  attempt: number;
+  /** Epoch ms: the request was handed to the deliverer. */
+  startedAt: number;
+  /** Epoch ms: its answer (or failure) came back. */
+  finishedAt: number;
+  /** What the attempt meant: delivered, to be retried, or given up (dead). */
+  outcome: AttemptOutcome;
+  /** The receiver's HTTP status; null when none came (timeout, refused connection). */
+  httpStatus: number | null;
+  /** Why it failed; null when delivered. */
+  error: string | null;
+  /** finishedAt - startedAt. */
+  latencyMs: number;
 }
 
 export interface DeliveryResult {
@@ -110,6 +160,11 @@ export interface DeliveryResult {
   error?: string;
   /** retry only: hand the claim back (lease dropped) instead of keeping it for the next attempt. */
   release?: boolean;
+  /**
+   * The attempt this outcome ends, written to the message's attempt history
+   * in the same transaction (see AttemptRecord); none is written without it.
+   */
+  attempt?: { number: number; startedAt: number; finishedAt: number; httpStatus?: number };
 }
 
 export interface DispatcherStore {
@@ -128,13 +183,16 @@ export interface DispatcherStore {
 
   get(id: string): Promise<StoredMessage | undefined>;
 
-  /** In (dueAt, id) order, `limit` at most, after the cursor. */
+  /** In (dueAt, id) order, `limit` at most, after the cursor, narrowed by the filter fields given. */
   list(query: ListQuery): Promise<StoredMessage[]>;
+
+  /** A message's finished attempts, oldest first (empty for an unknown id). */
+  attempts(id: string): Promise<AttemptRecord[]>;
 
   /** Changes a scheduled message (version+1, lease dropped or moved to `claim`); conflict once delivering/delivered/dead. */
   update(id: string, patch: MessagePatch, now: number, claim?: ClaimRequest): Promise<ChangeOutcome>;
 
-  /** Deletes a scheduled or dead message; conflict once delivering or delivered. */
+  /** Deletes a scheduled or dead message and its attempt history; conflict once delivering or delivered. */
   remove(id: string): Promise<ChangeOutcome>;
 
   /** Moves a dead message back to scheduled, due `now`, attempts reset; conflict for any other status. */
@@ -164,15 +222,19 @@ export interface DispatcherStore {
   /**
    * Records delivery outcomes of messages the owner is delivering:
    * delivered (deliveredAt set, lease dropped), retry (back to scheduled with
-   * the new dueAt, still leased to the owner unless `release`), dead (lease dropped).
+   * the new dueAt, still leased to the owner unless `release`), dead (lease dropped);
+   * and, for each result with `attempt`, one row of attempt history, in the
+   * same transaction. Results for messages the owner is not delivering change
+   * nothing and record no attempt.
    */
   finishDeliveries(owner: string, results: DeliveryResult[]): Promise<void>;
 
   /**
    * Delivered messages, most recently delivered first, `limit` at most (the
-   * web UI's history; an index on delivered time serves it and purgeDelivered).
+   * web UI's history; an index on delivered time serves it and purgeDelivered),
+   * before the cursor and narrowed by the filter fields given.
    */
-  listRecentlyDelivered(limit: number): Promise<StoredMessage[]>;
+  listRecentlyDelivered(limit: number, query?: DeliveredQuery): Promise<StoredMessage[]>;
 
   /**
    * Resolves when the store can serve reads and writes now: a trivial query
@@ -183,7 +245,7 @@ export interface DispatcherStore {
   /** Number of messages per status. */
   countByStatus(): Promise<Record<MessageStatus, number>>;
 
-  /** Deletes delivered messages delivered before `before`; returns how many. */
+  /** Deletes delivered messages delivered before `before`, with their attempt history; returns how many messages. */
   purgeDelivered(before: number): Promise<number>;
 
   /**

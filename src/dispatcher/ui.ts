@@ -1,44 +1,58 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { html, type SafeHtml } from '../html.ts';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { ValidationError } from '../errors.ts';
+import { html } from '../html.ts';
 import { refuseCrossSiteWrites, requirePageToken } from '../http.ts';
-import { LOCAL_TIME_SCRIPT, page, timeTag } from '../ui/layout.ts';
+import { decodeCursor, encodeCursor } from '../protocol/paging.ts';
+import { isValidTimeZone } from '../protocol/time.ts';
+import { validateMessagePatch } from '../protocol/messages.ts';
+import { timeTag } from '../ui/layout.ts';
 import type { DispatcherContext } from './context.ts';
-import { MESSAGE_STATUSES, type ChangeOutcome, type MessageStatus, type StoredMessage } from './store.ts';
+import { parseMessageFilter } from './filters.ts';
+import { MESSAGE_STATUSES, type ChangeOutcome, type MessageFilter, type MessageStatus } from './store.ts';
+import {
+  CURSOR_PARAMS, SHOWS, renderConsole, renderMessagePage, renderMissingMessage,
+  type ConsoleView, type FilterValues, type ListName, type ListPage, type Notice, type Show,
+} from './ui-render.ts';
 
 /**
- * The dispatcher's web page at `/`, the original's "Scheduled Messages" done
- * properly: pending messages in due-time order with a Cancel button, dead
- * letters with Retry, and the delivered history. Server-rendered; the buttons
- * are plain form posts that redirect back with a notice, so it all works
- * without JavaScript (the only script rewrites times into the viewer's zone).
+ * The dispatcher's web pages: the operator's console at `/` and a page per
+ * message at `/ui/messages/:id` (rendered by ./ui-render.ts). Reads go to
+ * the store, changes through the engine, as the API does. Every button is a
+ * plain form post that redirects back with a notice (Post/Redirect/Get), so
+ * it all works without JavaScript; the posts need the page's credentials and
+ * are refused from other sites (refuseCrossSiteWrites).
  */
 
-/** Page sizes: enough to eyeball, small enough to render quickly with a million pending; the API pages through the rest. */
+/** Page sizes: enough to eyeball, small enough to render quickly with a million pending; each list pages on. */
 export const UI_LIMITS = { pending: 200, dead: 100, delivered: 50 } as const;
 
-export interface DispatcherPageData {
-  /** Scheduled and delivering messages in due-time order, at most UI_LIMITS.pending. */
-  pending: StoredMessage[];
-  dead: StoredMessage[];
-  /** Most recently delivered first. */
-  delivered: StoredMessage[];
-  counts: Record<MessageStatus, number>;
-  mainUrl: string;
-  notice?: Notice;
+/** Dead letters one bulk action takes: more than a page of them (100) never comes from the page. */
+const BULK_MAX = 1000;
+
+/** A count in a notice: digits only, so no request text reaches the page. */
+function countParam(value: unknown): number | undefined {
+  return typeof value === 'string' && /^\d{1,7}$/.test(value) ? Number(value) : undefined;
 }
 
-export interface Notice {
-  kind: 'ok' | 'error';
-  text: string;
-}
+const lettersOf = (n: number) => `${n.toLocaleString('en-US')} dead letter${n === 1 ? '' : 's'}`;
 
 /** The notices a redirect may ask for: a fixed table, so no request text is ever echoed into the page. */
 function noticeFor(query: Record<string, unknown>): Notice | undefined {
   const status = typeof query.status === 'string' && (MESSAGE_STATUSES as readonly string[]).includes(query.status) ? query.status : undefined;
+  const done = countParam(query.done) ?? 0;
+  const skipped = countParam(query.skipped) ?? 0;
+  const skippedText = skipped > 0 ? ` ${skipped.toLocaleString('en-US')} skipped: no longer dead letters (retried, discarded or changed meanwhile).` : '';
+  // an instant (epoch ms) the page shows as a <time>: digits only
+  const at = typeof query.at === 'string' && /^\d{1,15}$/.test(query.at) ? Number(query.at) : undefined;
   switch (query.notice) {
     case 'cancelled': return { kind: 'ok', text: 'Message cancelled: it will not be delivered.' };
     case 'discarded': return { kind: 'ok', text: 'Dead letter discarded: it will not be delivered or retried.' };
     case 'retried': return { kind: 'ok', text: 'Dead letter scheduled again: it is being delivered now.' };
+    case 'rescheduled': return { kind: 'ok', text: at === undefined ? 'Time changed.' : html`Time changed: it will be delivered at ${timeTag(at)}.` };
+    case 'edited': return { kind: 'ok', text: 'Text changed: it will be delivered with the new text.' };
+    case 'bulk-retried': return { kind: done > 0 ? 'ok' : 'error', text: `${lettersOf(done)} scheduled again: being delivered now.${skippedText}` };
+    case 'bulk-discarded': return { kind: done > 0 ? 'ok' : 'error', text: `${lettersOf(done)} discarded: they will not be delivered or retried.${skippedText}` };
+    case 'none-selected': return { kind: 'error', text: 'Nothing selected: tick the dead letters to retry or discard first.' };
     case 'not-found': return { kind: 'error', text: 'That message no longer exists.' };
     case 'too-late': return { kind: 'error', text: `Too late: that message is already ${status ?? 'on its way'}.` };
     case 'not-dead': return { kind: 'error', text: `Only dead letters can be retried; that message is ${status ?? 'not dead'}.` };
@@ -46,153 +60,256 @@ function noticeFor(query: Record<string, unknown>): Notice | undefined {
   }
 }
 
+/** A fixed text per filter field: what is wrong, without repeating what was typed. */
+const FILTER_PROBLEMS: Record<string, string> = {
+  dueFrom: 'The "due from" time is not a date and time: pick one with the date picker.',
+  dueTo: 'The "due before" time is not a date and time, or not later than "due from".',
+  user: 'The user name is too long (at most 64 characters) or given twice.',
+  q: 'The text to search for is too long (at most 200 characters) or given twice.',
+  timeZone: 'The time zone is not one this server knows.',
+  show: 'Pick a status from the list.',
+};
+
 export function registerUiRoutes(app: FastifyInstance, ctx: DispatcherContext): void {
   const auth = requirePageToken(ctx.config.apiToken, 'psched dispatcher');
+  const write = { onRequest: [auth, refuseCrossSiteWrites] };
+  const { engine, store, config, clock } = ctx;
+
+  const html200 = (reply: FastifyReply, status = 200) => reply.status(status).type('text/html; charset=utf-8').header('cache-control', 'no-store');
 
   app.get('/', { onRequest: auth }, async (request, reply) => {
-    const data = await loadPageData(ctx);
-    data.notice = noticeFor(request.query as Record<string, unknown>);
-    void reply.type('text/html; charset=utf-8').header('cache-control', 'no-store');
-    return renderDispatcherPage(data);
+    const query = request.query as Record<string, unknown>;
+    const notice = noticeFor(query);
+    const values = filterValues(query, config.timeZone);
+    let filter: MessageFilter;
+    let cursors: Partial<Record<ListName, string>>;
+    try {
+      if (!(SHOWS as readonly string[]).includes(values.show)) throw new ValidationError('show', 'show');
+      filter = parseMessageFilter(query, config.timeZone);
+      cursors = cursorParams(query);
+      const view = await loadConsole(ctx, values, filter, cursors);
+      view.notice = notice;
+      void html200(reply);
+      return renderConsole(view);
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      // the form comes back as typed, with what was wrong; the lists unfiltered, on their first pages
+      const problem = err.field === 'cursor' ? 'That page of the list does not exist: showing the first page.'
+        : FILTER_PROBLEMS[err.field ?? ''] ?? 'Those filters cannot be read: showing everything.';
+      const view = await loadConsole(ctx, { ...values, show: 'all' }, {}, {});
+      view.filters = values;
+      view.notice = { kind: 'error', text: problem };
+      void html200(reply, 400);
+      return renderConsole(view);
+    }
   });
 
-  app.post('/ui/messages/:id/cancel', { onRequest: [auth, refuseCrossSiteWrites] }, async (request, reply) => {
+  app.get('/ui/messages/:id', { onRequest: auth }, async (request, reply) => {
     const { id } = request.params as { id: string };
-    return redirectAfter(reply, await ctx.engine.remove(id), 'cancelled', 'too-late');
+    const [message, attempts] = await Promise.all([store.get(id), store.attempts(id)]);
+    if (!message) {
+      void html200(reply, 404);
+      return renderMissingMessage();
+    }
+    void html200(reply);
+    return renderMessagePage({ message, attempts, timeZone: config.timeZone, notice: noticeFor(request.query as Record<string, unknown>) });
   });
 
-  app.post('/ui/messages/:id/discard', { onRequest: [auth, refuseCrossSiteWrites] }, async (request, reply) => {
+  app.post('/ui/messages/:id/cancel', write, async (request, reply) => {
     const { id } = request.params as { id: string };
-    return redirectAfter(reply, await ctx.engine.remove(id), 'discarded', 'too-late');
+    return redirectAfter(reply, request.body, id, await engine.remove(id), 'cancelled', 'too-late', true);
   });
 
-  app.post('/ui/messages/:id/retry', { onRequest: [auth, refuseCrossSiteWrites] }, async (request, reply) => {
+  app.post('/ui/messages/:id/discard', write, async (request, reply) => {
     const { id } = request.params as { id: string };
-    return redirectAfter(reply, await ctx.engine.retry(id), 'retried', 'not-dead');
+    return redirectAfter(reply, request.body, id, await engine.remove(id), 'discarded', 'too-late', true);
   });
+
+  app.post('/ui/messages/:id/retry', write, async (request, reply) => {
+    const { id } = request.params as { id: string };
+    return redirectAfter(reply, request.body, id, await engine.retry(id), 'retried', 'not-dead', false);
+  });
+
+  // PATCH semantics (the API's validator and engine.update), from a form: the time is read in the form's zone
+  app.post('/ui/messages/:id/reschedule', write, async (request, reply) => {
+    const { id } = request.params as { id: string };
+    const form = formFields(request.body);
+    const time = form('time');
+    const zone = form('timeZone');
+    const timeZone = zone && isValidTimeZone(zone) ? zone : config.timeZone;
+    const refuse = (problem: string) => showEditAgain(reply, id, { time, problem, field: 'time' }, timeZone);
+    let scheduledAt: number;
+    try {
+      scheduledAt = validateMessagePatch({ scheduledAt: time, timeZone }, { timeZone }).scheduledAt!;
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      return refuse('Not changed: that is not a date and time. Pick one with the date picker.');
+    }
+    // the page refuses a past time, as the main server's page does: a wrong AM/PM must not deliver at once
+    if (scheduledAt < clock.now()) return refuse('Not changed: that time has already passed. Pick a later one.');
+    const outcome = await engine.update(id, { scheduledAt });
+    if (outcome.kind === 'ok') return reply.redirect(`/ui/messages/${encodeURIComponent(id)}?notice=rescheduled&at=${outcome.message.scheduledAt}`, 303);
+    return redirectAfter(reply, { back: 'detail' }, id, outcome, 'rescheduled', 'too-late', false);
+  });
+
+  app.post('/ui/messages/:id/edit', write, async (request, reply) => {
+    const { id } = request.params as { id: string };
+    // a browser sends a textarea's line breaks as CRLF: stored as typed (LF), as the main server's page does
+    const text = formFields(request.body)('message').replaceAll('\r\n', '\n');
+    let message: string;
+    try {
+      message = validateMessagePatch({ message: text }, { timeZone: config.timeZone }).message!;
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      return showEditAgain(reply, id, { text, problem: `Not changed: ${err.message}.`, field: 'text' }, config.timeZone);
+    }
+    return redirectAfter(reply, { back: 'detail' }, id, await engine.update(id, { message }), 'edited', 'too-late', false);
+  });
+
+  /** A refused edit: the message's page again (400), the form as typed, the problem beside it. */
+  async function showEditAgain(reply: FastifyReply, id: string, edit: { time?: string; text?: string; problem: string; field: 'time' | 'text' }, timeZone: string) {
+    const [message, attempts] = await Promise.all([store.get(id), store.attempts(id)]);
+    if (!message) return reply.redirect('/?notice=not-found', 303);
+    void html200(reply, 400);
+    return renderMessagePage({ message, attempts, timeZone, edit, notice: { kind: 'error', text: edit.problem } });
+  }
+
+  app.post('/ui/dead/retry', write, async (request, reply) => {
+    const { ids, view } = bulkForm(request.body);
+    if (ids.length === 0) return reply.redirect(withNotice(view, { notice: 'none-selected' }), 303);
+    const outcomes = await Promise.all(ids.map((id) => engine.retry(id)));
+    return bulkRedirect(reply, view, 'bulk-retried', outcomes);
+  });
+
+  app.post('/ui/dead/discard', write, async (request, reply) => {
+    const { ids, view } = bulkForm(request.body);
+    if (ids.length === 0) return reply.redirect(withNotice(view, { notice: 'none-selected' }), 303);
+    // only dead letters: one retried meanwhile (scheduled again) must not be cancelled by a stale tick
+    const current = await Promise.all(ids.map((id) => store.get(id)));
+    const outcomes = await Promise.all(current.map((message): Promise<ChangeOutcome> | ChangeOutcome => message?.status === 'dead'
+      ? engine.remove(message.id)
+      : message ? { kind: 'conflict', status: message.status } : { kind: 'not_found' }));
+    return bulkRedirect(reply, view, 'bulk-discarded', outcomes);
+  });
+
+  function bulkRedirect(reply: FastifyReply, view: string, notice: string, outcomes: ChangeOutcome[]) {
+    const done = outcomes.filter((outcome) => outcome.kind === 'ok').length;
+    return reply.redirect(withNotice(view, { notice, done: String(done), skipped: String(outcomes.length - done) }), 303);
+  }
+
+  function bulkForm(body: unknown): { ids: string[]; view: string } {
+    const fields = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
+    const raw = fields.id;
+    const ids = [...new Set((Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).filter((id): id is string => typeof id === 'string' && id !== ''))];
+    if (ids.length > BULK_MAX) throw new ValidationError(`at most ${BULK_MAX} dead letters at once (got ${ids.length})`, 'id');
+    return { ids, view: safeView(fields.view) };
+  }
 }
 
-/** Post/Redirect/Get: a reload after the redirect does not repeat the action. */
-function redirectAfter(reply: FastifyReply, outcome: ChangeOutcome, done: string, conflict: string) {
-  const target = outcome.kind === 'ok' ? `/?notice=${done}`
-    : outcome.kind === 'not_found' ? '/?notice=not-found'
-    : `/?notice=${conflict}&status=${outcome.status}`;
-  return reply.redirect(target, 303);
+/** The console view a form came from: only the console's own parameters survive (no open redirect, no request text). */
+function safeView(value: unknown): string {
+  if (typeof value !== 'string' || !value.startsWith('/?')) return '/';
+  const given = new URLSearchParams(value.slice(2));
+  const kept = new URLSearchParams();
+  for (const name of ['show', 'user', 'q', 'dueFrom', 'dueTo', 'timeZone', ...Object.values(CURSOR_PARAMS)]) {
+    const v = given.get(name);
+    if (v) kept.set(name, v);
+  }
+  const query = kept.toString();
+  return query ? `/?${query}` : '/';
 }
 
-export async function loadPageData(ctx: DispatcherContext): Promise<DispatcherPageData> {
-  const { store, config } = ctx;
-  const [scheduled, delivering, dead, delivered, counts] = await Promise.all([
-    store.list({ status: 'scheduled', limit: UI_LIMITS.pending }),
-    store.list({ status: 'delivering', limit: UI_LIMITS.pending }),
-    store.list({ status: 'dead', limit: UI_LIMITS.dead }),
-    store.listRecentlyDelivered(UI_LIMITS.delivered),
-    store.countByStatus(),
+function withNotice(view: string, params: Record<string, string>): string {
+  const query = new URLSearchParams(view.startsWith('/?') ? view.slice(2) : '');
+  for (const [name, value] of Object.entries(params)) query.set(name, value);
+  return `/?${query}`;
+}
+
+/**
+ * Post/Redirect/Get: a reload after the redirect does not repeat the action.
+ * From a message's page (back=detail) it goes back there, unless the message is gone.
+ */
+function redirectAfter(reply: FastifyReply, body: unknown, id: string, outcome: ChangeOutcome, done: string, conflict: string, removes: boolean) {
+  const form = formFields(body);
+  const detail = form('back') === 'detail';
+  const base = detail && !(removes && outcome.kind === 'ok') && outcome.kind !== 'not_found' ? `/ui/messages/${encodeURIComponent(id)}` : safeView(form('view'));
+  const params: Record<string, string> = outcome.kind === 'ok' ? { notice: done }
+    : outcome.kind === 'not_found' ? { notice: 'not-found' }
+    : { notice: conflict, status: outcome.status };
+  if (base.startsWith('/ui/')) return reply.redirect(`${base}?${new URLSearchParams(params)}`, 303);
+  return reply.redirect(withNotice(base, params), 303);
+}
+
+/** A form field as a string; missing or repeated fields read as empty. */
+function formFields(body: unknown): (name: string) => string {
+  const fields = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
+  return (name) => (typeof fields[name] === 'string' ? (fields[name] as string) : '');
+}
+
+function filterValues(query: Record<string, unknown>, serverTimeZone: string): FilterValues {
+  const text = (name: string) => (typeof query[name] === 'string' ? (query[name] as string) : '');
+  const show = text('show') || 'all';
+  return {
+    show: show as Show,
+    user: text('user'),
+    q: text('q'),
+    dueFrom: text('dueFrom'),
+    dueTo: text('dueTo'),
+    timeZone: text('timeZone') || serverTimeZone,
+  };
+}
+
+function cursorParams(query: Record<string, unknown>): Partial<Record<ListName, string>> {
+  const cursors: Partial<Record<ListName, string>> = {};
+  for (const list of ['scheduled', 'dead', 'delivered'] as const) {
+    const value = query[CURSOR_PARAMS[list]];
+    if (value === undefined || value === '') continue;
+    if (typeof value !== 'string') throw new ValidationError('cursor', 'cursor');
+    decodeCursor(value); // a bad one is a 400 before anything is read
+    cursors[list] = value;
+  }
+  return cursors;
+}
+
+/** One page of a list in due order: one more row than shown tells whether another page exists. */
+async function duePage(ctx: DispatcherContext, statuses: MessageStatus[], filter: MessageFilter, limit: number, cursor: string | undefined): Promise<ListPage> {
+  const after = cursor === undefined ? undefined : (({ at, id }) => ({ dueAt: at, id }))(decodeCursor(cursor));
+  const rows = await ctx.store.list({ ...filter, status: statuses, limit: limit + 1, after });
+  const items = rows.slice(0, limit);
+  const last = items.at(-1);
+  return { items, next: rows.length > limit && last ? encodeCursor({ at: last.dueAt, id: last.id }) : null };
+}
+
+async function deliveredPage(ctx: DispatcherContext, filter: MessageFilter, limit: number, cursor: string | undefined): Promise<ListPage> {
+  const before = cursor === undefined ? undefined : (({ at, id }) => ({ deliveredAt: at, id }))(decodeCursor(cursor));
+  const rows = await ctx.store.listRecentlyDelivered(limit + 1, { ...filter, before });
+  const items = rows.slice(0, limit);
+  const last = items.at(-1);
+  return { items, next: rows.length > limit && last && last.deliveredAt !== null ? encodeCursor({ at: last.deliveredAt, id: last.id }) : null };
+}
+
+export async function loadConsole(ctx: DispatcherContext, filters: FilterValues, filter: MessageFilter, cursors: Partial<Record<ListName, string>>): Promise<ConsoleView> {
+  const { show } = filters;
+  const wants = (list: ListName) => show === 'all' || (list === 'scheduled' ? show === 'scheduled' || show === 'delivering' : show === list);
+  const pendingStatuses: MessageStatus[] = show === 'scheduled' ? ['scheduled'] : show === 'delivering' ? ['delivering'] : ['scheduled', 'delivering'];
+  const [scheduled, dead, delivered, counts] = await Promise.all([
+    wants('scheduled') ? duePage(ctx, pendingStatuses, filter, UI_LIMITS.pending, cursors.scheduled) : undefined,
+    wants('dead') ? duePage(ctx, ['dead'], filter, UI_LIMITS.dead, cursors.dead) : undefined,
+    wants('delivered') ? deliveredPage(ctx, filter, UI_LIMITS.delivered, cursors.delivered) : undefined,
+    ctx.store.countByStatus(),
   ]);
-  const pending = [...scheduled, ...delivering]
-    .sort((a, b) => a.dueAt - b.dueAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-    .slice(0, UI_LIMITS.pending);
-  return { pending, dead, delivered, counts, mainUrl: config.mainUrl };
-}
-
-const plural = (n: number, word: string) => `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
-
-function badge(status: MessageStatus): SafeHtml {
-  return html`<span class="badge ${status}">${status}</span>`;
-}
-
-function postButton(action: string, label: string, style: string): SafeHtml {
-  return html`<form method="post" action="${action}"><button type="submit" class="${style}">${label}</button></form>`;
-}
-
-function shownOf(shown: number, total: number, apiQuery: string): SafeHtml {
-  if (total <= shown) return html``;
-  return html`<p class="empty">Showing the first ${shown.toLocaleString('en-US')} of ${total.toLocaleString('en-US')}; page through all of them with <code>GET /v1/messages?${apiQuery}</code>.</p>`;
-}
-
-/** Where a pending message stands: being delivered (attempt n), or waiting to retry after failed attempts. */
-function progress(m: StoredMessage): SafeHtml | string {
-  if (m.status === 'delivering') return html`<span>attempt ${m.attempts} in progress</span>`;
-  if (m.attempts === 0) return '';
-  return html`<span>retrying after ${plural(m.attempts, 'failed attempt')}${m.lastError ? html`: <code>${m.lastError}</code>` : ''}</span>`;
-}
-
-function pendingItem(m: StoredMessage): SafeHtml {
-  return html`<li id="m-${m.id}">
-  <div class="meta"><strong>${m.username}</strong> ${badge(m.status)}
-    <span>due ${timeTag(m.dueAt)}</span>
-    ${m.dueAt !== m.scheduledAt ? html`<span>(scheduled for ${timeTag(m.scheduledAt)})</span>` : ''}
-    ${progress(m)}
-  </div>
-  <p class="text">${m.message}</p>
-  ${m.status === 'scheduled' ? html`<div class="row-actions">${postButton(`/ui/messages/${encodeURIComponent(m.id)}/cancel`, 'Cancel', 'danger small')}</div>` : ''}
-</li>`;
-}
-
-function deadItem(m: StoredMessage): SafeHtml {
-  return html`<li id="m-${m.id}">
-  <div class="meta"><strong>${m.username}</strong> ${badge('dead')}
-    <span>scheduled for ${timeTag(m.scheduledAt)}</span><span>gave up after ${plural(m.attempts, 'attempt')}</span>
-  </div>
-  <p class="text">${m.message}</p>
-  <div class="meta">Last error: <code>${m.lastError ?? 'unknown'}</code></div>
-  <div class="row-actions">
-    ${postButton(`/ui/messages/${encodeURIComponent(m.id)}/retry`, 'Retry', 'small')}
-    ${postButton(`/ui/messages/${encodeURIComponent(m.id)}/discard`, 'Discard', 'secondary small')}
-  </div>
-</li>`;
-}
-
-function deliveredItem(m: StoredMessage): SafeHtml {
-  const lateness = m.deliveredAt === null ? undefined : m.deliveredAt - m.scheduledAt;
-  return html`<li id="m-${m.id}">
-  <div class="meta"><strong>${m.username}</strong> ${badge('delivered')}
-    <span>delivered ${m.deliveredAt === null ? '' : timeTag(m.deliveredAt)}</span>
-    <span>scheduled for ${timeTag(m.scheduledAt)}</span>
-    ${lateness !== undefined && lateness >= 1000 ? html`<span>(${formatLateness(lateness)} late)</span>` : ''}
-    ${m.attempts > 1 ? html`<span>on attempt ${m.attempts}</span>` : ''}
-  </div>
-  <p class="text">${m.message}</p>
-</li>`;
-}
-
-function formatLateness(ms: number): string {
-  const seconds = Math.round(ms / 1000);
-  if (seconds < 120) return `${seconds} s`;
-  const minutes = Math.round(seconds / 60);
-  if (minutes < 120) return `${minutes} min`;
-  const hours = Math.round(minutes / 60);
-  return hours < 48 ? `${hours} h` : `${Math.round(hours / 24)} days`;
-}
-
-function list(items: StoredMessage[], render: (m: StoredMessage) => SafeHtml, empty: string): SafeHtml {
-  return items.length === 0 ? html`<p class="empty">${empty}</p>` : html`<ul class="items">${items.map(render)}</ul>`;
-}
-
-export function renderDispatcherPage(data: DispatcherPageData): string {
-  const { counts } = data;
-  const pendingTotal = counts.scheduled + counts.delivering;
-  const body = html`
-${data.notice ? html`<div class="notice ${data.notice.kind}" role="status">${data.notice.text}</div>` : ''}
-<section class="card" aria-labelledby="scheduled-title">
-  <h2 id="scheduled-title">Scheduled Messages <span class="count">${pendingTotal.toLocaleString('en-US')}</span></h2>
-  ${list(data.pending, pendingItem, 'Nothing scheduled. Schedule with POST /v1/messages or the original\'s /scheduleMessage.php.')}
-  ${shownOf(data.pending.length, pendingTotal, 'status=scheduled')}
-</section>
-<section class="card" aria-labelledby="dead-title">
-  <h2 id="dead-title">Dead letters <span class="count">${counts.dead.toLocaleString('en-US')}</span></h2>
-  ${list(data.dead, deadItem, 'No dead letters: every delivery so far was accepted or is still being retried.')}
-  ${shownOf(data.dead.length, counts.dead, 'status=dead')}
-</section>
-<section class="card" aria-labelledby="delivered-title">
-  <h2 id="delivered-title">Delivered <span class="count">${counts.delivered.toLocaleString('en-US')}</span></h2>
-  ${list(data.delivered, deliveredItem, 'Nothing delivered yet.')}
-  ${counts.delivered > data.delivered.length ? html`<p class="empty">The ${data.delivered.length} most recent are shown.</p>` : ''}
-</section>`;
-  return page({
-    title: 'Scheduled Messages',
-    subtitle: `dispatcher · delivers to ${data.mainUrl} · times in your time zone`,
-    body,
-    script: LOCAL_TIME_SCRIPT,
-  });
+  const lists: ConsoleView['lists'] = {};
+  if (scheduled) lists.scheduled = scheduled;
+  if (dead) lists.dead = dead;
+  if (delivered) lists.delivered = delivered;
+  return {
+    counts,
+    minutes: ctx.metrics.lastHour(ctx.clock.now()),
+    filters,
+    narrowed: Object.keys(filter).length > 0,
+    lists,
+    cursors,
+    mainUrl: ctx.config.mainUrl,
+    serverTimeZone: ctx.config.timeZone,
+  };
 }

@@ -1,4 +1,4 @@
-import type { ClaimRequest, MessageStatus, NewMessage, StoredMessage } from '../dispatcher/store.ts';
+import type { AttemptOutcome, AttemptRecord, ClaimRequest, MessageFilter, MessageStatus, NewMessage, StoredMessage } from '../dispatcher/store.ts';
 import type { Post } from '../main/store.ts';
 
 /**
@@ -22,6 +22,44 @@ export interface MessageRow {
   last_error: string | null;
   lease_owner: string | null;
   lease_expires_at: number | null;
+}
+
+export interface AttemptRow {
+  message_id: string;
+  attempt: number;
+  started_at: number;
+  finished_at: number;
+  outcome: AttemptOutcome;
+  http_status: number | null;
+  error: string | null;
+}
+
+export function toAttempt(row: AttemptRow): AttemptRecord {
+  return {
+    messageId: row.message_id,
+    attempt: row.attempt,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    outcome: row.outcome,
+    httpStatus: row.http_status,
+    error: row.error,
+    latencyMs: row.finished_at - row.started_at,
+  };
+}
+
+/** The filter fields as both stores bind them: sentinels for an open range, nulls for no user or text. */
+export function filterParams(filter: MessageFilter): { dueFrom: number; dueTo: number; username: string | null; text: string | null } {
+  return {
+    dueFrom: filter.dueFrom ?? -Number.MAX_SAFE_INTEGER,
+    dueTo: filter.dueTo ?? Number.MAX_SAFE_INTEGER,
+    username: filter.username ?? null,
+    text: filter.text ?? null,
+  };
+}
+
+/** True when a query narrows by any filter field (the stores then use their filtered statements). */
+export function isFiltered(filter: MessageFilter): boolean {
+  return filter.username !== undefined || filter.text !== undefined || filter.dueFrom !== undefined || filter.dueTo !== undefined;
 }
 
 export interface PostRow {

@@ -84,6 +84,75 @@ details.edit textarea { min-height: 72px; }
 code { font-size: 12px; color: var(--muted); }
 @keyframes arrive { from { background: var(--arrive); } to { background: transparent; } }
 li.new { animation: arrive 2s ease-out; }
+[hidden] { display: none !important; }
+a { color: var(--accent); }
+.button.small { padding: 4px 10px; font-size: 13px; }
+/* the dispatcher's console */
+.stats { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 10px; margin-bottom: 14px; }
+.stat { display: grid; gap: 2px; padding: 10px 12px; border: 1px solid var(--line); border-radius: 10px; text-decoration: none; color: var(--ink); }
+.stat:hover { border-color: var(--accent); }
+.stat-n { font-size: 22px; font-weight: 700; font-variant-numeric: tabular-nums; }
+.stat-label { font-size: 13px; color: var(--muted); }
+.stat.scheduled .stat-n { color: var(--info); } .stat.delivering .stat-n { color: var(--warn); }
+.stat.dead .stat-n { color: var(--bad); } .stat.delivered .stat-n { color: var(--ok); }
+.charts { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 16px; }
+figure.chart { margin: 0; min-width: 0; }
+figure.chart figcaption { font-size: 13px; font-weight: 600; margin-bottom: 4px; display: flex; flex-wrap: wrap; gap: 4px 10px; align-items: center; }
+figure.chart svg { width: 100%; height: auto; display: block; background: var(--bg); border-radius: 8px; }
+figure.chart .grid { stroke: var(--line); stroke-width: 1; }
+figure.chart .axis { fill: var(--muted); font-size: 15px; font-family: inherit; }
+figure.chart .delivered, .legend i.delivered { fill: var(--ok); background: var(--ok); }
+figure.chart .retry, .legend i.retry { fill: var(--warn); background: var(--warn); }
+figure.chart .dead, .legend i.dead { fill: var(--bad); background: var(--bad); }
+figure.chart .lateness, .legend i.lateness { fill: var(--info); background: var(--info); }
+figure.chart .worst, .legend i.worst { fill: var(--ink); background: var(--ink); }
+.legend { font-weight: 500; color: var(--muted); font-size: 12px; display: inline-flex; gap: 4px; align-items: center; flex-wrap: wrap; }
+.legend i { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-left: 6px; }
+.chart-summary { font-size: 12px; color: var(--muted); margin: 4px 0 0; }
+form.filters { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr) minmax(0, 1.4fr) minmax(0, 1.2fr) minmax(0, 1.2fr); gap: 0 12px; align-items: start; }
+form.filters > div { min-width: 0; }
+form.filters .filter-actions { display: flex; gap: 8px; grid-column: 1 / -1; margin-top: 12px; }
+form.filters label { margin-top: 0; }
+form.bulk { display: flex; gap: 8px; align-items: center; flex-wrap: wrap; padding: 8px 10px; margin: 0 0 6px; border-radius: 8px; background: var(--bg); font-size: 13px; }
+form.bulk label.check { font-size: 13px; margin: 0; }
+.bulk-hint { color: var(--muted); }
+input.pick { width: auto; margin: 0 2px 0 0; }
+a.details { font-size: 13px; font-weight: 600; }
+.row-actions a.details { margin-left: auto; }
+.crumbs { margin: 0; font-size: 14px; }
+dl.facts { display: grid; grid-template-columns: repeat(auto-fill, minmax(230px, 1fr)); gap: 8px 16px; margin: 14px 0; }
+dl.facts div { min-width: 0; }
+dl.facts dt { font-size: 12px; color: var(--muted); font-weight: 600; }
+dl.facts dd { margin: 2px 0 0; font-size: 14px; overflow-wrap: anywhere; }
+.muted { color: var(--muted); }
+#edit form { display: grid; gap: 6px; margin: 4px 0 0; }
+#edit form + form { margin-top: 16px; }
+#edit .inline { display: flex; gap: 8px; flex-wrap: wrap; }
+#edit .inline input { flex: 1 1 220px; width: auto; max-width: 280px; font-size: inherit; padding: 9px 11px; }
+#edit form button { justify-self: start; }
+table.attempts { width: 100%; border-collapse: collapse; font-size: 14px; }
+table.attempts th { text-align: left; font-size: 12px; color: var(--muted); font-weight: 600; padding: 6px 8px; border-bottom: 1px solid var(--line); }
+table.attempts td { padding: 8px; border-bottom: 1px solid var(--line); vertical-align: top; overflow-wrap: anywhere; }
+table.attempts + .empty, #attempts-empty + .empty { margin-top: 10px; }
+table.attempts .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+table.attempts code.status { font-size: 13px; color: var(--ink); font-weight: 600; }
+.error-text { color: var(--bad); }
+@media (max-width: 800px) {
+  .stats { grid-template-columns: repeat(2, minmax(0, 1fr)); }
+  .charts { grid-template-columns: minmax(0, 1fr); }
+  form.filters { grid-template-columns: repeat(2, minmax(0, 1fr)); }
+  form.filters > div { margin-top: 8px; }
+  form.filters .wide { grid-column: 1 / -1; }
+}
+@media (max-width: 600px) {
+  table.attempts thead { display: none; }
+  table.attempts, table.attempts tbody { display: block; }
+  table.attempts tr { display: grid; grid-template-columns: minmax(0, 1fr); gap: 3px; padding: 10px 0; border-bottom: 1px solid var(--line); }
+  table.attempts td { display: flex; gap: 8px; align-items: baseline; border: none; padding: 0; text-align: left; }
+  table.attempts td::before { content: attr(data-label); flex: 0 0 64px; color: var(--muted); font-size: 12px; font-weight: 600; }
+  dl.facts { grid-template-columns: repeat(2, minmax(0, 1fr)); }
+  table.attempts td.num { text-align: left; }
+}
 `;
 
 /** A clock face in the accent colour, inline: no route, no file, no request that could 404. */

@@ -2,8 +2,10 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import {
   MESSAGE_STATUSES,
+  type AttemptRecord,
   type ChangeOutcome,
   type ClaimRequest,
+  type DeliveredQuery,
   type DeliveryResult,
   type DispatcherStore,
   type InsertOutcome,
@@ -19,7 +21,7 @@ import { runMigrations } from './migrate.ts';
 import { dispatcherMigrations } from './migrations.ts';
 import { dispatcherStatements as sql } from './statements.ts';
 import { WakeListener } from './wake.ts';
-import { type MessageRow, toMessage, compareDue, compareIds, newStoredMessage } from '../rows.ts';
+import { type AttemptRow, type MessageRow, toAttempt, toMessage, compareDue, compareIds, filterParams, isFiltered, newStoredMessage } from '../rows.ts';
 
 /**
  * The dispatcher's store on PostgreSQL: the backend a pool of dispatchers
@@ -188,7 +190,14 @@ class PostgresDispatcherStore implements DispatcherStore {
 
   async list(query: ListQuery): Promise<StoredMessage[]> {
     if (query.limit <= 0) return [];
-    const statuses = query.status ? [query.status] : [...MESSAGE_STATUSES];
+    const statuses = query.status === undefined ? [...MESSAGE_STATUSES] : typeof query.status === 'string' ? [query.status] : [...new Set(query.status)];
+    if (isFiltered(query)) {
+      const f = filterParams(query);
+      const { rows } = await this.#run<MessageRow>(this.#pool, 'listFiltered', [
+        statuses, query.limit, query.after?.dueAt ?? -Number.MAX_SAFE_INTEGER, query.after?.id ?? '', f.dueFrom, f.dueTo, f.username, f.text,
+      ]);
+      return rows.map(toMessage);
+    }
     const { rows } = query.after
       ? await this.#run<MessageRow>(this.#pool, 'listByStatusAfter', [statuses, query.limit, query.after.dueAt, query.after.id])
       : await this.#run<MessageRow>(this.#pool, 'listByStatus', [statuses, query.limit]);
@@ -261,20 +270,34 @@ class PostgresDispatcherStore implements DispatcherStore {
     const delivered = byOutcome('delivered');
     const retried = byOutcome('retry');
     const dead = byOutcome('dead');
-    // One statement per outcome kind; they touch different rows, so they may run side by side.
+    // One statement per outcome kind, each recording its attempts too; they touch different rows, so they may run side by side.
     await Promise.all([
-      delivered.length > 0 && this.#run(this.#enginePool, 'markDelivered', [owner, delivered.map((r) => r.id), delivered.map((r) => r.at)]),
+      delivered.length > 0 && this.#run(this.#enginePool, 'markDelivered', [owner, delivered.map((r) => r.id), delivered.map((r) => r.at), ...attemptArrays(delivered)]),
       retried.length > 0 && this.#run(this.#enginePool, 'markRetry', [
         owner, retried.map((r) => r.id), retried.map((r) => r.at), retried.map((r) => r.error ?? null), retried.map((r) => r.release === true),
+        ...attemptArrays(retried),
       ]),
-      dead.length > 0 && this.#run(this.#enginePool, 'markDead', [owner, dead.map((r) => r.id), dead.map((r) => r.at), dead.map((r) => r.error ?? null)]),
+      dead.length > 0 && this.#run(this.#enginePool, 'markDead', [owner, dead.map((r) => r.id), dead.map((r) => r.at), dead.map((r) => r.error ?? null), ...attemptArrays(dead)]),
     ]);
   }
 
-  async listRecentlyDelivered(limit: number): Promise<StoredMessage[]> {
+  async listRecentlyDelivered(limit: number, query: DeliveredQuery = {}): Promise<StoredMessage[]> {
     if (limit <= 0) return [];
-    const { rows } = await this.#run<MessageRow>(this.#pool, 'listRecentlyDelivered', [limit]);
+    if (!isFiltered(query) && !query.before) {
+      const { rows } = await this.#run<MessageRow>(this.#pool, 'listRecentlyDelivered', [limit]);
+      return rows.map(toMessage);
+    }
+    const f = filterParams(query);
+    const { rows } = await this.#run<MessageRow>(this.#pool, 'listDeliveredFiltered', [
+      // '~' sorts after every id (UUIDs: hex digits and dashes) in byte order
+      limit, query.before?.deliveredAt ?? Number.MAX_SAFE_INTEGER, query.before?.id ?? '~', f.dueFrom, f.dueTo, f.username, f.text,
+    ]);
     return rows.map(toMessage);
+  }
+
+  async attempts(id: string): Promise<AttemptRecord[]> {
+    const { rows } = await this.#run<AttemptRow>(this.#pool, 'listAttempts', [id]);
+    return rows.map(toAttempt);
   }
 
   async ping(): Promise<void> {
@@ -289,8 +312,8 @@ class PostgresDispatcherStore implements DispatcherStore {
   }
 
   async purgeDelivered(before: number): Promise<number> {
-    const result = await this.#run(this.#enginePool, 'purgeDelivered', [before]);
-    return result.rowCount ?? 0;
+    const { rows } = await this.#run<{ count: number }>(this.#enginePool, 'purgeDelivered', [before]);
+    return rows[0]?.count ?? 0;
   }
 
   onWake(listener: () => void): () => void {
@@ -327,4 +350,12 @@ function newRow(message: NewMessage, now: number, claim: ClaimRequest | undefine
   return { message: newStoredMessage(message, now, claim), wake: claim === undefined };
 }
 
-
+/** The attempt columns of the outcome statements (numbers, startedAts, finishedAts, httpStatuses); nulls where a result records none. */
+function attemptArrays(results: DeliveryResult[]): unknown[][] {
+  return [
+    results.map((r) => r.attempt?.number ?? null),
+    results.map((r) => r.attempt?.startedAt ?? null),
+    results.map((r) => r.attempt?.finishedAt ?? null),
+    results.map((r) => r.attempt?.httpStatus ?? null),
+  ];
+}

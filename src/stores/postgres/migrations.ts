@@ -145,6 +145,29 @@ export const dispatcherMigrations: readonly Migration[] = [
         REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION count_message_statuses();
     `,
   },
+  {
+    version: 4,
+    name: 'delivery attempts',
+    breaking: false,
+    sql: `
+      -- One row per finished delivery attempt: the console's attempt history,
+      -- as on SQLite (../sqlite/migrations.ts, version 4). Written by the
+      -- statements that record outcomes (a CTE of markDelivered, markRetry,
+      -- markDead: no extra round trip), deleted with its message (remove,
+      -- purgeDelivered). No foreign key: the delete is explicit, as on SQLite,
+      -- and the hot insert checks nothing more.
+      CREATE TABLE delivery_attempts (
+        message_id text COLLATE "C" NOT NULL,
+        finished_at bigint NOT NULL,
+        attempt integer NOT NULL,
+        started_at bigint NOT NULL,
+        outcome text NOT NULL CHECK (outcome IN ('delivered', 'retry', 'dead')),
+        http_status integer,
+        error text,
+        PRIMARY KEY (message_id, finished_at, attempt)
+      );
+    `,
+  },
 ];
 
 export const mainMigrations: readonly Migration[] = [

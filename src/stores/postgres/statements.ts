@@ -55,6 +55,19 @@ const ENSURE_LEASE = (owner: string, leaseExpiresAt: string) => `
   ON CONFLICT (owner) DO NOTHING
   RETURNING lease_expires_at`;
 
+/**
+ * The attempt history rows of an outcome statement (a CTE named `recorded`
+ * after `locked`): only the messages it locked, so an outcome that changes
+ * nothing records nothing; in the statement's own transaction, no extra
+ * round trip. Rows without an attempt number (callers that record none) are skipped.
+ */
+const RECORD_ATTEMPTS = (outcome: string, error: string) => `recorded AS (
+      INSERT INTO delivery_attempts (message_id, finished_at, attempt, started_at, outcome, http_status, error)
+      SELECT locked.id, locked.finished_at, locked.attempt, locked.started_at, '${outcome}', locked.http_status, ${error}
+      FROM locked WHERE locked.attempt IS NOT NULL
+      ON CONFLICT DO NOTHING
+    )`;
+
 export const dispatcherStatements = {
   /**
    * Params: $1 ids, $2 usernames, $3 messages, $4 scheduledAts, $5 idempotencyKeys,
@@ -122,6 +135,42 @@ export const dispatcherStatements = {
     ORDER BY m.due_at, m.id LIMIT $2`,
 
   /**
+   * Params: $1 statuses (array), $2 limit, $3 afterDueAt, $4 afterId, $5 dueFrom,
+   * $6 dueTo, $7 username (or null), $8 text (or null).
+   * The console's filtered page: the cursor and due range bound each status's
+   * index range; user and text are checked on the rows it yields (a scan
+   * when they match few: an operator's query, not a hot path).
+   */
+  listFiltered: `
+    SELECT ${M_COLUMNS}, ${LEASE_OF('m.lease_owner')}
+    FROM unnest($1::text[]) AS s(status)
+    CROSS JOIN LATERAL (
+      SELECT ${MESSAGE_COLUMNS} FROM messages
+      WHERE status = s.status AND (due_at, id) > ($3::bigint, $4::text) AND due_at >= $5::bigint AND due_at < $6::bigint
+        AND ($7::text IS NULL OR username = $7::text)
+        AND ($8::text IS NULL OR strpos(lower(message), lower($8::text)) > 0)
+      ORDER BY due_at, id LIMIT $2
+    ) m
+    ORDER BY m.due_at, m.id LIMIT $2`,
+
+  /**
+   * Params: $1 limit, $2 beforeAt, $3 beforeId, $4 dueFrom, $5 dueTo, $6 username (or null), $7 text (or null).
+   * listRecentlyDelivered with a cursor and filters: newest first.
+   */
+  listDeliveredFiltered: `
+    SELECT ${MESSAGE_COLUMNS}, NULL::bigint AS lease_expires_at FROM messages
+    WHERE status = 'delivered' AND (delivered_at, id) < ($2::bigint, $3::text)
+      AND due_at >= $4::bigint AND due_at < $5::bigint
+      AND ($6::text IS NULL OR username = $6::text)
+      AND ($7::text IS NULL OR strpos(lower(message), lower($7::text)) > 0)
+    ORDER BY delivered_at DESC, id DESC LIMIT $1`,
+
+  /** Params: $1 id. A message's attempt history, oldest first (the primary key's range). */
+  listAttempts: `
+    SELECT message_id, attempt, started_at, finished_at, outcome, http_status, error FROM delivery_attempts
+    WHERE message_id = $1 ORDER BY finished_at, attempt`,
+
+  /**
    * Params: $1 id, $2 now, $3 scheduledAt (or null), $4 message (or null),
    * $5 owner, $6 dueBefore, $7 leaseExpiresAt (the claim, or nulls), $8 wake, $9 channel, $10 payload.
    * A new scheduledAt also moves dueAt; the lease goes to $5 only when due by $6.
@@ -148,6 +197,8 @@ export const dispatcherStatements = {
     WITH removed AS (
       DELETE FROM messages WHERE id = $1 AND status IN ('scheduled', 'dead')
       RETURNING ${MESSAGE_COLUMNS}
+    ), history AS (
+      DELETE FROM delivery_attempts a USING removed WHERE a.message_id = removed.id
     )
     SELECT removed.*, ${LEASE_OF('removed.lease_owner')} FROM removed`,
 
@@ -277,35 +328,47 @@ export const dispatcherStatements = {
     FROM locked WHERE m.id = locked.id
     RETURNING ${M_COLUMNS}, ${LEASE_OF('$1')}, locked.position`,
 
-  /** Params: $1 owner, $2 ids (in id order), $3 ats (arrays). */
+  /**
+   * Params: $1 owner, $2 ids (in id order), $3 ats, then the attempts
+   * (ATTEMPT_ARRAYS: $4 numbers, $5 startedAts, $6 finishedAts, $7 httpStatuses; null number: none) (arrays).
+   */
   markDelivered: `
     WITH locked AS (
-      SELECT m.id, r.at FROM unnest($2::text[], $3::bigint[]) AS r(id, at)
+      SELECT m.id, r.at, r.attempt, r.started_at, r.finished_at, r.http_status
+      FROM unnest($2::text[], $3::bigint[], $4::integer[], $5::bigint[], $6::bigint[], $7::integer[]) AS r(id, at, attempt, started_at, finished_at, http_status)
       CROSS JOIN LATERAL (${BY_ID('r.id', `lease_owner = $1 AND status = 'delivering'`)}) AS m
-    )
+    ), ${RECORD_ATTEMPTS('delivered', 'NULL::text')}
     UPDATE messages m SET status = 'delivered', delivered_at = locked.at, updated_at = locked.at, last_error = NULL,
       lease_owner = NULL
     FROM locked WHERE m.id = locked.id`,
 
   /**
-   * Params: $1 owner, $2 ids (in id order), $3 ats, $4 errors, $5 releases (arrays).
+   * Params: $1 owner, $2 ids (in id order), $3 ats, $4 errors, $5 releases, then the attempts
+   * ($6 numbers, $7 startedAts, $8 finishedAts, $9 httpStatuses) (arrays).
    * Stays leased to the owner, which keeps it buffered, unless released (due beyond its horizon).
    */
   markRetry: `
     WITH locked AS (
-      SELECT m.id, r.at, r.error, r.release FROM unnest($2::text[], $3::bigint[], $4::text[], $5::boolean[]) AS r(id, at, error, release)
+      SELECT m.id, r.at, r.error, r.release, r.attempt, r.started_at, r.finished_at, r.http_status
+      FROM unnest($2::text[], $3::bigint[], $4::text[], $5::boolean[], $6::integer[], $7::bigint[], $8::bigint[], $9::integer[])
+        AS r(id, at, error, release, attempt, started_at, finished_at, http_status)
       CROSS JOIN LATERAL (${BY_ID('r.id', `lease_owner = $1 AND status = 'delivering'`)}) AS m
-    )
+    ), ${RECORD_ATTEMPTS('retry', 'locked.error')}
     UPDATE messages m SET status = 'scheduled', due_at = locked.at, last_error = locked.error,
       lease_owner = CASE WHEN locked.release THEN NULL ELSE m.lease_owner END
     FROM locked WHERE m.id = locked.id`,
 
-  /** Params: $1 owner, $2 ids (in id order), $3 ats, $4 errors (arrays). */
+  /**
+   * Params: $1 owner, $2 ids (in id order), $3 ats, $4 errors, then the attempts
+   * ($5 numbers, $6 startedAts, $7 finishedAts, $8 httpStatuses) (arrays).
+   */
   markDead: `
     WITH locked AS (
-      SELECT m.id, r.at, r.error FROM unnest($2::text[], $3::bigint[], $4::text[]) AS r(id, at, error)
+      SELECT m.id, r.at, r.error, r.attempt, r.started_at, r.finished_at, r.http_status
+      FROM unnest($2::text[], $3::bigint[], $4::text[], $5::integer[], $6::bigint[], $7::bigint[], $8::integer[])
+        AS r(id, at, error, attempt, started_at, finished_at, http_status)
       CROSS JOIN LATERAL (${BY_ID('r.id', `lease_owner = $1 AND status = 'delivering'`)}) AS m
-    )
+    ), ${RECORD_ATTEMPTS('dead', 'locked.error')}
     UPDATE messages m SET status = 'dead', updated_at = locked.at, last_error = locked.error,
       lease_owner = NULL
     FROM locked WHERE m.id = locked.id`,
@@ -318,8 +381,15 @@ export const dispatcherStatements = {
 
   countByStatus: `SELECT status, sum(count)::bigint AS count FROM message_counts GROUP BY status`,
 
-  /** Params: $1 before. */
-  purgeDelivered: `DELETE FROM messages WHERE status = 'delivered' AND delivered_at < $1`,
+  /** Params: $1 before. Returns how many messages; their attempt history goes with them. */
+  purgeDelivered: `
+    WITH purged AS (
+      DELETE FROM messages WHERE status = 'delivered' AND delivered_at < $1
+      RETURNING id
+    ), history AS (
+      DELETE FROM delivery_attempts a USING purged WHERE a.message_id = purged.id
+    )
+    SELECT count(*) AS count FROM purged`,
 } as const;
 
 const POST_COLUMNS = 'id, message_id, username, message, posted_at, scheduled_at';

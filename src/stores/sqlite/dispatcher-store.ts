@@ -1,7 +1,9 @@
 import {
   MESSAGE_STATUSES,
+  type AttemptRecord,
   type ChangeOutcome,
   type ClaimRequest,
+  type DeliveredQuery,
   type DeliveryResult,
   type DispatcherStore,
   type InsertOutcome,
@@ -18,7 +20,7 @@ import { dispatcherMigrations } from './migrations.ts';
 import { lockForOneDispatcher } from './owner-lock.ts';
 import type { Params } from './prepared.ts';
 import { dispatcherStatements as sql } from './statements.ts';
-import { type MessageRow, toMessage, compareDue, compareIds, newStoredMessage } from '../rows.ts';
+import { type AttemptRow, type MessageRow, toAttempt, toMessage, compareDue, compareIds, filterParams, isFiltered, newStoredMessage } from '../rows.ts';
 
 /**
  * Rows per transaction for the engine's bulk changes (purge). node:sqlite
@@ -143,23 +145,46 @@ class SqliteDispatcherStore implements DispatcherStore {
   list(query: ListQuery): Promise<StoredMessage[]> {
     return this.#commits.read(() => {
       if (query.limit <= 0) return [];
-      if (query.status) return this.#listStatus(query.status, query);
+      const statuses = query.status === undefined ? MESSAGE_STATUSES : typeof query.status === 'string' ? [query.status] : query.status;
+      if (statuses.length === 1) return this.#listStatus(statuses[0]!, query);
       // No index spans every status: merge the per-status pages, each already in (dueAt, id) order.
-      return MESSAGE_STATUSES.flatMap((status) => this.#listStatus(status, query))
+      return [...new Set(statuses)].flatMap((status) => this.#listStatus(status, query))
         .sort(compareDue)
         .slice(0, query.limit);
     });
   }
 
   #listStatus(status: MessageStatus, query: ListQuery): StoredMessage[] {
-    const rows = query.after
-      ? this.#rows(sql.listByStatusAfter, { status, afterDueAt: query.after.dueAt, afterId: query.after.id, limit: query.limit })
-      : this.#rows(sql.listByStatus, { status, limit: query.limit });
+    const rows = isFiltered(query)
+      ? this.#rows(sql.listFiltered, {
+        status,
+        afterDueAt: query.after?.dueAt ?? -Number.MAX_SAFE_INTEGER,
+        afterId: query.after?.id ?? '',
+        limit: query.limit,
+        ...filterParams(query),
+      })
+      : query.after
+        ? this.#rows(sql.listByStatusAfter, { status, afterDueAt: query.after.dueAt, afterId: query.after.id, limit: query.limit })
+        : this.#rows(sql.listByStatus, { status, limit: query.limit });
     return rows.map(toMessage);
   }
 
-  listRecentlyDelivered(limit: number): Promise<StoredMessage[]> {
-    return this.#commits.read(() => (limit <= 0 ? [] : this.#rows(sql.listRecentlyDelivered, { limit }).map(toMessage)));
+  listRecentlyDelivered(limit: number, query: DeliveredQuery = {}): Promise<StoredMessage[]> {
+    return this.#commits.read(() => {
+      if (limit <= 0) return [];
+      if (!isFiltered(query) && !query.before) return this.#rows(sql.listRecentlyDelivered, { limit }).map(toMessage);
+      return this.#rows(sql.listDeliveredFiltered, {
+        beforeAt: query.before?.deliveredAt ?? Number.MAX_SAFE_INTEGER,
+        // above every id (ids are UUIDs: hex digits and dashes)
+        beforeId: query.before?.id ?? '~',
+        limit,
+        ...filterParams(query),
+      }).map(toMessage);
+    });
+  }
+
+  attempts(id: string): Promise<AttemptRecord[]> {
+    return this.#commits.read(() => this.#connection.statement(sql.listAttempts).all<AttemptRow>({ id }).map(toAttempt));
   }
 
   update(id: string, patch: MessagePatch, now: number, claim?: ClaimRequest): Promise<ChangeOutcome> {
@@ -175,7 +200,10 @@ class SqliteDispatcherStore implements DispatcherStore {
   remove(id: string): Promise<ChangeOutcome> {
     return this.#commits.write('durable', () => {
       const outcome = this.#change(id, sql.removeMessage, { id });
-      if (outcome.kind === 'ok') this.#addToCount(outcome.message.status, -1);
+      if (outcome.kind === 'ok') {
+        this.#addToCount(outcome.message.status, -1);
+        this.#changes(sql.removeAttempts, { id });
+      }
       return outcome;
     });
   }
@@ -278,6 +306,17 @@ class SqliteDispatcherStore implements DispatcherStore {
       const retries = results
         .filter((result) => result.outcome === 'retry')
         .map((result) => ({ id: result.id, at: result.at, error: result.error ?? null, release: result.release ? 1 : 0 }));
+      // the history first: it is written only for messages still delivering, which the marks below change
+      const attempts = results.filter((result) => result.attempt !== undefined).map(({ id, outcome, error, attempt }) => ({
+        id,
+        attempt: attempt!.number,
+        startedAt: attempt!.startedAt,
+        finishedAt: attempt!.finishedAt,
+        outcome,
+        httpStatus: attempt!.httpStatus ?? null,
+        error: error ?? null,
+      }));
+      if (attempts.length > 0) this.#connection.multiRow(sql.recordAttempts).run(attempts, { owner });
       this.#move('delivering', 'delivered', this.#connection.multiRow(sql.markDelivered).run(rows('delivered'), { owner }));
       this.#move('delivering', 'scheduled', this.#connection.multiRow(sql.markRetry).run(retries, { owner }));
       this.#move('delivering', 'dead', this.#connection.multiRow(sql.markDead).run(rows('dead'), { owner }));
@@ -295,6 +334,7 @@ class SqliteDispatcherStore implements DispatcherStore {
 
   purgeDelivered(before: number): Promise<number> {
     return this.#inChunks(() => {
+      this.#changes(sql.purgeDeliveredAttempts, { before, limit: ROWS_PER_CHUNK });
       const purged = this.#changes(sql.purgeDelivered, { before, limit: ROWS_PER_CHUNK });
       this.#addToCount('delivered', -purged);
       return purged;

@@ -95,6 +95,30 @@ export const dispatcherMigrations: readonly Migration[] = [
       CREATE INDEX messages_owner_due ON messages (lease_owner, due_at, id) WHERE lease_owner IS NOT NULL;
     `,
   },
+  {
+    version: 4,
+    name: 'delivery attempts',
+    breaking: false,
+    sql: `
+      -- One row per finished delivery attempt: the console's attempt history.
+      -- Written by finishDeliveries in the transaction that records the
+      -- outcomes (one multi-row INSERT more), deleted with its message (remove,
+      -- purgeDelivered). Keyed by message first, so a message's history is one
+      -- range and deleting it one range; finished_at before attempt because
+      -- a retried dead letter counts its attempts from 1 again. Additive: an
+      -- older psched ignores the table (its purge leaves the rows behind).
+      CREATE TABLE delivery_attempts (
+        message_id TEXT NOT NULL,
+        finished_at INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('delivered', 'retry', 'dead')),
+        http_status INTEGER,
+        error TEXT,
+        PRIMARY KEY (message_id, finished_at, attempt)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 export const mainMigrations: readonly Migration[] = [

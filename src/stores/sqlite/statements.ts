@@ -53,6 +53,51 @@ export const dispatcherStatements = {
     WHERE m.status = :status AND (m.due_at, m.id) > (:afterDueAt, :afterId)
     ORDER BY m.due_at, m.id LIMIT :limit`,
 
+  /**
+   * The console's filtered page of one status: the cursor and the due range
+   * bound the index range; user and text are checked on the rows it yields
+   * (a scan when they match few: an operator's query, not a hot path).
+   * The store passes sentinels for a missing cursor or range, nulls for a
+   * missing user or text.
+   */
+  listFiltered: `
+    SELECT ${MESSAGE_COLUMNS} FROM messages m INDEXED BY messages_status_due LEFT JOIN owners o ON o.owner = m.lease_owner
+    WHERE m.status = :status AND (m.due_at, m.id) > (:afterDueAt, :afterId) AND m.due_at >= :dueFrom AND m.due_at < :dueTo
+      AND (:username IS NULL OR m.username = :username)
+      AND (:text IS NULL OR instr(lower(m.message), lower(:text)) > 0)
+    ORDER BY m.due_at, m.id LIMIT :limit`,
+
+  /** listRecentlyDelivered with a cursor and filters: newest first, before (:beforeAt, :beforeId). */
+  listDeliveredFiltered: `
+    SELECT ${MESSAGE_COLUMNS} FROM messages m INDEXED BY messages_delivered_at LEFT JOIN owners o ON o.owner = m.lease_owner
+    WHERE m.status = 'delivered' AND (m.delivered_at, m.id) < (:beforeAt, :beforeId)
+      AND m.due_at >= :dueFrom AND m.due_at < :dueTo
+      AND (:username IS NULL OR m.username = :username)
+      AND (:text IS NULL OR instr(lower(m.message), lower(:text)) > 0)
+    ORDER BY m.delivered_at DESC, m.id DESC LIMIT :limit`,
+
+  /** A message's attempt history, oldest first (the primary key's range). */
+  listAttempts: `
+    SELECT message_id, attempt, started_at, finished_at, outcome, http_status, error FROM delivery_attempts
+    WHERE message_id = :id ORDER BY finished_at, attempt`,
+
+  /**
+   * finishDeliveries: the attempts of the messages the owner is still
+   * delivering (run before the outcomes change their status), one row each.
+   */
+  recordAttempts: {
+    sql: `
+      WITH a (id, attempt, started_at, finished_at, outcome, http_status, error) AS (VALUES {rows})
+      INSERT OR IGNORE INTO delivery_attempts (message_id, finished_at, attempt, started_at, outcome, http_status, error)
+      SELECT a.id, a.finished_at, a.attempt, a.started_at, a.outcome, a.http_status, a.error
+      FROM a JOIN messages m ON m.id = a.id
+      WHERE m.lease_owner = :owner AND m.status = 'delivering'`,
+    row: '(:id, :attempt, :startedAt, :finishedAt, :outcome, :httpStatus, :error)',
+  } satisfies MultiRowSql,
+
+  /** remove: the message's history goes with it. */
+  removeAttempts: `DELETE FROM delivery_attempts WHERE message_id = :id`,
+
   /** Most recently delivered first, read backwards from the purge index. */
   listRecentlyDelivered: `
     SELECT ${MESSAGE_COLUMNS} FROM messages m INDEXED BY messages_delivered_at LEFT JOIN owners o ON o.owner = m.lease_owner
@@ -198,7 +243,18 @@ export const dispatcherStatements = {
   /** Every call that changes how many messages a status has adds its net change here. */
   addToCount: `UPDATE message_counts SET count = count + :change WHERE status = :status`,
 
-  /** One chunk of a purge. */
+  /**
+   * One chunk of a purge, part 1: the history of the messages part 2 deletes
+   * (the same index range in the same transaction: the same rows).
+   */
+  purgeDeliveredAttempts: `
+    DELETE FROM delivery_attempts
+    WHERE message_id IN (
+      SELECT id FROM messages INDEXED BY messages_delivered_at
+      WHERE status = 'delivered' AND delivered_at < :before
+      LIMIT :limit)`,
+
+  /** One chunk of a purge, part 2. */
   purgeDelivered: `
     DELETE FROM messages
     WHERE id IN (
