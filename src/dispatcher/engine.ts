@@ -6,6 +6,7 @@ import type { AttemptResult, Deliverer } from './delivery.ts';
 import { ENGINE_DEFAULTS } from './engine-defaults.ts';
 import { DueBuffer, type BufferEntry } from './heap.ts';
 import { Holdings } from './holdings.ts';
+import { OutcomeWriter } from './outcome-writer.ts';
 import type { DispatcherMetrics } from './metrics.ts';
 import type {
   ChangeOutcome, ClaimRequest, DeliveryResult, DispatcherStore, InsertOutcome, MessagePatch, StoredMessage,
@@ -241,12 +242,8 @@ export class SchedulingEngine {
   #ready: (StoredMessage | undefined)[] = [];
   #readyHead = 0;
   #inFlight = new Set<string>();
-  /** Outcomes not yet written, and the batch being written. */
-  #pending: PendingOutcome[] = [];
-  #writing: PendingOutcome[] = [];
-  #write: Promise<void> | undefined;
-  #flushScheduled = false;
-  #flushTimer: Timer | undefined;
+  /** Outcomes not yet written, and the batch being written (./outcome-writer.ts). */
+  readonly #outcomes: OutcomeWriter<PendingOutcome>;
   /** Capacity promised to schedule() calls whose insert has not resolved yet. */
   #reserved = 0;
   /** Store calls that may claim for this owner; stop() lets them land before releasing claims. */
@@ -292,8 +289,8 @@ export class SchedulingEngine {
     early: { count: () => this.#early.length, ids: () => this.#early.map((message) => message.id) },
     ready: { count: () => this.#readyCount(), ids: () => (this.#ready.slice(this.#readyHead) as StoredMessage[]).map((message) => message.id) },
     inFlight: { count: () => this.#inFlight.size, ids: () => this.#inFlight },
-    pending: { count: () => this.#pending.length, ids: () => this.#pending.map(({ message }) => message.id) },
-    writing: { count: () => this.#writing.length, ids: () => this.#writing.map(({ message }) => message.id) },
+    pending: { count: () => this.#outcomes.pending.length, ids: () => this.#outcomes.pending.map(({ message }) => message.id) },
+    writing: { count: () => this.#outcomes.writing.length, ids: () => this.#outcomes.writing.map(({ message }) => message.id) },
     reserved: { count: () => this.#reserved, ids: () => [] },
   });
 
@@ -317,6 +314,15 @@ export class SchedulingEngine {
     this.#target = options.target;
     this.#readyMax = Math.max(START_CHUNK, this.#concurrency);
     this.#leaseMarginMs = Math.floor(this.#leaseMs / 10);
+    this.#outcomes = new OutcomeWriter<PendingOutcome>({
+      clock: this.#clock,
+      batchSize: OUTCOME_BATCH,
+      delayMs: OUTCOME_FLUSH_DELAY_MS,
+      write: (batch) => this.#store.finishDeliveries(this.ownerId, batch.map((item) => item.record)),
+      urgent: () => (this.#inFlight.size === 0 && this.#readyCount() === 0) || this.#state !== 'running',
+      written: (batch) => this.#outcomesWritten(batch),
+      failed: (err, batch) => this.#outcomesFailed(err, batch),
+    });
   }
 
   get bufferedCount(): number {
@@ -656,7 +662,7 @@ export class SchedulingEngine {
       const entries = this.#buffer.takeDue(now + 2 * this.#lead(), START_CHUNK);
       if (entries.length === 0) break;
       // outcomes waiting for company go along: on SQLite both land in the same transaction
-      if (this.#pending.length > 0) this.#flushNow();
+      this.#outcomes.flushNow();
       const call = this.#start(entries, now);
       this.#startCalls.add(call);
       void call.finally(() => this.#startCalls.delete(call));
@@ -805,9 +811,8 @@ export class SchedulingEngine {
     record.attempt = { number: message.attempts, startedAt, finishedAt: now, httpStatus: result.status };
     this.#metrics.recordOutcome(result.kind, now);
     if (result.kind !== 'delivered') this.#logFailure(message, result, record);
-    this.#pending.push({ message, result, record });
+    this.#outcomes.add({ message, result, record });
     this.#noteRecovery(result, now);
-    this.#scheduleFlush();
     this.#pump();
   }
 
@@ -848,51 +853,8 @@ export class SchedulingEngine {
     this.#kickStarter();
   }
 
-  /**
-   * Outcomes are written in batches: at once when a batch is full or no more
-   * answers are on their way, else after OUTCOME_FLUSH_DELAY_MS (every
-   * answer that arrived meanwhile), or along with the next startDelivery.
-   */
-  #scheduleFlush(): void {
-    if (this.#writing.length > 0) return; // the write in progress schedules the next one
-    const soon = this.#pending.length >= OUTCOME_BATCH || (this.#inFlight.size === 0 && this.#readyCount() === 0) || this.#state !== 'running';
-    if (soon) {
-      if (this.#flushScheduled) return;
-      this.#flushTimer?.cancel();
-      this.#flushScheduled = true;
-      this.#flushTimer = this.#clock.defer(this.#flush);
-    } else {
-      this.#flushTimer ??= this.#clock.setTimer(this.#flush, OUTCOME_FLUSH_DELAY_MS);
-    }
-  }
-
-  /** Writes the pending outcomes now (in this event-loop turn's group commit). */
-  #flushNow(): void {
-    if (this.#writing.length === 0) void this.#flush();
-  }
-
-  #flush = async (): Promise<void> => {
-    this.#flushScheduled = false;
-    this.#flushTimer?.cancel();
-    this.#flushTimer = undefined;
-    if (this.#writing.length > 0 || this.#pending.length === 0) return;
-    const batch = this.#pending;
-    this.#pending = [];
-    this.#writing = batch;
-    this.#write = this.#store.finishDeliveries(this.ownerId, batch.map((item) => item.record));
-    try {
-      await this.#write;
-    } catch (err) {
-      this.#logger.error({ err, count: batch.length }, 'recording delivery outcomes failed; trying again shortly');
-      this.#pending = batch.concat(this.#pending);
-      this.#writing = [];
-      this.#write = undefined;
-      if (this.#state === 'running') this.#retryLater(() => this.#scheduleFlush());
-      this.#checkQuiet();
-      return;
-    }
-    this.#writing = [];
-    this.#write = undefined;
+  /** After a batch of outcomes was written: retries go back to the buffer, sweeps and listeners hear of each. */
+  #outcomesWritten(batch: PendingOutcome[]): void {
     for (const { message, result, record } of batch) {
       if (record.outcome === 'retry' && !record.release && this.#state === 'running') {
         this.#buffer.put({ id: message.id, version: message.version, dueAt: record.at });
@@ -901,11 +863,16 @@ export class SchedulingEngine {
       this.#settleSweeps(message, result);
       this.events.emit('outcome', message, result);
     }
-    if (this.#pending.length > 0) this.#scheduleFlush();
     this.#arm();
     if (this.#moreWaiting && this.#freeCapacity() >= this.#maxBuffered / 2) void this.refill();
     this.#checkQuiet();
-  };
+  }
+
+  #outcomesFailed(err: unknown, batch: PendingOutcome[]): void {
+    this.#logger.error({ err, count: batch.length }, 'recording delivery outcomes failed; trying again shortly');
+    if (this.#state === 'running') this.#retryLater(() => this.#outcomes.schedule());
+    this.#checkQuiet();
+  }
 
   // ---- changes made through the API ------------------------------------------
 
@@ -1001,7 +968,7 @@ export class SchedulingEngine {
     this.#cancelTimers();
 
     await this.#waitForQuiet();
-    await this.#recordFinished();
+    await this.#outcomes.drain(); // recorded, so they are not delivered again after the release
     // claims made by calls still under way must land before the release, or they would outlive this owner
     await Promise.allSettled([this.#refilling, ...this.#claimingCalls]);
 
@@ -1012,7 +979,7 @@ export class SchedulingEngine {
     this.#early = [];
     this.#ready = [];
     this.#readyHead = 0;
-    this.#pending = [];
+    this.#outcomes.discardPending();
     for (const sweep of [...this.#sweeps]) this.#finishSweep(sweep);
     try {
       await this.#store.releaseClaims(this.ownerId);
@@ -1031,9 +998,7 @@ export class SchedulingEngine {
     for (const timer of [...this.#periodic, ...this.#retryTimers]) timer.cancel();
     this.#periodic = [];
     this.#retryTimers.clear();
-    this.#flushTimer?.cancel();
-    this.#flushTimer = undefined;
-    this.#flushScheduled = false;
+    this.#outcomes.cancelTimer();
     this.#unsubscribeWake?.();
   }
 
@@ -1055,19 +1020,11 @@ export class SchedulingEngine {
     this.#early = [];
     this.#ready = [];
     this.#readyHead = 0;
-    this.#pending = [];
+    this.#outcomes.discardPending();
     for (const sweep of [...this.#sweeps]) this.#finishSweep(sweep);
     for (const wake of this.#quietWaiters.splice(0)) wake();
     if (wasRunning) this.#logger.error({ err: reason, owner: this.ownerId }, 'scheduling engine halted: the store can no longer promise durability');
     this.events.emit('idle');
-  }
-
-  /** Writes the outcomes of finished deliveries, so they are not delivered again after the release. */
-  async #recordFinished(): Promise<void> {
-    for (let round = 0; round < 3 && (this.#pending.length > 0 || this.#write); round++) {
-      if (this.#write) await this.#write.catch(() => {});
-      else await this.#flush();
-    }
   }
 
   /** Waits for the starter, deliveries in flight and the write in progress; true when the grace period ran out first. */
