@@ -7,6 +7,7 @@ import { ENGINE_DEFAULTS } from './engine-defaults.ts';
 import { DueBuffer, type BufferEntry } from './heap.ts';
 import { Holdings } from './holdings.ts';
 import { OutcomeWriter } from './outcome-writer.ts';
+import { EarlyStarts, ReadyQueue } from './started.ts';
 import type { DispatcherMetrics } from './metrics.ts';
 import type {
   ChangeOutcome, ClaimRequest, DeliveryResult, DispatcherStore, InsertOutcome, MessagePatch, StoredMessage,
@@ -233,14 +234,11 @@ export class SchedulingEngine {
   /** A startDelivery failed: no new ones until the backoff ran out. */
   #startsPaused = false;
   /** Started ahead of their due time (see MAX_START_LEAD_MS), in dueAt order, waiting for it. */
-  #early: StoredMessage[] = [];
-  #earlyTimer: Timer | undefined;
-  #earlyTimerAt = 0;
+  readonly #early: EarlyStarts;
   /** Running average of startDelivery round trips on the injected clock, in ms. */
   #startRoundTripMs = 0;
-  /** Started messages waiting for a delivery slot (a queue: #ready[#readyHead..]). */
-  #ready: (StoredMessage | undefined)[] = [];
-  #readyHead = 0;
+  /** Started messages waiting for a delivery slot. */
+  readonly #ready = new ReadyQueue();
   #inFlight = new Set<string>();
   /** Outcomes not yet written, and the batch being written (./outcome-writer.ts). */
   readonly #outcomes: OutcomeWriter<PendingOutcome>;
@@ -286,8 +284,8 @@ export class SchedulingEngine {
   readonly #holdings = new Holdings({
     buffered: { count: () => this.#buffer.size, ids: () => [] },
     starting: { count: () => this.#startingCount, ids: () => [...this.#starting].flat().map((entry) => entry.id) },
-    early: { count: () => this.#early.length, ids: () => this.#early.map((message) => message.id) },
-    ready: { count: () => this.#readyCount(), ids: () => (this.#ready.slice(this.#readyHead) as StoredMessage[]).map((message) => message.id) },
+    early: { count: () => this.#early.size, ids: () => this.#early.messages().map((message) => message.id) },
+    ready: { count: () => this.#ready.size, ids: () => this.#ready.messages().map((message) => message.id) },
     inFlight: { count: () => this.#inFlight.size, ids: () => this.#inFlight },
     pending: { count: () => this.#outcomes.pending.length, ids: () => this.#outcomes.pending.map(({ message }) => message.id) },
     writing: { count: () => this.#outcomes.writing.length, ids: () => this.#outcomes.writing.map(({ message }) => message.id) },
@@ -314,12 +312,13 @@ export class SchedulingEngine {
     this.#target = options.target;
     this.#readyMax = Math.max(START_CHUNK, this.#concurrency);
     this.#leaseMarginMs = Math.floor(this.#leaseMs / 10);
+    this.#early = new EarlyStarts(this.#clock, (messages) => this.#earlyDue(messages), () => this.#state === 'running');
     this.#outcomes = new OutcomeWriter<PendingOutcome>({
       clock: this.#clock,
       batchSize: OUTCOME_BATCH,
       delayMs: OUTCOME_FLUSH_DELAY_MS,
       write: (batch) => this.#store.finishDeliveries(this.ownerId, batch.map((item) => item.record)),
-      urgent: () => (this.#inFlight.size === 0 && this.#readyCount() === 0) || this.#state !== 'running',
+      urgent: () => (this.#inFlight.size === 0 && this.#ready.size === 0) || this.#state !== 'running',
       written: (batch) => this.#outcomesWritten(batch),
       failed: (err, batch) => this.#outcomesFailed(err, batch),
     });
@@ -534,7 +533,7 @@ export class SchedulingEngine {
       let kept: Set<string>;
       try {
         await this.#store.renewLeases(this.ownerId, issuedAt + this.#leaseMs);
-        kept = await this.#stillOurs([...this.#ready.slice(this.#readyHead) as StoredMessage[], ...this.#early]);
+        kept = await this.#stillOurs([...this.#ready.messages(), ...this.#early.messages()]);
       } catch (err) {
         this.#logger.error({ err }, 'renewing a lapsed lease failed; trying again shortly');
         await new Promise<void>((resolve) => this.#retryLater(resolve));
@@ -565,19 +564,14 @@ export class SchedulingEngine {
 
   /** Drops from the ready and early queues what is not in `kept`; returns how many went. */
   #keepStarted(kept: Set<string>): number {
-    const before = this.#readyCount() + this.#early.length;
-    const ready = (this.#ready.slice(this.#readyHead) as StoredMessage[]);
     const keep = (message: StoredMessage) => {
       if (kept.has(message.id)) return true;
       this.#settleSweepsWithout(message.id);
       return false;
     };
-    this.#ready = ready.filter(keep);
-    this.#readyHead = 0;
-    this.#early = this.#early.filter(keep);
-    this.#armEarly();
-    return before - this.#readyCount() - this.#early.length;
+    return this.#ready.retain(keep) + this.#early.retain(keep);
   }
+
 
   async #purge(): Promise<void> {
     try {
@@ -651,7 +645,7 @@ export class SchedulingEngine {
 
   #canStartMore(): boolean {
     return !this.#startsPaused && !this.#leaseLost && this.#starting.size < MAX_STARTS_IN_FLIGHT
-      && this.#readyCount() + this.#startingCount + this.#early.length < this.#readyMax;
+      && this.#ready.size + this.#startingCount + this.#early.size < this.#readyMax;
   }
 
   /** Starts every due entry (or due within two leads), chunk by chunk, as far as the limits allow; then re-arms the timer. */
@@ -698,68 +692,30 @@ export class SchedulingEngine {
       const now = this.#clock.now();
       // the buffer's due time rules: it is the store's, or earlier for a retry brought forward
       const bufferedDue = new Map(entries.map((entry) => [entry.id, entry.dueAt]));
-      let anyEarly = false;
+      const early: StoredMessage[] = [];
       for (let message of started) {
         const dueAt = bufferedDue.get(message.id) ?? message.dueAt;
         if (dueAt < message.dueAt) message = { ...message, dueAt };
         if (message.dueAt <= now) this.#ready.push(message);
-        else {
-          this.#early.push(message);
-          anyEarly = true;
-        }
+        else early.push(message);
       }
-      if (anyEarly) this.#keepEarlyInOrder();
+      this.#early.add(early);
     }
     this.#pump();
     this.#checkQuiet();
   }
 
-  /** Sorts the early queue when a batch landed out of order (starts run side by side), and arms its timer. */
-  #keepEarlyInOrder(): void {
-    const early = this.#early;
-    for (let i = 1; i < early.length; i++) {
-      if (early[i - 1]!.dueAt > early[i]!.dueAt) {
-        early.sort((a, b) => a.dueAt - b.dueAt);
-        break;
-      }
-    }
-    this.#armEarly();
-  }
-
-  /** Arms the timer that sends the earliest message started ahead of time, at its due time. */
-  #armEarly(): void {
-    const first = this.#early[0];
-    if (first === undefined || this.#state !== 'running') return;
-    if (this.#earlyTimer !== undefined) {
-      if (this.#earlyTimerAt <= first.dueAt) return;
-      this.#earlyTimer.cancel();
-    }
-    this.#earlyTimerAt = first.dueAt;
-    this.#earlyTimer = this.#clock.setTimer(this.#onEarlyTimer, first.dueAt - this.#clock.now());
-  }
-
-  /** Queues for delivery every early message now due (a timer firing a hair early finds none and re-arms). */
-  #onEarlyTimer = (): void => {
-    this.#earlyTimer = undefined;
-    const now = this.#clock.now();
-    let due = 0;
-    while (due < this.#early.length && this.#early[due]!.dueAt <= now) due++;
-    for (const message of this.#early.splice(0, due)) this.#ready.push(message);
-    this.#armEarly();
+  /** Early starts now due join the ready queue. */
+  #earlyDue(messages: StoredMessage[]): void {
+    for (const message of messages) this.#ready.push(message);
     this.#pump();
-  };
+  }
 
   /** Starts deliveries from the ready queue while slots are free, then lets the starter refill the queue. */
   #pump(): void {
-    if (this.#readyHead < this.#ready.length && !this.#leaseHolds()) return; // #regainLease pumps again
-    while (this.#inFlight.size < this.#concurrency && this.#readyHead < this.#ready.length && this.#state === 'running') {
-      const message = this.#ready[this.#readyHead]!;
-      this.#ready[this.#readyHead++] = undefined;
-      this.#deliver(message);
-    }
-    if (this.#readyHead === this.#ready.length) {
-      this.#ready = [];
-      this.#readyHead = 0;
+    if (this.#ready.size > 0 && !this.#leaseHolds()) return; // #regainLease pumps again
+    while (this.#inFlight.size < this.#concurrency && this.#ready.size > 0 && this.#state === 'running') {
+      this.#deliver(this.#ready.shift()!);
     }
     this.#kickStarter();
   }
@@ -907,10 +863,6 @@ export class SchedulingEngine {
 
   // ---- bookkeeping -------------------------------------------------------------
 
-  #readyCount(): number {
-    return this.#ready.length - this.#readyHead;
-  }
-
   /** Room for more claims: every message this owner holds counts, wherever it is in the pipeline. */
   #freeCapacity(): number {
     return this.#maxBuffered - this.#holdings.total;
@@ -976,9 +928,8 @@ export class SchedulingEngine {
     this.#backingOff.clear();
     const abandoned = this.#holdings.count('inFlight', 'early', 'ready', 'pending');
     this.#buffer.clear();
-    this.#early = [];
-    this.#ready = [];
-    this.#readyHead = 0;
+    this.#early.clear();
+    this.#ready.clear();
     this.#outcomes.discardPending();
     for (const sweep of [...this.#sweeps]) this.#finishSweep(sweep);
     try {
@@ -993,8 +944,7 @@ export class SchedulingEngine {
   #cancelTimers(): void {
     this.#timer?.cancel();
     this.#timer = undefined;
-    this.#earlyTimer?.cancel();
-    this.#earlyTimer = undefined;
+    this.#early.cancelTimer();
     for (const timer of [...this.#periodic, ...this.#retryTimers]) timer.cancel();
     this.#periodic = [];
     this.#retryTimers.clear();
@@ -1017,9 +967,8 @@ export class SchedulingEngine {
     this.#cancelTimers();
     this.#buffer.clear();
     this.#backingOff.clear();
-    this.#early = [];
-    this.#ready = [];
-    this.#readyHead = 0;
+    this.#early.clear();
+    this.#ready.clear();
     this.#outcomes.discardPending();
     for (const sweep of [...this.#sweeps]) this.#finishSweep(sweep);
     for (const wake of this.#quietWaiters.splice(0)) wake();
