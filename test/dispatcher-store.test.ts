@@ -54,7 +54,6 @@ function fireOnce(idOf: (schedule: StoredSchedule) => string): (schedule: Stored
     messages: [{ id: idOf(schedule), username: schedule.username, message: schedule.message, scheduledAt: schedule.nextFireAt!, idempotencyKey: null }],
     nextFireAt: schedule.nextFireAt! + MINUTE,
     lastFireAt: schedule.nextFireAt,
-    occurrencesAdded: 1,
   });
 }
 
@@ -840,14 +839,16 @@ for (const factory of dispatcherStoreFactories()) {
         const result = await handle.store.materializeDue(T + MINUTE, 10, T + 1, fireOnce(() => already.id));
         assert.deepEqual(result, { schedules: 1, created: [] });
         assert.deepEqual(await handle.store.get(already.id), already);
-        assert.equal((await handle.store.getSchedule(schedule.id))?.nextFireAt, T + 2 * MINUTE);
+        const advanced = await handle.store.getSchedule(schedule.id);
+        assert.equal(advanced?.nextFireAt, T + 2 * MINUTE);
+        assert.equal(advanced?.occurrences, 0, 'only the messages it created count');
         assert.equal((await handle.store.countByStatus()).scheduled, 1);
       });
 
       it('materializeDue takes at most limit schedules, and a plan may end a schedule or skip occurrences', async () => {
         await using handle = await factory.create();
         for (let i = 0; i < 3; i++) await handle.store.insertSchedule(newSchedule({ nextFireAt: T + i }), T);
-        const ended = await handle.store.materializeDue(T + MINUTE, 2, T, (schedule) => ({ messages: [], nextFireAt: null, lastFireAt: schedule.lastFireAt, occurrencesAdded: 0 }));
+        const ended = await handle.store.materializeDue(T + MINUTE, 2, T, (schedule) => ({ messages: [], nextFireAt: null, lastFireAt: schedule.lastFireAt }));
         assert.equal(ended.schedules, 2);
         const rest = await handle.store.materializeDue(T + MINUTE, 5, T, fireOnce((schedule) => `${schedule.id}@x`));
         assert.equal(rest.schedules, 1);

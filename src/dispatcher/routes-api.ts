@@ -6,6 +6,7 @@ import { decodeCursor, encodeCursor, parseLimit } from '../protocol/paging.ts';
 import { toMessageJson } from './message-json.ts';
 import { MESSAGE_ARRAY_SCHEMA, MESSAGE_PAGE_SCHEMA, MESSAGE_SCHEMA, openApiDocument } from './openapi.ts';
 import type { DispatcherContext } from './context.ts';
+import { registerScheduleRoutes } from './routes-schedules.ts';
 import { MESSAGE_STATUSES, type ChangeOutcome, type MessageStatus, type StoredMessage } from './store.ts';
 
 /**
@@ -28,6 +29,7 @@ export function registerApiRoutes(app: FastifyInstance, ctx: DispatcherContext):
     v1.addHook('onRequest', requireToken(ctx.config.apiToken));
     v1.addHook('onRequest', requireJsonBody);
     registerMessageRoutes(v1, ctx);
+    registerScheduleRoutes(v1, ctx);
   }, { prefix: '/v1' });
 
   // Open for load balancers, so it says only whether this dispatcher is up:

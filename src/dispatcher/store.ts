@@ -150,7 +150,7 @@ export type NewSchedule = Omit<StoredSchedule, 'occurrences' | 'lastFireAt' | 'v
 /** New values for a schedule's fields (what is left out stays). */
 export type ScheduleChanges = Partial<Pick<StoredSchedule,
   'message' | 'cron' | 'everyMs' | 'timeZone' | 'startAt' | 'endAt' | 'maxOccurrences' | 'dstGap' | 'dstOverlap'
-  | 'catchUp' | 'catchUpMax' | 'paused' | 'nextFireAt'>>;
+  | 'catchUp' | 'catchUpMax' | 'paused' | 'nextFireAt' | 'occurrences'>>;
 
 export type ScheduleChangeOutcome =
   | { kind: 'ok'; schedule: StoredSchedule }
@@ -165,8 +165,6 @@ export interface SchedulePlan {
   nextFireAt: number | null;
   /** Unchanged when no message is planned. */
   lastFireAt: number | null;
-  /** How many of `messages` count towards maxOccurrences (all of them). */
-  occurrencesAdded: number;
 }
 
 export interface DispatcherStore {
@@ -273,8 +271,8 @@ export interface DispatcherStore {
    * locks them FOR UPDATE SKIP LOCKED, so dispatchers of a pool share the work
    * and never plan one schedule at once), asks `plan` what to do with each,
    * inserts the planned messages unclaimed (skipping ids that exist) and
-   * stores each schedule's new nextFireAt, lastFireAt and occurrence count
-   * (version+1). Returns the messages it created and how many schedules it
+   * stores each schedule's new nextFireAt and lastFireAt, adding the messages
+   * it created to the occurrence count (version+1). Returns the messages it created and how many schedules it
    * took. `plan` must not throw. Committed without waiting for the disk, like
    * the engine's transitions: losing it to a power cut loses the message and
    * the advance together, and the next call does both again.

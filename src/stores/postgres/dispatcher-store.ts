@@ -362,13 +362,14 @@ class PostgresDispatcherStore implements DispatcherStore {
       const plans = due.map((schedule) => plan(schedule));
       const messages = plans.flatMap((p) => p.messages);
       const created: StoredMessage[] = [];
+      let insertedIds = new Set<string>();
       if (messages.length > 0) {
         const inserted = await client.query<{ id: string }>({
           name: 'insertOccurrences',
           text: sql.insertOccurrences,
           values: [messages.map((m) => m.id), messages.map((m) => m.username), messages.map((m) => m.message), messages.map((m) => m.scheduledAt), now],
         });
-        const insertedIds = new Set(inserted.rows.map((row) => row.id));
+        insertedIds = new Set(inserted.rows.map((row) => row.id));
         for (const message of messages) if (insertedIds.has(message.id)) created.push(newStoredMessage(message, now, undefined));
       }
       await client.query({
@@ -376,7 +377,7 @@ class PostgresDispatcherStore implements DispatcherStore {
         text: sql.advanceSchedules,
         values: [
           due.map((s) => s.id), plans.map((p) => p.nextFireAt), plans.map((p) => p.lastFireAt),
-          due.map((s, i) => s.occurrences + plans[i]!.occurrencesAdded), due.map((s) => s.version + 1), now,
+          due.map((s, i) => s.occurrences + plans[i]!.messages.filter((m) => insertedIds.has(m.id)).length), due.map((s) => s.version + 1), now,
         ],
       });
       return { schedules: due.length, created };

@@ -362,12 +362,16 @@ class SqliteDispatcherStore implements DispatcherStore {
       const due = this.#connection.statement(sql.findDueSchedules).all<ScheduleRow>({ dueBefore, limit }).map(toSchedule);
       const created: StoredMessage[] = [];
       for (const schedule of due) {
-        const { messages, nextFireAt, lastFireAt, occurrencesAdded } = plan(schedule);
+        const { messages, nextFireAt, lastFireAt } = plan(schedule);
+        let added = 0;
         for (const message of messages) {
           const params = { id: message.id, username: message.username, message: message.message, scheduledAt: message.scheduledAt, now };
-          if (this.#changes(sql.insertOccurrence, params) > 0) created.push(newStoredMessage(message, now, undefined));
+          if (this.#changes(sql.insertOccurrence, params) > 0) {
+            created.push(newStoredMessage(message, now, undefined));
+            added++;
+          }
         }
-        const advanced = changedSchedule(schedule, { nextFireAt, lastFireAt, occurrences: schedule.occurrences + occurrencesAdded }, now);
+        const advanced = changedSchedule(schedule, { nextFireAt, lastFireAt, occurrences: schedule.occurrences + added }, now);
         this.#connection.statement(sql.writeSchedule).run(scheduleParams(advanced));
       }
       this.#addToCount('scheduled', created.length);
