@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { Clock, Timer } from '../clock.ts';
 import {
-  describeNote, formatEvery, lastOccurrencesBefore, localTime, nextOccurrence, nextOccurrences, occurrencesBetween,
-  type LocalTime, type Occurrence, type Recurrence,
+  formatEvery, lastOccurrencesBefore, localTime, nextOccurrence, occurrencesBetween, type Occurrence,
 } from '../protocol/recurrence.ts';
-import type { ValidScheduleSettings } from '../protocol/schedules.ts';
+import { recurrenceOf, type ValidScheduleSettings } from '../protocol/schedules.ts';
 import type { EngineLogger, SchedulingEngine } from './engine.ts';
 import type { DispatcherStore, SchedulePlan, StoredSchedule } from './store.ts';
+
+export { previewOccurrences, recurrenceOf, type PreviewItem } from '../protocol/schedules.ts';
 
 /**
  * Schedules on the dispatcher: turning due occurrences into ordinary messages
@@ -66,18 +67,6 @@ export function occurrenceMessageId(scheduleId: string, at: number): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
-export function recurrenceOf(schedule: ValidScheduleSettings & { createdAt: number }): Recurrence {
-  return {
-    cron: schedule.cron,
-    everyMs: schedule.everyMs,
-    timeZone: schedule.timeZone,
-    startAt: schedule.startAt,
-    endAt: schedule.endAt,
-    dstPolicy: { gap: schedule.dstGap, overlap: schedule.dstOverlap },
-    createdAt: schedule.createdAt,
-  };
-}
-
 /**
  * The first occurrence after `after` the schedule may still post, or null:
  * none left (endAt passed, maxOccurrences reached).
@@ -133,22 +122,6 @@ export function pendingOccurrenceIds(schedule: StoredSchedule, now: number): str
   if (schedule.lastFireAt === null || schedule.lastFireAt <= now) return [];
   return occurrencesBetween(recurrenceOf(schedule), now, schedule.lastFireAt, MAX_OCCURRENCES_PER_PLAN)
     .map(({ at }) => occurrenceMessageId(schedule.id, at));
-}
-
-export interface PreviewItem extends LocalTime {
-  /** Set when DST moved or doubled the wall-clock time. */
-  note?: string;
-}
-
-/** The next `count` occurrences after `after`, each with its local time and offset (maxOccurrences left counted). */
-export function previewOccurrences(schedule: ValidScheduleSettings & { createdAt: number; occurrences: number }, after: number, count: number): PreviewItem[] {
-  const left = schedule.maxOccurrences === null ? count : Math.max(0, Math.min(count, schedule.maxOccurrences - schedule.occurrences));
-  return nextOccurrences(recurrenceOf(schedule), after, left).map((occurrence) => {
-    const item: PreviewItem = localTime(occurrence.at, schedule.timeZone);
-    const note = describeNote(occurrence.note);
-    if (note) item.note = note;
-    return item;
-  });
 }
 
 /** The API's view of a schedule. */

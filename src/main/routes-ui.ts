@@ -8,6 +8,7 @@ import { requirePageToken } from '../http.ts';
 import { readFeedPage, FEED_LIMIT } from './feed.ts';
 import type { DispatcherAnswer } from './pool.ts';
 import { DispatcherAnswerError, type ScheduledMessages } from './scheduled.ts';
+import type { Schedules } from './schedules.ts';
 import type { MainStore } from './store.ts';
 import { DEFAULT_LEAD_MS, pickerValue, renderHome, wallClockText, type ComposeValues, type HomeView, type Notice } from './ui.ts';
 
@@ -32,6 +33,7 @@ export interface UiRoutesContext {
   store: MainStore;
   clock: Clock;
   scheduled: ScheduledMessages;
+  schedules: Schedules;
 }
 
 /** Posts shown per page of the feed. */

@@ -2,8 +2,8 @@ import { ValidationError } from '../errors.ts';
 import { LIMITS, requireText } from './messages.ts';
 import {
   CATCH_UP_POLICIES, DEFAULT_CATCH_UP, DEFAULT_CATCH_UP_MAX, DEFAULT_DST_POLICY, DST_GAP_POLICIES, DST_OVERLAP_POLICIES,
-  RECURRENCE_LIMITS, formatEvery, parseEvery, validateCron,
-  type CatchUpPolicy, type DstGapPolicy, type DstOverlapPolicy,
+  RECURRENCE_LIMITS, describeNote, formatEvery, localTime, nextOccurrences, parseEvery, validateCron,
+  type CatchUpPolicy, type DstGapPolicy, type DstOverlapPolicy, type LocalTime, type Recurrence,
 } from './recurrence.ts';
 import { isValidTimeZone, parseUserTime } from './time.ts';
 
@@ -243,3 +243,32 @@ export function parsePreviewCount(value: unknown): number {
   }
   return n;
 }
+
+export function recurrenceOf(schedule: ValidScheduleSettings & { createdAt: number }): Recurrence {
+  return {
+    cron: schedule.cron,
+    everyMs: schedule.everyMs,
+    timeZone: schedule.timeZone,
+    startAt: schedule.startAt,
+    endAt: schedule.endAt,
+    dstPolicy: { gap: schedule.dstGap, overlap: schedule.dstOverlap },
+    createdAt: schedule.createdAt,
+  };
+}
+
+export interface PreviewItem extends LocalTime {
+  /** Set when DST moved or doubled the wall-clock time. */
+  note?: string;
+}
+
+/** The next `count` occurrences after `after`, each with its local time and offset (maxOccurrences left counted). */
+export function previewOccurrences(schedule: ValidScheduleSettings & { createdAt: number; occurrences: number }, after: number, count: number): PreviewItem[] {
+  const left = schedule.maxOccurrences === null ? count : Math.max(0, Math.min(count, schedule.maxOccurrences - schedule.occurrences));
+  return nextOccurrences(recurrenceOf(schedule), after, left).map((occurrence) => {
+    const item: PreviewItem = localTime(occurrence.at, schedule.timeZone);
+    const note = describeNote(occurrence.note);
+    if (note) item.note = note;
+    return item;
+  });
+}
+
