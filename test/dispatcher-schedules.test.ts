@@ -165,4 +165,23 @@ describe('/v1/schedules', () => {
     const list = (await t.request('GET', '/v1/messages?status=scheduled')).json() as Json;
     assert.deepEqual(list.items.map((m: Json) => [m.message, m.scheduledAt]), [['hello, 2100', '2100-01-01T00:00:00.000Z']]);
   });
+
+  it("the dispatcher's page lists schedules with the next occurrence, and pauses, resumes and deletes them", async () => {
+    await using t = await startTestDispatcher({}, { clock: new FakeClock(NOW) });
+    const created = (await t.request('POST', '/v1/schedules', { body: { username: 'Ann', message: 'stand-up <b>', cron: '0 9 * * MON-FRI', timeZone: 'Asia/Kolkata' } })).json() as Json;
+    const page = (await t.request('GET', '/')).body;
+    const card = page.slice(page.indexOf('id="schedules-card"'), page.indexOf('</section>', page.indexOf('id="schedules-card"')));
+    assert.match(card, /cron 0 9 \* \* MON-FRI in Asia\/Kolkata/);
+    assert.match(card, /next <time datetime="2026-03-02T03:30:00.000Z">.*\(2026-03-02 09:00:00 \+05:30 there\)/s);
+    assert.match(card, /stand-up &lt;b&gt;/, 'escaped');
+    const form = { body: '', headers: { 'content-type': 'application/x-www-form-urlencoded' } };
+    const paused = await t.request('POST', `/ui/schedules/${created.id}/pause`, form);
+    assert.equal(paused.headers.location, '/?notice=paused');
+    assert.equal((await t.request('GET', `/v1/schedules/${created.id}`)).json().status, 'paused');
+    assert.match((await t.request('GET', '/?notice=paused')).body, /Schedule paused/);
+    assert.equal((await t.request('POST', `/ui/schedules/${created.id}/resume`, form)).headers.location, '/?notice=resumed');
+    assert.equal((await t.request('GET', `/v1/schedules/${created.id}`)).json().status, 'active');
+    assert.equal((await t.request('POST', `/ui/schedules/${created.id}/delete`, form)).headers.location, '/?notice=schedule-deleted');
+    assert.equal((await t.request('POST', `/ui/schedules/${created.id}/delete`, form)).headers.location, '/?notice=no-schedule');
+  });
 });

@@ -28,7 +28,8 @@ const PAGE_LIMIT = { fallback: 100, max: 1000 };
 /** Compare-and-set attempts before a change gives up (the materialiser advances a schedule at most once a second). */
 const CHANGE_ATTEMPTS = 5;
 
-export function registerScheduleRoutes(v1: FastifyInstance, { store, clock, config, schedules }: DispatcherContext): void {
+export function registerScheduleRoutes(v1: FastifyInstance, ctx: DispatcherContext): void {
+  const { store, clock, config, schedules } = ctx;
   v1.post('/schedules', { bodyLimit: SCHEDULE_BODY_LIMIT }, async (request, reply) => {
     const valid = validateScheduleCreate(request.body, { timeZone: config.timeZone });
     const now = clock.now();
@@ -73,30 +74,14 @@ export function registerScheduleRoutes(v1: FastifyInstance, { store, clock, conf
 
   v1.patch('/schedules/:id', { bodyLimit: SCHEDULE_BODY_LIMIT }, async (request) => {
     const { id } = request.params as { id: string };
-    for (let attempt = 0; attempt < CHANGE_ATTEMPTS; attempt++) {
-      const schedule = await existing({ id });
-      const patch = validateSchedulePatch(request.body, { scheduleTimeZone: schedule.timeZone });
-      const now = clock.now();
-      const merged: StoredSchedule = { ...schedule, ...patch };
-      checkScheduleWindow(merged.startAt, merged.endAt);
-      const pending = pendingOccurrenceIds(schedule, now);
-      // withdrawn occurrences no longer count; the next fire time is worked out from now with the new settings
-      merged.occurrences = Math.max(0, schedule.occurrences - pending.length);
-      const changes: ScheduleChanges = { ...patch, occurrences: merged.occurrences, nextFireAt: nextFireAfter(merged, now) };
-      const outcome = await store.updateSchedule(id, schedule.version, changes, now, pending);
-      if (outcome.kind === 'not_found') throw notFound(id);
-      if (outcome.kind === 'ok') {
-        if (!outcome.schedule.paused && outcome.schedule.nextFireAt !== null && outcome.schedule.nextFireAt <= now + schedules.leadMs) void schedules.run();
-        return toScheduleJson(outcome.schedule);
-      }
-    }
-    throw new ConflictError('the schedule kept changing while this change was being made; send it again');
+    const changed = await changeSchedule(ctx, id, request.body);
+    if (!changed) throw notFound(id);
+    return toScheduleJson(changed);
   });
 
   v1.delete('/schedules/:id', async (request, reply) => {
     const { id } = request.params as { id: string };
-    const schedule = await existing({ id });
-    if (!(await store.removeSchedule(id, pendingOccurrenceIds(schedule, clock.now())))) throw notFound(id);
+    if (!(await deleteSchedule(ctx, id))) throw notFound(id);
     return reply.code(204).send();
   });
 
@@ -109,4 +94,39 @@ export function registerScheduleRoutes(v1: FastifyInstance, { store, clock, conf
 
 function notFound(id: string): NotFoundError {
   return new NotFoundError(`No schedule with id ${JSON.stringify(id)}`);
+}
+
+/**
+ * Applies a change (a PATCH body) to a schedule: a compare-and-set on its
+ * version, tried again when the materialiser advanced it meanwhile. Returns
+ * undefined for an unknown id; throws a ValidationError for bad input, a
+ * ConflictError when it kept changing.
+ */
+export async function changeSchedule({ store, clock, schedules }: DispatcherContext, id: string, body: unknown): Promise<StoredSchedule | undefined> {
+  for (let attempt = 0; attempt < CHANGE_ATTEMPTS; attempt++) {
+    const schedule = await store.getSchedule(id);
+    if (!schedule) return undefined;
+    const patch = validateSchedulePatch(body, { scheduleTimeZone: schedule.timeZone });
+    const now = clock.now();
+    const merged: StoredSchedule = { ...schedule, ...patch };
+    checkScheduleWindow(merged.startAt, merged.endAt);
+    const pending = pendingOccurrenceIds(schedule, now);
+    // withdrawn occurrences no longer count; the next fire time is worked out from now with the new settings
+    merged.occurrences = Math.max(0, schedule.occurrences - pending.length);
+    const changes: ScheduleChanges = { ...patch, occurrences: merged.occurrences, nextFireAt: nextFireAfter(merged, now) };
+    const outcome = await store.updateSchedule(id, schedule.version, changes, now, pending);
+    if (outcome.kind === 'not_found') return undefined;
+    if (outcome.kind === 'ok') {
+      if (!outcome.schedule.paused && outcome.schedule.nextFireAt !== null && outcome.schedule.nextFireAt <= now + schedules.leadMs) void schedules.run();
+      return outcome.schedule;
+    }
+  }
+  throw new ConflictError('the schedule kept changing while this change was being made; send it again');
+}
+
+/** Deletes a schedule and the occurrences it materialised ahead; false for an unknown id. */
+export async function deleteSchedule({ store, clock }: DispatcherContext, id: string): Promise<boolean> {
+  const schedule = await store.getSchedule(id);
+  if (!schedule) return false;
+  return store.removeSchedule(id, pendingOccurrenceIds(schedule, clock.now()));
 }

@@ -2,8 +2,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { html, type SafeHtml } from '../html.ts';
 import { refuseCrossSiteWrites, requirePageToken } from '../http.ts';
 import { LOCAL_TIME_SCRIPT, page, timeTag } from '../ui/layout.ts';
+import { formatEvery, localTime } from '../protocol/recurrence.ts';
 import type { DispatcherContext } from './context.ts';
-import { MESSAGE_STATUSES, type ChangeOutcome, type MessageStatus, type StoredMessage } from './store.ts';
+import { changeSchedule, deleteSchedule } from './routes-schedules.ts';
+import { MESSAGE_STATUSES, type ChangeOutcome, type MessageStatus, type StoredMessage, type StoredSchedule } from './store.ts';
 
 /**
  * The dispatcher's web page at `/`, the original's "Scheduled Messages" done
@@ -14,7 +16,7 @@ import { MESSAGE_STATUSES, type ChangeOutcome, type MessageStatus, type StoredMe
  */
 
 /** Page sizes: enough to eyeball, small enough to render quickly with a million pending; the API pages through the rest. */
-export const UI_LIMITS = { pending: 200, dead: 100, delivered: 50 } as const;
+export const UI_LIMITS = { pending: 200, dead: 100, delivered: 50, schedules: 200 } as const;
 
 export interface DispatcherPageData {
   /** Scheduled and delivering messages in due-time order, at most UI_LIMITS.pending. */
@@ -23,6 +25,8 @@ export interface DispatcherPageData {
   /** Most recently delivered first. */
   delivered: StoredMessage[];
   counts: Record<MessageStatus, number>;
+  /** Recurring messages in creation order, at most UI_LIMITS.schedules. */
+  schedules: StoredSchedule[];
   mainUrl: string;
   notice?: Notice;
 }
@@ -41,6 +45,10 @@ function noticeFor(query: Record<string, unknown>): Notice | undefined {
     case 'retried': return { kind: 'ok', text: 'Dead letter scheduled again: it is being delivered now.' };
     case 'not-found': return { kind: 'error', text: 'That message no longer exists.' };
     case 'too-late': return { kind: 'error', text: `Too late: that message is already ${status ?? 'on its way'}.` };
+    case 'paused': return { kind: 'ok', text: 'Schedule paused: it posts nothing until resumed.' };
+    case 'resumed': return { kind: 'ok', text: 'Schedule resumed: it posts again from now on.' };
+    case 'schedule-deleted': return { kind: 'ok', text: 'Schedule deleted: it posts no more.' };
+    case 'no-schedule': return { kind: 'error', text: 'That schedule no longer exists.' };
     case 'not-dead': return { kind: 'error', text: `Only dead letters can be retried; that message is ${status ?? 'not dead'}.` };
     default: return undefined;
   }
@@ -70,6 +78,19 @@ export function registerUiRoutes(app: FastifyInstance, ctx: DispatcherContext): 
     const { id } = request.params as { id: string };
     return redirectAfter(reply, await ctx.engine.retry(id), 'retried', 'not-dead');
   });
+
+  for (const action of ['pause', 'resume'] as const) {
+    app.post(`/ui/schedules/:id/${action}`, { onRequest: [auth, refuseCrossSiteWrites] }, async (request, reply) => {
+      const { id } = request.params as { id: string };
+      const changed = await changeSchedule(ctx, id, { paused: action === 'pause' });
+      return reply.redirect(changed ? `/?notice=${action === 'pause' ? 'paused' : 'resumed'}` : '/?notice=no-schedule', 303);
+    });
+  }
+
+  app.post('/ui/schedules/:id/delete', { onRequest: [auth, refuseCrossSiteWrites] }, async (request, reply) => {
+    const { id } = request.params as { id: string };
+    return reply.redirect((await deleteSchedule(ctx, id)) ? '/?notice=schedule-deleted' : '/?notice=no-schedule', 303);
+  });
 }
 
 /** Post/Redirect/Get: a reload after the redirect does not repeat the action. */
@@ -82,17 +103,18 @@ function redirectAfter(reply: FastifyReply, outcome: ChangeOutcome, done: string
 
 export async function loadPageData(ctx: DispatcherContext): Promise<DispatcherPageData> {
   const { store, config } = ctx;
-  const [scheduled, delivering, dead, delivered, counts] = await Promise.all([
+  const [scheduled, delivering, dead, delivered, counts, schedules] = await Promise.all([
     store.list({ status: 'scheduled', limit: UI_LIMITS.pending }),
     store.list({ status: 'delivering', limit: UI_LIMITS.pending }),
     store.list({ status: 'dead', limit: UI_LIMITS.dead }),
     store.listRecentlyDelivered(UI_LIMITS.delivered),
     store.countByStatus(),
+    store.listSchedules({ limit: UI_LIMITS.schedules }),
   ]);
   const pending = [...scheduled, ...delivering]
     .sort((a, b) => a.dueAt - b.dueAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     .slice(0, UI_LIMITS.pending);
-  return { pending, dead, delivered, counts, mainUrl: config.mainUrl };
+  return { pending, dead, delivered, counts, schedules, mainUrl: config.mainUrl };
 }
 
 const plural = (n: number, word: string) => `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
@@ -156,6 +178,25 @@ function deliveredItem(m: StoredMessage): SafeHtml {
 </li>`;
 }
 
+function scheduleItem(s: StoredSchedule): SafeHtml {
+  const path = `/ui/schedules/${encodeURIComponent(s.id)}`;
+  const rule = s.cron !== null ? `cron ${s.cron}` : `every ${formatEvery(s.everyMs!)}`;
+  const status = s.paused ? 'paused' : s.nextFireAt === null ? 'finished' : 'active';
+  const next = status === 'active' ? localTime(s.nextFireAt!, s.timeZone) : undefined;
+  return html`<li id="s-${s.id}">
+  <div class="meta"><strong>${s.username}</strong> <span class="badge ${status}">${status}</span>
+    <span>${rule} in ${s.timeZone}</span>
+    ${next ? html`<span>next ${timeTag(s.nextFireAt!)} (${next.local} ${next.utcOffset} there)</span>` : ''}
+    <span>${plural(s.occurrences, 'post')} so far${s.maxOccurrences !== null ? ` of ${s.maxOccurrences}` : ''}</span>
+  </div>
+  <p class="text">${s.message}</p>
+  <div class="row-actions">
+    ${s.paused ? postButton(`${path}/resume`, 'Resume', 'small') : status === 'active' ? postButton(`${path}/pause`, 'Pause', 'secondary small') : ''}
+    ${postButton(`${path}/delete`, 'Delete', 'danger small')}
+  </div>
+</li>`;
+}
+
 function formatLateness(ms: number): string {
   const seconds = Math.round(ms / 1000);
   if (seconds < 120) return `${seconds} s`;
@@ -178,6 +219,11 @@ ${data.notice ? html`<div class="notice ${data.notice.kind}" role="status">${dat
   <h2 id="scheduled-title">Scheduled Messages <span class="count">${pendingTotal.toLocaleString('en-US')}</span></h2>
   ${list(data.pending, pendingItem, 'Nothing scheduled. Schedule with POST /v1/messages or the original\'s /scheduleMessage.php.')}
   ${shownOf(data.pending.length, pendingTotal, 'status=scheduled')}
+</section>
+<section class="card" aria-labelledby="schedules-title" id="schedules-card">
+  <h2 id="schedules-title">Recurring <span class="count">${data.schedules.length}${data.schedules.length === UI_LIMITS.schedules ? '+' : ''}</span></h2>
+  ${data.schedules.length === 0 ? html`<p class="empty">No recurring messages. Create one with POST /v1/schedules.</p>` : html`<ul class="items">${data.schedules.map(scheduleItem)}</ul>`}
+  ${data.schedules.length === UI_LIMITS.schedules ? html`<p class="empty">The first ${UI_LIMITS.schedules} are shown; page through all of them with <code>GET /v1/schedules</code>.</p>` : ''}
 </section>
 <section class="card" aria-labelledby="dead-title">
   <h2 id="dead-title">Dead letters <span class="count">${counts.dead.toLocaleString('en-US')}</span></h2>

@@ -74,12 +74,21 @@ function refuseUnknown(body: Record<string, unknown>, known: Set<string>, what: 
   }
 }
 
-/** The IANA zone as Intl names it ("europe/berlin" -> "Europe/Berlin"). */
+/** Zone names as ICU lists them, by their lower-case spelling: to write a name sent in another case as listed. */
+let zoneSpellings: Map<string, string> | undefined;
+
+/**
+ * An IANA zone Intl accepts, kept as sent (ICU's own canonical names are
+ * sometimes the old ones: Asia/Kolkata would become Asia/Calcutta), except
+ * that a name listed in another case is written as listed ("europe/berlin"
+ * -> "Europe/Berlin").
+ */
 function checkTimeZone(value: unknown): string {
   if (typeof value !== 'string' || !isValidTimeZone(value)) {
     throw new ValidationError(`timeZone must be an IANA time zone such as "Europe/Berlin" (got ${JSON.stringify(value)})`, 'timeZone');
   }
-  return new Intl.DateTimeFormat('en-US', { timeZone: value }).resolvedOptions().timeZone;
+  zoneSpellings ??= new Map([...Intl.supportedValuesOf('timeZone'), 'UTC'].map((zone) => [zone.toLowerCase(), zone]));
+  return zoneSpellings.get(value.toLowerCase()) ?? value;
 }
 
 function checkRule(body: Record<string, unknown>): { cron: string | null; everyMs: number | null } | undefined {
