@@ -172,9 +172,11 @@ function repeatFields(values: ComposeValues): SafeHtml {
       <label for="compose-repeat-kind">Repeat</label>
       <select id="compose-repeat-kind" name="repeat">${REPEAT_KINDS.map((kind) => option(kind, REPEAT_LABELS[kind], values.repeat === kind))}</select>
       <div class="days" id="compose-days" role="group" aria-label="Days of the week (weekly)">${WEEKDAYS.map((day) => html`<label class="check"><input type="checkbox" name="days" value="${day}"${values.days.includes(day) ? html` checked` : ''}> ${day.slice(0, 1)}${day.slice(1).toLowerCase()}</label>`)}</div>
-      <label for="compose-rule">Custom rule</label>
-      <input id="compose-rule" name="rule" value="${values.rule}" placeholder="0 9 * * MON-FRI, or every 15m" aria-describedby="compose-rule-hint">
-      <p class="hint" id="compose-rule-hint">A cron rule (minute hour day month weekday) on the clock of the time zone below, or "every" and a duration (elapsed time: 90s, 15m, 1d). The first post is not before the time above.</p>
+      <div id="compose-custom">
+        <label for="compose-rule">Custom rule</label>
+        <input id="compose-rule" name="rule" value="${values.rule}" placeholder="0 9 * * MON-FRI, or every 15m" aria-describedby="compose-rule-hint">
+        <p class="hint" id="compose-rule-hint">A cron rule (minute hour day month weekday) on the clock of the time zone below, or "every" and a duration (elapsed time: 90s, 15m, 1d). The first post is not before the time above.</p>
+      </div>
       <label for="compose-dst-gap">When the time does not exist (clocks go forward)</label>
       <select id="compose-dst-gap" name="dstGap">${option('shift', 'Post it later by the gap (default)', values.dstGap === 'shift')}${option('skip', 'Skip that day', values.dstGap === 'skip')}</select>
       <label for="compose-dst-overlap">When the time happens twice (clocks go back)</label>
