@@ -355,6 +355,13 @@ class PostgresDispatcherStore implements DispatcherStore {
 
   materializeDue(dueBefore: number, limit: number, now: number, plan: (schedule: StoredSchedule) => SchedulePlan): Promise<{ schedules: number; created: StoredMessage[] }> {
     if (limit <= 0) return Promise.resolve({ schedules: 0, created: [] });
+    return this.#materializeIfDue(dueBefore, limit, now, plan);
+  }
+
+  /** The materialiser asks every second: a transaction (three round trips on an engine connection) only when something is due. */
+  async #materializeIfDue(dueBefore: number, limit: number, now: number, plan: (schedule: StoredSchedule) => SchedulePlan): Promise<{ schedules: number; created: StoredMessage[] }> {
+    const { rows: [any] } = await this.#run<{ due: boolean }>(this.#enginePool, 'anyDueSchedule', [dueBefore]);
+    if (!any?.due) return { schedules: 0, created: [] };
     return this.#transaction(this.#enginePool, async (client) => {
       const { rows } = await client.query<ScheduleRow>({ name: 'findDueSchedules', text: sql.findDueSchedules, values: [dueBefore, limit] });
       if (rows.length === 0) return { schedules: 0, created: [] };

@@ -364,6 +364,9 @@ export const dispatcherStatements = {
   /** Params: $1 ids (array). Occurrences withdrawn by a schedule change, unless their delivery has begun. */
   cancelOccurrences: `DELETE FROM messages WHERE id = ANY($1::text[]) AND status = 'scheduled'`,
 
+  /** Params: $1 dueBefore. Whether any active schedule is due: one round trip, no transaction, on the materialiser's idle runs. */
+  anyDueSchedule: `SELECT EXISTS (SELECT 1 FROM schedules WHERE NOT paused AND next_fire_at IS NOT NULL AND next_fire_at <= $1) AS due`,
+
   /**
    * Params: $1 dueBefore, $2 limit. Active schedules due, earliest first,
    * locked: SKIP LOCKED passes over the ones another dispatcher is
