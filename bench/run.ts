@@ -16,7 +16,8 @@ import { cpuSeconds, createBenchDatabase, freePort } from './support.ts';
  *   npm run bench -- --store postgres --dispatchers 3
  *   npm run bench -- --scale 0.1                     # a quick smoke run
  *   npm run bench -- --only lateness,drain           # some phases: single, batch, lateness,
- *                                                    #   lateness-small, drain, pending
+ *                                                    #   lateness-small, drain, pending, recurring
+ *   npm run bench -- --only recurring --schedules 2000 --recurring-minutes 1   # recurring, smaller
  *   npm run bench -- --node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"   # profile the dispatchers
  *   npm run bench -- --dump /tmp/out                 # raw lateness/arrivals of each phase as JSON
  */
@@ -31,6 +32,9 @@ const { values: opts } = parseArgs({
     // writes each delivery phase's raw lateness and arrival times here (JSON), to look at their shape over time
     dump: { type: 'string' },
     'postgres-url': { type: 'string', default: process.env.PSCHED_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' },
+    // the recurring phase: this many schedules firing every minute (default 100,000 x --scale), measured over this many minutes
+    schedules: { type: 'string' },
+    'recurring-minutes': { type: 'string', default: '2' },
   },
 });
 const scale = Number(opts.scale);
@@ -405,6 +409,50 @@ async function main() {
       const mem = rssMb(d.child.pid!);
       console.log(`  (dispatcher ${i}: ${mem.anon.toFixed(0)} MB anonymous memory, ${mem.file.toFixed(0)} MB of mapped files)`);
       record(`dispatcher ${i} RSS`, `${mem.rss.toFixed(0)} MB (peak ${mem.peak.toFixed(0)} MB)`, '< 300 MB', mem.peak < 300);
+    }
+  }
+
+  // issue 11: schedules firing every minute, spread over the minute, on the dispatcher(s) of this run
+  if (wanted('recurring')) {
+    const total = opts.schedules === undefined ? n(100_000) : Number(opts.schedules);
+    const minutes = Math.max(1, Number(opts['recurring-minutes']));
+    console.log(`\nrecurring: ${total} schedules every 1m (spread over the minute), measured over ${minutes} min`);
+    const anchor = Date.now() + 20_000;
+    const bodies = Array.from({ length: total }, (_, i) => JSON.stringify({
+      username: 'bench', message: `recurring ${i}`, every: '1m', startAt: new Date(anchor + Math.floor((i * 60_000) / total)).toISOString(),
+    }));
+    const createCpu = cpuMeter(receiver, dispatchers);
+    const createSeconds = await runLoad(total, 32, (i, client) => post(client, '/v1/schedules', bodies[i]!), dispatchers);
+    createCpu('creating schedules', total);
+    record('schedule creation', `${Math.round(total / createSeconds)} schedules/s`);
+    // the window starts on a whole minute after the anchor once creation is over, so every schedule fires `minutes` times in it
+    const windowStart = anchor + Math.max(1, Math.ceil((Date.now() + 5_000 - anchor) / 60_000)) * 60_000;
+    const windowEnd = windowStart + minutes * 60_000;
+    await new Promise((r) => setTimeout(r, Math.max(0, windowStart - 2_000 - Date.now())));
+    await receiver.reset();
+    const cpu = cpuMeter(receiver, dispatchers);
+    const startedBefore = await startedLateness(dispatchers);
+    await new Promise((r) => setTimeout(r, Math.max(0, windowEnd + 5_000 - Date.now())));
+    cpu(`${minutes} min of occurrences`, total * minutes);
+    console.log(`  (started by the dispatchers: ${describeStarted(startedBefore, await startedLateness(dispatchers))})`);
+    const report = await receiver.report();
+    dump('recurring', report);
+    // occurrences due in the window: scheduledAt = arrival - lateness
+    const inWindow = report.lateness.filter((late, i) => {
+      const due = report.arrivals[i]! - late;
+      return due >= windowStart && due < windowEnd;
+    });
+    const sorted = inWindow.slice().sort((a, b) => a - b);
+    const expected = total * minutes;
+    record(`recurring delivered (${total} schedules x ${minutes} min)`, `${inWindow.length}/${expected} (duplicates ${report.duplicates})`, 'all, once', inWindow.length === expected && report.duplicates === 0);
+    record('recurring lateness p50', `${percentile(sorted, 50)} ms`, '≤ 2 ms', percentile(sorted, 50) <= 2);
+    record('recurring lateness p99', `${percentile(sorted, 99)} ms`, '≤ 10 ms', percentile(sorted, 99) <= 10);
+    record('recurring lateness max', `${sorted.at(-1)} ms`);
+    const dispatcherCpu = dispatchers.reduce((sum, d) => sum + cpuSeconds(d.child.pid!), 0);
+    record('recurring dispatcher CPU (whole run so far)', `${dispatcherCpu.toFixed(1)} s`);
+    for (const [i, d] of dispatchers.entries()) {
+      const mem = rssMb(d.child.pid!);
+      record(`dispatcher ${i} RSS with ${total} schedules`, `${mem.rss.toFixed(0)} MB (peak ${mem.peak.toFixed(0)} MB)`, '< 300 MB', mem.peak < 300);
     }
   }
 

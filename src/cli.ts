@@ -14,9 +14,10 @@ Usage:
   psched dispatcher [options]     run a dispatcher (stores and delivers scheduled messages)
   psched main [options]           run a main server (compose form, feed, receives deliveries)
   psched dev [options]            run both on one machine: what \`npm start\` does
-  psched schedule [options] TEXT  schedule a message through a main server
+  psched schedule [options] TEXT  schedule a message (or a recurring one: --every, --cron) through a main server
   psched scheduled [options]      list scheduled messages
   psched cancel [options] ID      cancel a scheduled message
+  psched schedules [options]      list recurring messages; preview, pause, resume or delete one
 
 Run \`psched <command> --help\` for a command's options.`;
 
@@ -31,6 +32,7 @@ async function main(argv: string[]): Promise<number> {
     case 'schedule':
     case 'scheduled':
     case 'cancel':
+    case 'schedules':
       return runClientCommand(command, rest);
     case undefined:
     case '-h':

@@ -609,6 +609,8 @@ describe('service endpoints', () => {
       'POST /v1/messages', 'GET /v1/messages', 'POST /v1/messages/batch', 'GET /v1/messages/{id}', 'PATCH /v1/messages/{id}',
       'DELETE /v1/messages/{id}', 'POST /v1/messages/{id}/retry', 'GET /v1/messages/{id}/attempts', 'GET /healthz', 'GET /metrics', 'GET /openapi.json',
       'POST /scheduleMessage.php', 'GET /cron/checkScheduledMessages.php', 'GET /',
+      'POST /v1/schedules', 'GET /v1/schedules', 'POST /v1/schedules/preview', 'GET /v1/schedules/{id}', 'PATCH /v1/schedules/{id}',
+      'DELETE /v1/schedules/{id}', 'GET /v1/schedules/{id}/preview',
     ]);
   });
 

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ClaimRequest, DispatcherStore, NewMessage, StoredMessage } from '../src/dispatcher/store.ts';
+import type { ClaimRequest, DispatcherStore, NewMessage, NewSchedule, SchedulePlan, StoredMessage, StoredSchedule } from '../src/dispatcher/store.ts';
 import { uuidv7 } from '../src/ids.ts';
 import { dispatcherStoreFactories } from './support/stores.ts';
 
@@ -38,6 +38,23 @@ async function insertFinished(store: DispatcherStore, outcome: 'delivered' | 'de
   const message = await insertDelivering(store);
   await store.finishDeliveries(OWNER, [{ id: message.id, outcome, at, error: outcome === 'dead' ? 'HTTP 400' : undefined }]);
   return (await store.get(message.id))!;
+}
+
+function newSchedule(overrides: Partial<NewSchedule> = {}): NewSchedule {
+  return {
+    id: uuidv7(), username: 'ann', message: 'every minute', cron: '* * * * *', everyMs: null, timeZone: 'Europe/Berlin',
+    startAt: null, endAt: null, maxOccurrences: null, dstGap: 'shift', dstOverlap: 'first', catchUp: 'latest', catchUpMax: 100,
+    paused: false, nextFireAt: T + MINUTE, idempotencyKey: null, ...overrides,
+  };
+}
+
+/** A plan firing the schedule's nextFireAt once and moving it a minute on, with the message id the test chooses. */
+function fireOnce(idOf: (schedule: StoredSchedule) => string): (schedule: StoredSchedule) => SchedulePlan {
+  return (schedule) => ({
+    messages: [{ id: idOf(schedule), username: schedule.username, message: schedule.message, scheduledAt: schedule.nextFireAt!, idempotencyKey: null }],
+    nextFireAt: schedule.nextFireAt! + MINUTE,
+    lastFireAt: schedule.nextFireAt,
+  });
 }
 
 function ids(messages: { id: string }[]): string[] {
@@ -841,6 +858,124 @@ for (const factory of dispatcherStoreFactories()) {
         assert.equal(await handle.store.get(old.id), undefined);
         for (const kept of [recent, dead, scheduled]) assert.ok(await handle.store.get(kept.id));
         assert.equal(await handle.store.purgeDelivered(T + 200), 0);
+      });
+    });
+
+    describe('schedules', () => {
+      it('stores a schedule with every field, gets and lists it', async () => {
+        await using handle = await factory.create();
+        const input = newSchedule({ endAt: T + 3 * MINUTE, maxOccurrences: 5, idempotencyKey: 'sched-1', catchUp: 'all', catchUpMax: 7 });
+        const { schedule, created } = await handle.store.insertSchedule(input, T);
+        assert.equal(created, true);
+        const expected: StoredSchedule = { ...input, occurrences: 0, lastFireAt: null, version: 1, createdAt: T, updatedAt: T };
+        assert.deepEqual(schedule, expected);
+        assert.deepEqual(await handle.store.getSchedule(input.id), expected);
+        const every = await handle.store.insertSchedule(newSchedule({ cron: null, everyMs: 15 * MINUTE, paused: true }), T);
+        assert.deepEqual(await handle.store.listSchedules({ limit: 10 }), [expected, every.schedule]);
+        assert.deepEqual(await handle.store.listSchedules({ limit: 10, afterId: input.id }), [every.schedule]);
+        assert.deepEqual(await handle.store.listSchedules({ limit: 1 }), [expected]);
+        assert.equal(await handle.store.getSchedule('nope'), undefined);
+      });
+
+      it('returns the existing schedule for a known idempotency key', async () => {
+        await using handle = await factory.create();
+        const first = await handle.store.insertSchedule(newSchedule({ idempotencyKey: 'k' }), T);
+        const again = await handle.store.insertSchedule(newSchedule({ idempotencyKey: 'k', message: 'other' }), T + 1);
+        assert.equal(again.created, false);
+        assert.deepEqual(again.schedule, first.schedule);
+        assert.equal((await handle.store.listSchedules({ limit: 10 })).length, 1);
+      });
+
+      it('updateSchedule compares the version, bumps it, and cancels the withdrawn occurrences still scheduled', async () => {
+        await using handle = await factory.create();
+        const { schedule } = await handle.store.insertSchedule(newSchedule(), T);
+        const pending = await insertOne(handle.store, { scheduledAt: T + MINUTE });
+        const delivering = await insertDelivering(handle.store);
+        const outcome = await handle.store.updateSchedule(schedule.id, 1, { message: 'changed', paused: true, endAt: null, nextFireAt: T + 2 * MINUTE }, T + 5, [pending.id, delivering.id, 'unknown']);
+        assert.equal(outcome.kind, 'ok');
+        const changed = (outcome as { schedule: StoredSchedule }).schedule;
+        assert.deepEqual(changed, { ...schedule, message: 'changed', paused: true, nextFireAt: T + 2 * MINUTE, version: 2, updatedAt: T + 5 });
+        assert.deepEqual(await handle.store.getSchedule(schedule.id), changed);
+        assert.equal(await handle.store.get(pending.id), undefined);
+        assert.equal((await handle.store.get(delivering.id))?.status, 'delivering');
+        assert.equal((await handle.store.countByStatus()).scheduled, 0);
+        assert.deepEqual(await handle.store.updateSchedule(schedule.id, 1, { message: 'stale' }, T + 6, []), { kind: 'conflict' });
+        assert.deepEqual(await handle.store.updateSchedule('nope', 1, { message: 'x' }, T + 6, []), { kind: 'not_found' });
+        assert.equal((await handle.store.getSchedule(schedule.id))?.message, 'changed');
+      });
+
+      it('removeSchedule deletes it and its withdrawn occurrences', async () => {
+        await using handle = await factory.create();
+        const { schedule } = await handle.store.insertSchedule(newSchedule(), T);
+        const pending = await insertOne(handle.store);
+        assert.equal(await handle.store.removeSchedule(schedule.id, [pending.id]), true);
+        assert.equal(await handle.store.getSchedule(schedule.id), undefined);
+        assert.equal(await handle.store.get(pending.id), undefined);
+        assert.equal(await handle.store.removeSchedule(schedule.id, []), false);
+      });
+
+      it('materializeDue inserts the planned occurrences unclaimed and advances each due schedule, earliest first', async () => {
+        await using handle = await factory.create();
+        const late = await handle.store.insertSchedule(newSchedule({ nextFireAt: T + 2 * MINUTE }), T);
+        const early = await handle.store.insertSchedule(newSchedule({ nextFireAt: T + MINUTE }), T);
+        await handle.store.insertSchedule(newSchedule({ nextFireAt: T + 10 * MINUTE }), T);
+        await handle.store.insertSchedule(newSchedule({ nextFireAt: T, paused: true }), T);
+        await handle.store.insertSchedule(newSchedule({ nextFireAt: null }), T);
+        const seen: string[] = [];
+        const idOf = (schedule: StoredSchedule) => `${schedule.id}@${schedule.nextFireAt}`;
+        const result = await handle.store.materializeDue(T + 2 * MINUTE, 10, T + 7, (schedule) => {
+          seen.push(schedule.id);
+          return fireOnce(idOf)(schedule);
+        });
+        assert.deepEqual(seen, [early.schedule.id, late.schedule.id]);
+        assert.equal(result.schedules, 2);
+        assert.deepEqual(result.created.map((m) => [m.id, m.scheduledAt, m.dueAt, m.status, m.leaseOwner, m.createdAt]), [
+          [`${early.schedule.id}@${T + MINUTE}`, T + MINUTE, T + MINUTE, 'scheduled', null, T + 7],
+          [`${late.schedule.id}@${T + 2 * MINUTE}`, T + 2 * MINUTE, T + 2 * MINUTE, 'scheduled', null, T + 7],
+        ]);
+        for (const message of result.created) assert.deepEqual(await handle.store.get(message.id), message);
+        const advanced = await handle.store.getSchedule(early.schedule.id);
+        assert.deepEqual(advanced, { ...early.schedule, nextFireAt: T + 2 * MINUTE, lastFireAt: T + MINUTE, occurrences: 1, version: 2, updatedAt: T + 7 });
+        assert.equal((await handle.store.countByStatus()).scheduled, 2);
+        // the next call finds only what is due again
+        const next = await handle.store.materializeDue(T + 2 * MINUTE, 10, T + 8, fireOnce(idOf));
+        assert.deepEqual(next.created.map((m) => m.id), [`${early.schedule.id}@${T + 2 * MINUTE}`]);
+      });
+
+      it('materializeDue skips an occurrence whose id exists (a second materialisation is a no-op) and still advances', async () => {
+        await using handle = await factory.create();
+        const { schedule } = await handle.store.insertSchedule(newSchedule(), T);
+        const already = await insertOne(handle.store, { scheduledAt: T + MINUTE });
+        const result = await handle.store.materializeDue(T + MINUTE, 10, T + 1, fireOnce(() => already.id));
+        assert.deepEqual(result, { schedules: 1, created: [] });
+        assert.deepEqual(await handle.store.get(already.id), already);
+        const advanced = await handle.store.getSchedule(schedule.id);
+        assert.equal(advanced?.nextFireAt, T + 2 * MINUTE);
+        assert.equal(advanced?.occurrences, 0, 'only the messages it created count');
+        assert.equal((await handle.store.countByStatus()).scheduled, 1);
+      });
+
+      it('materializeDue takes at most limit schedules, and a plan may end a schedule or skip occurrences', async () => {
+        await using handle = await factory.create();
+        for (let i = 0; i < 3; i++) await handle.store.insertSchedule(newSchedule({ nextFireAt: T + i }), T);
+        const ended = await handle.store.materializeDue(T + MINUTE, 2, T, (schedule) => ({ messages: [], nextFireAt: null, lastFireAt: schedule.lastFireAt }));
+        assert.equal(ended.schedules, 2);
+        const rest = await handle.store.materializeDue(T + MINUTE, 5, T, fireOnce((schedule) => `${schedule.id}@x`));
+        assert.equal(rest.schedules, 1);
+        const all = await handle.store.listSchedules({ limit: 10 });
+        assert.deepEqual(all.map((s) => s.nextFireAt), [null, null, T + 2 + MINUTE]);
+      });
+
+      it('keeps schedules and their materialisations across close and reopen', async () => {
+        await using handle = await factory.create();
+        const first = await handle.open();
+        const { schedule } = await first.insertSchedule(newSchedule(), T);
+        await first.materializeDue(T + MINUTE, 10, T, fireOnce((s) => `${s.id}@${s.nextFireAt}`));
+        await first.close();
+        const reopened = await handle.open();
+        assert.equal((await reopened.getSchedule(schedule.id))?.occurrences, 1);
+        assert.ok(await reopened.get(`${schedule.id}@${T + MINUTE}`));
+        await reopened.close();
       });
     });
 

@@ -9,6 +9,7 @@ import { SchedulingEngine } from './engine.ts';
 import { DispatcherMetrics } from './metrics.ts';
 import { registerApiRoutes } from './routes-api.ts';
 import { registerLegacyRoutes } from './routes-legacy.ts';
+import { ScheduleMaterializer } from './schedules.ts';
 import type { DispatcherStore } from './store.ts';
 import { registerUiRoutes } from './ui.ts';
 
@@ -19,6 +20,7 @@ import { registerUiRoutes } from './ui.ts';
 export interface Dispatcher extends AsyncDisposable {
   readonly app: FastifyInstance;
   readonly engine: SchedulingEngine;
+  readonly schedules: ScheduleMaterializer;
   readonly store: DispatcherStore;
   readonly config: Readonly<DispatcherConfig>;
   /**
@@ -123,12 +125,14 @@ export async function createDispatcher(config: Readonly<DispatcherConfig>, deps:
         resolve(err);
       });
     });
-    const ctx: DispatcherContext = { config, store, engine, metrics, clock };
+    const schedules = new ScheduleMaterializer({ store, engine, clock, logger: app.log });
+    const ctx: DispatcherContext = { config, store, engine, metrics, clock, schedules };
     registerApiRoutes(app, ctx);
     registerLegacyRoutes(app, ctx);
     registerUiRoutes(app, ctx);
     await app.ready();
-    return new RunningDispatcher(app, engine, store, config, halted, async () => {
+    void halted.then(() => schedules.stop());
+    return new RunningDispatcher(app, engine, schedules, store, config, halted, async () => {
       await deliverer.close();
       if (ownsStore) await store.close();
     });
@@ -142,6 +146,7 @@ export async function createDispatcher(config: Readonly<DispatcherConfig>, deps:
 class RunningDispatcher implements Dispatcher {
   readonly app: FastifyInstance;
   readonly engine: SchedulingEngine;
+  readonly schedules: ScheduleMaterializer;
   readonly store: DispatcherStore;
   readonly config: Readonly<DispatcherConfig>;
   readonly halted: Promise<Error>;
@@ -151,6 +156,7 @@ class RunningDispatcher implements Dispatcher {
   constructor(
     app: FastifyInstance,
     engine: SchedulingEngine,
+    schedules: ScheduleMaterializer,
     store: DispatcherStore,
     config: Readonly<DispatcherConfig>,
     halted: Promise<Error>,
@@ -158,6 +164,7 @@ class RunningDispatcher implements Dispatcher {
   ) {
     this.app = app;
     this.engine = engine;
+    this.schedules = schedules;
     this.store = store;
     this.config = config;
     this.halted = halted;
@@ -167,9 +174,12 @@ class RunningDispatcher implements Dispatcher {
   async listen(): Promise<string> {
     if (this.#closing) throw new Error('this dispatcher is closed; create a new one');
     await this.engine.start();
+    // after the engine: occurrences it materialises (a restart's catch-up first) are claimed at once
+    await this.schedules.start();
     try {
       return await this.app.listen({ host: this.config.host, port: this.config.port });
     } catch (err) {
+      await this.schedules.stop();
       await this.engine.stop();
       throw new Error(`the dispatcher cannot listen on ${this.config.host}:${this.config.port}: ${(err as Error).message}`, { cause: err });
     }
@@ -186,6 +196,7 @@ class RunningDispatcher implements Dispatcher {
       await this.app.close();
     } finally {
       try {
+        await this.schedules.stop();
         await this.engine.stop();
       } finally {
         await this.#releaseResources();

@@ -2,6 +2,7 @@ import type { Clock } from '../clock.ts';
 import type { DispatcherConfig } from '../config.ts';
 import type { SchedulingEngine } from './engine.ts';
 import type { DispatcherMetrics } from './metrics.ts';
+import type { ScheduleMaterializer } from './schedules.ts';
 import type { DispatcherStore } from './store.ts';
 
 /** What the dispatcher's HTTP routes work with: changes go through the engine, reads straight to the store. */
@@ -11,4 +12,5 @@ export interface DispatcherContext {
   engine: SchedulingEngine;
   metrics: DispatcherMetrics;
   clock: Clock;
+  schedules: ScheduleMaterializer;
 }

@@ -1,6 +1,7 @@
 import { BATCH_BODY_LIMIT, LIMITS } from '../protocol/messages.ts';
 import {
-  ERROR_SCHEMA, LEGACY_ANSWER_SCHEMA, MESSAGE_PAGE_SCHEMA, MESSAGE_SCHEMA, PATCH_SCHEMA, SCHEDULE_REQUEST_SCHEMA, errorResponse, idParam, json, ref,
+  ERROR_SCHEMA, LEGACY_ANSWER_SCHEMA, MESSAGE_PAGE_SCHEMA, MESSAGE_SCHEMA, PATCH_SCHEMA, RECURRING_PATCH_SCHEMA, RECURRING_PREVIEW_REQUEST_SCHEMA,
+  RECURRING_PREVIEW_SCHEMA, RECURRING_REQUEST_SCHEMA, RECURRING_SCHEMA, SCHEDULE_REQUEST_SCHEMA, errorResponse, idParam, json, ref,
 } from '../protocol/openapi-parts.ts';
 import { SEARCH_MAX } from './filters.ts';
 import { MESSAGE_STATUSES } from './store.ts';
@@ -54,6 +55,12 @@ export function openApiDocument(): Record<string, unknown> {
         LegacyAnswer: LEGACY_ANSWER_SCHEMA,
         Attempt: ATTEMPT_SCHEMA,
         AttemptList: { type: 'object', required: ['items'], properties: { items: { type: 'array', items: ref('Attempt') } } },
+        Schedule: RECURRING_SCHEMA,
+        SchedulePage: { type: 'object', required: ['items', 'nextCursor'], properties: { items: { type: 'array', items: ref('Schedule') }, nextCursor: { type: ['string', 'null'], description: 'pass as ?cursor= for the next page; null on the last page' } } },
+        ScheduleCreate: RECURRING_REQUEST_SCHEMA,
+        SchedulePatch: RECURRING_PATCH_SCHEMA,
+        SchedulePreviewRequest: RECURRING_PREVIEW_REQUEST_SCHEMA,
+        SchedulePreview: RECURRING_PREVIEW_SCHEMA,
       },
     },
     paths: {
@@ -131,6 +138,59 @@ export function openApiDocument(): Record<string, unknown> {
         post: {
           summary: 'Deliver a dead message again (now, attempts reset)',
           responses: { '200': { description: 'scheduled again', content: json(ref('Message')) }, '401': COMMON_ERRORS['401'], '404': errorResponse('unknown id'), '409': errorResponse('the message is not dead; error.status is its status') },
+        },
+      },
+      '/v1/schedules': {
+        post: {
+          summary: 'Create a recurring message (a schedule)',
+          description: 'Each occurrence becomes an ordinary message, materialised a few seconds before it is due, with an id derived from the schedule id and the instant: exactly one message per occurrence, delivered, retried and dead-lettered like any other.',
+          requestBody: { required: true, content: json(ref('ScheduleCreate')) },
+          responses: {
+            '201': { description: 'created (committed to disk); next is the first fire time', content: json(ref('Schedule')) },
+            '200': { description: 'the idempotencyKey was seen before: the first schedule', content: json(ref('Schedule')) },
+            ...COMMON_ERRORS,
+          },
+        },
+        get: {
+          summary: 'List schedules in creation order',
+          parameters: [
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+            { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'nextCursor of the previous page' },
+          ],
+          responses: { '200': { description: 'a page', content: json(ref('SchedulePage')) }, ...COMMON_ERRORS },
+        },
+      },
+      '/v1/schedules/preview': {
+        post: {
+          summary: 'The next fire instants of a rule not yet saved',
+          requestBody: { required: true, content: json(ref('SchedulePreviewRequest')) },
+          responses: { '200': { description: 'the next count occurrences, with local time and offset', content: json(ref('SchedulePreview')) }, ...COMMON_ERRORS },
+        },
+      },
+      '/v1/schedules/{id}': {
+        parameters: [idParam],
+        get: { summary: 'One schedule, with its next fire time', responses: { '200': { description: 'the schedule', content: json(ref('Schedule')) }, '401': COMMON_ERRORS['401'], '404': errorResponse('unknown id') } },
+        patch: {
+          summary: 'Change text, rule, zone, window or policies; pause or resume',
+          requestBody: { required: true, content: json(ref('SchedulePatch')) },
+          responses: {
+            '200': { description: 'changed', content: json(ref('Schedule')) },
+            ...COMMON_ERRORS,
+            '404': errorResponse('unknown id'),
+            '409': errorResponse('the schedule kept changing during the change; send it again'),
+          },
+        },
+        delete: {
+          summary: 'Delete a schedule (occurrences materialised ahead and not yet being delivered are withdrawn)',
+          responses: { '204': { description: 'deleted' }, '401': COMMON_ERRORS['401'], '404': errorResponse('unknown id') },
+        },
+      },
+      '/v1/schedules/{id}/preview': {
+        parameters: [idParam],
+        get: {
+          summary: 'The next fire instants of a schedule',
+          parameters: [{ name: 'count', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 100, default: 10 } }],
+          responses: { '200': { description: 'the next count occurrences (fewer when the schedule ends)', content: json(ref('SchedulePreview')) }, ...COMMON_ERRORS, '404': errorResponse('unknown id') },
         },
       },
       '/healthz': {

@@ -7,6 +7,7 @@ import { parseMessageFilter } from './filters.ts';
 import { toAttemptJson, toMessageJson } from './message-json.ts';
 import { ATTEMPT_LIST_SCHEMA, MESSAGE_ARRAY_SCHEMA, MESSAGE_PAGE_SCHEMA, MESSAGE_SCHEMA, openApiDocument } from './openapi.ts';
 import type { DispatcherContext } from './context.ts';
+import { registerScheduleRoutes } from './routes-schedules.ts';
 import { MESSAGE_STATUSES, type ChangeOutcome, type MessageStatus, type StoredMessage } from './store.ts';
 
 /**
@@ -29,6 +30,7 @@ export function registerApiRoutes(app: FastifyInstance, ctx: DispatcherContext):
     v1.addHook('onRequest', requireToken(ctx.config.apiToken));
     v1.addHook('onRequest', requireJsonBody);
     registerMessageRoutes(v1, ctx);
+    registerScheduleRoutes(v1, ctx);
   }, { prefix: '/v1' });
 
   // Open for load balancers, so it says only whether this dispatcher is up:

@@ -24,6 +24,13 @@
  * - version: bumped by every change a user makes (PATCH, retry). An owner may
  *   start delivering only the version it buffered, so a stale buffer entry can
  *   never deliver an old time or text.
+ * - schedule: a recurring message (issue 11). Its rule (src/protocol/recurrence.ts)
+ *   decides the occurrence instants; `nextFireAt` is the first one not yet
+ *   materialised. Materialising an occurrence turns it into an ordinary
+ *   message, whose id the caller derives from the schedule id and the
+ *   instant, and advances nextFireAt, both in one transaction: the store
+ *   inserts the message only if no message has that id, so doing it twice is a
+ *   no-op. The store does not read rules: the caller's plan function does.
  *
  * Deliberately left out: delivery itself, HTTP, time zones. The store never
  * reads a clock: every time comes in as an argument.
@@ -37,6 +44,7 @@
  * receiver dedupes by id.
  */
 
+import type { CatchUpPolicy, DstGapPolicy, DstOverlapPolicy } from '../protocol/recurrence.ts';
 import type { MessageStatus } from '../protocol/wire.ts';
 
 export { MESSAGE_STATUSES, type MessageStatus } from '../protocol/wire.ts';
@@ -167,6 +175,58 @@ export interface DeliveryResult {
   attempt?: { number: number; startedAt: number; finishedAt: number; httpStatus?: number };
 }
 
+export interface StoredSchedule {
+  id: string;
+  username: string;
+  message: string;
+  /** Exactly one of cron and everyMs is set. */
+  cron: string | null;
+  everyMs: number | null;
+  timeZone: string;
+  startAt: number | null;
+  endAt: number | null;
+  maxOccurrences: number | null;
+  dstGap: DstGapPolicy;
+  dstOverlap: DstOverlapPolicy;
+  catchUp: CatchUpPolicy;
+  /** With catchUp 'all': at most this many missed occurrences are posted. */
+  catchUpMax: number;
+  paused: boolean;
+  /** The first occurrence not yet materialised; null once the schedule has ended (endAt, maxOccurrences). */
+  nextFireAt: number | null;
+  /** Occurrences materialised so far (what maxOccurrences counts). */
+  occurrences: number;
+  /** The instant of the latest occurrence materialised. */
+  lastFireAt: number | null;
+  idempotencyKey: string | null;
+  /** Bumped by every change, a materialisation included: updateSchedule compares it. */
+  version: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export type NewSchedule = Omit<StoredSchedule, 'occurrences' | 'lastFireAt' | 'version' | 'createdAt' | 'updatedAt'>;
+
+/** New values for a schedule's fields (what is left out stays). */
+export type ScheduleChanges = Partial<Pick<StoredSchedule,
+  'message' | 'cron' | 'everyMs' | 'timeZone' | 'startAt' | 'endAt' | 'maxOccurrences' | 'dstGap' | 'dstOverlap'
+  | 'catchUp' | 'catchUpMax' | 'paused' | 'nextFireAt' | 'occurrences'>>;
+
+export type ScheduleChangeOutcome =
+  | { kind: 'ok'; schedule: StoredSchedule }
+  | { kind: 'not_found' }
+  /** The schedule's version is no longer the one expected (materialised or changed meanwhile): read it again. */
+  | { kind: 'conflict' };
+
+/** What a materialisation does with one due schedule (computed by the caller from the row, inside the transaction). */
+export interface SchedulePlan {
+  /** The occurrences to insert, with ids derived from the schedule and the instant (already there: skipped). */
+  messages: NewMessage[];
+  nextFireAt: number | null;
+  /** Unchanged when no message is planned. */
+  lastFireAt: number | null;
+}
+
 export interface DispatcherStore {
   /** Applies pending migrations; safe when several processes start at once. */
   migrate(): Promise<void>;
@@ -247,6 +307,44 @@ export interface DispatcherStore {
 
   /** Deletes delivered messages delivered before `before`, with their attempt history; returns how many messages. */
   purgeDelivered(before: number): Promise<number>;
+
+  // ---- schedules (recurring messages) ----------------------------------------
+
+  /**
+   * Stores a new schedule (committed to disk before it resolves). One whose
+   * idempotencyKey exists is not inserted: the existing one comes back with created=false.
+   */
+  insertSchedule(schedule: NewSchedule, now: number): Promise<{ schedule: StoredSchedule; created: boolean }>;
+
+  getSchedule(id: string): Promise<StoredSchedule | undefined>;
+
+  /** In id order (creation order: ids are UUIDv7), `limit` at most, after the cursor. */
+  listSchedules(query: { limit: number; afterId?: string }): Promise<StoredSchedule[]>;
+
+  /**
+   * Changes a schedule if its version is still `expectedVersion` (version+1),
+   * and deletes in the same transaction the messages of `cancelMessageIds`
+   * that are still scheduled (occurrences materialised ahead that the change
+   * withdraws; ones being delivered or delivered stay).
+   */
+  updateSchedule(id: string, expectedVersion: number, changes: ScheduleChanges, now: number, cancelMessageIds: string[]): Promise<ScheduleChangeOutcome>;
+
+  /** Deletes a schedule and, in the same transaction, the still-scheduled messages of `cancelMessageIds`; false when there was none. */
+  removeSchedule(id: string, cancelMessageIds: string[]): Promise<boolean>;
+
+  /**
+   * In ONE transaction per call: takes up to `limit` schedules not paused
+   * whose nextFireAt is at or before `dueBefore` (earliest first; PostgreSQL
+   * locks them FOR UPDATE SKIP LOCKED, so dispatchers of a pool share the work
+   * and never plan one schedule at once), asks `plan` what to do with each,
+   * inserts the planned messages unclaimed (skipping ids that exist) and
+   * stores each schedule's new nextFireAt and lastFireAt, adding the messages
+   * it created to the occurrence count (version+1). Returns the messages it created and how many schedules it
+   * took. `plan` must not throw. Committed without waiting for the disk, like
+   * the engine's transitions: losing it to a power cut loses the message and
+   * the advance together, and the next call does both again.
+   */
+  materializeDue(dueBefore: number, limit: number, now: number, plan: (schedule: StoredSchedule) => SchedulePlan): Promise<{ schedules: number; created: StoredMessage[] }>;
 
   /**
    * Calls `listener` when another process changed something worth a refill

@@ -3,7 +3,8 @@ import { LIMITS } from '../protocol/messages.ts';
 import { formatWallClock } from '../protocol/time.ts';
 import { LOCAL_TIME_SCRIPT, page, timeTag } from '../ui/layout.ts';
 import type { MinuteStats } from './metrics.ts';
-import type { AttemptRecord, MessageStatus, StoredMessage } from './store.ts';
+import { formatEvery, localTime } from '../protocol/recurrence.ts';
+import type { AttemptRecord, MessageStatus, StoredMessage, StoredSchedule } from './store.ts';
 import { deliveriesChart, formatMs, latenessChart } from './ui-charts.ts';
 import { CONSOLE_SCRIPT } from './ui-script.ts';
 
@@ -70,6 +71,9 @@ export interface ConsoleView {
   /** User, text or due range given (totals are then unknown: the lists say "n+"). */
   narrowed: boolean;
   lists: Partial<Record<ListName, ListPage>>;
+  /** Recurring messages in creation order (the unfiltered view only), at most schedulesLimit. */
+  schedules?: StoredSchedule[] | undefined;
+  schedulesLimit?: number;
   /** The cursors this page was asked for. */
   cursors: Partial<Record<ListName, string>>;
   mainUrl: string;
@@ -275,6 +279,35 @@ function filterCard(view: ConsoleView): SafeHtml {
 </section>`;
 }
 
+function scheduleItem(s: StoredSchedule): SafeHtml {
+  const path = `/ui/schedules/${encodeURIComponent(s.id)}`;
+  const rule = s.cron !== null ? `cron ${s.cron}` : `every ${formatEvery(s.everyMs!)}`;
+  const status = s.paused ? 'paused' : s.nextFireAt === null ? 'finished' : 'active';
+  const next = status === 'active' ? localTime(s.nextFireAt!, s.timeZone) : undefined;
+  const which = `the schedule of ${s.username}: ${preview(s.message)}`;
+  return html`<li id="s-${s.id}">
+  <div class="meta"><strong>${s.username}</strong> <span class="badge ${status}">${status}</span>
+    <span>${rule} in ${s.timeZone}</span>
+    ${next ? html`<span>next ${timeTag(s.nextFireAt!)} (${next.local} ${next.utcOffset} there)</span>` : ''}
+    <span>${plural(s.occurrences, 'post')} so far${s.maxOccurrences !== null ? ` of ${s.maxOccurrences}` : ''}</span>
+  </div>
+  <p class="text">${s.message}</p>
+  <div class="row-actions">
+    ${s.paused ? postButton(`${path}/resume`, 'Resume', 'small', {}, `Resume ${which}`) : status === 'active' ? postButton(`${path}/pause`, 'Pause', 'secondary small', {}, `Pause ${which}`) : ''}
+    ${postButton(`${path}/delete`, 'Delete', 'danger small', {}, `Delete ${which}`)}
+  </div>
+</li>`;
+}
+
+function schedulesCard(schedules: StoredSchedule[], limit: number): SafeHtml {
+  const full = schedules.length >= limit;
+  return html`<section class="card" aria-labelledby="schedules-title" id="schedules-card" data-live>
+  <h2 id="schedules-title">Recurring <span class="count">${schedules.length}${full ? '+' : ''}</span></h2>
+  ${schedules.length === 0 ? html`<p class="empty">No recurring messages. Create one with POST /v1/schedules, psched schedule, or the main server's page.</p>` : html`<ul class="items">${schedules.map(scheduleItem)}</ul>`}
+  ${full ? html`<p class="empty">The first ${limit} are shown; page through all of them with <code>GET /v1/schedules</code>.</p>` : ''}
+</section>`;
+}
+
 export function renderConsole(view: ConsoleView): string {
   const viewHref = consoleHref(view.filters, view.cursors, view.serverTimeZone);
   const { scheduled, dead, delivered } = view.lists;
@@ -284,6 +317,7 @@ ${overviewCard(view)}
 ${filterCard(view)}
 ${scheduled ? scheduledCard(view, scheduled, viewHref) : ''}
 ${dead ? deadCard(view, dead, viewHref) : ''}
+${view.schedules ? schedulesCard(view.schedules, view.schedulesLimit ?? view.schedules.length + 1) : ''}
 ${delivered ? deliveredCard(view, delivered) : ''}`;
   return page({
     title: 'Scheduled Messages',

@@ -7,6 +7,7 @@ import { isValidTimeZone } from '../protocol/time.ts';
 import { validateMessagePatch } from '../protocol/messages.ts';
 import { timeTag } from '../ui/layout.ts';
 import type { DispatcherContext } from './context.ts';
+import { changeSchedule, deleteSchedule } from './routes-schedules.ts';
 import { parseMessageFilter } from './filters.ts';
 import { MESSAGE_STATUSES, type ChangeOutcome, type MessageFilter, type MessageStatus } from './store.ts';
 import {
@@ -24,7 +25,7 @@ import {
  */
 
 /** Page sizes: enough to eyeball, small enough to render quickly with a million pending; each list pages on. */
-export const UI_LIMITS = { pending: 200, dead: 100, delivered: 50 } as const;
+export const UI_LIMITS = { pending: 200, dead: 100, delivered: 50, schedules: 200 } as const;
 
 /** Dead letters one bulk action takes: more than a page of them (100) never comes from the page. */
 const BULK_MAX = 1000;
@@ -54,6 +55,10 @@ function noticeFor(query: Record<string, unknown>): Notice | undefined {
     case 'bulk-discarded': return { kind: done > 0 ? 'ok' : 'error', text: `${lettersOf(done)} discarded: they will not be delivered or retried.${skippedText}` };
     case 'none-selected': return { kind: 'error', text: 'Nothing selected: tick the dead letters to retry or discard first.' };
     case 'not-found': return { kind: 'error', text: 'That message no longer exists.' };
+    case 'paused': return { kind: 'ok', text: 'Schedule paused: it posts nothing until resumed.' };
+    case 'resumed': return { kind: 'ok', text: 'Schedule resumed: it posts again from now on.' };
+    case 'schedule-deleted': return { kind: 'ok', text: 'Schedule deleted: it posts no more.' };
+    case 'no-schedule': return { kind: 'error', text: 'That schedule no longer exists.' };
     case 'too-late': return { kind: 'error', text: `Too late: that message is already ${status ?? 'on its way'}.` };
     case 'not-dead': return { kind: 'error', text: `Only dead letters can be retried; that message is ${status ?? 'not dead'}.` };
     default: return undefined;
@@ -192,6 +197,19 @@ export function registerUiRoutes(app: FastifyInstance, ctx: DispatcherContext): 
     return bulkRedirect(reply, view, 'bulk-discarded', outcomes);
   });
 
+  for (const action of ['pause', 'resume'] as const) {
+    app.post(`/ui/schedules/:id/${action}`, write, async (request, reply) => {
+      const { id } = request.params as { id: string };
+      const changed = await changeSchedule(ctx, id, { paused: action === 'pause' });
+      return reply.redirect(changed ? `/?notice=${action === 'pause' ? 'paused' : 'resumed'}` : '/?notice=no-schedule', 303);
+    });
+  }
+
+  app.post('/ui/schedules/:id/delete', write, async (request, reply) => {
+    const { id } = request.params as { id: string };
+    return reply.redirect((await deleteSchedule(ctx, id)) ? '/?notice=schedule-deleted' : '/?notice=no-schedule', 303);
+  });
+
   function bulkRedirect(reply: FastifyReply, view: string, notice: string, outcomes: ChangeOutcome[]) {
     const done = outcomes.filter((outcome) => outcome.kind === 'ok').length;
     return reply.redirect(withNotice(view, { notice, done: String(done), skipped: String(outcomes.length - done) }), 303);
@@ -292,11 +310,12 @@ export async function loadConsole(ctx: DispatcherContext, filters: FilterValues,
   const { show } = filters;
   const wants = (list: ListName) => show === 'all' || (list === 'scheduled' ? show === 'scheduled' || show === 'delivering' : show === list);
   const pendingStatuses: MessageStatus[] = show === 'scheduled' ? ['scheduled'] : show === 'delivering' ? ['delivering'] : ['scheduled', 'delivering'];
-  const [scheduled, dead, delivered, counts] = await Promise.all([
+  const [scheduled, dead, delivered, counts, schedules] = await Promise.all([
     wants('scheduled') ? duePage(ctx, pendingStatuses, filter, UI_LIMITS.pending, cursors.scheduled) : undefined,
     wants('dead') ? duePage(ctx, ['dead'], filter, UI_LIMITS.dead, cursors.dead) : undefined,
     wants('delivered') ? deliveredPage(ctx, filter, UI_LIMITS.delivered, cursors.delivered) : undefined,
     ctx.store.countByStatus(),
+    show === 'all' ? ctx.store.listSchedules({ limit: UI_LIMITS.schedules }) : undefined,
   ]);
   const lists: ConsoleView['lists'] = {};
   if (scheduled) lists.scheduled = scheduled;
@@ -308,6 +327,8 @@ export async function loadConsole(ctx: DispatcherContext, filters: FilterValues,
     filters,
     narrowed: Object.keys(filter).length > 0,
     lists,
+    schedules,
+    schedulesLimit: UI_LIMITS.schedules,
     cursors,
     mainUrl: ctx.config.mainUrl,
     serverTimeZone: ctx.config.timeZone,

@@ -13,6 +13,7 @@ import { registerPostRoutes } from './routes-posts.ts';
 import { registerScheduledRoutes } from './routes-scheduled.ts';
 import { registerUiRoutes } from './routes-ui.ts';
 import { ScheduledMessages } from './scheduled.ts';
+import { Schedules } from './schedules.ts';
 import type { MainStore } from './store.ts';
 
 /**
@@ -72,6 +73,7 @@ export async function createMainServer(config: Readonly<MainConfig>, deps: MainS
     // the original read such times in its host's zone: a migrating operator sees which zone psched uses
     app.log.info({ legacyTimeZone: config.legacyTimeZone }, `the original's /scheduleMessage.php reads times without an offset in ${config.legacyTimeZone} (--legacy-timezone)`);
     const scheduled = new ScheduledMessages(pool, clock, config.timeZone, config.dispatcherProtocol);
+    const schedules = new Schedules(pool, clock, config.timeZone, config.dispatcherProtocol);
     app.addHook('onRequest', refuseCrossSiteWrites);
     const metrics = new MainMetrics(() => streams.size);
     // behind the access token when one is set, as the dispatcher's is behind its token
@@ -82,8 +84,8 @@ export async function createMainServer(config: Readonly<MainConfig>, deps: MainS
     const openApi = JSON.stringify(openApiDocument());
     app.get('/openapi.json', async (_request, reply) => reply.type('application/json; charset=utf-8').send(openApi));
     await registerPostRoutes(app, { config, store, clock, streams, metrics });
-    registerScheduledRoutes(app, { config, scheduled });
-    registerUiRoutes(app, { config, store, clock, scheduled });
+    registerScheduledRoutes(app, { config, scheduled, schedules });
+    registerUiRoutes(app, { config, store, clock, scheduled, schedules });
     await app.ready();
   } catch (err) {
     await pool?.close();

@@ -1,6 +1,7 @@
 import { LIMITS } from '../protocol/messages.ts';
 import {
-  ERROR_SCHEMA, LEGACY_ANSWER_SCHEMA, MESSAGE_SCHEMA, PATCH_SCHEMA, SCHEDULE_REQUEST_SCHEMA, errorResponse, idParam, json, ref,
+  ERROR_SCHEMA, LEGACY_ANSWER_SCHEMA, MESSAGE_SCHEMA, PATCH_SCHEMA, RECURRING_PATCH_SCHEMA, RECURRING_PREVIEW_REQUEST_SCHEMA, RECURRING_PREVIEW_SCHEMA,
+  RECURRING_REQUEST_SCHEMA, RECURRING_SCHEMA, SCHEDULE_REQUEST_SCHEMA, errorResponse, idParam, json, ref,
 } from '../protocol/openapi-parts.ts';
 import { MESSAGE_STATUSES } from '../protocol/wire.ts';
 
@@ -73,6 +74,9 @@ export function openApiDocument(): Record<string, unknown> {
       schemas: {
         Scheduled: SCHEDULED_SCHEMA, ScheduleRequest: SCHEDULE_REQUEST_SCHEMA, MessagePatch: PATCH_SCHEMA,
         Post: POST_SCHEMA, Delivery: DELIVERY_SCHEMA, Error: ERROR_SCHEMA, LegacyAnswer: LEGACY_ANSWER_SCHEMA,
+        Schedule: { ...RECURRING_SCHEMA, properties: { ...RECURRING_SCHEMA.properties, dispatcher: { type: 'string', description: 'the dispatcher that answered' } } },
+        ScheduleCreate: RECURRING_REQUEST_SCHEMA, SchedulePatch: RECURRING_PATCH_SCHEMA,
+        SchedulePreviewRequest: RECURRING_PREVIEW_REQUEST_SCHEMA, SchedulePreview: RECURRING_PREVIEW_SCHEMA,
       },
     },
     paths: {
@@ -96,6 +100,51 @@ export function openApiDocument(): Record<string, unknown> {
             { name: 'cursor', in: 'query', schema: { type: 'string' } },
           ],
           responses: { '200': { description: 'a page', content: json(page(ref('Scheduled'))) }, ...COMMON_ERRORS, '503': errorResponse('no dispatcher answered') },
+        },
+      },
+      '/v1/schedules': {
+        post: {
+          summary: 'Create a recurring message on one dispatcher of the pool',
+          description: 'Checked here, then passed to the pool as a message is (an idempotencyKey is always sent; moved to another dispatcher only when the first surely stored nothing).',
+          requestBody: { required: true, content: json(ref('ScheduleCreate')) },
+          responses: {
+            '201': { description: 'stored by the named dispatcher', content: json(ref('Schedule')) },
+            '200': { description: 'the idempotencyKey was seen before: the first schedule', content: json(ref('Schedule')) },
+            ...COMMON_ERRORS, ...NO_DISPATCHER,
+          },
+        },
+        get: {
+          summary: 'Every dispatcher\'s schedules in creation order',
+          parameters: [
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 200, default: 50 } },
+            { name: 'cursor', in: 'query', schema: { type: 'string' } },
+          ],
+          responses: { '200': { description: 'a page; unavailable names dispatchers that did not answer', content: json({ ...page(ref('Schedule')), properties: { ...page(ref('Schedule')).properties, unavailable: { type: 'array', items: { type: 'object' } } } }) }, ...COMMON_ERRORS, '503': NO_DISPATCHER['503'] },
+        },
+      },
+      '/v1/schedules/preview': {
+        post: {
+          summary: 'The next fire instants of a rule not yet saved (computed here)',
+          requestBody: { required: true, content: json(ref('SchedulePreviewRequest')) },
+          responses: { '200': { description: 'the next count occurrences', content: json(ref('SchedulePreview')) }, ...COMMON_ERRORS },
+        },
+      },
+      '/v1/schedules/{id}': {
+        parameters: [idParam],
+        get: { summary: 'One schedule (from the dispatcher that knows it)', responses: { '200': { description: 'the schedule', content: json(ref('Schedule')) }, ...COMMON_ERRORS, '404': errorResponse('unknown id'), '503': NO_DISPATCHER['503'] } },
+        patch: {
+          summary: 'Change a schedule, pause or resume it',
+          requestBody: { required: true, content: json(ref('SchedulePatch')) },
+          responses: { '200': { description: 'changed', content: json(ref('Schedule')) }, ...COMMON_ERRORS, '404': errorResponse('unknown id'), '409': errorResponse('changing meanwhile: send again'), '503': NO_DISPATCHER['503'] },
+        },
+        delete: { summary: 'Delete a schedule', responses: { '204': { description: 'deleted' }, ...COMMON_ERRORS, '404': errorResponse('unknown id'), '503': NO_DISPATCHER['503'] } },
+      },
+      '/v1/schedules/{id}/preview': {
+        parameters: [idParam],
+        get: {
+          summary: 'The next fire instants of a saved schedule',
+          parameters: [{ name: 'count', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 100, default: 10 } }],
+          responses: { '200': { description: 'the next count occurrences', content: json(ref('SchedulePreview')) }, ...COMMON_ERRORS, '404': errorResponse('unknown id') },
         },
       },
       '/v1/scheduled/{id}': {

@@ -11,6 +11,7 @@ import { requireApiToken } from './auth.ts';
 import type { DispatcherAnswer } from './pool.ts';
 import type { OriginalScheduledJson } from './original-dispatcher.ts';
 import { answerErrorText, DispatcherAnswerError, type ScheduledMessages } from './scheduled.ts';
+import type { Schedules } from './schedules.ts';
 
 /**
  * Scheduling through the main server: the JSON API (/v1/scheduled) and the
@@ -20,10 +21,11 @@ import { answerErrorText, DispatcherAnswerError, type ScheduledMessages } from '
 export interface ScheduledRoutesContext {
   config: Readonly<MainConfig>;
   scheduled: ScheduledMessages;
+  schedules: Schedules;
 }
 
 export function registerScheduledRoutes(app: FastifyInstance, context: ScheduledRoutesContext): void {
-  const { config, scheduled } = context;
+  const { config, scheduled, schedules } = context;
   const allowed = addressList(config.legacyAllow);
   const auth = { preHandler: requireApiToken(config.accessToken) };
   // the JSON API reads JSON only, as the dispatcher's does: a form or text body is refused before it is read
@@ -49,6 +51,16 @@ export function registerScheduledRoutes(app: FastifyInstance, context: Scheduled
     const { id } = request.params as { id: string };
     return passThrough(reply, await scheduled.cancel(id));
   });
+
+  // recurring messages, passed through to the pool (./schedules.ts); a preview is computed here
+  app.post('/v1/schedules', jsonApi, async (request, reply) => passThrough(reply, await schedules.create(request.body)));
+  app.get('/v1/schedules', auth, async (request) => schedules.list(request.query as Record<string, unknown>));
+  app.post('/v1/schedules/preview', jsonApi, async (request) => schedules.preview(request.body));
+  app.get('/v1/schedules/:id', auth, async (request, reply) => passThrough(reply, await schedules.get((request.params as { id: string }).id)));
+  app.get('/v1/schedules/:id/preview', auth, async (request, reply) =>
+    passThrough(reply, await schedules.previewSaved((request.params as { id: string }).id, (request.query as Record<string, unknown>).count)));
+  app.patch('/v1/schedules/:id', jsonApi, async (request, reply) => passThrough(reply, await schedules.update((request.params as { id: string }).id, request.body)));
+  app.delete('/v1/schedules/:id', auth, async (request, reply) => passThrough(reply, await schedules.remove((request.params as { id: string }).id)));
 
   /**
    * The original's form: `time` is the datetime-local value, read in the

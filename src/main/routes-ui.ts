@@ -8,9 +8,12 @@ import { requirePageToken } from '../http.ts';
 import { readFeedPage, FEED_LIMIT } from './feed.ts';
 import type { DispatcherAnswer } from './pool.ts';
 import { answeredMessage, answerErrorText, DispatcherAnswerError, type ScheduledMessages } from './scheduled.ts';
+import type { Schedules } from './schedules.ts';
 import { readError } from '../protocol/wire.ts';
 import type { MainStore } from './store.ts';
-import { DEFAULT_LEAD_MS, pickerValue, renderHome, wallClockText, type ComposeValues, type HomeView, type Notice } from './ui.ts';
+import {
+  DEFAULT_LEAD_MS, REPEAT_KINDS, WEEKDAYS, pickerValue, renderHome, wallClockText, type ComposeValues, type HomeView, type Notice,
+} from './ui.ts';
 
 /**
  * The page at `/` and the plain form posts behind it. Every form post answers
@@ -33,6 +36,7 @@ export interface UiRoutesContext {
   store: MainStore;
   clock: Clock;
   scheduled: ScheduledMessages;
+  schedules: Schedules;
 }
 
 /** Posts shown per page of the feed. */
@@ -40,6 +44,12 @@ const FEED_PAGE = FEED_LIMIT.fallback;
 
 /** Scheduled messages shown per page; "Later messages" pages on. */
 const SCHEDULED_SHOWN = 50;
+
+/** Recurring messages shown on the page. */
+const SCHEDULES_SHOWN = 50;
+
+/** Fire times a compose form's preview shows. */
+const PREVIEW_COUNT = 5;
 
 /** Characters of a message quoted in a notice: enough to recognise it. */
 const PREVIEW_LENGTH = 80;
@@ -92,7 +102,7 @@ class Flashes {
 }
 
 export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext): void {
-  const { config, store, clock, scheduled } = context;
+  const { config, store, clock, scheduled, schedules } = context;
   const auth = { preHandler: requirePageToken(config.accessToken, 'psched') };
   const flashes = new Flashes(clock);
 
@@ -104,13 +114,14 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
     isDefault: true,
     postNow: false,
     idempotencyKey: randomUUID(),
+    ...NO_REPEAT,
   });
 
   const renderPage = async (
     reply: FastifyReply,
     options: { status?: number; notice?: Notice | undefined; compose?: ComposeValues | undefined; cursor?: string | undefined; later?: string | undefined },
   ) => {
-    const [feed, pending] = await Promise.all([
+    const [feed, pending, recurring] = await Promise.all([
       readFeedPage(store, { limit: FEED_PAGE, cursor: options.cursor }),
       scheduled.list({ limit: String(SCHEDULED_SHOWN), status: 'scheduled', cursor: options.later }).then(
         (page) => ({
@@ -126,6 +137,10 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
           return { items: [], laterCursor: null, paged: options.later !== undefined, problem };
         },
       ),
+      schedules.list({ limit: String(SCHEDULES_SHOWN) }).then(
+        (page) => ({ items: page.items, problem: page.unavailable.length > 0 ? `Not shown: schedules on ${page.unavailable.map((u) => `${u.dispatcher} (${u.message})`).join(', ')}` : undefined }),
+        (err: unknown) => ({ items: [], problem: toHttpError(err).body.error.message }),
+      ),
     ]);
     const view: HomeView = {
       notice: options.notice,
@@ -136,6 +151,7 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
       scheduled: pending,
       cursors: { feed: options.cursor, scheduled: options.later },
       timeZone: config.timeZone,
+      schedules: recurring,
     };
     return reply.status(options.status ?? 200).type('text/html; charset=utf-8').header('cache-control', 'no-store').send(renderHome(view));
   };
@@ -169,8 +185,10 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
       postNow: form('postNow') !== '',
       // a page rendered before forms had keys: this submit gets one, kept if the form comes back
       idempotencyKey: form('idempotencyKey') || randomUUID(),
+      ...repeatFields(request.body),
     };
     const refuse = (kind: Notice['kind'], text: string) => redirectWith(reply, { kind, text }, compose);
+    if (compose.repeat !== 'none' || form('action') === 'preview') return recurring(reply, compose, form('action') === 'preview');
     if (!compose.postNow) {
       const passed = pastTime(compose.time, compose.timeZone, clock.now());
       if (passed) return refuse('error', `Not scheduled: ${passed} has already passed. Pick a later time, or tick "Post now" to post it at once.`);
@@ -225,6 +243,61 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
     return settle(reply, () => scheduled.cancel(id), () => 'Cancelled.');
   });
 
+  /**
+   * A compose form with a repeat: a preview (shown in the form, nothing
+   * saved) or a new schedule, first fire not before the picked time.
+   */
+  async function recurring(reply: FastifyReply, compose: ComposeValues, previewOnly: boolean) {
+    const refuse = (text: string, preview?: ComposeValues['preview']) => redirectWith(reply, { kind: 'error', text }, { ...compose, preview });
+    if (compose.repeat === 'none') return refuse('Pick a repeat (daily, weekly or a custom rule) to see when it would post.');
+    if (compose.postNow) return refuse('"Post now" is for a single message: untick it to repeat.');
+    let body: Record<string, unknown>;
+    try {
+      body = scheduleBody(compose);
+    } catch (err) {
+      return refuse(`Not scheduled: ${(err as Error).message}`);
+    }
+    if (previewOnly) {
+      try {
+        const preview = schedules.preview({ ...body, count: PREVIEW_COUNT });
+        return redirectWith(reply, { kind: 'ok', text: 'Preview below: nothing is saved yet. Press Schedule to save it.' }, { ...compose, preview });
+      } catch (err) {
+        const message = toHttpError(err).body.error.message;
+        return refuse(`No preview: ${message}`, { error: message });
+      }
+    }
+    let answer: DispatcherAnswer;
+    try {
+      answer = await schedules.create({ ...body, username: compose.username, message: compose.message, idempotencyKey: compose.idempotencyKey });
+    } catch (err) {
+      if (err instanceof OutcomeUnknownError) return redirectWith(reply, { kind: 'warn', text: `May or may not be saved: ${err.detail}. Submitting this form again is safe: it will not be saved twice.` }, compose);
+      return refuse(`Not scheduled: ${toHttpError(err).body.error.message}`);
+    }
+    if (answer.status >= 400) return refuse(`Not scheduled: ${answerErrorText(answer)}`);
+    const saved = answer.body as { next: { local: string; utcOffset: string } | null; timeZone: string };
+    const next = saved.next ? `first post ${saved.next.local} (${saved.timeZone}, UTC${saved.next.utcOffset})` : 'it never fires';
+    return redirectWith(reply, { kind: 'ok', text: answer.status === 200 ? `Already saved by an earlier submit of this form: ${next}.` : `Repeating message saved: ${next}.` });
+  }
+
+  for (const [action, change, done] of [
+    ['pause', (id: string) => schedules.update(id, { paused: true }), 'Paused.'],
+    ['resume', (id: string) => schedules.update(id, { paused: false }), 'Resumed: it posts again from now on.'],
+    ['delete', (id: string) => schedules.remove(id), 'Deleted: it posts no more.'],
+  ] as const) {
+    app.post(`/ui/schedules/:id/${action}`, auth, async (request, reply) => {
+      const { id } = request.params as { id: string };
+      let answer: DispatcherAnswer;
+      try {
+        answer = await change(id);
+      } catch (err) {
+        return redirectWith(reply, { kind: 'error', text: toHttpError(err).body.error.message });
+      }
+      if (answer.status === 404) return redirectWith(reply, { kind: 'error', text: 'That recurring message no longer exists.' });
+      if (answer.status >= 300) return redirectWith(reply, { kind: 'error', text: answerErrorText(answer) });
+      return redirectWith(reply, { kind: 'ok', text: done });
+    });
+  }
+
   /** Runs a change and redirects to the page with what came of it. */
   async function settle(reply: FastifyReply, change: () => Promise<DispatcherAnswer>, success: (answer: DispatcherAnswer) => string) {
     const error = (text: string) => redirectWith(reply, { kind: 'error', text });
@@ -258,6 +331,46 @@ function pastTime(time: string, timeZone: string, now: number): string | undefin
     return undefined;
   }
   return instant < now ? `${wallClockText(instant, timeZone)} (${timeZone})` : undefined;
+}
+
+const NO_REPEAT = { repeat: 'none', days: [], rule: '', dstGap: 'shift', dstOverlap: 'first' } as const satisfies Partial<ComposeValues>;
+
+/** The compose form's repeat fields; anything unknown reads as the default. */
+function repeatFields(body: unknown): Pick<ComposeValues, 'repeat' | 'days' | 'rule' | 'dstGap' | 'dstOverlap'> {
+  const fields = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
+  const one = (name: string) => (typeof fields[name] === 'string' ? (fields[name] as string) : '');
+  const pick = <T extends string>(value: string, allowed: readonly T[], fallback: T): T => ((allowed as readonly string[]).includes(value) ? (value as T) : fallback);
+  const days = ([] as unknown[]).concat(fields.days ?? []).filter((day): day is string => typeof day === 'string' && (WEEKDAYS as readonly string[]).includes(day));
+  return {
+    repeat: pick(one('repeat'), REPEAT_KINDS, 'none'),
+    days,
+    rule: one('rule').trim(),
+    dstGap: pick(one('dstGap'), ['shift', 'skip'] as const, 'shift'),
+    dstOverlap: pick(one('dstOverlap'), ['first', 'last', 'both'] as const, 'first'),
+  };
+}
+
+/**
+ * The schedule a compose form asks for: daily or weekly at the picked time of
+ * day (cron on the form's zone), or the custom rule; the picked time is the
+ * start (nothing fires before it; an interval fires first then).
+ */
+function scheduleBody(compose: ComposeValues): Record<string, unknown> {
+  const match = /^\d{4}-\d{2}-\d{2}T(\d{2}):(\d{2})(?::(\d{2}))?$/.exec(compose.time);
+  if (!match) throw new Error('pick the date and time of the first post');
+  const [, hour, minute, second] = match;
+  const at = `${Number(second ?? 0) > 0 ? `${Number(second)} ` : ''}${Number(minute)} ${Number(hour)}`;
+  const body: Record<string, unknown> = {
+    timeZone: compose.timeZone, startAt: compose.time, dstPolicy: { gap: compose.dstGap, overlap: compose.dstOverlap },
+  };
+  if (compose.repeat === 'daily') body.cron = `${at} * * *`;
+  else if (compose.repeat === 'weekly') {
+    if (compose.days.length === 0) throw new Error('tick at least one day of the week');
+    body.cron = `${at} * * ${compose.days.join(',')}`;
+  } else if (/^every\s+/i.test(compose.rule)) body.every = compose.rule.replace(/^every\s+/i, '');
+  else if (compose.rule) body.cron = compose.rule;
+  else throw new Error('write the custom rule: a cron rule such as "0 9 * * MON-FRI", or "every 15m"');
+  return body;
 }
 
 /** A browser sends a textarea's line breaks as CRLF: stored as typed (LF), so the page's counter and the limit agree. */

@@ -54,7 +54,17 @@ export const MAIN_PAGE_SCRIPT = `
     now.addEventListener('change', sync);
     sync();
     time.addEventListener('input', () => showError(errorEl, ''));
-    compose.addEventListener('submit', (event) => { if (!now.checked) refusePast(event, time, errorEl); });
+    const repeat = document.getElementById('compose-repeat-kind');
+    // a repeating message may start at a time already past: it fires from its next occurrence on
+    compose.addEventListener('submit', (event) => { if (!now.checked && (!repeat || repeat.value === 'none')) refusePast(event, time, errorEl); });
+    if (repeat) {
+      // only the parts of the repeat choice that count are shown (all of them without a script)
+      const days = document.getElementById('compose-days');
+      const custom = document.getElementById('compose-custom');
+      const showRepeat = () => { days.hidden = repeat.value !== 'weekly'; custom.hidden = repeat.value !== 'custom'; };
+      repeat.addEventListener('change', showRepeat);
+      showRepeat();
+    }
   }
   for (const form of document.querySelectorAll('form.reschedule')) {
     form.addEventListener('submit', (event) => refusePast(event, form.querySelector('input[name="time"]'), form.closest('li').querySelector('.field-error')));

@@ -4,6 +4,8 @@ import { LIMITS } from '../protocol/messages.ts';
 import { LOCAL_TIME_SCRIPT, page, timeTag } from '../ui/layout.ts';
 import type { PostJson } from './feed.ts';
 import type { ScheduledJson } from './scheduled.ts';
+import type { ScheduleJson } from './schedules.ts';
+import type { PreviewItem } from '../protocol/schedules.ts';
 import { MAIN_PAGE_SCRIPT } from './ui-script.ts';
 
 /**
@@ -30,7 +32,11 @@ import { MAIN_PAGE_SCRIPT } from './ui-script.ts';
  * "post now" box; #compose-counter; #compose-time-error), #feed (li.post, with
  * id "post-<id>"), #older, #scheduled (li with data-id = the message id),
  * #scheduled-count, #scheduled-empty, #later, form.reschedule, form.edit-text,
- * form.cancel, #live.
+ * form.cancel, #live. Recurring messages: #compose-repeat (select
+ * name="repeat", the day boxes name="days", #compose-rule, the DST selects),
+ * the Preview button (name="action" value="preview"), #compose-preview,
+ * #schedules (li with data-id = the schedule id), form.pause, form.resume,
+ * form.delete.
  */
 
 export interface Notice {
@@ -51,7 +57,21 @@ export interface ComposeValues {
   postNow: boolean;
   /** This form's idempotency key: the same on every submit of this form. */
   idempotencyKey: string;
+  /** Repeat: once, daily or weekly at the picked time of day, or a custom cron rule or `every` interval. */
+  repeat: RepeatKind;
+  /** Weekly: the days ticked (MON…SUN). */
+  days: string[];
+  /** Custom: a cron rule ("0 9 * * MON-FRI") or "every 15m". */
+  rule: string;
+  dstGap: 'shift' | 'skip';
+  dstOverlap: 'first' | 'last' | 'both';
+  /** A preview asked for: the next fire times (or why there are none), nothing saved. */
+  preview?: { timeZone: string; items: PreviewItem[] } | { error: string } | undefined;
 }
+
+export const REPEAT_KINDS = ['none', 'daily', 'weekly', 'custom'] as const;
+export type RepeatKind = (typeof REPEAT_KINDS)[number];
+export const WEEKDAYS = ['MON', 'TUE', 'WED', 'THU', 'FRI', 'SAT', 'SUN'] as const;
 
 export interface HomeView {
   notice?: Notice | undefined;
@@ -73,6 +93,7 @@ export interface HomeView {
   cursors: { feed?: string | undefined; scheduled?: string | undefined };
   /** The zone the server reads times in when no script sends the viewer's. */
   timeZone: string;
+  schedules: { items: ScheduleJson[]; problem?: string | undefined };
 }
 
 /** How far ahead the compose form's time defaults to, as the original's page did. */
@@ -108,6 +129,7 @@ ${view.notice ? html`<div id="notice" class="notice ${view.notice.kind}" role="s
   ${composeCard(view.compose)}
   ${feedCard(view)}
   ${scheduledCard(view)}
+  ${schedulesCard(view)}
 </div>`;
   return page({
     title: 'Feed',
@@ -130,12 +152,74 @@ function composeCard(values: ComposeValues): SafeHtml {
     <input id="compose-time" type="datetime-local" name="time" step="1" required value="${values.time}"${values.isDefault ? html` data-default` : ''} aria-describedby="compose-time-error compose-tz">
     <p class="field-error" id="compose-time-error" role="alert" hidden></p>
     <label class="check"><input type="checkbox" id="compose-now" name="postNow" value="1"${values.postNow ? html` checked` : ''}> Post now (ignore the time)</label>
+    ${repeatFields(values)}
     <input type="hidden" name="timezone" value="${values.timeZone}">
     <input type="hidden" name="idempotencyKey" value="${values.idempotencyKey}">
     <p class="empty" id="compose-tz">Time zone: <span class="tz-name">${values.timeZone}</span></p>
-    <div class="actions"><button type="submit">Schedule</button></div>
+    <div class="actions"><button type="submit">Schedule</button> <button type="submit" class="secondary" name="action" value="preview" id="compose-preview-button">Preview</button></div>
+    ${previewList(values.preview)}
   </form>
 </section>`;
+}
+
+const REPEAT_LABELS: Record<RepeatKind, string> = { none: 'Once', daily: 'Every day at that time', weekly: 'Weekly on the days ticked, at that time', custom: 'Custom rule' };
+
+/** The compose form's repeat choice; without JavaScript every part shows, and the choice says which counts. */
+function repeatFields(values: ComposeValues): SafeHtml {
+  const option = (value: string, label: string, selected: boolean) => html`<option value="${value}"${selected ? html` selected` : ''}>${label}</option>`;
+  return html`<fieldset class="repeat" id="compose-repeat">
+      <legend>Repeat</legend>
+      <label for="compose-repeat-kind">Repeat</label>
+      <select id="compose-repeat-kind" name="repeat">${REPEAT_KINDS.map((kind) => option(kind, REPEAT_LABELS[kind], values.repeat === kind))}</select>
+      <div class="days" id="compose-days" role="group" aria-label="Days of the week (weekly)">${WEEKDAYS.map((day) => html`<label class="check"><input type="checkbox" name="days" value="${day}"${values.days.includes(day) ? html` checked` : ''}> ${day.slice(0, 1)}${day.slice(1).toLowerCase()}</label>`)}</div>
+      <div id="compose-custom">
+        <label for="compose-rule">Custom rule</label>
+        <input id="compose-rule" name="rule" value="${values.rule}" placeholder="0 9 * * MON-FRI, or every 15m" aria-describedby="compose-rule-hint">
+        <p class="hint" id="compose-rule-hint">A cron rule (minute hour day month weekday) on the clock of the time zone below, or "every" and a duration (elapsed time: 90s, 15m, 1d). The first post is not before the time above.</p>
+      </div>
+      <label for="compose-dst-gap">When the time does not exist (clocks go forward)</label>
+      <select id="compose-dst-gap" name="dstGap">${option('shift', 'Post it later by the gap (default)', values.dstGap === 'shift')}${option('skip', 'Skip that day', values.dstGap === 'skip')}</select>
+      <label for="compose-dst-overlap">When the time happens twice (clocks go back)</label>
+      <select id="compose-dst-overlap" name="dstOverlap">${option('first', 'The first time (default)', values.dstOverlap === 'first')}${option('last', 'The second time', values.dstOverlap === 'last')}${option('both', 'Both times', values.dstOverlap === 'both')}</select>
+    </fieldset>`;
+}
+
+function previewList(preview: ComposeValues['preview']): SafeHtml | string {
+  if (!preview) return '';
+  if ('error' in preview) return html`<p class="notice error" id="compose-preview">No preview: ${preview.error}</p>`;
+  if (preview.items.length === 0) return html`<p class="empty" id="compose-preview">This rule never fires.</p>`;
+  return html`<div id="compose-preview"><p class="hint">Next posts (nothing is saved yet):</p><ol class="preview">${preview.items.map((item) => html`<li>${timeTag(Date.parse(item.at))} <span class="local">= ${item.local} ${item.utcOffset} (${preview.timeZone})</span>${item.note ? html` <em class="note">${item.note}</em>` : ''}</li>`)}</ol></div>`;
+}
+
+/** The rule of a schedule in words a reader of the page knows. */
+function ruleText(item: ScheduleJson): string {
+  return item.cron !== null ? `cron ${item.cron}` : `every ${item.every}`;
+}
+
+function schedulesCard(view: HomeView): SafeHtml {
+  const { items, problem } = view.schedules;
+  return html`<section class="card" id="schedules-card">
+  <h2>Recurring <span class="count" id="schedules-count">${items.length}</span></h2>
+  ${problem ? html`<p class="notice error" id="schedules-problem">${problem}</p>` : ''}
+  ${items.length === 0 && !problem ? html`<p class="empty" id="schedules-empty">No recurring messages. Pick a repeat in the form above.</p>` : ''}
+  <ul class="items" id="schedules">${items.map(scheduleItem)}</ul>
+</section>`;
+}
+
+function scheduleItem(item: ScheduleJson): SafeHtml {
+  const path = `/ui/schedules/${encodeURIComponent(item.id)}`;
+  const which = `the recurring message from ${item.username} (${ruleText(item)}, ${item.timeZone})`;
+  return html`<li data-id="${item.id}">
+    <div class="meta"><strong class="username">${item.username}</strong><span>${ruleText(item)} in ${item.timeZone}</span><span class="badge ${item.status}">${item.status}</span></div>
+    <p class="text">${item.message}</p>
+    <p class="next">${item.next ? html`next ${timeTag(Date.parse(item.next.at))} <span class="local">= ${item.next.local} ${item.next.utcOffset} (${item.timeZone})</span>` : item.status === 'paused' ? 'paused: resume to post again' : 'finished: no more posts'}</p>
+    <div class="row-actions">
+      ${item.paused
+        ? html`<form class="resume" method="post" action="${path}/resume"><button type="submit" class="small secondary" aria-label="Resume ${which}">Resume</button></form>`
+        : item.status === 'active' ? html`<form class="pause" method="post" action="${path}/pause"><button type="submit" class="small secondary" aria-label="Pause ${which}">Pause</button></form>` : ''}
+      <form class="delete" method="post" action="${path}/delete"><button type="submit" class="small danger" aria-label="Delete ${which}">Delete</button></form>
+    </div>
+  </li>`;
 }
 
 function scheduledCard(view: HomeView): SafeHtml {

@@ -82,7 +82,7 @@ export function blankProblem(field: string): string {
   return `${field} must contain a visible character, not only spaces or invisible characters such as U+200B`;
 }
 
-function requireText(body: Record<string, unknown>, field: string, max: number, prefix: string): string {
+export function requireText(body: Record<string, unknown>, field: string, max: number, prefix: string): string {
   const value = body[field];
   if (typeof value !== 'string') throw new ValidationError(`${prefix}${field} is required and must be a string`, prefix + field);
   if (value.length === 0) throw new ValidationError(`${prefix}${field} must not be empty`, prefix + field);

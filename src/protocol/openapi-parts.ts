@@ -103,3 +103,99 @@ export const json = (schema: object) => ({ 'application/json': { schema } });
 export const errorResponse = (description: string) => ({ description, content: json(ref('Error')) });
 export const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
 
+
+// ---- schedules (recurring messages) -------------------------------------------
+
+const DST_POLICY_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    gap: { type: 'string', enum: ['shift', 'skip'], default: 'shift', description: 'a wall-clock time the zone skips (spring forward): shift = moved forward by the gap\'s length; skip = no occurrence that day' },
+    overlap: { type: 'string', enum: ['first', 'last', 'both'], default: 'first', description: 'a wall-clock time that happens twice (fall back): the earlier, the later, or both' },
+  },
+} as const;
+
+const LOCAL_TIME_SCHEMA = {
+  type: 'object',
+  required: ['at', 'local', 'utcOffset'],
+  properties: {
+    at: instant('the instant (UTC)'),
+    local: { type: 'string', description: 'YYYY-MM-DD HH:MM:SS on the schedule\'s wall clock' },
+    utcOffset: { type: 'string', description: 'the zone\'s offset then, such as -04:00 or +05:30' },
+    note: { type: 'string', description: 'present when DST moved or doubled the wall-clock time' },
+  },
+} as const;
+
+const SCHEDULE_SETTINGS = {
+  cron: { type: 'string', description: 'five fields (minute hour day-of-month month day-of-week) or six with seconds first, matched on the zone\'s wall clock; day of month and day of week are ORed when both are given. Exactly one of cron and every.' },
+  every: { type: 'string', description: 'a duration of elapsed time (90s, 15m, 1h30m, 1d; 1s to 3660d): not wall-clock time, so across DST the local time shifts by the change' },
+  timeZone: { type: 'string', description: 'IANA zone for the cron rule and for startAt/endAt without offset; default the dispatcher\'s --timezone' },
+  startAt: { type: 'string', description: 'nothing fires before it; for every, the first occurrence (default: one interval after creation)' },
+  endAt: { type: 'string', description: 'nothing fires after it' },
+  maxOccurrences: { type: 'integer', minimum: 1, description: 'ends the schedule after this many posts' },
+  dstPolicy: DST_POLICY_SCHEMA,
+  catchUp: { type: 'string', enum: ['latest', 'all', 'none'], default: 'latest', description: 'occurrences missed by more than a minute (the dispatchers were down): latest = one post for them, all = each (at most catchUpMax, the latest), none = none' },
+  catchUpMax: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+  paused: { type: 'boolean', default: false },
+} as const;
+
+export const RECURRING_REQUEST_SCHEMA = {
+  type: 'object',
+  required: ['username', 'message'],
+  additionalProperties: false,
+  properties: {
+    username: { type: 'string', minLength: 1, maxLength: LIMITS.usernameMax },
+    message: { type: 'string', minLength: 1, maxLength: LIMITS.messageMax },
+    ...SCHEDULE_SETTINGS,
+    idempotencyKey: { type: 'string', minLength: 1, maxLength: LIMITS.idempotencyKeyMax, description: 'a repeat answers 200 with the first schedule' },
+  },
+} as const;
+
+export const RECURRING_PATCH_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'any of the fields; startAt, endAt and maxOccurrences may be null to clear them. A change withdraws occurrences materialised ahead and not yet being delivered, and the next fire time is worked out again from now; paused: false resumes from now (what fell due while paused is not caught up).',
+  properties: { message: { type: 'string', minLength: 1, maxLength: LIMITS.messageMax }, ...SCHEDULE_SETTINGS },
+} as const;
+
+export const RECURRING_PREVIEW_REQUEST_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'a rule not yet saved: the fields of a schedule (username and message optional), and count',
+  properties: { ...RECURRING_REQUEST_SCHEMA.properties, count: { type: 'integer', minimum: 1, maximum: 100, default: 10 } },
+} as const;
+
+export const RECURRING_SCHEMA = {
+  type: 'object',
+  required: ['id', 'username', 'message', 'cron', 'every', 'timeZone', 'status', 'nextFireAt', 'next', 'occurrences', 'version'],
+  properties: {
+    id: { type: 'string' },
+    username: { type: 'string' },
+    message: { type: 'string' },
+    cron: { type: ['string', 'null'] },
+    every: { type: ['string', 'null'] },
+    timeZone: { type: 'string' },
+    startAt: nullableInstant('nothing fires before it'),
+    endAt: nullableInstant('nothing fires after it'),
+    maxOccurrences: { type: ['integer', 'null'] },
+    dstPolicy: DST_POLICY_SCHEMA,
+    catchUp: SCHEDULE_SETTINGS.catchUp,
+    catchUpMax: { type: 'integer' },
+    status: { type: 'string', enum: ['active', 'paused', 'finished'] },
+    paused: { type: 'boolean' },
+    nextFireAt: nullableInstant('the next occurrence (null when paused or finished)'),
+    next: { oneOf: [LOCAL_TIME_SCHEMA, { type: 'null' }], description: 'nextFireAt with its local time and offset' },
+    occurrences: { type: 'integer', description: 'occurrences posted (materialised as messages) so far' },
+    lastFireAt: nullableInstant('the latest occurrence materialised'),
+    idempotencyKey: { type: ['string', 'null'] },
+    version: { type: 'integer' },
+    createdAt: instant('created'),
+    updatedAt: instant('last change (a materialisation included)'),
+  },
+} as const;
+
+export const RECURRING_PREVIEW_SCHEMA = {
+  type: 'object',
+  required: ['timeZone', 'items'],
+  properties: { timeZone: { type: 'string' }, items: { type: 'array', items: LOCAL_TIME_SCHEMA } },
+} as const;

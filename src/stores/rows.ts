@@ -1,4 +1,5 @@
-import type { AttemptOutcome, AttemptRecord, ClaimRequest, MessageFilter, MessageStatus, NewMessage, StoredMessage } from '../dispatcher/store.ts';
+import type { AttemptOutcome, AttemptRecord, ClaimRequest, MessageFilter, MessageStatus, NewMessage, NewSchedule, StoredMessage, StoredSchedule } from '../dispatcher/store.ts';
+import type { CatchUpPolicy, DstGapPolicy, DstOverlapPolicy } from '../protocol/recurrence.ts';
 import type { Post } from '../main/store.ts';
 
 /**
@@ -132,4 +133,70 @@ export function newStoredMessage(message: NewMessage, now: number, claim: ClaimR
     leaseOwner: claimed ? claim.owner : null,
     leaseExpiresAt: claimed ? claim.leaseExpiresAt : null,
   };
+}
+
+export interface ScheduleRow {
+  id: string;
+  username: string;
+  message: string;
+  cron: string | null;
+  every_ms: number | null;
+  time_zone: string;
+  start_at: number | null;
+  end_at: number | null;
+  max_occurrences: number | null;
+  dst_gap: DstGapPolicy;
+  dst_overlap: DstOverlapPolicy;
+  catch_up: CatchUpPolicy;
+  catch_up_max: number;
+  /** SQLite: 0/1; PostgreSQL: boolean. */
+  paused: number | boolean;
+  next_fire_at: number | null;
+  occurrences: number;
+  last_fire_at: number | null;
+  idempotency_key: string | null;
+  version: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export const SCHEDULE_COLUMNS = `id, username, message, cron, every_ms, time_zone, start_at, end_at, max_occurrences,
+  dst_gap, dst_overlap, catch_up, catch_up_max, paused, next_fire_at, occurrences, last_fire_at, idempotency_key,
+  version, created_at, updated_at`;
+
+export function toSchedule(row: ScheduleRow): StoredSchedule {
+  return {
+    id: row.id,
+    username: row.username,
+    message: row.message,
+    cron: row.cron,
+    everyMs: row.every_ms,
+    timeZone: row.time_zone,
+    startAt: row.start_at,
+    endAt: row.end_at,
+    maxOccurrences: row.max_occurrences,
+    dstGap: row.dst_gap,
+    dstOverlap: row.dst_overlap,
+    catchUp: row.catch_up,
+    catchUpMax: row.catch_up_max,
+    paused: row.paused === true || row.paused === 1,
+    nextFireAt: row.next_fire_at,
+    occurrences: row.occurrences,
+    lastFireAt: row.last_fire_at,
+    idempotencyKey: row.idempotency_key,
+    version: row.version,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+/** A new schedule as both stores write it. */
+export function newStoredSchedule(schedule: NewSchedule, now: number): StoredSchedule {
+  return { ...schedule, occurrences: 0, lastFireAt: null, version: 1, createdAt: now, updatedAt: now };
+}
+
+/** A schedule with changes applied, as both stores write it (version+1). */
+export function changedSchedule(schedule: StoredSchedule, changes: Partial<StoredSchedule>, now: number): StoredSchedule {
+  const defined = Object.fromEntries(Object.entries(changes).filter(([, value]) => value !== undefined));
+  return { ...schedule, ...defined, version: schedule.version + 1, updatedAt: now };
 }

@@ -68,6 +68,12 @@ ul.items > li:first-child { border-top: none; }
 .field-error { color: var(--bad); background: var(--bad-bg); border-radius: 8px; padding: 6px 10px; font-size: 13px; margin: 6px 0 0; }
 label.check { display: flex; gap: 8px; align-items: center; color: var(--ink); font-weight: 500; font-size: 14px; }
 label.check input { width: auto; margin: 0; }
+fieldset.repeat { border: 1px solid var(--line); border-radius: 8px; margin: 12px 0 0; padding: 4px 12px 10px; }
+fieldset.repeat legend { font-weight: 600; font-size: 14px; padding: 0 4px; }
+.days { display: flex; flex-wrap: wrap; gap: 4px 12px; margin: 6px 0 0; }
+ol.preview { margin: 4px 0 0; padding-left: 20px; font-size: 14px; }
+ol.preview .local, p.next .local { color: var(--muted); }
+ol.preview .note { display: block; color: var(--muted); font-size: 12px; }
 input.ignored { opacity: .5; }
 .pager { display: flex; gap: 12px; align-items: center; justify-content: space-between; margin: 12px 0 0; }
 form.reschedule { display: flex; gap: 6px; margin: 8px 0 0; flex-wrap: wrap; align-items: center; }

@@ -13,15 +13,23 @@ import {
   type MessagePatch,
   type MessageStatus,
   type NewMessage,
+  type NewSchedule,
+  type ScheduleChangeOutcome,
+  type ScheduleChanges,
+  type SchedulePlan,
   type StoredMessage,
+  type StoredSchedule,
 } from '../../dispatcher/store.ts';
-import { asUnavailable, createPool, defaultErrorLog, resolveSchema, runStatement } from './connection.ts';
+import { asUnavailable, createPool, defaultErrorLog, inTransaction, resolveSchema, runStatement } from './connection.ts';
 import { GroupInsert } from './group-insert.ts';
 import { runMigrations } from './migrate.ts';
 import { dispatcherMigrations } from './migrations.ts';
 import { dispatcherStatements as sql } from './statements.ts';
 import { WakeListener } from './wake.ts';
-import { type AttemptRow, type MessageRow, toAttempt, toMessage, compareDue, compareIds, filterParams, isFiltered, newStoredMessage } from '../rows.ts';
+import {
+  type AttemptRow, type MessageRow, type ScheduleRow, changedSchedule, compareDue, compareIds, filterParams, isFiltered,
+  newStoredMessage, newStoredSchedule, toAttempt, toMessage, toSchedule,
+} from '../rows.ts';
 
 /**
  * The dispatcher's store on PostgreSQL: the backend a pool of dispatchers
@@ -316,6 +324,106 @@ class PostgresDispatcherStore implements DispatcherStore {
     return rows[0]?.count ?? 0;
   }
 
+  // ---- schedules --------------------------------------------------------------
+
+  async insertSchedule(schedule: NewSchedule, now: number): Promise<{ schedule: StoredSchedule; created: boolean }> {
+    const stored = newStoredSchedule(schedule, now);
+    // a conflicting schedule can be deleted between our INSERT and our look-up; it is inserted on the next turn
+    for (let turn = 0; turn < 3; turn++) {
+      const inserted = await this.#run(this.#pool, 'insertSchedule', scheduleValues(stored));
+      if ((inserted.rowCount ?? 0) > 0) return { schedule: stored, created: true };
+      const { rows } = await this.#run<ScheduleRow>(this.#pool, 'getScheduleByIdempotencyKey', [schedule.idempotencyKey]);
+      if (rows[0]) return { schedule: toSchedule(rows[0]), created: false };
+    }
+    throw new Error(`Could not insert schedule ${schedule.id}: a schedule with its idempotency key keeps being inserted and deleted concurrently`);
+  }
+
+  async getSchedule(id: string): Promise<StoredSchedule | undefined> {
+    const { rows } = await this.#run<ScheduleRow>(this.#pool, 'getSchedule', [id]);
+    return rows[0] && toSchedule(rows[0]);
+  }
+
+  async listSchedules(query: { limit: number; afterId?: string }): Promise<StoredSchedule[]> {
+    if (query.limit <= 0) return [];
+    const { rows } = query.afterId === undefined
+      ? await this.#run<ScheduleRow>(this.#pool, 'listSchedules', [query.limit])
+      : await this.#run<ScheduleRow>(this.#pool, 'listSchedulesAfter', [query.limit, query.afterId]);
+    return rows.map(toSchedule);
+  }
+
+  updateSchedule(id: string, expectedVersion: number, changes: ScheduleChanges, now: number, cancelMessageIds: string[]): Promise<ScheduleChangeOutcome> {
+    return this.#transaction(this.#pool, async (client) => {
+      const { rows } = await client.query<ScheduleRow>({ name: 'lockSchedule', text: sql.lockSchedule, values: [id] });
+      if (!rows[0]) return { kind: 'not_found' } as const;
+      const current = toSchedule(rows[0]);
+      if (current.version !== expectedVersion) return { kind: 'conflict' } as const;
+      const changed = changedSchedule(current, changes, now);
+      await client.query({ name: 'writeSchedule', text: sql.writeSchedule, values: [
+        changed.id, changed.message, changed.cron, changed.everyMs, changed.timeZone, changed.startAt, changed.endAt, changed.maxOccurrences,
+        changed.dstGap, changed.dstOverlap, changed.catchUp, changed.catchUpMax, changed.paused, changed.nextFireAt, changed.occurrences,
+        changed.lastFireAt, changed.version, changed.updatedAt,
+      ] });
+      if (cancelMessageIds.length > 0) await client.query({ name: 'cancelOccurrences', text: sql.cancelOccurrences, values: [[...cancelMessageIds].sort(compareIds)] });
+      return { kind: 'ok', schedule: changed } as const;
+    });
+  }
+
+  removeSchedule(id: string, cancelMessageIds: string[]): Promise<boolean> {
+    return this.#transaction(this.#pool, async (client) => {
+      const removed = await client.query({ name: 'removeSchedule', text: sql.removeSchedule, values: [id] });
+      if ((removed.rowCount ?? 0) === 0) return false;
+      if (cancelMessageIds.length > 0) await client.query({ name: 'cancelOccurrences', text: sql.cancelOccurrences, values: [[...cancelMessageIds].sort(compareIds)] });
+      return true;
+    });
+  }
+
+  materializeDue(dueBefore: number, limit: number, now: number, plan: (schedule: StoredSchedule) => SchedulePlan): Promise<{ schedules: number; created: StoredMessage[] }> {
+    if (limit <= 0) return Promise.resolve({ schedules: 0, created: [] });
+    return this.#materializeIfDue(dueBefore, limit, now, plan);
+  }
+
+  /** The materialiser asks every second: a transaction (three round trips on an engine connection) only when something is due. */
+  async #materializeIfDue(dueBefore: number, limit: number, now: number, plan: (schedule: StoredSchedule) => SchedulePlan): Promise<{ schedules: number; created: StoredMessage[] }> {
+    const { rows: [any] } = await this.#run<{ due: boolean }>(this.#enginePool, 'anyDueSchedule', [dueBefore]);
+    if (!any?.due) return { schedules: 0, created: [] };
+    return this.#transaction(this.#enginePool, async (client) => {
+      const { rows } = await client.query<ScheduleRow>({ name: 'findDueSchedules', text: sql.findDueSchedules, values: [dueBefore, limit] });
+      if (rows.length === 0) return { schedules: 0, created: [] };
+      const due = rows.map(toSchedule);
+      const plans = due.map((schedule) => plan(schedule));
+      const messages = plans.flatMap((p) => p.messages);
+      const created: StoredMessage[] = [];
+      let insertedIds = new Set<string>();
+      if (messages.length > 0) {
+        const inserted = await client.query<{ id: string }>({
+          name: 'insertOccurrences',
+          text: sql.insertOccurrences,
+          values: [messages.map((m) => m.id), messages.map((m) => m.username), messages.map((m) => m.message), messages.map((m) => m.scheduledAt), now],
+        });
+        insertedIds = new Set(inserted.rows.map((row) => row.id));
+        for (const message of messages) if (insertedIds.has(message.id)) created.push(newStoredMessage(message, now, undefined));
+      }
+      await client.query({
+        name: 'advanceSchedules',
+        text: sql.advanceSchedules,
+        values: [
+          due.map((s) => s.id), plans.map((p) => p.nextFireAt), plans.map((p) => p.lastFireAt),
+          due.map((s, i) => s.occurrences + plans[i]!.messages.filter((m) => insertedIds.has(m.id)).length), due.map((s) => s.version + 1), now,
+        ],
+      });
+      return { schedules: due.length, created };
+    });
+  }
+
+  /** A transaction on one pooled client, connection failures answered as 503. */
+  async #transaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    try {
+      return await inTransaction(pool, work);
+    } catch (err) {
+      throw asUnavailable(err);
+    }
+  }
+
   onWake(listener: () => void): () => void {
     return this.#wake.add(listener);
   }
@@ -344,6 +452,15 @@ interface NewRow {
   message: StoredMessage;
   /** The caller did not claim (see the header): an unclaimed row is worth a wake-up. */
   wake: boolean;
+}
+
+/** A schedule's columns in SCHEDULE_COLUMNS order ($1..$21 of insertSchedule). */
+function scheduleValues(s: StoredSchedule): unknown[] {
+  return [
+    s.id, s.username, s.message, s.cron, s.everyMs, s.timeZone, s.startAt, s.endAt, s.maxOccurrences,
+    s.dstGap, s.dstOverlap, s.catchUp, s.catchUpMax, s.paused, s.nextFireAt, s.occurrences, s.lastFireAt, s.idempotencyKey,
+    s.version, s.createdAt, s.updatedAt,
+  ];
 }
 
 function newRow(message: NewMessage, now: number, claim: ClaimRequest | undefined): NewRow {

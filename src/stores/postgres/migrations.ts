@@ -168,6 +168,43 @@ export const dispatcherMigrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 5,
+    name: 'schedules',
+    breaking: false,
+    sql: `
+      -- Recurring messages (issue 11). Additive: an older psched ignores the table.
+      CREATE TABLE schedules (
+        id text COLLATE "C" NOT NULL PRIMARY KEY,
+        username text NOT NULL,
+        message text NOT NULL,
+        cron text,
+        every_ms bigint,
+        time_zone text NOT NULL,
+        start_at bigint,
+        end_at bigint,
+        max_occurrences bigint,
+        dst_gap text NOT NULL CHECK (dst_gap IN ('shift', 'skip')),
+        dst_overlap text NOT NULL CHECK (dst_overlap IN ('first', 'last', 'both')),
+        catch_up text NOT NULL CHECK (catch_up IN ('latest', 'all', 'none')),
+        catch_up_max integer NOT NULL,
+        paused boolean NOT NULL DEFAULT false,
+        next_fire_at bigint,
+        occurrences bigint NOT NULL DEFAULT 0,
+        last_fire_at bigint,
+        idempotency_key text,
+        version integer NOT NULL DEFAULT 1,
+        created_at bigint NOT NULL,
+        updated_at bigint NOT NULL,
+        CHECK ((cron IS NULL) <> (every_ms IS NULL))
+      );
+
+      -- materializeDue (FOR UPDATE SKIP LOCKED walks it): active schedules in fire order
+      CREATE INDEX schedules_due ON schedules (next_fire_at, id) WHERE NOT paused AND next_fire_at IS NOT NULL;
+
+      CREATE UNIQUE INDEX schedules_idempotency_key ON schedules (idempotency_key);
+    `,
+  },
 ];
 
 export const mainMigrations: readonly Migration[] = [

@@ -1,3 +1,5 @@
+import { SCHEDULE_COLUMNS } from '../rows.ts';
+
 /**
  * Every SQL statement the PostgreSQL stores run, by name. The names and jobs
  * match the SQLite stores (../sqlite/statements.ts); where SQLite loops over
@@ -390,6 +392,82 @@ export const dispatcherStatements = {
       DELETE FROM delivery_attempts a USING purged WHERE a.message_id = purged.id
     )
     SELECT count(*) AS count FROM purged`,
+
+  // ---- schedules (migration 5) ----------------------------------------------
+
+  /** Params: $1..$21 the columns in SCHEDULE_COLUMNS order. Returns nothing when the idempotency key exists. */
+  insertSchedule: `
+    INSERT INTO schedules (${SCHEDULE_COLUMNS})
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id`,
+
+  /** Params: $1 id. */
+  getSchedule: `SELECT ${SCHEDULE_COLUMNS} FROM schedules WHERE id = $1`,
+
+  /** Params: $1 id. The row locked for a change (updateSchedule). */
+  lockSchedule: `SELECT ${SCHEDULE_COLUMNS} FROM schedules WHERE id = $1 FOR UPDATE`,
+
+  /** Params: $1 idempotency key. */
+  getScheduleByIdempotencyKey: `SELECT ${SCHEDULE_COLUMNS} FROM schedules WHERE idempotency_key = $1`,
+
+  /** Params: $1 limit. */
+  listSchedules: `SELECT ${SCHEDULE_COLUMNS} FROM schedules ORDER BY id LIMIT $1`,
+
+  /** Params: $1 limit, $2 afterId. */
+  listSchedulesAfter: `SELECT ${SCHEDULE_COLUMNS} FROM schedules WHERE id > $2 ORDER BY id LIMIT $1`,
+
+  /**
+   * Params: $1 id, $2 message, $3 cron, $4 everyMs, $5 timeZone, $6 startAt, $7 endAt, $8 maxOccurrences,
+   * $9 dstGap, $10 dstOverlap, $11 catchUp, $12 catchUpMax, $13 paused, $14 nextFireAt, $15 occurrences,
+   * $16 lastFireAt, $17 version, $18 updatedAt.
+   */
+  writeSchedule: `
+    UPDATE schedules SET message = $2, cron = $3, every_ms = $4, time_zone = $5, start_at = $6, end_at = $7,
+      max_occurrences = $8, dst_gap = $9, dst_overlap = $10, catch_up = $11, catch_up_max = $12, paused = $13,
+      next_fire_at = $14, occurrences = $15, last_fire_at = $16, version = $17, updated_at = $18
+    WHERE id = $1`,
+
+  /** Params: $1 id. */
+  removeSchedule: `DELETE FROM schedules WHERE id = $1 RETURNING id`,
+
+  /** Params: $1 ids (array). Occurrences withdrawn by a schedule change, unless their delivery has begun. */
+  cancelOccurrences: `DELETE FROM messages WHERE id = ANY($1::text[]) AND status = 'scheduled'`,
+
+  /** Params: $1 dueBefore. Whether any active schedule is due: one round trip, no transaction, on the materialiser's idle runs. */
+  anyDueSchedule: `SELECT EXISTS (SELECT 1 FROM schedules WHERE NOT paused AND next_fire_at IS NOT NULL AND next_fire_at <= $1) AS due`,
+
+  /**
+   * Params: $1 dueBefore, $2 limit. Active schedules due, earliest first,
+   * locked: SKIP LOCKED passes over the ones another dispatcher is
+   * materialising at this moment, so the pool shares the work and no two
+   * plan the same schedule at once.
+   */
+  findDueSchedules: `
+    SELECT ${SCHEDULE_COLUMNS} FROM schedules
+    WHERE NOT paused AND next_fire_at IS NOT NULL AND next_fire_at <= $1
+    ORDER BY next_fire_at, id LIMIT $2
+    FOR UPDATE SKIP LOCKED`,
+
+  /**
+   * Params: $1 ids, $2 usernames, $3 messages, $4 scheduledAts (arrays), $5 now.
+   * Occurrences, unclaimed; an id already there is skipped. Returns the ids inserted.
+   */
+  insertOccurrences: `
+    INSERT INTO messages (id, username, message, scheduled_at, due_at, status, attempts, version,
+      idempotency_key, created_at, updated_at, lease_owner)
+    SELECT id, username, message, scheduled_at, scheduled_at, 'scheduled', 0, 1, NULL, $5, $5, NULL
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS t(id, username, message, scheduled_at)
+    ORDER BY id
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id`,
+
+  /** Params: $1 ids, $2 nextFireAts, $3 lastFireAts, $4 occurrences, $5 versions (arrays), $6 now. */
+  advanceSchedules: `
+    UPDATE schedules s SET next_fire_at = a.next_fire_at, last_fire_at = a.last_fire_at, occurrences = a.occurrences,
+      version = a.version, updated_at = $6
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::integer[]) AS a(id, next_fire_at, last_fire_at, occurrences, version)
+    WHERE s.id = a.id`,
 } as const;
 
 const POST_COLUMNS = 'id, message_id, username, message, posted_at, scheduled_at';

@@ -11,7 +11,12 @@ import {
   type MessagePatch,
   type MessageStatus,
   type NewMessage,
+  type NewSchedule,
+  type ScheduleChangeOutcome,
+  type ScheduleChanges,
+  type SchedulePlan,
   type StoredMessage,
+  type StoredSchedule,
 } from '../../dispatcher/store.ts';
 import type { SqliteConnection } from './connection.ts';
 import { SqliteDatabase, type SqliteDurabilityOptions } from './database.ts';
@@ -20,7 +25,10 @@ import { dispatcherMigrations } from './migrations.ts';
 import { lockForOneDispatcher } from './owner-lock.ts';
 import type { Params } from './prepared.ts';
 import { dispatcherStatements as sql } from './statements.ts';
-import { type AttemptRow, type MessageRow, toAttempt, toMessage, compareDue, compareIds, filterParams, isFiltered, newStoredMessage } from '../rows.ts';
+import {
+  type AttemptRow, type MessageRow, type ScheduleRow, changedSchedule, compareDue, compareIds, filterParams, isFiltered,
+  newStoredMessage, newStoredSchedule, toAttempt, toMessage, toSchedule,
+} from '../rows.ts';
 
 /**
  * Rows per transaction for the engine's bulk changes (purge). node:sqlite
@@ -341,6 +349,88 @@ class SqliteDispatcherStore implements DispatcherStore {
     });
   }
 
+  // ---- schedules --------------------------------------------------------------
+
+  insertSchedule(schedule: NewSchedule, now: number): Promise<{ schedule: StoredSchedule; created: boolean }> {
+    return this.#commits.write('durable', () => {
+      if (schedule.idempotencyKey !== null) {
+        const existing = this.#connection.statement(sql.getScheduleByIdempotencyKey).get<ScheduleRow>({ idempotencyKey: schedule.idempotencyKey });
+        if (existing) return { schedule: toSchedule(existing), created: false };
+      }
+      const stored = newStoredSchedule(schedule, now);
+      this.#connection.statement(sql.insertSchedule).run(scheduleParams(stored));
+      return { schedule: stored, created: true };
+    });
+  }
+
+  getSchedule(id: string): Promise<StoredSchedule | undefined> {
+    return this.#commits.read(() => this.#schedule(id));
+  }
+
+  listSchedules(query: { limit: number; afterId?: string }): Promise<StoredSchedule[]> {
+    return this.#commits.read(() => {
+      if (query.limit <= 0) return [];
+      const rows = query.afterId === undefined
+        ? this.#connection.statement(sql.listSchedules).all<ScheduleRow>({ limit: query.limit })
+        : this.#connection.statement(sql.listSchedulesAfter).all<ScheduleRow>({ limit: query.limit, afterId: query.afterId });
+      return rows.map(toSchedule);
+    });
+  }
+
+  updateSchedule(id: string, expectedVersion: number, changes: ScheduleChanges, now: number, cancelMessageIds: string[]): Promise<ScheduleChangeOutcome> {
+    return this.#commits.write('durable', () => {
+      const current = this.#schedule(id);
+      if (!current) return { kind: 'not_found' };
+      if (current.version !== expectedVersion) return { kind: 'conflict' };
+      const changed = changedSchedule(current, changes, now);
+      this.#connection.statement(sql.writeSchedule).run(scheduleParams(changed));
+      this.#cancelOccurrences(cancelMessageIds);
+      return { kind: 'ok', schedule: changed };
+    });
+  }
+
+  removeSchedule(id: string, cancelMessageIds: string[]): Promise<boolean> {
+    return this.#commits.write('durable', () => {
+      const removed = this.#changes(sql.removeSchedule, { id }) > 0;
+      if (removed) this.#cancelOccurrences(cancelMessageIds);
+      return removed;
+    });
+  }
+
+  materializeDue(dueBefore: number, limit: number, now: number, plan: (schedule: StoredSchedule) => SchedulePlan): Promise<{ schedules: number; created: StoredMessage[] }> {
+    if (limit <= 0) return Promise.resolve({ schedules: 0, created: [] });
+    return this.#commits.write('relaxed', () => {
+      const due = this.#connection.statement(sql.findDueSchedules).all<ScheduleRow>({ dueBefore, limit }).map(toSchedule);
+      const created: StoredMessage[] = [];
+      for (const schedule of due) {
+        const { messages, nextFireAt, lastFireAt } = plan(schedule);
+        let added = 0;
+        for (const message of messages) {
+          const params = { id: message.id, username: message.username, message: message.message, scheduledAt: message.scheduledAt, now };
+          if (this.#changes(sql.insertOccurrence, params) > 0) {
+            created.push(newStoredMessage(message, now, undefined));
+            added++;
+          }
+        }
+        const advanced = changedSchedule(schedule, { nextFireAt, lastFireAt, occurrences: schedule.occurrences + added }, now);
+        this.#connection.statement(sql.writeSchedule).run(scheduleParams(advanced));
+      }
+      this.#addToCount('scheduled', created.length);
+      return { schedules: due.length, created };
+    });
+  }
+
+  #schedule(id: string): StoredSchedule | undefined {
+    const row = this.#connection.statement(sql.getSchedule).get<ScheduleRow>({ id });
+    return row && toSchedule(row);
+  }
+
+  #cancelOccurrences(ids: string[]): void {
+    let cancelled = 0;
+    for (const id of ids) cancelled += this.#changes(sql.cancelOccurrence, { id });
+    this.#addToCount('scheduled', -cancelled);
+  }
+
   ping(): Promise<void> {
     if (this.#halted) return Promise.reject(this.#halted);
     return this.#commits.read(() => {
@@ -428,6 +518,31 @@ class SqliteDispatcherStore implements DispatcherStore {
   }
 }
 
+function scheduleParams(schedule: StoredSchedule): Params {
+  return {
+    id: schedule.id,
+    username: schedule.username,
+    message: schedule.message,
+    cron: schedule.cron,
+    everyMs: schedule.everyMs,
+    timeZone: schedule.timeZone,
+    startAt: schedule.startAt,
+    endAt: schedule.endAt,
+    maxOccurrences: schedule.maxOccurrences,
+    dstGap: schedule.dstGap,
+    dstOverlap: schedule.dstOverlap,
+    catchUp: schedule.catchUp,
+    catchUpMax: schedule.catchUpMax,
+    paused: schedule.paused ? 1 : 0,
+    nextFireAt: schedule.nextFireAt,
+    occurrences: schedule.occurrences,
+    lastFireAt: schedule.lastFireAt,
+    idempotencyKey: schedule.idempotencyKey,
+    version: schedule.version,
+    createdAt: schedule.createdAt,
+    updatedAt: schedule.updatedAt,
+  };
+}
 
 function claimParams(claim: ClaimRequest | undefined): { owner: string | null; dueBefore: number | null; leaseExpiresAt: number | null } {
   return claim

@@ -119,6 +119,45 @@ export const dispatcherMigrations: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 5,
+    name: 'schedules',
+    breaking: false,
+    sql: `
+      -- Recurring messages (issue 11). Additive: an older psched ignores the table.
+      -- Occurrences become ordinary rows of messages, with ids derived from the
+      -- schedule id and the instant, so messages needs no new column.
+      CREATE TABLE schedules (
+        id TEXT NOT NULL PRIMARY KEY,
+        username TEXT NOT NULL,
+        message TEXT NOT NULL,
+        cron TEXT,
+        every_ms INTEGER,
+        time_zone TEXT NOT NULL,
+        start_at INTEGER,
+        end_at INTEGER,
+        max_occurrences INTEGER,
+        dst_gap TEXT NOT NULL CHECK (dst_gap IN ('shift', 'skip')),
+        dst_overlap TEXT NOT NULL CHECK (dst_overlap IN ('first', 'last', 'both')),
+        catch_up TEXT NOT NULL CHECK (catch_up IN ('latest', 'all', 'none')),
+        catch_up_max INTEGER NOT NULL,
+        paused INTEGER NOT NULL DEFAULT 0,
+        next_fire_at INTEGER,
+        occurrences INTEGER NOT NULL DEFAULT 0,
+        last_fire_at INTEGER,
+        idempotency_key TEXT,
+        version INTEGER NOT NULL DEFAULT 1,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        CHECK ((cron IS NULL) <> (every_ms IS NULL))
+      ) WITHOUT ROWID;
+
+      -- materializeDue: the active schedules in fire order; paused and ended ones are not indexed
+      CREATE INDEX schedules_due ON schedules (next_fire_at, id) WHERE paused = 0 AND next_fire_at IS NOT NULL;
+
+      CREATE UNIQUE INDEX schedules_idempotency_key ON schedules (idempotency_key) WHERE idempotency_key IS NOT NULL;
+    `,
+  },
 ];
 
 export const mainMigrations: readonly Migration[] = [

@@ -11,6 +11,7 @@
  * slow scan.
  */
 
+import { SCHEDULE_COLUMNS } from '../rows.ts';
 import type { MultiRowSql } from './prepared.ts';
 
 /**
@@ -261,6 +262,49 @@ export const dispatcherStatements = {
       SELECT id FROM messages INDEXED BY messages_delivered_at
       WHERE status = 'delivered' AND delivered_at < :before
       LIMIT :limit)`,
+
+  // ---- schedules (migration 5) ----------------------------------------------
+
+  insertSchedule: `
+    INSERT INTO schedules (${SCHEDULE_COLUMNS})
+    VALUES (:id, :username, :message, :cron, :everyMs, :timeZone, :startAt, :endAt, :maxOccurrences,
+      :dstGap, :dstOverlap, :catchUp, :catchUpMax, :paused, :nextFireAt, :occurrences, :lastFireAt, :idempotencyKey,
+      :version, :createdAt, :updatedAt)`,
+
+  getSchedule: `SELECT ${SCHEDULE_COLUMNS} FROM schedules WHERE id = :id`,
+
+  getScheduleByIdempotencyKey: `SELECT ${SCHEDULE_COLUMNS} FROM schedules WHERE idempotency_key = :idempotencyKey`,
+
+  listSchedules: `SELECT ${SCHEDULE_COLUMNS} FROM schedules ORDER BY id LIMIT :limit`,
+
+  listSchedulesAfter: `SELECT ${SCHEDULE_COLUMNS} FROM schedules WHERE id > :afterId ORDER BY id LIMIT :limit`,
+
+  /** Every field a change or a materialisation may set; the store computes the row (../rows.ts changedSchedule). */
+  writeSchedule: `
+    UPDATE schedules SET message = :message, cron = :cron, every_ms = :everyMs, time_zone = :timeZone,
+      start_at = :startAt, end_at = :endAt, max_occurrences = :maxOccurrences, dst_gap = :dstGap,
+      dst_overlap = :dstOverlap, catch_up = :catchUp, catch_up_max = :catchUpMax, paused = :paused,
+      next_fire_at = :nextFireAt, occurrences = :occurrences, last_fire_at = :lastFireAt,
+      version = :version, updated_at = :updatedAt
+    WHERE id = :id`,
+
+  removeSchedule: `DELETE FROM schedules WHERE id = :id`,
+
+  /** materializeDue: active schedules due by :dueBefore, earliest first (index schedules_due). */
+  findDueSchedules: `
+    SELECT ${SCHEDULE_COLUMNS} FROM schedules INDEXED BY schedules_due
+    WHERE paused = 0 AND next_fire_at IS NOT NULL AND next_fire_at <= :dueBefore
+    ORDER BY next_fire_at, id LIMIT :limit`,
+
+  /** One occurrence, unclaimed; an id already there (materialised before) is skipped. */
+  insertOccurrence: `
+    INSERT INTO messages (id, username, message, scheduled_at, due_at, status, attempts, version,
+      idempotency_key, created_at, updated_at, lease_owner)
+    VALUES (:id, :username, :message, :scheduledAt, :scheduledAt, 'scheduled', 0, 1, NULL, :now, :now, NULL)
+    ON CONFLICT (id) DO NOTHING`,
+
+  /** An occurrence withdrawn by a schedule change, unless its delivery has begun. */
+  cancelOccurrence: `DELETE FROM messages WHERE id = :id AND status = 'scheduled'`,
 } as const;
 
 const POST_COLUMNS = 'id, message_id, username, message, posted_at, scheduled_at';

@@ -1,0 +1,132 @@
+import type { FastifyInstance } from 'fastify';
+import { ConflictError, NotFoundError } from '../errors.ts';
+import { parseLimit } from '../protocol/paging.ts';
+import {
+  checkScheduleWindow, parsePreviewCount, validateScheduleCreate, validateSchedulePatch, validateSchedulePreview,
+} from '../protocol/schedules.ts';
+import { uuidv7 } from '../ids.ts';
+import type { DispatcherContext } from './context.ts';
+import { nextFireAfter, pendingOccurrenceIds, previewOccurrences, toScheduleJson } from './schedules.ts';
+import type { ScheduleChanges, StoredSchedule } from './store.ts';
+
+/**
+ * /v1/schedules: recurring messages. Input is checked in full
+ * (../protocol/schedules.ts) before anything is stored. Changes are a
+ * read-compute-write with a compare-and-set on the schedule's version, tried
+ * again when the materialiser advanced it meanwhile.
+ *
+ * What a change does to occurrences already materialised (at most the
+ * materialiser's lead, a few seconds, ahead): a change of text, rule, zone,
+ * window or policy, a pause and a delete withdraw the ones not yet being
+ * delivered, and the next fire time is worked out again from now. A resumed
+ * schedule fires from now on: what fell due while it was paused is not
+ * caught up.
+ */
+
+const SCHEDULE_BODY_LIMIT = 128 * 1024;
+const PAGE_LIMIT = { fallback: 100, max: 1000 };
+/** Compare-and-set attempts before a change gives up (the materialiser advances a schedule at most once a second). */
+const CHANGE_ATTEMPTS = 5;
+
+export function registerScheduleRoutes(v1: FastifyInstance, ctx: DispatcherContext): void {
+  const { store, clock, config, schedules } = ctx;
+  v1.post('/schedules', { bodyLimit: SCHEDULE_BODY_LIMIT }, async (request, reply) => {
+    const valid = validateScheduleCreate(request.body, { timeZone: config.timeZone });
+    const now = clock.now();
+    const { idempotencyKey, ...settings } = valid;
+    const nextFireAt = nextFireAfter({ ...settings, createdAt: now, occurrences: 0 }, now);
+    const { schedule, created } = await store.insertSchedule({ id: uuidv7(now), ...settings, idempotencyKey, nextFireAt }, now);
+    if (created && nextFireAt !== null && nextFireAt <= now + schedules.leadMs) void schedules.run();
+    void reply.code(created ? 201 : 200).header('location', `/v1/schedules/${schedule.id}`);
+    return toScheduleJson(schedule);
+  });
+
+  v1.get('/schedules', async (request) => {
+    const query = request.query as Record<string, unknown>;
+    const limit = parseLimit(query.limit === '' ? undefined : query.limit, PAGE_LIMIT);
+    const afterId = typeof query.cursor === 'string' && query.cursor !== '' ? query.cursor : undefined;
+    const rows = await store.listSchedules({ limit: limit + 1, afterId });
+    const items = rows.slice(0, limit);
+    return { items: items.map(toScheduleJson), nextCursor: rows.length > limit ? items.at(-1)!.id : null };
+  });
+
+  // a rule not yet saved: the same body as POST, username and message optional
+  v1.post('/schedules/preview', { bodyLimit: SCHEDULE_BODY_LIMIT }, async (request) => {
+    const body = request.body as Record<string, unknown> | null;
+    const count = parsePreviewCount(typeof body === 'object' && body !== null ? body.count : undefined);
+    const settings = validateSchedulePreview(request.body, { timeZone: config.timeZone });
+    const now = clock.now();
+    return { timeZone: settings.timeZone, items: previewOccurrences({ ...settings, createdAt: now, occurrences: 0 }, now, count) };
+  });
+
+  v1.get('/schedules/:id', async (request) => {
+    return toScheduleJson(await existing(request.params as { id: string }));
+  });
+
+  v1.get('/schedules/:id/preview', async (request) => {
+    const schedule = await existing(request.params as { id: string });
+    const count = parsePreviewCount((request.query as Record<string, unknown>).count);
+    const now = clock.now();
+    const from = schedule.paused || schedule.nextFireAt === null ? now : schedule.nextFireAt - 1;
+    const items = schedule.nextFireAt === null && !schedule.paused ? [] : previewOccurrences(schedule, from, count);
+    return { timeZone: schedule.timeZone, items };
+  });
+
+  v1.patch('/schedules/:id', { bodyLimit: SCHEDULE_BODY_LIMIT }, async (request) => {
+    const { id } = request.params as { id: string };
+    const changed = await changeSchedule(ctx, id, request.body);
+    if (!changed) throw notFound(id);
+    return toScheduleJson(changed);
+  });
+
+  v1.delete('/schedules/:id', async (request, reply) => {
+    const { id } = request.params as { id: string };
+    if (!(await deleteSchedule(ctx, id))) throw notFound(id);
+    return reply.code(204).send();
+  });
+
+  async function existing({ id }: { id: string }): Promise<StoredSchedule> {
+    const schedule = await store.getSchedule(id);
+    if (!schedule) throw notFound(id);
+    return schedule;
+  }
+}
+
+function notFound(id: string): NotFoundError {
+  return new NotFoundError(`No schedule with id ${JSON.stringify(id)}`);
+}
+
+/**
+ * Applies a change (a PATCH body) to a schedule: a compare-and-set on its
+ * version, tried again when the materialiser advanced it meanwhile. Returns
+ * undefined for an unknown id; throws a ValidationError for bad input, a
+ * ConflictError when it kept changing.
+ */
+export async function changeSchedule({ store, clock, schedules }: DispatcherContext, id: string, body: unknown): Promise<StoredSchedule | undefined> {
+  for (let attempt = 0; attempt < CHANGE_ATTEMPTS; attempt++) {
+    const schedule = await store.getSchedule(id);
+    if (!schedule) return undefined;
+    const patch = validateSchedulePatch(body, { scheduleTimeZone: schedule.timeZone });
+    const now = clock.now();
+    const merged: StoredSchedule = { ...schedule, ...patch };
+    checkScheduleWindow(merged.startAt, merged.endAt);
+    const pending = pendingOccurrenceIds(schedule, now);
+    // withdrawn occurrences no longer count; the next fire time is worked out from now with the new settings
+    merged.occurrences = Math.max(0, schedule.occurrences - pending.length);
+    const changes: ScheduleChanges = { ...patch, occurrences: merged.occurrences, nextFireAt: nextFireAfter(merged, now) };
+    const outcome = await store.updateSchedule(id, schedule.version, changes, now, pending);
+    if (outcome.kind === 'not_found') return undefined;
+    if (outcome.kind === 'ok') {
+      if (!outcome.schedule.paused && outcome.schedule.nextFireAt !== null && outcome.schedule.nextFireAt <= now + schedules.leadMs) void schedules.run();
+      return outcome.schedule;
+    }
+  }
+  throw new ConflictError('the schedule kept changing while this change was being made; send it again');
+}
+
+/** Deletes a schedule and the occurrences it materialised ahead; false for an unknown id. */
+export async function deleteSchedule({ store, clock }: DispatcherContext, id: string): Promise<boolean> {
+  const schedule = await store.getSchedule(id);
+  if (!schedule) return false;
+  return store.removeSchedule(id, pendingOccurrenceIds(schedule, clock.now()));
+}

@@ -1,0 +1,173 @@
+import { randomUUID } from 'node:crypto';
+import type { Clock } from '../clock.ts';
+import { NotSupportedError, UnavailableError, ValidationError } from '../errors.ts';
+import { parseLimit } from '../protocol/paging.ts';
+import {
+  parsePreviewCount, previewOccurrences, validateScheduleCreate, validateSchedulePatch, validateSchedulePreview,
+  type PreviewItem, type ValidScheduleSettings,
+} from '../protocol/schedules.ts';
+import { DispatcherFailure, noDispatcherAnswered, type DispatcherAnswer, type DispatcherPool } from './pool.ts';
+
+/**
+ * Schedules (recurring messages) as the main server offers them
+ * (/v1/schedules, the page, the CLI): passed through to the dispatcher pool
+ * as messages are. A new schedule is checked here, then sent normalised
+ * (times as RFC 3339 UTC, the zone as Intl names it) with an idempotency key
+ * to one dispatcher, failing over as a message does (DispatcherPool.create):
+ * a retry is never stored twice. Reads and changes go to whichever
+ * dispatcher knows the schedule (DispatcherPool.find); a pool on one
+ * PostgreSQL database shares its schedules, and any dispatcher of it
+ * materialises them.
+ *
+ * A preview is computed here, from the same rule code the dispatchers run
+ * (../protocol/recurrence.ts): the page shows it before anything is saved.
+ */
+
+export const SCHEDULE_LIST_LIMIT = { fallback: 50, max: 200 } as const;
+const MAX_ID_LENGTH = 200;
+
+export interface ScheduleJson {
+  id: string;
+  username: string;
+  message: string;
+  cron: string | null;
+  every: string | null;
+  timeZone: string;
+  status: 'active' | 'paused' | 'finished';
+  paused: boolean;
+  nextFireAt: string | null;
+  next: { at: string; local: string; utcOffset: string } | null;
+  occurrences: number;
+  dispatcher: string;
+  [key: string]: unknown;
+}
+
+export interface SchedulePage {
+  items: ScheduleJson[];
+  nextCursor: string | null;
+  unavailable: { dispatcher: string; message: string }[];
+}
+
+export class Schedules {
+  #pool: DispatcherPool;
+  #clock: Clock;
+  #timeZone: string;
+  #original: boolean;
+
+  constructor(pool: DispatcherPool, clock: Clock, timeZone: string, protocol: 'json' | 'legacy' = 'json') {
+    this.#pool = pool;
+    this.#clock = clock;
+    this.#timeZone = timeZone;
+    this.#original = protocol === 'legacy';
+  }
+
+  async create(input: unknown): Promise<DispatcherAnswer> {
+    if (this.#original) throw noSchedules(this.#pool.urls);
+    const valid = validateScheduleCreate(input, { timeZone: this.#timeZone });
+    const idempotencyKey = valid.idempotencyKey ?? randomUUID();
+    const body = { ...wireSettings(valid), username: valid.username, message: valid.message, idempotencyKey };
+    return withDispatcher(await this.#pool.create({ method: 'POST', path: '/v1/schedules', body }, { idempotencyKey, clientKey: valid.idempotencyKey !== null }));
+  }
+
+  /**
+   * Every dispatcher's schedules merged in id order, duplicates (a shared
+   * database) dropped. The cursor is the last id returned: every dispatcher
+   * continues after it.
+   */
+  async list(query: { limit?: unknown; cursor?: unknown }): Promise<SchedulePage> {
+    if (this.#original) throw noSchedules(this.#pool.urls);
+    const limit = parseLimit(query.limit === '' ? undefined : query.limit, SCHEDULE_LIST_LIMIT);
+    const params = new URLSearchParams({ limit: String(limit) });
+    if (query.cursor !== undefined && query.cursor !== '') {
+      if (typeof query.cursor !== 'string') throw new ValidationError('cursor must be a string', 'cursor');
+      params.set('cursor', query.cursor);
+    }
+    const answers = await this.#pool.all({ method: 'GET', path: `/v1/schedules?${params}` });
+    const failures = answers.filter((a): a is DispatcherFailure => a instanceof DispatcherFailure);
+    if (failures.length === answers.length) throw noDispatcherAnswered(failures);
+    const byId = new Map<string, ScheduleJson>();
+    let more = false;
+    for (const answer of answers) {
+      if (answer instanceof DispatcherFailure) continue;
+      const page = answer.body as { items?: ScheduleJson[]; nextCursor?: string | null } | null;
+      if (answer.status !== 200 || !Array.isArray(page?.items)) throw new UnavailableError(`Dispatcher ${answer.dispatcher} answered HTTP ${answer.status} to a schedule listing`);
+      if (page.nextCursor) more = true;
+      for (const item of page.items) if (!byId.has(item.id)) byId.set(item.id, { ...item, dispatcher: answer.dispatcher });
+    }
+    const merged = [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const items = merged.slice(0, limit);
+    return {
+      items,
+      nextCursor: (merged.length > limit || more) && items.length > 0 ? items.at(-1)!.id : null,
+      unavailable: failures.map((f) => ({ dispatcher: f.dispatcher, message: f.message })),
+    };
+  }
+
+  async get(id: string): Promise<DispatcherAnswer> {
+    if (this.#original) throw noSchedules(this.#pool.urls);
+    return withDispatcher(await this.#pool.find({ method: 'GET', path: schedulePath(id) }));
+  }
+
+  async previewSaved(id: string, count: unknown): Promise<DispatcherAnswer> {
+    if (this.#original) throw noSchedules(this.#pool.urls);
+    const n = parsePreviewCount(count);
+    return this.#pool.find({ method: 'GET', path: `${schedulePath(id)}/preview?count=${n}` });
+  }
+
+  /**
+   * The fields are checked here (their zone may be the schedule's, which the
+   * dispatcher knows: a time without offset is read there), then sent as given.
+   */
+  async update(id: string, input: unknown): Promise<DispatcherAnswer> {
+    if (this.#original) throw noSchedules(this.#pool.urls);
+    validateSchedulePatch(input, { scheduleTimeZone: 'UTC' });
+    return withDispatcher(await this.#pool.find({ method: 'PATCH', path: schedulePath(id), body: input }));
+  }
+
+  async remove(id: string): Promise<DispatcherAnswer> {
+    if (this.#original) throw noSchedules(this.#pool.urls);
+    return this.#pool.find({ method: 'DELETE', path: schedulePath(id) });
+  }
+
+  /** The next fire instants of a rule not yet saved, computed here. */
+  preview(input: unknown): { timeZone: string; items: PreviewItem[] } {
+    const body = typeof input === 'object' && input !== null ? (input as Record<string, unknown>) : {};
+    const count = parsePreviewCount(body.count);
+    const settings = validateSchedulePreview(input, { timeZone: this.#timeZone });
+    const now = this.#clock.now();
+    return { timeZone: settings.timeZone, items: previewOccurrences({ ...settings, createdAt: now, occurrences: 0 }, now, count) };
+  }
+}
+
+/** A schedule's settings as sent on: times as RFC 3339 UTC, the rule as the dispatcher reads it. */
+function wireSettings(valid: ValidScheduleSettings): Record<string, unknown> {
+  const iso = (ms: number | null) => (ms === null ? undefined : new Date(ms).toISOString());
+  const body: Record<string, unknown> = {
+    timeZone: valid.timeZone,
+    dstPolicy: { gap: valid.dstGap, overlap: valid.dstOverlap },
+    catchUp: valid.catchUp,
+    catchUpMax: valid.catchUpMax,
+    paused: valid.paused,
+  };
+  if (valid.cron !== null) body.cron = valid.cron;
+  else body.every = `${Math.round(valid.everyMs! / 1000)}s`;
+  if (valid.startAt !== null) body.startAt = iso(valid.startAt);
+  if (valid.endAt !== null) body.endAt = iso(valid.endAt);
+  if (valid.maxOccurrences !== null) body.maxOccurrences = valid.maxOccurrences;
+  return body;
+}
+
+function schedulePath(id: string): string {
+  if (id.length === 0 || id.length > MAX_ID_LENGTH) throw new ValidationError(`id must be 1 to ${MAX_ID_LENGTH} characters`, 'id');
+  return `/v1/schedules/${encodeURIComponent(id)}`;
+}
+
+function withDispatcher(answer: DispatcherAnswer): DispatcherAnswer {
+  if (answer.status >= 300 || typeof answer.body !== 'object' || answer.body === null || Array.isArray(answer.body)) return answer;
+  return { ...answer, body: { ...answer.body, dispatcher: answer.dispatcher } };
+}
+
+function noSchedules(urls: readonly string[]): NotSupportedError {
+  const which = urls.length === 1 ? `The original dispatcher at ${urls[0]} has` : `The original dispatchers at ${urls.join(', ')} have`;
+  return new NotSupportedError(`${which} no recurring messages (--dispatcher-protocol legacy): schedules need psched dispatchers`);
+}
