@@ -15,8 +15,9 @@ import { TestPool, acceptedIds, deliveriesById, quantile, type WireDelivery } fr
  *
  * "At once" is checked as an invariant, not a wall-clock bound (a loaded
  * machine made a 2 s bound fail once in 20 runs): every message the stopped
- * dispatcher held that came due while it was down went out through another
- * one. The lease and the periodic refill are far longer than a stop, so
+ * dispatcher held that came due between its exit and its restart went out
+ * through another one (between the SIGTERM and the exit it may still send
+ * what was already on its way, rightly). The lease and the periodic refill are far longer than a stop, so
  * only the wake-up can have handed them over before the restart; without
  * it the restarted dispatcher would find them released but unclaimed and send
  * them itself, late (and without the release, they would wait out the lease,
@@ -76,11 +77,13 @@ describe('a pool of 3 dispatchers on PostgreSQL, restarted one by one', { skip: 
     // 3. the rolling restart: SIGTERM, wait for the exit, start again; the next one only once it is up
     await waitFor(() => Date.now() >= firstDue + 1_000, { timeoutMs: FIRST_DUE_MS + 2_000, what: 'the first second of deliveries' });
     const stoppedAt: number[] = [];
+    const exitedAt: number[] = [];
     const restartedAt: number[] = [];
     for (let d = 0; d < DISPATCHERS; d++) {
       stoppedAt[d] = Date.now();
       const exit = await pool.dispatchers[d]!.stop('SIGTERM');
       assert.deepEqual(exit, { code: 0, signal: null }, `d${d} exits cleanly on SIGTERM`);
+      exitedAt[d] = Date.now();
       await pool.restart(d);
       restartedAt[d] = Date.now();
       t.diagnostic(`d${d}: ${restartedAt[d]! - stoppedAt[d]!} ms from SIGTERM to healthy again`);
@@ -124,7 +127,7 @@ describe('a pool of 3 dispatchers on PostgreSQL, restarted one by one', { skip: 
     assert.ok(dueDuringStops.length > 0, 'some handed-back messages came due while their dispatcher was down');
     for (let d = 0; d < DISPATCHERS; d++) {
       const dueWhileDown = [...heldBy].filter(([id, holder]) => holder === d
-        && posted(id).scheduledAt > stoppedAt[d]! && posted(id).scheduledAt < restartedAt[d]!).map(([id]) => id);
+        && posted(id).scheduledAt > exitedAt[d]! && posted(id).scheduledAt < restartedAt[d]!).map(([id]) => id);
       const sentByItself = dueWhileDown.filter((id) => posted(id).via === `d${d}`);
       assert.deepEqual(sentByItself, [], `of the ${dueWhileDown.length} messages d${d} held that came due while it was down, these waited for its restart instead of being handed back`);
     }
