@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDuration } from '../config.ts';
-import { readError } from '../protocol/wire.ts';
+import { readError, type ScheduleJson } from '../protocol/wire.ts';
 import { parseFlags, UsageError } from './args.ts';
 
 /**
@@ -260,16 +260,7 @@ export async function runClientCommand(command: ClientCommand, args: string[]): 
   return 0;
 }
 
-interface ScheduleView {
-  id: string;
-  username: string;
-  message: string;
-  cron: string | null;
-  every: string | null;
-  timeZone: string;
-  status: string;
-  nextFireAt: string | null;
-}
+type ScheduleView = Pick<ScheduleJson, 'id' | 'username' | 'message' | 'cron' | 'every' | 'timeZone' | 'status' | 'nextFireAt'>;
 
 /** One line per schedule: id, rule, zone, next fire time in the viewer's zone, status, user, text. */
 export function schedulesTable(items: ScheduleView[], timeZone: string): string {

@@ -1,3 +1,4 @@
+import type { ScheduleJson } from '../protocol/wire.ts';
 import { createHash } from 'node:crypto';
 import type { Clock, Timer } from '../clock.ts';
 import {
@@ -125,7 +126,7 @@ export function pendingOccurrenceIds(schedule: StoredSchedule, now: number): str
 }
 
 /** The API's view of a schedule. */
-export function toScheduleJson(schedule: StoredSchedule): Record<string, unknown> {
+export function toScheduleJson(schedule: StoredSchedule): ScheduleJson {
   const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
   const status = schedule.paused ? 'paused' : schedule.nextFireAt === null ? 'finished' : 'active';
   return {
@@ -149,8 +150,8 @@ export function toScheduleJson(schedule: StoredSchedule): Record<string, unknown
     lastFireAt: iso(schedule.lastFireAt),
     idempotencyKey: schedule.idempotencyKey,
     version: schedule.version,
-    createdAt: iso(schedule.createdAt),
-    updatedAt: iso(schedule.updatedAt),
+    createdAt: new Date(schedule.createdAt).toISOString(),
+    updatedAt: new Date(schedule.updatedAt).toISOString(),
   };
 }
 

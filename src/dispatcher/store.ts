@@ -44,7 +44,7 @@
  * receiver dedupes by id.
  */
 
-import type { CatchUpPolicy, DstGapPolicy, DstOverlapPolicy } from '../protocol/recurrence.ts';
+import type { ValidScheduleSettings } from '../protocol/schedules.ts';
 import type { MessageStatus } from '../protocol/wire.ts';
 
 export { MESSAGE_STATUSES, type MessageStatus } from '../protocol/wire.ts';
@@ -175,23 +175,11 @@ export interface DeliveryResult {
   attempt?: { number: number; startedAt: number; finishedAt: number; httpStatus?: number };
 }
 
-export interface StoredSchedule {
+/** A recurring message as stored: its checked settings (see ValidScheduleSettings) and its progress. */
+export interface StoredSchedule extends ValidScheduleSettings {
   id: string;
   username: string;
   message: string;
-  /** Exactly one of cron and everyMs is set. */
-  cron: string | null;
-  everyMs: number | null;
-  timeZone: string;
-  startAt: number | null;
-  endAt: number | null;
-  maxOccurrences: number | null;
-  dstGap: DstGapPolicy;
-  dstOverlap: DstOverlapPolicy;
-  catchUp: CatchUpPolicy;
-  /** With catchUp 'all': at most this many missed occurrences are posted. */
-  catchUpMax: number;
-  paused: boolean;
   /** The first occurrence not yet materialised; null once the schedule has ended (endAt, maxOccurrences). */
   nextFireAt: number | null;
   /** Occurrences materialised so far (what maxOccurrences counts). */

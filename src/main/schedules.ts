@@ -1,3 +1,4 @@
+import type { ScheduleJson as WireScheduleJson } from '../protocol/wire.ts';
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../clock.ts';
 import { NotSupportedError, UnavailableError, ValidationError } from '../errors.ts';
@@ -26,20 +27,9 @@ import { DispatcherFailure, noDispatcherAnswered, type DispatcherAnswer, type Di
 export const SCHEDULE_LIST_LIMIT = { fallback: 50, max: 200 } as const;
 const MAX_ID_LENGTH = 200;
 
-export interface ScheduleJson {
-  id: string;
-  username: string;
-  message: string;
-  cron: string | null;
-  every: string | null;
-  timeZone: string;
-  status: 'active' | 'paused' | 'finished';
-  paused: boolean;
-  nextFireAt: string | null;
-  next: { at: string; local: string; utcOffset: string } | null;
-  occurrences: number;
+/** A dispatcher's schedule plus the dispatcher that holds it. */
+export interface ScheduleJson extends WireScheduleJson {
   dispatcher: string;
-  [key: string]: unknown;
 }
 
 export interface SchedulePage {

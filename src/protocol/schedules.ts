@@ -36,6 +36,7 @@ export interface ScheduleRequestBody {
 
 /** A schedule's settings, checked; times as epoch ms. */
 export interface ValidScheduleSettings {
+  /** Exactly one of cron and everyMs is set. */
   cron: string | null;
   everyMs: number | null;
   timeZone: string;
@@ -45,6 +46,7 @@ export interface ValidScheduleSettings {
   dstGap: DstGapPolicy;
   dstOverlap: DstOverlapPolicy;
   catchUp: CatchUpPolicy;
+  /** With catchUp 'all': at most this many missed occurrences are posted. */
   catchUpMax: number;
   paused: boolean;
 }

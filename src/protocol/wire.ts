@@ -78,3 +78,32 @@ export function readMessagePage(body: unknown): Page<MessageJson> | undefined {
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
+
+/** A recurring message as the dispatcher's /v1/schedules answers it (times RFC 3339 UTC). */
+export interface ScheduleJson {
+  id: string;
+  username: string;
+  message: string;
+  cron: string | null;
+  /** The interval as written back ("15m", "1h30m"), or null for a cron rule. */
+  every: string | null;
+  timeZone: string;
+  startAt: string | null;
+  endAt: string | null;
+  maxOccurrences: number | null;
+  dstPolicy: { gap: string; overlap: string };
+  catchUp: string;
+  catchUpMax: number;
+  status: 'active' | 'paused' | 'finished';
+  paused: boolean;
+  /** The next occurrence not yet handed to the delivery engine (which takes them a few seconds ahead). */
+  nextFireAt: string | null;
+  /** nextFireAt on the schedule zone's wall clock. */
+  next: { at: string; local: string; utcOffset: string } | null;
+  occurrences: number;
+  lastFireAt: string | null;
+  idempotencyKey: string | null;
+  version: number;
+  createdAt: string;
+  updatedAt: string;
+}
