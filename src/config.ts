@@ -1,6 +1,7 @@
 import { isValidTimeZone } from './protocol/time.ts';
 import { addressEntryProblem } from './allowlist.ts';
 import { isLoopbackHost } from './loopback.ts';
+import { standardWebhooksSecretProblem } from './protocol/signing.ts';
 import type { LegacyPostEncoding } from './protocol/legacy.ts';
 import { ENGINE_DEFAULTS, durationText } from './dispatcher/engine-defaults.ts';
 
@@ -72,6 +73,7 @@ export const DISPATCHER_OPTIONS = {
   apiToken: { flag: 'api-token', env: 'PSCHED_API_TOKEN', kind: 'string', default: undefined, help: 'bearer token required on /v1, the legacy endpoints and the UI' },
   legacyAllow: { flag: 'legacy-allow', env: 'PSCHED_LEGACY_ALLOW', kind: 'list', default: undefined, defaultHelp: '(none: closed)', help: 'addresses (IPv4/IPv6, CIDR, comma-separated) that may call /scheduleMessage.php and /cron/checkScheduledMessages.php without the token: the original main server and cron cannot send one. Every other call still needs it', check: addressEntry },
   signingSecret: { flag: 'signing-secret', env: 'PSCHED_SIGNING_SECRET', kind: 'string', default: undefined, help: 'HMAC-SHA256 secret that signs deliveries' },
+  signatureScheme: { flag: 'signature-scheme', env: 'PSCHED_SIGNATURE_SCHEME', kind: 'string', choices: ['psched', 'standard-webhooks'] as const, default: 'psched', help: 'how --main-protocol json deliveries are signed: psched (Psched-Signature) or standard-webhooks (webhook-id, webhook-timestamp, webhook-signature; the secret written whsec_<base64>)' },
   timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset (the JSON API)', check: timeZone },
   legacyTimeZone: { flag: 'legacy-timezone', env: 'PSCHED_LEGACY_TIMEZONE', kind: 'string', default: undefined, defaultHelp: '--timezone when given, else this host\'s zone', help: 'time zone for times without an offset on the original\'s /scheduleMessage.php; default --timezone when that is given, else this host\'s zone, as the original read them (MySQL NOW())', check: timeZone },
   horizon: { flag: 'horizon', env: 'PSCHED_HORIZON', kind: 'duration', default: durationText(ENGINE_DEFAULTS.horizonMs), help: 'messages due within this window are held in memory', check: positive },
@@ -116,6 +118,7 @@ export interface DispatcherConfig {
   /** May call the legacy endpoints without the token. */
   legacyAllow: readonly string[];
   signingSecret: string | undefined;
+  signatureScheme: 'psched' | 'standard-webhooks';
   timeZone: string;
   /** Reads the original's times without an offset (see legacyTimeZoneOf). */
   legacyTimeZone: string;
@@ -285,6 +288,7 @@ export function dispatcherConfig(
     apiToken: o.apiToken,
     legacyAllow: Object.freeze(o.legacyAllow ?? []),
     signingSecret: o.signingSecret,
+    signatureScheme: o.signatureScheme,
     timeZone: o.timeZone,
     legacyTimeZone: legacyTimeZoneOf(o, given.timeZone ?? env.PSCHED_TIMEZONE),
     horizonMs: o.horizon,
@@ -300,6 +304,10 @@ export function dispatcherConfig(
     logLevel: o.logLevel,
   };
   requireTokenOffLoopback(config.host, config.apiToken, DISPATCHER_OPTIONS.apiToken, 'dispatcher');
+  if (config.signatureScheme === 'standard-webhooks') {
+    const problem = config.signingSecret === undefined ? 'is required with --signature-scheme standard-webhooks' : standardWebhooksSecretProblem(config.signingSecret);
+    if (problem) throw new ConfigError(`--signing-secret ${problem}`);
+  }
   return Object.freeze(config);
 }
 

@@ -82,6 +82,7 @@ function createDeliverer(config: Readonly<DispatcherConfig>, clock: Clock): Deli
   return createJsonDeliverer({
     ...common,
     signingSecret: config.signingSecret,
+    signatureScheme: config.signatureScheme,
     connections: Math.ceil(config.concurrency / pipelining),
     pipelining,
   });

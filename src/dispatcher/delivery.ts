@@ -3,7 +3,7 @@ import { Pool, type Dispatcher } from 'undici';
 import { systemClock, type Clock } from '../clock.ts';
 import { phpFormBody } from '../protocol/legacy.ts';
 import type { DeliveryPayload } from '../protocol/messages.ts';
-import { SIGNATURE_HEADER, signHeader } from '../protocol/signing.ts';
+import { DELIVERY_HEADERS, SIGNATURE_HEADER, signHeader, standardWebhooksHeaders } from '../protocol/signing.ts';
 import type { StoredMessage } from './store.ts';
 
 /**
@@ -40,8 +40,9 @@ const MAX_RESPONSE_BYTES = 64 * 1024;
 export interface JsonDelivererOptions {
   /** Base URL of the main server; deliveries go to `{mainUrl}/v1/posts`. */
   mainUrl: string;
-  /** Signs each delivery (Psched-Signature header) when set. */
+  /** Signs each delivery when set, the `signatureScheme` way (default psched: the Psched-Signature header). */
   signingSecret?: string;
+  signatureScheme?: 'psched' | 'standard-webhooks';
   /** An attempt not connected, answered or finished within this is retried. */
   timeoutMs: number;
   /** Keep-alive connections to the main server. */
@@ -61,14 +62,24 @@ export interface JsonDelivererOptions {
 export function createJsonDeliverer(options: JsonDelivererOptions): Deliverer {
   const target = new HttpTarget(options.mainUrl, '/v1/posts', options.timeoutMs, options.connections, options.pipelining ?? 1);
   const { signingSecret, clock } = options;
+  const standardWebhooks = options.signatureScheme === 'standard-webhooks';
   return {
     async deliver(message) {
-      const body = JSON.stringify(deliveryPayload(message));
+      const payload = deliveryPayload(message);
+      const body = JSON.stringify(payload);
+      const now = clock.now();
+      // When it was meant to go out, which attempt this is and when it was sent, for a receiver
+      // measuring lateness: the signature covers them (the first two are in the signed body, the
+      // send time is the signature's timestamp); these headers repeat them for routing and logs.
       const headers: Record<string, string> = {
         'content-type': 'application/json',
         'idempotency-key': message.id,
+        [DELIVERY_HEADERS.scheduledAt]: payload.scheduledAt,
+        [DELIVERY_HEADERS.attempt]: String(payload.attempt),
+        [DELIVERY_HEADERS.sentAt]: new Date(now).toISOString(),
       };
-      if (signingSecret) headers[SIGNATURE_HEADER] = signHeader(signingSecret, clock.now(), body);
+      if (signingSecret && standardWebhooks) Object.assign(headers, standardWebhooksHeaders(signingSecret, message.id, now, body));
+      else if (signingSecret) headers[SIGNATURE_HEADER] = signHeader(signingSecret, now, body);
       const answer = await target.post(headers, body);
       if (answer.kind === 'failed') return { kind: 'retry', error: answer.error };
       const { status, response } = answer;

@@ -1,6 +1,7 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import { UnauthorizedError, ValidationError } from '../errors.ts';
 import { LIMITS, textLength } from '../protocol/messages.ts';
-import { SIGNATURE_HEADER, verifySignature } from '../protocol/signing.ts';
+import { SIGNATURE_HEADER, STANDARD_WEBHOOKS_HEADERS, verifySignature, verifyStandardWebhooks } from '../protocol/signing.ts';
 
 /**
  * What the main server checks on a delivery (dispatcher -> POST /v1/posts):
@@ -19,8 +20,23 @@ export interface ReceivedDelivery {
 const MAX_MESSAGE_ID_LENGTH = 200;
 
 /** Throws UnauthorizedError (401) when the signature is missing, forged or stale. */
-export function requireValidSignature(secret: string, header: string | string[] | undefined, rawBody: string, now: number): void {
-  const check = verifySignature(secret, Array.isArray(header) ? header.join(',') : header, rawBody, now);
+/**
+ * Checks a delivery's signature, in whichever scheme it came: Standard
+ * Webhooks when it carries webhook-signature, else psched's own.
+ */
+export function requireValidSignature(secret: string, headers: IncomingHttpHeaders, rawBody: string, now: number): void {
+  const one = (name: string) => {
+    const value = headers[name];
+    return Array.isArray(value) ? value.join(name === SIGNATURE_HEADER ? ',' : ' ') : value;
+  };
+  if (headers[STANDARD_WEBHOOKS_HEADERS.signature] !== undefined) {
+    const check = verifyStandardWebhooks(secret, {
+      id: one(STANDARD_WEBHOOKS_HEADERS.id), timestamp: one(STANDARD_WEBHOOKS_HEADERS.timestamp), signature: one(STANDARD_WEBHOOKS_HEADERS.signature),
+    }, rawBody, now);
+    if (!check.ok) throw new UnauthorizedError(`Delivery refused: ${check.reason} (Standard Webhooks, see the README)`);
+    return;
+  }
+  const check = verifySignature(secret, one(SIGNATURE_HEADER), rawBody, now);
   if (!check.ok) throw new UnauthorizedError(`Delivery refused: ${check.reason} (${SIGNATURE_HEADER}, see the README for the scheme)`);
 }
 

@@ -51,7 +51,7 @@ export async function registerPostRoutes(app: FastifyInstance, context: PostRout
         requireUtf8Charset(request.headers['content-type']);
         const text = decodeJsonBody(raw as Buffer);
         if (config.signingSecret) {
-          requireValidSignature(config.signingSecret, request.headers['psched-signature'], text, clock.now());
+          requireValidSignature(config.signingSecret, request.headers, text, clock.now());
         }
         done(null, parseJsonBody(text));
       } catch (err) {

@@ -10,6 +10,9 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
  * than the tolerance, so a captured request cannot be replayed later.
  */
 export const SIGNATURE_HEADER = 'psched-signature';
+
+/** Headers every JSON delivery carries besides its signature, whatever the scheme (values as in the signed body). */
+export const DELIVERY_HEADERS = { scheduledAt: 'psched-scheduled-at', attempt: 'psched-attempt', sentAt: 'psched-sent-at' } as const;
 export const DEFAULT_SIGNATURE_TOLERANCE_MS = 5 * 60_000;
 
 export function signatureFor(secret: string, timestamp: number, rawBody: string): string {
@@ -45,4 +48,67 @@ export function verifySignature(
     if (given.length === expected.length && timingSafeEqual(given, expected)) return { ok: true };
   }
   return { ok: false, reason: 'signature does not match' };
+}
+
+/**
+ * The Standard Webhooks scheme (standardwebhooks.com), a per-dispatcher
+ * choice beside psched's own, so a receiver in any language verifies
+ * deliveries with that project's libraries:
+ *
+ *   webhook-id: <message id>            (the same on every attempt: receivers dedupe on it)
+ *   webhook-timestamp: <unix seconds>   (the send time)
+ *   webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<raw body>")>
+ *
+ * The key is the secret's bytes: a secret written `whsec_<base64>`, as the
+ * scheme's libraries take it, base64-decoded.
+ */
+export const STANDARD_WEBHOOKS_HEADERS = { id: 'webhook-id', timestamp: 'webhook-timestamp', signature: 'webhook-signature' } as const;
+const STANDARD_WEBHOOKS_PREFIX = 'whsec_';
+/** The scheme asks for 24 to 64 random bytes. */
+const STANDARD_WEBHOOKS_KEY_BYTES = { min: 24, max: 64 } as const;
+
+/** What is wrong with a secret for the Standard Webhooks scheme, or undefined. */
+export function standardWebhooksSecretProblem(secret: string): string | undefined {
+  if (!secret.startsWith(STANDARD_WEBHOOKS_PREFIX)) return 'must be written whsec_<base64 of 24 to 64 random bytes> for the standard-webhooks scheme (openssl rand -base64 32)';
+  const encoded = secret.slice(STANDARD_WEBHOOKS_PREFIX.length);
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded) || encoded.length % 4 !== 0) return 'must be whsec_ followed by base64 for the standard-webhooks scheme';
+  const bytes = Buffer.from(encoded, 'base64').length;
+  if (bytes < STANDARD_WEBHOOKS_KEY_BYTES.min || bytes > STANDARD_WEBHOOKS_KEY_BYTES.max) return `must hold 24 to 64 bytes for the standard-webhooks scheme (got ${bytes})`;
+  return undefined;
+}
+
+function standardWebhooksSignature(secret: string, id: string, timestampSeconds: number, rawBody: string): string {
+  const key = Buffer.from(secret.slice(STANDARD_WEBHOOKS_PREFIX.length), 'base64');
+  return `v1,${createHmac('sha256', key).update(`${id}.${timestampSeconds}.${rawBody}`).digest('base64')}`;
+}
+
+/** The three headers of a delivery signed the Standard Webhooks way, sent at `now` (ms). */
+export function standardWebhooksHeaders(secret: string, id: string, now: number, rawBody: string): Record<string, string> {
+  const timestamp = Math.floor(now / 1000);
+  return {
+    [STANDARD_WEBHOOKS_HEADERS.id]: id,
+    [STANDARD_WEBHOOKS_HEADERS.timestamp]: String(timestamp),
+    [STANDARD_WEBHOOKS_HEADERS.signature]: standardWebhooksSignature(secret, id, timestamp, rawBody),
+  };
+}
+
+/** Checks a Standard Webhooks delivery: the signature (any of the space-separated ones) and the timestamp's age. */
+export function verifyStandardWebhooks(
+  secret: string,
+  headers: { id: string | undefined; timestamp: string | undefined; signature: string | undefined },
+  rawBody: string,
+  now: number,
+  toleranceMs = DEFAULT_SIGNATURE_TOLERANCE_MS,
+): SignatureCheck {
+  if (standardWebhooksSecretProblem(secret)) return { ok: false, reason: 'this server\'s signing secret is not a whsec_ secret, so it cannot check webhook-signature' };
+  const { id, timestamp, signature } = headers;
+  if (!id || !timestamp || !signature) return { ok: false, reason: 'missing webhook-id, webhook-timestamp or webhook-signature header' };
+  if (!/^\d+$/.test(timestamp)) return { ok: false, reason: 'malformed webhook-timestamp header' };
+  if (Math.abs(now - Number(timestamp) * 1000) > toleranceMs) return { ok: false, reason: 'stale webhook-timestamp' };
+  const expected = Buffer.from(standardWebhooksSignature(secret, id, Number(timestamp), rawBody));
+  for (const candidate of signature.split(' ')) {
+    const given = Buffer.from(candidate);
+    if (given.length === expected.length && timingSafeEqual(given, expected)) return { ok: true };
+  }
+  return { ok: false, reason: 'webhook-signature does not match' };
 }
