@@ -134,7 +134,10 @@ describe('dispatchers of a pool racing for the same messages', { skip }, () => {
     const lateness = [...orphaned, ...unclaimed].map(({ id }) => byId.get(id)![0]!.receivedAt - byId.get(id)![0]!.scheduledAt);
     t.diagnostic(`unclaimed ones delivered by ${JSON.stringify(split(unclaimed))}; the dead owner's by ${JSON.stringify(split(orphaned))}; ` +
       `lateness p50 ${quantile(lateness, 0.5)} ms, p99 ${quantile(lateness, 0.99)} ms`);
-    for (const d of ['d0', 'd1', 'd2']) assert.ok((split(unclaimed)[d] ?? 0) > 0, `${d} took a share of the unclaimed messages`);
+    // the race was real: more than one dispatcher claimed from the same inserts (which one wins
+    // each claim is the machine's scheduling: all three sharing is usual, not a guarantee)
+    const takers = Object.keys(split(unclaimed));
+    assert.ok(takers.length >= 2, `several dispatchers took a share of the unclaimed messages (${JSON.stringify(split(unclaimed))})`);
 
     const counts = await waitFor(async () => {
       const byStatus = await store!.countByStatus();

@@ -199,11 +199,18 @@ describe('PostgreSQL stores', { skip: url ? false : 'PSCHED_TEST_POSTGRES_URL is
 
     // Warm each engine pool's connection first (claims nothing), so neither starts late.
     await Promise.all([a!.claimDue('owner-a', 0, T, T, 1), b!.claimDue('owner-b', 0, T, T, 1)]);
-    // Both take small bites until nothing is left, side by side.
+    // Both take small bites until nothing is left, side by side. Each waits after its first
+    // bite until the other has taken one too, so both are in the race whatever the machine's
+    // load (one finished all 600 before the other's first claim once, on a loaded box).
+    let firstBites = 0;
+    let bothBitten!: () => void;
+    const bothInTheRace = new Promise<void>((resolve) => { bothBitten = resolve; });
     const claimAll = async (store: DispatcherStore, owner: string) => {
       const claimed: string[] = [];
-      for (;;) {
+      for (let bite = 0; ; bite++) {
         const batch = await store.claimDue(owner, T + MINUTE, T, T + MINUTE, 20);
+        if (bite === 0 && ++firstBites === 2) bothBitten();
+        if (bite === 0) await bothInTheRace;
         if (batch.length === 0) return claimed;
         claimed.push(...batch.map((message) => message.id));
       }
