@@ -40,7 +40,6 @@ describe('a pool member paused past its lease', { skip: url ? false : 'PSCHED_TE
       { timeoutMs: 20_000, intervalMs: 2, what: `${name} under way with the burst` });
     process.kill(frozen.pid!, 'SIGSTOP');
     const frozenAt = Date.now();
-    const sentBeforeFreeze = new Set(pool.proxy.deliveries.filter((d) => d.via === name).map((d) => d.id));
 
     // the other one takes over after the lease and delivers the rest
     const all = [...warmUp, ...ids];
@@ -49,18 +48,24 @@ describe('a pool member paused past its lease', { skip: url ? false : 'PSCHED_TE
     const frozenFor = Date.now() - frozenAt;
     assert.ok(frozenFor > LEASE_MS, `frozen ${frozenFor} ms, longer than the lease`);
 
+    const resumedAt = Date.now(); // before the signal: nothing it begins after waking can predate it
     process.kill(frozen.pid!, 'SIGCONT');
-    const resumedAt = Date.now();
-    const sentSinceResumed = () => pool.proxy.deliveries.filter((d) => d.via === name && d.receivedAt >= resumedAt);
+    // begun after resuming: a request it had begun to write when it froze (its headers
+    // arrived, the rest after SIGCONT) was already sent, like one in flight
+    const sentSinceResumed = () => pool.proxy.deliveries.filter((d) => d.via === name && d.headersAt >= resumedAt);
+    const finishedAfterResume = () => pool.proxy.deliveries.filter((d) => d.via === name && d.headersAt < resumedAt && d.receivedAt >= resumedAt);
     await frozen.ready(); // answering again: its overdue timers have run
     await waitFor(() => frozen.output.includes('lease regained') || sentSinceResumed().length > 0,
       { timeoutMs: 20_000, intervalMs: 10, what: `${name} to regain its lease` });
     const staleSends = sentSinceResumed();
+    // frozen in between, so whatever it had begun before it resumed it had begun before it froze
+    const sentBeforeFreeze = new Set(pool.proxy.deliveries.filter((d) => d.via === name && d.headersAt < resumedAt).map((d) => d.id));
     const feed = await pool.feed();
     const perMessage = new Map<string, number>();
     for (const post of feed) perMessage.set(post.messageId!, (perMessage.get(post.messageId!) ?? 0) + 1);
     const duplicated = [...deliveriesById(pool.proxy)].filter(([, list]) => list.length > 1);
-    t.diagnostic(`${name} sent ${sentBeforeFreeze.size} before it froze for ${frozenFor} ms; ${staleSends.length} sends after it resumed; ${duplicated.length} wire duplicates`);
+    t.diagnostic(`${name} sent ${sentBeforeFreeze.size} before it froze for ${frozenFor} ms; ${staleSends.length} sends begun after it resumed; `
+      + `${finishedAfterResume().length} begun before the freeze and finished after; ${duplicated.length} wire duplicates`);
 
     assert.deepEqual(staleSends.map((d) => d.id), [], 'nothing sent after resuming');
     assert.equal(feed.length, all.length, 'one post per message');

@@ -24,6 +24,8 @@ export interface WireDelivery {
   id: string;
   attempt: number;
   scheduledAt: number;
+  /** Date.now() when the proxy had the request's headers (the sender had begun sending it). */
+  headersAt: number;
   /** Date.now() when the proxy had the whole request. */
   receivedAt: number;
   /** The main server's answer: 201 new post, 200 already in the feed; 502 when it could not be reached; 0 until it answers. */
@@ -49,6 +51,7 @@ export async function startDeliveryProxy(targetUrl: string, port = 0): Promise<D
   // as many connections as the dispatchers may open towards us, so the proxy never queues them
   const upstream = new Pool(targetUrl, { connections: 128 });
   const server: Server = createServer((req, res) => {
+    const headersAt = Date.now();
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
@@ -61,7 +64,7 @@ export async function startDeliveryProxy(targetUrl: string, port = 0): Promise<D
       }
       const payload = JSON.parse(body.toString('utf8')) as { id: string; attempt: number; scheduledAt: string };
       const record: WireDelivery = {
-        via: match[1]!, id: payload.id, attempt: payload.attempt, scheduledAt: Date.parse(payload.scheduledAt), receivedAt, status: 0, answeredAt: 0, remotePort: req.socket.remotePort ?? 0,
+        via: match[1]!, id: payload.id, attempt: payload.attempt, scheduledAt: Date.parse(payload.scheduledAt), headersAt, receivedAt, status: 0, answeredAt: 0, remotePort: req.socket.remotePort ?? 0,
       };
       deliveries.push(record);
       const headers: Record<string, string> = {};
