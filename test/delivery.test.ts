@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { FakeClock } from '../src/clock.ts';
-import { createJsonDeliverer, createLegacyDeliverer, parseRetryAfter } from '../src/dispatcher/delivery.ts';
+import { NOT_SENT_LEASE, createJsonDeliverer, createLegacyDeliverer, parseRetryAfter } from '../src/dispatcher/delivery.ts';
 import type { StoredMessage } from '../src/dispatcher/store.ts';
 import { verifySignature } from '../src/protocol/signing.ts';
 import { originalEndpointReads } from './support/original.ts';
@@ -62,6 +62,22 @@ describe('JSON deliverer', () => {
       );
       assert.deepEqual(verifySignature(SECRET, request.headers['psched-signature'] as string, request.body, clock.now()), { ok: true });
       assert.equal(verifySignature('another-secret', request.headers['psched-signature'] as string, request.body, clock.now()).ok, false);
+    } finally {
+      await deliverer.close();
+    }
+  });
+
+  it('asks mayStillSend as the request is written, and leaves it unsent (a retry) on false', async () => {
+    await using receiver = await startReceiver();
+    const deliverer = createJsonDeliverer({ mainUrl: receiver.url, signingSecret: SECRET, timeoutMs: 5000, connections: 1, clock: new FakeClock(Date.now()) });
+    try {
+      let asked = 0;
+      const refused = await deliverer.deliver(storedMessage(), () => { asked++; return false; });
+      assert.deepEqual(refused, { kind: 'retry', error: NOT_SENT_LEASE });
+      assert.equal(asked, 1);
+      const sent = await deliverer.deliver(storedMessage({ id: '0190f3a0-0000-7000-8000-000000000002' }), () => true);
+      assert.equal(sent.kind, 'delivered');
+      assert.deepEqual(receiver.requests.map((request) => request.headers['idempotency-key']), ['0190f3a0-0000-7000-8000-000000000002'], 'only the allowed one reached the receiver');
     } finally {
       await deliverer.close();
     }

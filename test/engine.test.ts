@@ -32,6 +32,8 @@ type Script = (message: StoredMessage, call: number) => AttemptResult | Promise<
 /** Records each call with the fake time; answers as scripted (default: delivered). */
 class ScriptedDeliverer implements Deliverer {
   readonly calls: Call[] = [];
+  /** Per call, what the engine gave the deliverer to ask as the request is written. */
+  readonly mayStillSend: ((() => boolean) | undefined)[] = [];
   script: Script = () => ({ kind: 'delivered', status: 200 });
   #clock: FakeClock;
 
@@ -39,8 +41,9 @@ class ScriptedDeliverer implements Deliverer {
     this.#clock = clock;
   }
 
-  deliver(message: StoredMessage): Promise<AttemptResult> {
+  deliver(message: StoredMessage, mayStillSend?: () => boolean): Promise<AttemptResult> {
     this.calls.push({ id: message.id, at: this.#clock.now(), attempt: message.attempts, text: message.message });
+    this.mayStillSend.push(mayStillSend);
     return Promise.resolve(this.script(message, this.calls.length));
   }
 
@@ -738,6 +741,20 @@ describe('SchedulingEngine lifecycle', () => {
 });
 
 describe('SchedulingEngine paused past its lease', () => {
+  it('tells the deliverer, as the request is written, that a pause since the decision lapsed the lease', async () => {
+    await using h = await harness({ leaseMs: 10 * SECOND });
+    const waiting = held();
+    h.deliverer.script = () => waiting.promise;
+    await h.schedule(SECOND);
+    await h.clock.advance(SECOND);
+    const mayStillSend = h.deliverer.mayStillSend[0]!;
+    assert.equal(mayStillSend(), true, 'just decided: it may go');
+    h.clock.jump(20 * SECOND); // paused between the decision and the write
+    assert.equal(mayStillSend(), false, 'after a pause past the lease it must not');
+    waiting.finish({ kind: 'retry', error: 'not sent' });
+    await h.clock.advance(0);
+  });
+
   /**
    * Owner A (one delivery at a time) has five messages started: one in
    * flight, held by the receiver, four queued behind it. A is then paused

@@ -29,10 +29,20 @@ export type AttemptResult =
   | { kind: 'dead'; error: string; status?: number; response?: unknown };
 
 export interface Deliverer {
-  deliver(message: StoredMessage): Promise<AttemptResult>;
+  /**
+   * Sends one attempt. `mayStillSend`, when given, is asked again at the
+   * moment the request is written to its connection (it may wait there for a
+   * free one): false leaves it unsent, a retry. The engine passes its lease
+   * check, so a process paused between deciding and writing (SIGSTOP, a VM
+   * stall) does not send what another dispatcher took over meanwhile.
+   */
+  deliver(message: StoredMessage, mayStillSend?: () => boolean): Promise<AttemptResult>;
   /** Waits for requests in flight, then closes the connections. */
   close(): Promise<void>;
 }
+
+/** The error of an attempt left unsent because the sender's lease lapsed while it waited for a connection. */
+export const NOT_SENT_LEASE = 'not sent: the lease lapsed while it waited to be written (was the process paused?)';
 
 /** Answers are read only to classify them and show them (legacy cron); anything longer is cut off. */
 const MAX_RESPONSE_BYTES = 64 * 1024;
@@ -64,7 +74,7 @@ export function createJsonDeliverer(options: JsonDelivererOptions): Deliverer {
   const { signingSecret, clock } = options;
   const standardWebhooks = options.signatureScheme === 'standard-webhooks';
   return {
-    async deliver(message) {
+    async deliver(message, mayStillSend) {
       const payload = deliveryPayload(message);
       const body = JSON.stringify(payload);
       const now = clock.now();
@@ -80,7 +90,7 @@ export function createJsonDeliverer(options: JsonDelivererOptions): Deliverer {
       };
       if (signingSecret && standardWebhooks) Object.assign(headers, standardWebhooksHeaders(signingSecret, message.id, now, body));
       else if (signingSecret) headers[SIGNATURE_HEADER] = signHeader(signingSecret, now, body);
-      const answer = await target.post(headers, body);
+      const answer = await target.post(headers, body, mayStillSend);
       if (answer.kind === 'failed') return { kind: 'retry', error: answer.error };
       const { status, response } = answer;
       if (status >= 200 && status < 300) return { kind: 'delivered', status, response };
@@ -121,9 +131,9 @@ export function createLegacyDeliverer(options: LegacyDelivererOptions): Delivere
   const clock = options.clock ?? systemClock;
   const headers = { 'content-type': 'application/x-www-form-urlencoded' };
   return {
-    async deliver(message) {
+    async deliver(message, mayStillSend) {
       const body = phpFormBody({ username: message.username, message: message.message });
-      const answer = await target.post(headers, body);
+      const answer = await target.post(headers, body, mayStillSend);
       if (answer.kind === 'failed') return { kind: 'retry', error: answer.error };
       const { status, response } = answer;
       if (status < 200 || status >= 300) return failedStatus(answer, clock);
@@ -167,13 +177,13 @@ class HttpTarget {
    * `request()`: no Readable stream and no promise chain per answer, ~10 µs
    * less per delivery (measured), which counts at 10,000 deliveries/s.
    */
-  post(headers: Record<string, string>, body: string): Promise<HttpAnswer> {
+  post(headers: Record<string, string>, body: string, mayStillSend?: () => boolean): Promise<HttpAnswer> {
     return new Promise((resolve) => {
       const options: Dispatcher.DispatchOptions = { method: 'POST', path: this.#path, headers, body };
       // undici pipelines a POST only when told it may be repeated (it may: the receiver dedupes by id)
       if (this.#pipelined) Object.assign(options, { idempotent: true, blocking: false });
       try {
-        this.#pool.dispatch(options, new AnswerReader(resolve));
+        this.#pool.dispatch(options, new AnswerReader(resolve, mayStillSend));
       } catch (err) {
         resolve({ kind: 'failed', error: describeError(err) });
       }
@@ -198,9 +208,11 @@ class AnswerReader implements Dispatcher.DispatchHandler {
   #chunks: Buffer[] = [];
   #length = 0;
   #written = false;
+  readonly #mayStillSend: (() => boolean) | undefined;
 
-  constructor(resolve: (answer: HttpAnswer) => void) {
+  constructor(resolve: (answer: HttpAnswer) => void, mayStillSend?: () => boolean) {
     this.#resolve = resolve;
+    this.#mayStillSend = mayStillSend;
   }
 
   /**
@@ -213,6 +225,7 @@ class AnswerReader implements Dispatcher.DispatchHandler {
    */
   onRequestStart(controller: Dispatcher.DispatchController): void {
     if (this.#written) controller.abort(new Error('not re-sent: the connection it was pipelined on failed'));
+    else if (this.#mayStillSend && !this.#mayStillSend()) controller.abort(new Error(NOT_SENT_LEASE));
     this.#written = true;
   }
 

@@ -505,6 +505,9 @@ export class SchedulingEngine {
    * clocks of a pool that differ a little. The first time it does not, the
    * engine stops starting and sending, and #regainLease takes over.
    */
+  /** Asked by the deliverer as the request is written: the lease check again, a pause may have come in between. */
+  readonly #mayStillSend = (): boolean => this.#leaseHolds();
+
   #leaseHolds(): boolean {
     if (this.#leaseLost) return false;
     if (this.#clock.now() < this.#leaseValidUntil - this.#leaseMarginMs) return true;
@@ -730,7 +733,7 @@ export class SchedulingEngine {
     }
     let attempt: Promise<AttemptResult>;
     try {
-      attempt = this.#deliverer.deliver(message);
+      attempt = this.#deliverer.deliver(message, this.#mayStillSend);
     } catch (err) {
       attempt = Promise.reject(err);
     }
