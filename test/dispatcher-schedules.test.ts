@@ -158,6 +158,51 @@ describe('/v1/schedules', () => {
     for (const id of pendingIds) assert.equal(await dispatcher.store.get(id), undefined);
   });
 
+  it('a delete withdraws the occurrences materialised between its read and its write (no stale list)', async () => {
+    const clock = new FakeClock(NOW);
+    await using t = await startTestDispatcher({}, { clock });
+    const { dispatcher } = t;
+    await dispatcher.engine.start();
+    await dispatcher.schedules.start();
+    const created = (await t.request('POST', '/v1/schedules', { body: { username: 'a', message: 'm', every: '2s', startAt: new Date(NOW + 2000).toISOString() } })).json() as Json;
+    await dispatcher.schedules.run();
+    // two seconds pass and the materialiser runs right after any read of the schedule, as a concurrent one would between a read and a write
+    const store = dispatcher.store;
+    const getSchedule = store.getSchedule.bind(store);
+    store.getSchedule = async (id) => {
+      const schedule = await getSchedule(id);
+      await clock.advance(2000);
+      await dispatcher.schedules.run();
+      return schedule;
+    };
+    const ids = [NOW + 4000, NOW + 6000].map((at) => occurrenceMessageId(created.id, at));
+    assert.equal((await t.request('DELETE', `/v1/schedules/${created.id}`)).statusCode, 204);
+    store.getSchedule = getSchedule;
+    await dispatcher.schedules.run();
+    for (const id of ids) assert.equal(await store.get(id), undefined, 'no occurrence materialised before the delete survives it');
+    assert.equal((await store.countByStatus()).scheduled, 0);
+  });
+
+  it('a pause and a resume count only the occurrences actually withdrawn, once', async () => {
+    const clock = new FakeClock(NOW);
+    await using t = await startTestDispatcher({}, { clock });
+    const { dispatcher } = t;
+    await dispatcher.schedules.start();
+    const created = (await t.request('POST', '/v1/schedules', { body: { username: 'a', message: 'm', every: '1s', startAt: new Date(NOW + 1000).toISOString(), maxOccurrences: 100 } })).json() as Json;
+    await dispatcher.schedules.run();
+    assert.equal((await dispatcher.store.getSchedule(created.id))?.occurrences, 5);
+    await clock.advance(2500);
+    // 1 and 2 are due (posted, or about to be); 3, 4 and 5 are withdrawn
+    await t.request('PATCH', `/v1/schedules/${created.id}`, { body: { paused: true } });
+    assert.equal((await dispatcher.store.getSchedule(created.id))?.occurrences, 2);
+    // a resume withdraws nothing more (and materialises at once)
+    await t.request('PATCH', `/v1/schedules/${created.id}`, { body: { paused: false } });
+    await dispatcher.schedules.run();
+    const existing = [];
+    for (let at = NOW + 1000; at <= clock.now() + 5000; at += 1000) if (await dispatcher.store.get(occurrenceMessageId(created.id, at))) existing.push(at);
+    assert.equal((await dispatcher.store.getSchedule(created.id))?.occurrences, existing.length, 'the count is the occurrences that exist');
+  });
+
   it('one-shot messages keep no lead-time ceiling: a message for the year 2100 is stored and listed', async () => {
     await using t = await startTestDispatcher({}, { clock: new FakeClock(NOW) });
     const response = await t.request('POST', '/v1/messages', { body: { username: 'a', message: 'hello, 2100', scheduledAt: '2100-01-01T00:00:00Z' } });

@@ -893,7 +893,8 @@ for (const factory of dispatcherStoreFactories()) {
         const delivering = await insertDelivering(handle.store);
         const outcome = await handle.store.updateSchedule(schedule.id, 1, { message: 'changed', paused: true, endAt: null, nextFireAt: T + 2 * MINUTE }, T + 5, [pending.id, delivering.id, 'unknown']);
         assert.equal(outcome.kind, 'ok');
-        const changed = (outcome as { schedule: StoredSchedule }).schedule;
+        const changed = (outcome as { schedule: StoredSchedule; withdrawn: number }).schedule;
+        assert.equal((outcome as { withdrawn: number }).withdrawn, 1, 'only the one still scheduled');
         assert.deepEqual(changed, { ...schedule, message: 'changed', paused: true, nextFireAt: T + 2 * MINUTE, version: 2, updatedAt: T + 5 });
         assert.deepEqual(await handle.store.getSchedule(schedule.id), changed);
         assert.equal(await handle.store.get(pending.id), undefined);
@@ -904,14 +905,66 @@ for (const factory of dispatcherStoreFactories()) {
         assert.equal((await handle.store.getSchedule(schedule.id))?.message, 'changed');
       });
 
-      it('removeSchedule deletes it and its withdrawn occurrences', async () => {
+      it('updateSchedule takes only the occurrences it withdrew off the count, and moves lastFireAt back to now', async () => {
+        await using handle = await factory.create();
+        const { schedule } = await handle.store.insertSchedule(newSchedule({ nextFireAt: T + 1 }), T);
+        const idOf = (s: StoredSchedule) => `${s.id}@${s.nextFireAt}`;
+        // three occurrences materialised ahead: T+1, T+1+MINUTE, T+1+2*MINUTE
+        for (let i = 0; i < 3; i++) await handle.store.materializeDue(T + 3 * MINUTE, 10, T, fireOnce(idOf));
+        const ahead = (await handle.store.getSchedule(schedule.id))!;
+        assert.equal(ahead.occurrences, 3);
+        const [first, second, third] = [0, 1, 2].map((i) => `${schedule.id}@${T + 1 + i * MINUTE}`) as [string, string, string];
+        const [claimed] = await handle.store.claimDue(OWNER, T + 2, T, T + MINUTE, 10);
+        assert.equal(claimed?.id, first);
+        assert.ok((await handle.store.startDelivery(OWNER, [{ id: first, version: claimed!.version }], T + 2))[0]);
+        const outcome = await handle.store.updateSchedule(schedule.id, ahead.version, { paused: true }, T + 2, [first, second, third]);
+        assert.equal(outcome.kind, 'ok');
+        const { schedule: paused, withdrawn } = outcome as { schedule: StoredSchedule; withdrawn: number };
+        assert.equal(withdrawn, 2, 'the one being delivered is not withdrawn');
+        assert.equal(paused.occurrences, 1, 'it posts, so it counts');
+        assert.equal(paused.lastFireAt, T + 2);
+        assert.deepEqual(await handle.store.getSchedule(schedule.id), paused);
+        // a second change finding the same ids withdraws (and subtracts) nothing
+        const again = await handle.store.updateSchedule(schedule.id, paused.version, { paused: false }, T + 3, [second, third]);
+        assert.equal((again as { withdrawn: number }).withdrawn, 0);
+        assert.equal((again as { schedule: StoredSchedule }).schedule.occurrences, 1);
+      });
+
+      it('removeSchedule deletes it and the occurrences withdraw picks from the row as stored', async () => {
         await using handle = await factory.create();
         const { schedule } = await handle.store.insertSchedule(newSchedule(), T);
         const pending = await insertOne(handle.store);
-        assert.equal(await handle.store.removeSchedule(schedule.id, [pending.id]), true);
+        const seen: StoredSchedule[] = [];
+        assert.equal(await handle.store.removeSchedule(schedule.id, (current) => {
+          seen.push(current);
+          return [pending.id];
+        }), true);
+        assert.deepEqual(seen, [schedule]);
         assert.equal(await handle.store.getSchedule(schedule.id), undefined);
         assert.equal(await handle.store.get(pending.id), undefined);
-        assert.equal(await handle.store.removeSchedule(schedule.id, []), false);
+        assert.equal(await handle.store.removeSchedule(schedule.id, () => assert.fail('no row, nothing to withdraw')), false);
+      });
+
+      it('removeSchedule during a materialisation sees what it materialised: no occurrence survives the delete', async () => {
+        await using handle = await factory.create();
+        const { schedule } = await handle.store.insertSchedule(newSchedule(), T);
+        const idOf = (s: StoredSchedule) => `${s.id}@${s.nextFireAt}`;
+        let removing: Promise<boolean> | undefined;
+        let seen: StoredSchedule | undefined;
+        // the delete starts while the materialisation holds the schedule (PostgreSQL: its row lock; SQLite: its transaction)
+        const result = await handle.store.materializeDue(T + MINUTE, 10, T, (due) => {
+          removing = handle.store.removeSchedule(due.id, (current) => {
+            seen = current;
+            return current.lastFireAt === null ? [] : [`${current.id}@${current.lastFireAt}`];
+          });
+          return fireOnce(idOf)(due);
+        });
+        assert.deepEqual(ids(result.created), [`${schedule.id}@${T + MINUTE}`]);
+        assert.equal(await removing, true);
+        assert.equal(seen?.lastFireAt, T + MINUTE, 'the delete read the row as the materialisation left it');
+        assert.equal(await handle.store.get(`${schedule.id}@${T + MINUTE}`), undefined);
+        assert.equal((await handle.store.countByStatus()).scheduled, 0);
+        assert.deepEqual(await handle.store.materializeDue(T + 10 * MINUTE, 10, T, fireOnce(idOf)), { schedules: 0, created: [] });
       });
 
       it('materializeDue inserts the planned occurrences unclaimed and advances each due schedule, earliest first', async () => {

@@ -111,9 +111,10 @@ export async function changeSchedule({ store, clock, schedules }: DispatcherCont
     const merged: StoredSchedule = { ...schedule, ...patch };
     checkScheduleWindow(merged.startAt, merged.endAt);
     const pending = pendingOccurrenceIds(schedule, now);
-    // withdrawn occurrences no longer count; the next fire time is worked out from now with the new settings
+    // the store takes the ones it actually withdraws off the count; assume all of them for the next fire time
+    // (should fewer go, the materialiser's plan still stops at maxOccurrences)
     merged.occurrences = Math.max(0, schedule.occurrences - pending.length);
-    const changes: ScheduleChanges = { ...patch, occurrences: merged.occurrences, nextFireAt: nextFireAfter(merged, now) };
+    const changes: ScheduleChanges = { ...patch, nextFireAt: nextFireAfter(merged, now) };
     const outcome = await store.updateSchedule(id, schedule.version, changes, now, pending);
     if (outcome.kind === 'not_found') return undefined;
     if (outcome.kind === 'ok') {
@@ -126,7 +127,6 @@ export async function changeSchedule({ store, clock, schedules }: DispatcherCont
 
 /** Deletes a schedule and the occurrences it materialised ahead; false for an unknown id. */
 export async function deleteSchedule({ store, clock }: DispatcherContext, id: string): Promise<boolean> {
-  const schedule = await store.getSchedule(id);
-  if (!schedule) return false;
-  return store.removeSchedule(id, pendingOccurrenceIds(schedule, clock.now()));
+  // the occurrences to withdraw come from the row as the delete's transaction holds it, not from an earlier read
+  return store.removeSchedule(id, (schedule) => pendingOccurrenceIds(schedule, clock.now()));
 }

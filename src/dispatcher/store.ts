@@ -198,10 +198,11 @@ export type NewSchedule = Omit<StoredSchedule, 'occurrences' | 'lastFireAt' | 'v
 /** New values for a schedule's fields (what is left out stays). */
 export type ScheduleChanges = Partial<Pick<StoredSchedule,
   'message' | 'cron' | 'everyMs' | 'timeZone' | 'startAt' | 'endAt' | 'maxOccurrences' | 'dstGap' | 'dstOverlap'
-  | 'catchUp' | 'catchUpMax' | 'paused' | 'nextFireAt' | 'occurrences'>>;
+  | 'catchUp' | 'catchUpMax' | 'paused' | 'nextFireAt'>>;
 
 export type ScheduleChangeOutcome =
-  | { kind: 'ok'; schedule: StoredSchedule }
+  /** `withdrawn`: how many of the cancelled messages were still scheduled and are gone. */
+  | { kind: 'ok'; schedule: StoredSchedule; withdrawn: number }
   | { kind: 'not_found' }
   /** The schedule's version is no longer the one expected (materialised or changed meanwhile): read it again. */
   | { kind: 'conflict' };
@@ -312,13 +313,21 @@ export interface DispatcherStore {
   /**
    * Changes a schedule if its version is still `expectedVersion` (version+1),
    * and deletes in the same transaction the messages of `cancelMessageIds`
-   * that are still scheduled (occurrences materialised ahead that the change
-   * withdraws; ones being delivered or delivered stay).
+   * that are still scheduled (the occurrences in (now, lastFireAt] that the
+   * change withdraws; ones being delivered or delivered stay). The number
+   * actually deleted comes off the occurrence count, and lastFireAt becomes
+   * at most `now`: what was withdrawn is no longer materialised, so a second
+   * change withdraws (and subtracts) nothing more.
    */
   updateSchedule(id: string, expectedVersion: number, changes: ScheduleChanges, now: number, cancelMessageIds: string[]): Promise<ScheduleChangeOutcome>;
 
-  /** Deletes a schedule and, in the same transaction, the still-scheduled messages of `cancelMessageIds`; false when there was none. */
-  removeSchedule(id: string, cancelMessageIds: string[]): Promise<boolean>;
+  /**
+   * In ONE transaction: locks the schedule, asks `withdraw` which of its
+   * occurrences to take back (computed from the row as locked, so none
+   * materialised before the delete is missed), deletes the schedule and those
+   * of them still scheduled. False when there was none. `withdraw` must not throw.
+   */
+  removeSchedule(id: string, withdraw: (schedule: StoredSchedule) => string[]): Promise<boolean>;
 
   /**
    * In ONE transaction per call: takes up to `limit` schedules not paused

@@ -196,6 +196,18 @@ export function newStoredSchedule(schedule: NewSchedule, now: number): StoredSch
 }
 
 /** A schedule with changes applied, as both stores write it (version+1). */
+/**
+ * What withdrawing `withdrawn` materialised occurrences does to a schedule at
+ * `now`: they no longer count, and nothing after `now` stays materialised
+ * (see DispatcherStore.updateSchedule).
+ */
+export function withdrawal(schedule: StoredSchedule, withdrawn: number, now: number): Pick<StoredSchedule, 'occurrences' | 'lastFireAt'> {
+  return {
+    occurrences: Math.max(0, schedule.occurrences - withdrawn),
+    lastFireAt: schedule.lastFireAt === null ? null : Math.min(schedule.lastFireAt, now),
+  };
+}
+
 export function changedSchedule(schedule: StoredSchedule, changes: Partial<StoredSchedule>, now: number): StoredSchedule {
   const defined = Object.fromEntries(Object.entries(changes).filter(([, value]) => value !== undefined));
   return { ...schedule, ...defined, version: schedule.version + 1, updatedAt: now };

@@ -27,7 +27,7 @@ import { dispatcherMigrations } from './migrations.ts';
 import { dispatcherStatements as sql } from './statements.ts';
 import { WakeListener } from './wake.ts';
 import {
-  type AttemptRow, type MessageRow, type ScheduleRow, changedSchedule, compareDue, compareIds, filterParams, isFiltered,
+  type AttemptRow, type MessageRow, type ScheduleRow, changedSchedule, withdrawal, compareDue, compareIds, filterParams, isFiltered,
   newStoredMessage, newStoredSchedule, toAttempt, toMessage, toSchedule,
 } from '../rows.ts';
 
@@ -357,22 +357,24 @@ class PostgresDispatcherStore implements DispatcherStore {
       if (!rows[0]) return { kind: 'not_found' } as const;
       const current = toSchedule(rows[0]);
       if (current.version !== expectedVersion) return { kind: 'conflict' } as const;
-      const changed = changedSchedule(current, changes, now);
+      const withdrawn = await cancelOccurrences(client, cancelMessageIds);
+      const changed = changedSchedule(current, { ...changes, ...withdrawal(current, withdrawn, now) }, now);
       await client.query({ name: 'writeSchedule', text: sql.writeSchedule, values: [
         changed.id, changed.message, changed.cron, changed.everyMs, changed.timeZone, changed.startAt, changed.endAt, changed.maxOccurrences,
         changed.dstGap, changed.dstOverlap, changed.catchUp, changed.catchUpMax, changed.paused, changed.nextFireAt, changed.occurrences,
         changed.lastFireAt, changed.version, changed.updatedAt,
       ] });
-      if (cancelMessageIds.length > 0) await client.query({ name: 'cancelOccurrences', text: sql.cancelOccurrences, values: [[...cancelMessageIds].sort(compareIds)] });
-      return { kind: 'ok', schedule: changed } as const;
+      return { kind: 'ok', schedule: changed, withdrawn } as const;
     });
   }
 
-  removeSchedule(id: string, cancelMessageIds: string[]): Promise<boolean> {
+  removeSchedule(id: string, withdraw: (schedule: StoredSchedule) => string[]): Promise<boolean> {
     return this.#transaction(this.#pool, async (client) => {
-      const removed = await client.query({ name: 'removeSchedule', text: sql.removeSchedule, values: [id] });
-      if ((removed.rowCount ?? 0) === 0) return false;
-      if (cancelMessageIds.length > 0) await client.query({ name: 'cancelOccurrences', text: sql.cancelOccurrences, values: [[...cancelMessageIds].sort(compareIds)] });
+      // the row lock waits for a materialisation holding it, then reads what it committed; none can start after
+      const { rows } = await client.query<ScheduleRow>({ name: 'lockSchedule', text: sql.lockSchedule, values: [id] });
+      if (!rows[0]) return false;
+      await client.query({ name: 'removeSchedule', text: sql.removeSchedule, values: [id] });
+      await cancelOccurrences(client, withdraw(toSchedule(rows[0])));
       return true;
     });
   }
@@ -452,6 +454,13 @@ interface NewRow {
   message: StoredMessage;
   /** The caller did not claim (see the header): an unclaimed row is worth a wake-up. */
   wake: boolean;
+}
+
+/** Deletes the still-scheduled messages of `ids` (occurrences a schedule change withdraws); returns how many. */
+async function cancelOccurrences(client: pg.PoolClient, ids: string[]): Promise<number> {
+  if (ids.length === 0) return 0;
+  const result = await client.query({ name: 'cancelOccurrences', text: sql.cancelOccurrences, values: [[...ids].sort(compareIds)] });
+  return result.rowCount ?? 0;
 }
 
 /** A schedule's columns in SCHEDULE_COLUMNS order ($1..$21 of insertSchedule). */

@@ -26,7 +26,7 @@ import { lockForOneDispatcher } from './owner-lock.ts';
 import type { Params } from './prepared.ts';
 import { dispatcherStatements as sql } from './statements.ts';
 import {
-  type AttemptRow, type MessageRow, type ScheduleRow, changedSchedule, compareDue, compareIds, filterParams, isFiltered,
+  type AttemptRow, type MessageRow, type ScheduleRow, changedSchedule, withdrawal, compareDue, compareIds, filterParams, isFiltered,
   newStoredMessage, newStoredSchedule, toAttempt, toMessage, toSchedule,
 } from '../rows.ts';
 
@@ -382,18 +382,21 @@ class SqliteDispatcherStore implements DispatcherStore {
       const current = this.#schedule(id);
       if (!current) return { kind: 'not_found' };
       if (current.version !== expectedVersion) return { kind: 'conflict' };
-      const changed = changedSchedule(current, changes, now);
+      const withdrawn = this.#cancelOccurrences(cancelMessageIds);
+      const changed = changedSchedule(current, { ...changes, ...withdrawal(current, withdrawn, now) }, now);
       this.#connection.statement(sql.writeSchedule).run(scheduleParams(changed));
-      this.#cancelOccurrences(cancelMessageIds);
-      return { kind: 'ok', schedule: changed };
+      return { kind: 'ok', schedule: changed, withdrawn };
     });
   }
 
-  removeSchedule(id: string, cancelMessageIds: string[]): Promise<boolean> {
+  removeSchedule(id: string, withdraw: (schedule: StoredSchedule) => string[]): Promise<boolean> {
+    // one write transaction: no materialisation can come between this read and the delete
     return this.#commits.write('durable', () => {
-      const removed = this.#changes(sql.removeSchedule, { id }) > 0;
-      if (removed) this.#cancelOccurrences(cancelMessageIds);
-      return removed;
+      const current = this.#schedule(id);
+      if (!current) return false;
+      this.#changes(sql.removeSchedule, { id });
+      this.#cancelOccurrences(withdraw(current));
+      return true;
     });
   }
 
@@ -425,10 +428,11 @@ class SqliteDispatcherStore implements DispatcherStore {
     return row && toSchedule(row);
   }
 
-  #cancelOccurrences(ids: string[]): void {
+  #cancelOccurrences(ids: string[]): number {
     let cancelled = 0;
     for (const id of ids) cancelled += this.#changes(sql.cancelOccurrence, { id });
     this.#addToCount('scheduled', -cancelled);
+    return cancelled;
   }
 
   ping(): Promise<void> {
