@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Pool } from 'undici';
-import { OutcomeUnknownError, UnavailableError } from '../errors.ts';
-import { readError } from '../protocol/wire.ts';
+import { OutcomeUnknownError, UnavailableError, ValidationError } from '../errors.ts';
+import { readError, type Page } from '../protocol/wire.ts';
 
 /**
  * The main server's view of the dispatcher pool: one keep-alive undici pool
@@ -340,6 +340,60 @@ export class DispatcherPool {
 /** The 503 when no dispatcher took a request: names each one and why. */
 export function noDispatcherAnswered(failures: readonly DispatcherFailure[]): UnavailableError {
   return new UnavailableError(`No dispatcher answered: ${describeFailures(failures)}`, { cause: failures[0] });
+}
+
+/** Tags a successful answer's body (a message, a schedule) with the dispatcher that holds it. */
+export function withDispatcher(answer: DispatcherAnswer): DispatcherAnswer {
+  if (answer.status >= 300 || typeof answer.body !== 'object' || answer.body === null || Array.isArray(answer.body)) return answer;
+  return { ...answer, body: { ...answer.body, dispatcher: answer.dispatcher } };
+}
+
+/** Longest id a path to one resource may carry. */
+const MAX_ID_LENGTH = 200;
+
+/** The dispatcher path of one resource (`/v1/messages/:id`, `/v1/schedules/:id`), the id checked and encoded. */
+export function resourcePath(collection: '/v1/messages' | '/v1/schedules', id: string): string {
+  if (id.length === 0 || id.length > MAX_ID_LENGTH) throw new ValidationError(`id must be 1 to ${MAX_ID_LENGTH} characters`, 'id');
+  return `${collection}/${encodeURIComponent(id)}`;
+}
+
+export interface MergedListing<T> {
+  /** At most `limit`, in `compare` order, each tagged with the dispatcher it came from. */
+  items: (T & { dispatcher: string })[];
+  /** More remain: past the limit here, or on some dispatcher. */
+  more: boolean;
+  /** Dispatchers that did not answer: their items are missing. */
+  unavailable: { dispatcher: string; message: string }[];
+}
+
+/**
+ * Every dispatcher's page of a listing merged into one: duplicates by id
+ * dropped (on a shared database they all list the same items), sorted, cut
+ * at `limit`. `read` turns one answer into its page or throws what the
+ * caller answers for a bad one. A 503 when no dispatcher answered.
+ */
+export function mergeListings<T extends { id: string }>(
+  answers: readonly (DispatcherAnswer | DispatcherFailure)[],
+  read: (answer: DispatcherAnswer) => Page<T>,
+  compare: (a: T, b: T) => number,
+  limit: number,
+): MergedListing<T> {
+  const failures = answers.filter((a): a is DispatcherFailure => a instanceof DispatcherFailure);
+  if (failures.length === answers.length) throw noDispatcherAnswered(failures);
+  const byId = new Map<string, T & { dispatcher: string }>();
+  let moreOnSomeDispatcher = false;
+  for (const answer of answers) {
+    if (answer instanceof DispatcherFailure) continue;
+    const page = read(answer);
+    if (page.nextCursor) moreOnSomeDispatcher = true;
+    for (const item of page.items) if (!byId.has(item.id)) byId.set(item.id, { ...item, dispatcher: answer.dispatcher });
+  }
+  const merged = [...byId.values()].sort(compare);
+  return {
+    items: merged.slice(0, limit),
+    more: merged.length > limit || moreOnSomeDispatcher,
+    unavailable: failures.map((f) => ({ dispatcher: f.dispatcher, message: f.message })),
+  };
 }
 
 function describeFailures(failures: readonly DispatcherFailure[]): string {

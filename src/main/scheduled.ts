@@ -5,7 +5,7 @@ import { validateMessagePatch, validateScheduleRequest } from '../protocol/messa
 import { encodeCursor, parseLimit } from '../protocol/paging.ts';
 import { MESSAGE_STATUSES, readError, readMessage, readMessagePage, type MessageJson } from '../protocol/wire.ts';
 import { scheduleOnOriginal, unsupported, type OriginalScheduledJson } from './original-dispatcher.ts';
-import { DispatcherFailure, noDispatcherAnswered, type DispatcherAnswer, type DispatcherPool } from './pool.ts';
+import { mergeListings, resourcePath, withDispatcher, type DispatcherAnswer, type DispatcherPool } from './pool.ts';
 
 /**
  * Scheduled messages as the main server offers them (/v1/scheduled, the
@@ -42,7 +42,6 @@ export interface ListQuery {
 
 export const LIST_LIMIT = { fallback: 50, max: 200 } as const;
 
-const MAX_ID_LENGTH = 200;
 
 export class ScheduledMessages {
   #pool: DispatcherPool;
@@ -123,27 +122,17 @@ export class ScheduledMessages {
       params.set('cursor', query.cursor);
     }
     const answers = await this.#pool.all({ method: 'GET', path: `/v1/messages?${params}` });
-    const failures = answers.filter((a): a is DispatcherFailure => a instanceof DispatcherFailure);
-    if (failures.length === answers.length) throw noDispatcherAnswered(failures);
-
-    const byId = new Map<string, ScheduledJson>();
-    let moreOnSomeDispatcher = false;
-    for (const answer of answers) {
-      if (answer instanceof DispatcherFailure) continue;
+    const { items, more, unavailable } = mergeListings(answers, (answer) => {
       if (answer.status !== 200) throw new DispatcherAnswerError(answer);
       const page = readMessagePage(answer.body);
       if (!page) throw new UnavailableError(`Dispatcher ${answer.dispatcher} answered an unexpected list`);
-      if (page.nextCursor) moreOnSomeDispatcher = true;
-      for (const item of page.items) if (!byId.has(item.id)) byId.set(item.id, { ...item, dispatcher: answer.dispatcher });
-    }
-    const merged = [...byId.values()].sort(byDueTime);
-    const items = merged.slice(0, limit);
+      return page;
+    }, byDueTime, limit);
     const last = items.at(-1);
-    const more = merged.length > limit || moreOnSomeDispatcher;
     return {
       items,
       nextCursor: more && last ? encodeCursor({ at: Date.parse(last.dueAt), id: last.id }) : null,
-      unavailable: failures.map((f) => ({ dispatcher: f.dispatcher, message: f.message })),
+      unavailable,
     };
   }
 
@@ -189,8 +178,7 @@ export function contentKey(sender: string, username: string, message: string, sc
 }
 
 function messagePath(id: string): string {
-  if (id.length === 0 || id.length > MAX_ID_LENGTH) throw new ValidationError(`id must be 1 to ${MAX_ID_LENGTH} characters`, 'id');
-  return `/v1/messages/${encodeURIComponent(id)}`;
+  return resourcePath('/v1/messages', id);
 }
 
 function byDueTime(a: MessageJson, b: MessageJson): number {
@@ -217,8 +205,3 @@ export function answerErrorText(answer: DispatcherAnswer): string {
   return readError(answer.body).message ?? `The dispatcher answered HTTP ${answer.status}`;
 }
 
-/** Tags a successful answer's message with the dispatcher that holds it. */
-function withDispatcher(answer: DispatcherAnswer): DispatcherAnswer {
-  if (answer.status >= 300 || typeof answer.body !== 'object' || answer.body === null || Array.isArray(answer.body)) return answer;
-  return { ...answer, body: { ...answer.body, dispatcher: answer.dispatcher } };
-}

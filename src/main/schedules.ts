@@ -7,7 +7,7 @@ import {
   parsePreviewCount, previewOccurrences, validateScheduleCreate, validateSchedulePatch, validateSchedulePreview,
   type PreviewItem, type ValidScheduleSettings,
 } from '../protocol/schedules.ts';
-import { DispatcherFailure, noDispatcherAnswered, type DispatcherAnswer, type DispatcherPool } from './pool.ts';
+import { mergeListings, resourcePath, withDispatcher, type DispatcherAnswer, type DispatcherPool } from './pool.ts';
 
 /**
  * Schedules (recurring messages) as the main server offers them
@@ -25,7 +25,6 @@ import { DispatcherFailure, noDispatcherAnswered, type DispatcherAnswer, type Di
  */
 
 export const SCHEDULE_LIST_LIMIT = { fallback: 50, max: 200 } as const;
-const MAX_ID_LENGTH = 200;
 
 /** A dispatcher's schedule plus the dispatcher that holds it. */
 export interface ScheduleJson extends WireScheduleJson {
@@ -73,24 +72,12 @@ export class Schedules {
       params.set('cursor', query.cursor);
     }
     const answers = await this.#pool.all({ method: 'GET', path: `/v1/schedules?${params}` });
-    const failures = answers.filter((a): a is DispatcherFailure => a instanceof DispatcherFailure);
-    if (failures.length === answers.length) throw noDispatcherAnswered(failures);
-    const byId = new Map<string, ScheduleJson>();
-    let more = false;
-    for (const answer of answers) {
-      if (answer instanceof DispatcherFailure) continue;
-      const page = answer.body as { items?: ScheduleJson[]; nextCursor?: string | null } | null;
+    const { items, more, unavailable } = mergeListings(answers, (answer) => {
+      const page = answer.body as { items?: WireScheduleJson[]; nextCursor?: string | null } | null;
       if (answer.status !== 200 || !Array.isArray(page?.items)) throw new UnavailableError(`Dispatcher ${answer.dispatcher} answered HTTP ${answer.status} to a schedule listing`);
-      if (page.nextCursor) more = true;
-      for (const item of page.items) if (!byId.has(item.id)) byId.set(item.id, { ...item, dispatcher: answer.dispatcher });
-    }
-    const merged = [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    const items = merged.slice(0, limit);
-    return {
-      items,
-      nextCursor: (merged.length > limit || more) && items.length > 0 ? items.at(-1)!.id : null,
-      unavailable: failures.map((f) => ({ dispatcher: f.dispatcher, message: f.message })),
-    };
+      return { items: page.items, nextCursor: page.nextCursor ?? null };
+    }, (a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0), limit);
+    return { items, nextCursor: more && items.length > 0 ? items.at(-1)!.id : null, unavailable };
   }
 
   async get(id: string): Promise<DispatcherAnswer> {
@@ -148,13 +135,7 @@ function wireSettings(valid: ValidScheduleSettings): Record<string, unknown> {
 }
 
 function schedulePath(id: string): string {
-  if (id.length === 0 || id.length > MAX_ID_LENGTH) throw new ValidationError(`id must be 1 to ${MAX_ID_LENGTH} characters`, 'id');
-  return `/v1/schedules/${encodeURIComponent(id)}`;
-}
-
-function withDispatcher(answer: DispatcherAnswer): DispatcherAnswer {
-  if (answer.status >= 300 || typeof answer.body !== 'object' || answer.body === null || Array.isArray(answer.body)) return answer;
-  return { ...answer, body: { ...answer.body, dispatcher: answer.dispatcher } };
+  return resourcePath('/v1/schedules', id);
 }
 
 function noSchedules(urls: readonly string[]): NotSupportedError {
