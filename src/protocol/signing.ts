@@ -77,18 +77,34 @@ export function standardWebhooksSecretProblem(secret: string): string | undefine
   return undefined;
 }
 
-function standardWebhooksSignature(secret: string, id: string, timestampSeconds: number, rawBody: string): string {
-  const key = Buffer.from(secret.slice(STANDARD_WEBHOOKS_PREFIX.length), 'base64');
+/**
+ * The key of a whsec_ secret, undefined when it is not one. Checked and
+ * decoded once per secret, not per delivery: a process signs or verifies
+ * with the same secret all its life.
+ */
+let lastSecret: string | undefined;
+let lastKey: Buffer | undefined;
+function standardWebhooksKey(secret: string): Buffer | undefined {
+  if (secret !== lastSecret) {
+    lastSecret = secret;
+    lastKey = standardWebhooksSecretProblem(secret) ? undefined : Buffer.from(secret.slice(STANDARD_WEBHOOKS_PREFIX.length), 'base64');
+  }
+  return lastKey;
+}
+
+function standardWebhooksSignature(key: Buffer, id: string, timestampSeconds: number, rawBody: string): string {
   return `v1,${createHmac('sha256', key).update(`${id}.${timestampSeconds}.${rawBody}`).digest('base64')}`;
 }
 
 /** The three headers of a delivery signed the Standard Webhooks way, sent at `now` (ms). */
 export function standardWebhooksHeaders(secret: string, id: string, now: number, rawBody: string): Record<string, string> {
+  const key = standardWebhooksKey(secret);
+  if (!key) throw new Error('a Standard Webhooks secret must be whsec_<base64> (the configuration checks this at start)');
   const timestamp = Math.floor(now / 1000);
   return {
     [STANDARD_WEBHOOKS_HEADERS.id]: id,
     [STANDARD_WEBHOOKS_HEADERS.timestamp]: String(timestamp),
-    [STANDARD_WEBHOOKS_HEADERS.signature]: standardWebhooksSignature(secret, id, timestamp, rawBody),
+    [STANDARD_WEBHOOKS_HEADERS.signature]: standardWebhooksSignature(key, id, timestamp, rawBody),
   };
 }
 
@@ -100,12 +116,13 @@ export function verifyStandardWebhooks(
   now: number,
   toleranceMs = DEFAULT_SIGNATURE_TOLERANCE_MS,
 ): SignatureCheck {
-  if (standardWebhooksSecretProblem(secret)) return { ok: false, reason: 'this server\'s signing secret is not a whsec_ secret, so it cannot check webhook-signature' };
+  const key = standardWebhooksKey(secret);
+  if (!key) return { ok: false, reason: 'this server\'s signing secret is not a whsec_ secret, so it cannot check webhook-signature' };
   const { id, timestamp, signature } = headers;
   if (!id || !timestamp || !signature) return { ok: false, reason: 'missing webhook-id, webhook-timestamp or webhook-signature header' };
   if (!/^\d+$/.test(timestamp)) return { ok: false, reason: 'malformed webhook-timestamp header' };
   if (Math.abs(now - Number(timestamp) * 1000) > toleranceMs) return { ok: false, reason: 'stale webhook-timestamp' };
-  const expected = Buffer.from(standardWebhooksSignature(secret, id, Number(timestamp), rawBody));
+  const expected = Buffer.from(standardWebhooksSignature(key, id, Number(timestamp), rawBody));
   for (const candidate of signature.split(' ')) {
     const given = Buffer.from(candidate);
     if (given.length === expected.length && timingSafeEqual(given, expected)) return { ok: true };
