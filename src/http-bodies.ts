@@ -137,3 +137,9 @@ function decodeFormComponent(component: string, field: string | undefined): stri
   const what = field === undefined ? 'a field name' : field;
   throw new ValidationError(`${what} is not valid UTF-8 once percent-decoded: send text as UTF-8`, field);
 }
+
+/** A parsed form's field as a string, for a page's form posts: missing or repeated fields read as empty. */
+export function formFields(body: unknown): (name: string) => string {
+  const fields = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
+  return (name) => (typeof fields[name] === 'string' ? (fields[name] as string) : '');
+}

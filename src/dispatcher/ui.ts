@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { formFields } from '../http-bodies.ts';
 import { ValidationError } from '../errors.ts';
 import { html } from '../html.ts';
 import { refuseCrossSiteWrites, requirePageToken } from '../http.ts';
@@ -258,11 +259,6 @@ function redirectAfter(reply: FastifyReply, body: unknown, id: string, outcome: 
   return reply.redirect(withNotice(base, params), 303);
 }
 
-/** A form field as a string; missing or repeated fields read as empty. */
-function formFields(body: unknown): (name: string) => string {
-  const fields = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
-  return (name) => (typeof fields[name] === 'string' ? (fields[name] as string) : '');
-}
 
 function filterValues(query: Record<string, unknown>, serverTimeZone: string): FilterValues {
   const text = (name: string) => (typeof query[name] === 'string' ? (query[name] as string) : '');

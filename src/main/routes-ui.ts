@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { formFields } from '../http-bodies.ts';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Clock } from '../clock.ts';
 import type { MainConfig } from '../config.ts';
@@ -383,9 +384,4 @@ function preview(text: string): string {
   return text.length > PREVIEW_LENGTH ? `${text.slice(0, PREVIEW_LENGTH)}…` : text;
 }
 
-/** A form field as a string; missing or repeated fields read as empty. */
-function formFields(body: unknown): (name: string) => string {
-  const fields = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
-  return (name) => (typeof fields[name] === 'string' ? (fields[name] as string) : '');
-}
 
