@@ -74,6 +74,9 @@ export const DISPATCHER_OPTIONS = {
   legacyAllow: { flag: 'legacy-allow', env: 'PSCHED_LEGACY_ALLOW', kind: 'list', default: undefined, defaultHelp: '(none: closed)', help: 'addresses (IPv4/IPv6, CIDR, comma-separated) that may call /scheduleMessage.php and /cron/checkScheduledMessages.php without the token: the original main server and cron cannot send one. Every other call still needs it', check: addressEntry },
   signingSecret: { flag: 'signing-secret', env: 'PSCHED_SIGNING_SECRET', kind: 'string', default: undefined, help: 'HMAC-SHA256 secret that signs deliveries' },
   signatureScheme: { flag: 'signature-scheme', env: 'PSCHED_SIGNATURE_SCHEME', kind: 'string', choices: ['psched', 'standard-webhooks'] as const, default: 'psched', help: 'how --main-protocol json deliveries are signed: psched (Psched-Signature) or standard-webhooks (webhook-id, webhook-timestamp, webhook-signature; the secret written whsec_<base64>)' },
+  mainRate: { flag: 'main-rate', env: 'PSCHED_MAIN_RATE', kind: 'int', default: undefined, defaultHelp: '(none)', help: 'flow control for --main-url: deliveries started per second at most (a token bucket); a 429 or 503 with Retry-After pauses it whatever this says', check: positive },
+  mainBurst: { flag: 'main-burst', env: 'PSCHED_MAIN_BURST', kind: 'int', default: undefined, defaultHelp: '(--main-rate)', help: 'with --main-rate: how many may start at once after a quiet spell', check: positive },
+  mainMaxInFlight: { flag: 'main-max-in-flight', env: 'PSCHED_MAIN_MAX_IN_FLIGHT', kind: 'int', default: undefined, defaultHelp: '(--concurrency)', help: 'deliveries to --main-url started and not yet answered, at most', check: positive },
   timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset (the JSON API)', check: timeZone },
   legacyTimeZone: { flag: 'legacy-timezone', env: 'PSCHED_LEGACY_TIMEZONE', kind: 'string', default: undefined, defaultHelp: '--timezone when given, else this host\'s zone', help: 'time zone for times without an offset on the original\'s /scheduleMessage.php; default --timezone when that is given, else this host\'s zone, as the original read them (MySQL NOW())', check: timeZone },
   horizon: { flag: 'horizon', env: 'PSCHED_HORIZON', kind: 'duration', default: durationText(ENGINE_DEFAULTS.horizonMs), help: 'messages due within this window are held in memory', check: positive },
@@ -119,6 +122,10 @@ export interface DispatcherConfig {
   legacyAllow: readonly string[];
   signingSecret: string | undefined;
   signatureScheme: 'psched' | 'standard-webhooks';
+  /** Flow control of the default target (--main-url); unset: none. */
+  mainRatePerSecond: number | undefined;
+  mainBurst: number | undefined;
+  mainMaxInFlight: number | undefined;
   timeZone: string;
   /** Reads the original's times without an offset (see legacyTimeZoneOf). */
   legacyTimeZone: string;
@@ -289,6 +296,9 @@ export function dispatcherConfig(
     legacyAllow: Object.freeze(o.legacyAllow ?? []),
     signingSecret: o.signingSecret,
     signatureScheme: o.signatureScheme,
+    mainRatePerSecond: o.mainRate,
+    mainBurst: o.mainBurst,
+    mainMaxInFlight: o.mainMaxInFlight,
     timeZone: o.timeZone,
     legacyTimeZone: legacyTimeZoneOf(o, given.timeZone ?? env.PSCHED_TIMEZONE),
     horizonMs: o.horizon,

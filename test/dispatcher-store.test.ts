@@ -91,6 +91,7 @@ for (const factory of dispatcherStoreFactories()) {
           lastError: null,
           leaseOwner: null,
           leaseExpiresAt: null,
+          target: 'default',
         };
         assert.deepEqual(outcome, { message: expected, created: true });
         assert.deepEqual(await handle.store.get(input.id), expected);

@@ -156,11 +156,11 @@ describe('DueBuffer', () => {
         expected.delete(id);
       } else {
         const dueAt = Math.floor(random() * 1000);
-        buffer.put({ id, version: i, dueAt });
+        buffer.put({ id, version: i, dueAt, target: 'default' });
         expected.set(id, dueAt);
       }
     }
-    buffer.put({ id: 'm1', version: -1, dueAt: 0 }); // an older version never replaces a newer one
+    buffer.put({ id: 'm1', version: -1, dueAt: 0, target: 'default' }); // an older version never replaces a newer one
     assert.equal(buffer.size, expected.size);
     const firstHalf = buffer.takeDue(499, Infinity);
     const rest = buffer.takeDue(Infinity, Infinity);
@@ -381,9 +381,10 @@ describe('SchedulingEngine retries', () => {
   });
 
   it('a retry due beyond the horizon gives its buffer slot back: messages due now still go out with a full buffer', async () => {
-    await using h = await harness({ maxBuffered: 10, horizonMs: 10 * SECOND });
+    // a backoff, not a Retry-After: a Retry-After pauses the whole target (see the flow-control tests)
+    await using h = await harness({ maxBuffered: 10, horizonMs: 10 * SECOND, retryBaseMs: 160 * SECOND, random: () => 0.5 });
     h.deliverer.script = (message) => (message.message === 'parked' && message.attempts === 1
-      ? { kind: 'retry', error: 'main server answered 429', status: 429, retryAfterMs: 120 * SECOND }
+      ? { kind: 'retry', error: 'main server answered 500', status: 500 }
       : { kind: 'delivered', status: 200 });
     const parkedAt = h.clock.now();
     const parked = await Promise.all(Array.from({ length: 10 }, () => h.schedule(0, 'parked')));
@@ -404,7 +405,8 @@ describe('SchedulingEngine retries', () => {
     for (const id of parked) assert.equal((await h.status(id)).status, "delivered");
     const second = h.deliverer.calls.filter((call) => call.text === 'parked' && call.attempt === 2);
     assert.equal(second.length, 10);
-    assert.ok(second.every((call) => call.at === parkedAt + 120 * SECOND), 'each at its Retry-After, to the millisecond');
+    // equal jitter with random 0.5: three quarters of the 160 s ceiling
+    assert.ok(second.every((call) => call.at === parkedAt + 120 * SECOND), 'each at its backoff, to the millisecond');
   });
 
   it('retries with exponential backoff, then delivers', async () => {
@@ -539,6 +541,85 @@ describe('SchedulingEngine retries', () => {
     assert.equal(h.deliverer.calls[1]!.at, h.clock.now());
 
     assert.deepEqual(await h.engine.retry(id), { kind: 'conflict', status: 'delivered' });
+  });
+});
+
+describe('SchedulingEngine flow control', () => {
+  it('starts a rate-limited target\'s deliveries at its rate once the burst is spent, oldest due first', async () => {
+    await using h = await harness({ limitsOf: () => ({ ratePerSecond: 10, burst: 2 }) });
+    const start = h.clock.now();
+    const ids: string[] = [];
+    for (let i = 0; i < 12; i++) ids.push(await h.schedule(SECOND, `m${i}`));
+    await h.clock.advance(SECOND);
+    assert.equal(h.deliverer.calls.length, 2, 'the burst goes at its due time');
+    assert.equal(h.engine.bufferedCount, 0, 'the rest is parked, not in the heap');
+    await h.clock.advance(500);
+    const scrape = await h.metrics.render({ byStatus: { scheduled: 0, delivering: 0, delivered: 0, dead: 0 }, buffered: 0, targets: h.engine.targetGauges() });
+    assert.match(scrape, /^psched_target_backlog\{target="default"\} 5$/m, 'ten parked, five gone since');
+    assert.match(scrape, /^psched_target_throttled_seconds_total\{target="default"\} 0\.5$/m);
+    assert.match(scrape, /^psched_target_deliveries_total\{target="default",outcome="delivered"\} 7$/m);
+    await h.clock.advance(1500);
+    await h.engine.whenIdle();
+    assert.deepEqual(h.deliverer.calls.map((call) => call.at - start - SECOND), [0, 0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]);
+    assert.deepEqual(h.deliverer.calls.map((call) => call.text), ids.map((_, i) => `m${i}`));
+    for (const id of ids) assert.equal((await h.status(id)).status, 'delivered');
+  });
+
+  it('a 503 with Retry-After pauses the target: nothing of it starts before the pause ends, then everything does', async () => {
+    await using h = await harness();
+    h.deliverer.script = (message) => (message.message === 'first' && message.attempts === 1
+      ? { kind: 'retry', error: 'main server answered 503', status: 503, retryAfterMs: 5 * SECOND }
+      : { kind: 'delivered', status: 200 });
+    const start = h.clock.now();
+    await h.schedule(0, 'first');
+    for (let i = 0; i < 3; i++) await h.schedule(SECOND, 'later');
+    await h.clock.advance(4999);
+    assert.deepEqual(h.deliverer.calls.map((call) => call.text), ['first'], 'none sent during the pause');
+    await h.clock.advance(1);
+    await h.engine.whenIdle();
+    assert.deepEqual(h.deliverer.calls.slice(1).map((call) => [call.text, call.at - start]), [
+      ['later', 5000], ['later', 5000], ['later', 5000], ['first', 5000],
+    ], 'the paused ones in due order, the retry at its Retry-After');
+  });
+
+  it('never has more deliveries of a target in flight than its cap, and refills the cap as answers come', async () => {
+    await using h = await harness({ limitsOf: () => ({ maxInFlight: 2 }) });
+    const pending: ReturnType<typeof held>[] = [];
+    h.deliverer.script = () => {
+      const delivery = held();
+      pending.push(delivery);
+      return delivery.promise;
+    };
+    for (let i = 0; i < 5; i++) await h.schedule(0, `m${i}`);
+    await h.clock.advance(0);
+    assert.equal(h.engine.inFlightCount, 2);
+    assert.equal(h.deliverer.calls.length, 2);
+    pending[0]!.finish({ kind: 'delivered', status: 200 });
+    await h.clock.advance(0);
+    assert.equal(h.deliverer.calls.length, 3);
+    assert.equal(h.engine.inFlightCount, 2);
+    for (let i = 1; i < 5; i++) {
+      pending[i]!.finish({ kind: 'delivered', status: 200 });
+      await h.clock.advance(0);
+    }
+    await h.engine.whenIdle();
+    assert.deepEqual(h.deliverer.calls.map((call) => call.text), ['m0', 'm1', 'm2', 'm3', 'm4']);
+  });
+
+  it('a parked message that is removed is never sent, and frees nothing it did not hold', async () => {
+    await using h = await harness({ limitsOf: () => ({ maxInFlight: 1 }) });
+    const first = held();
+    h.deliverer.script = (message) => (message.message === 'first' ? first.promise : { kind: 'delivered', status: 200 });
+    await h.schedule(0, 'first');
+    const removed = await h.schedule(0, 'removed');
+    const kept = await h.schedule(0, 'kept');
+    await h.clock.advance(0);
+    assert.equal((await h.engine.remove(removed)).kind, 'ok');
+    first.finish({ kind: 'delivered', status: 200 });
+    await h.clock.advance(0);
+    await h.engine.whenIdle();
+    assert.deepEqual(h.deliverer.calls.map((call) => call.text), ['first', 'kept']);
+    assert.equal((await h.status(kept)).status, 'delivered');
   });
 });
 

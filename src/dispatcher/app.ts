@@ -10,7 +10,7 @@ import { DispatcherMetrics } from './metrics.ts';
 import { registerApiRoutes } from './routes-api.ts';
 import { registerLegacyRoutes } from './routes-legacy.ts';
 import { ScheduleMaterializer } from './schedules.ts';
-import type { DispatcherStore } from './store.ts';
+import { DEFAULT_TARGET, type DispatcherStore } from './store.ts';
 import { registerUiRoutes } from './ui.ts';
 
 /**
@@ -103,6 +103,7 @@ export async function createDispatcher(config: Readonly<DispatcherConfig>, deps:
     // the original read such times in its host's zone: a migrating operator sees which zone psched uses
     app.log.info({ legacyTimeZone: config.legacyTimeZone }, `the original's /scheduleMessage.php reads times without an offset in ${config.legacyTimeZone} (--legacy-timezone)`);
     const metrics = new DispatcherMetrics();
+    const mainLimits = { ratePerSecond: config.mainRatePerSecond, burst: config.mainBurst, maxInFlight: config.mainMaxInFlight };
     const engine = new SchedulingEngine({
       store,
       deliverer,
@@ -118,6 +119,7 @@ export async function createDispatcher(config: Readonly<DispatcherConfig>, deps:
       concurrency: config.concurrency,
       retentionMs: config.retentionMs,
       target: config.mainUrl,
+      limitsOf: (target) => (target === DEFAULT_TARGET ? mainLimits : {}),
     });
     const halted = new Promise<Error>((resolve) => {
       store.onHalt((err) => {

@@ -5,10 +5,11 @@ import type { ValidScheduleRequest } from '../protocol/messages.ts';
 import type { AttemptResult, Deliverer } from './delivery.ts';
 import { ENGINE_DEFAULTS } from './engine-defaults.ts';
 import { DueBuffer, type BufferEntry } from './heap.ts';
+import { FlowControl, type TargetFlowStats, type TargetLimits } from './flow-control.ts';
 import { Holdings } from './holdings.ts';
 import { OutcomeWriter } from './outcome-writer.ts';
 import { EarlyStarts, ReadyQueue } from './started.ts';
-import type { DispatcherMetrics } from './metrics.ts';
+import type { DispatcherMetrics, TargetGauges } from './metrics.ts';
 import type {
   ChangeOutcome, ClaimRequest, DeliveryResult, DispatcherStore, InsertOutcome, MessagePatch, StoredMessage,
 } from './store.ts';
@@ -81,7 +82,11 @@ export interface EngineOptions {
   random?: () => number;
   /** Where deliveries go, named in the log line of a failed attempt. */
   target?: string;
+  /** Each target's flow control: rate, burst, deliveries in flight (./flow-control.ts). Default: none. */
+  limitsOf?: (target: string) => TargetLimits;
 }
+
+const noLimits = (): TargetLimits => ({});
 
 export interface SweepReport {
   results: { message: StoredMessage; result: AttemptResult }[];
@@ -242,6 +247,8 @@ export class SchedulingEngine {
   #inFlight = new Set<string>();
   /** Outcomes not yet written, and the batch being written (./outcome-writer.ts). */
   readonly #outcomes: OutcomeWriter<PendingOutcome>;
+  /** Due entries whose target has no room yet, per target (./flow-control.ts). */
+  readonly #flow: FlowControl<BufferEntry>;
   /** Capacity promised to schedule() calls whose insert has not resolved yet. */
   #reserved = 0;
   /** Store calls that may claim for this owner; stop() lets them land before releasing claims. */
@@ -283,6 +290,7 @@ export class SchedulingEngine {
   /** Every stage's count and ids, read by capacity, idleness, quiet and sweeps (./holdings.ts). */
   readonly #holdings = new Holdings({
     buffered: { count: () => this.#buffer.size, ids: () => [] },
+    throttled: { count: () => this.#flow.parkedCount, ids: () => this.#flow.parkedIds() },
     starting: { count: () => this.#startingCount, ids: () => [...this.#starting].flat().map((entry) => entry.id) },
     early: { count: () => this.#early.size, ids: () => this.#early.messages().map((message) => message.id) },
     ready: { count: () => this.#ready.size, ids: () => this.#ready.messages().map((message) => message.id) },
@@ -312,6 +320,14 @@ export class SchedulingEngine {
     this.#target = options.target;
     this.#readyMax = Math.max(START_CHUNK, this.#concurrency);
     this.#leaseMarginMs = Math.floor(this.#leaseMs / 10);
+    this.#flow = new FlowControl<BufferEntry>({
+      clock: this.#clock,
+      limitsOf: options.limitsOf ?? noLimits,
+      release: (entries) => {
+        for (const entry of entries) this.#buffer.put(entry);
+        this.#kickStarter();
+      },
+    });
     this.#early = new EarlyStarts(this.#clock, (messages) => this.#earlyDue(messages), () => this.#state === 'running');
     this.#outcomes = new OutcomeWriter<PendingOutcome>({
       clock: this.#clock,
@@ -330,6 +346,14 @@ export class SchedulingEngine {
 
   get inFlightCount(): number {
     return this.#inFlight.size;
+  }
+
+  /** Each target's flow-control numbers, for /metrics and the page (targets this engine delivered to or held back). */
+  *targetGauges(): Iterable<TargetGauges & TargetFlowStats> {
+    for (const target of this.#flow.targets()) {
+      const stats = this.#flow.stats(target);
+      if (stats) yield { target, ...stats };
+    }
   }
 
   /** Claims everything due within the horizon (past-due first: they go out at once) and starts the timers. */
@@ -412,6 +436,7 @@ export class SchedulingEngine {
     await this.refill();
     const waiting = new Set<string>(this.#buffer.idsDueBy(this.#clock.now()));
     for (const id of this.#holdings.startedIds()) waiting.add(id);
+    for (const id of this.#flow.parkedIds()) waiting.add(id);
     if (waiting.size === 0) return { results: [] };
     const report = new Promise<SweepReport>((resolve) => this.#sweeps.add({ waiting, results: [], resolve }));
     this.#kickStarter();
@@ -569,6 +594,7 @@ export class SchedulingEngine {
   #keepStarted(kept: Set<string>): number {
     const keep = (message: StoredMessage) => {
       if (kept.has(message.id)) return true;
+      this.#flow.finished(message.id);
       this.#settleSweepsWithout(message.id);
       return false;
     };
@@ -656,8 +682,11 @@ export class SchedulingEngine {
     if (this.#state === 'running' && !this.#leaseHolds()) return; // #regainLease kicks it again
     while (this.#state === 'running' && this.#canStartMore()) {
       const now = this.#clock.now();
-      const entries = this.#buffer.takeDue(now + 2 * this.#lead(), START_CHUNK);
-      if (entries.length === 0) break;
+      const due = this.#buffer.takeDue(now + 2 * this.#lead(), START_CHUNK);
+      if (due.length === 0) break;
+      // entries of a target without room are parked by the flow control, which hands them back when it has
+      const entries = due.filter((entry) => this.#flow.admit(entry, now));
+      if (entries.length === 0) continue;
       // outcomes waiting for company go along: on SQLite both land in the same transaction
       this.#outcomes.flushNow();
       const call = this.#start(entries, now);
@@ -729,7 +758,7 @@ export class SchedulingEngine {
     const startedAt = this.#clock.now();
     if (message.attempts === 1) {
       // measured from when the message could first have gone out: its due time, or its creation for one scheduled in the past
-      this.#metrics.observeLateness(startedAt - Math.max(message.dueAt, message.createdAt), startedAt);
+      this.#metrics.observeLateness(startedAt - Math.max(message.dueAt, message.createdAt), startedAt, message.target);
     }
     let attempt: Promise<AttemptResult>;
     try {
@@ -768,10 +797,13 @@ export class SchedulingEngine {
     }
     // the attempt's row of the message's history, written with the outcome (same transaction)
     record.attempt = { number: message.attempts, startedAt, finishedAt: now, httpStatus: result.status };
-    this.#metrics.recordOutcome(result.kind, now);
+    this.#metrics.recordOutcome(result.kind, now, message.target);
     if (result.kind !== 'delivered') this.#logFailure(message, result, record);
     this.#outcomes.add({ message, result, record });
     this.#noteRecovery(result, now);
+    // a Retry-After (429, 503) is the target asking for a pause: none of its messages start before it ends
+    if (result.kind === 'retry' && result.retryAfterMs !== undefined) this.#flow.pause(message.target, record.at);
+    this.#flow.finished(message.id);
     this.#pump();
   }
 
@@ -816,7 +848,7 @@ export class SchedulingEngine {
   #outcomesWritten(batch: PendingOutcome[]): void {
     for (const { message, result, record } of batch) {
       if (record.outcome === 'retry' && !record.release && this.#state === 'running') {
-        this.#buffer.put({ id: message.id, version: message.version, dueAt: record.at });
+        this.#buffer.put({ id: message.id, version: message.version, dueAt: record.at, target: message.target });
         if (result.kind === 'retry' && result.retryAfterMs === undefined) this.#backingOff.add(message.id);
       }
       this.#settleSweeps(message, result);
@@ -860,6 +892,7 @@ export class SchedulingEngine {
   /** Forgets a buffered entry; a sweep waiting for it stops waiting. */
   #drop(id: string): void {
     this.#buffer.delete(id);
+    this.#flow.forget(id);
     this.#backingOff.delete(id);
     this.#settleSweepsWithout(id);
   }
@@ -872,7 +905,7 @@ export class SchedulingEngine {
   }
 
   #isIdle(): boolean {
-    if (!this.#holdings.nothingStarted) return false;
+    if (!this.#holdings.nothingStarted || this.#flow.parkedCount > 0) return false;
     const next = this.#buffer.peek();
     return next === undefined || next.dueAt > this.#clock.now() || this.#state !== 'running';
   }
@@ -889,7 +922,11 @@ export class SchedulingEngine {
 
   #settleDropped(entries: BufferEntry[], started: StoredMessage[]): void {
     const startedIds = new Set(started.map((message) => message.id));
-    for (const entry of entries) if (!startedIds.has(entry.id)) this.#settleSweepsWithout(entry.id);
+    for (const entry of entries) {
+      if (startedIds.has(entry.id)) continue;
+      this.#flow.finished(entry.id);
+      this.#settleSweepsWithout(entry.id);
+    }
   }
 
   #settleSweeps(message: StoredMessage, result: AttemptResult): void {
@@ -931,6 +968,7 @@ export class SchedulingEngine {
     this.#backingOff.clear();
     const abandoned = this.#holdings.count('inFlight', 'early', 'ready', 'pending');
     this.#buffer.clear();
+    this.#flow.clear();
     this.#early.clear();
     this.#ready.clear();
     this.#outcomes.discardPending();
@@ -948,6 +986,7 @@ export class SchedulingEngine {
     this.#timer?.cancel();
     this.#timer = undefined;
     this.#early.cancelTimer();
+    this.#flow.cancelTimer();
     for (const timer of [...this.#periodic, ...this.#retryTimers]) timer.cancel();
     this.#periodic = [];
     this.#retryTimers.clear();
@@ -969,6 +1008,7 @@ export class SchedulingEngine {
     this.#stopped ??= Promise.resolve();
     this.#cancelTimers();
     this.#buffer.clear();
+    this.#flow.clear();
     this.#backingOff.clear();
     this.#early.clear();
     this.#ready.clear();
@@ -993,5 +1033,5 @@ export class SchedulingEngine {
 }
 
 function entryOf(message: StoredMessage): BufferEntry {
-  return { id: message.id, version: message.version, dueAt: message.dueAt };
+  return { id: message.id, version: message.version, dueAt: message.dueAt, target: message.target };
 }

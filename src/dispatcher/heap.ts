@@ -17,6 +17,8 @@ export interface BufferEntry {
   /** The message version this owner claimed; startDelivery refuses any other. */
   readonly version: number;
   readonly dueAt: number;
+  /** Its message's delivery target: flow control parks entries per target. */
+  readonly target: string;
 }
 
 function before(a: BufferEntry, b: BufferEntry): boolean {

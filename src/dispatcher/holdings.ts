@@ -10,6 +10,8 @@
 export const STAGES = [
   /** claimed, in the due-time heap */
   'buffered',
+  /** claimed and due, parked until their target has room (flow control) */
+  'throttled',
   /** handed to startDelivery, waiting for its answer */
   'starting',
   /** started ahead of their due time (a slow store), waiting for it */

@@ -11,6 +11,15 @@ import { MESSAGE_STATUSES, type MessageStatus } from './store.ts';
 
 export type OutcomeKind = 'delivered' | 'retry' | 'dead';
 
+/** A target's flow-control numbers at a scrape (the engine's FlowControl). */
+export interface TargetGauges {
+  target: string;
+  backlog: number;
+  inFlight: number;
+  /** Time spent with a backlog so far, ms. */
+  throttledMs: number;
+}
+
 /**
  * Lateness bucket bounds in seconds. Fine below 10 ms because the target is
  * p50 <= 2 ms and p99 <= 10 ms; coarse above, where only "how bad" matters
@@ -89,6 +98,19 @@ export class DispatcherMetrics {
     buckets: LATENESS_BUCKETS_S,
     registers: [this.registry],
   });
+  readonly #targetDeliveries = new Counter({ name: 'psched_target_deliveries_total', help: 'Delivery attempts by target and outcome.', labelNames: ['target', 'outcome'], registers: [this.registry] });
+  readonly #targetLateness = new Histogram({
+    name: 'psched_target_delivery_lateness_seconds',
+    help: 'Lateness of first delivery attempts (as psched_delivery_lateness_seconds), by target: a throttled target\'s backlog shows here.',
+    labelNames: ['target'],
+    buckets: LATENESS_BUCKETS_S,
+    registers: [this.registry],
+  });
+  readonly #targetBacklog = new Gauge({ name: 'psched_target_backlog', help: 'Due messages waiting for their target\'s flow control (rate, in-flight cap, Retry-After pause).', labelNames: ['target'], registers: [this.registry] });
+  readonly #targetInFlight = new Gauge({ name: 'psched_target_in_flight', help: 'Deliveries started and not yet answered, by target.', labelNames: ['target'], registers: [this.registry] });
+  readonly #targetThrottled = new Counter({ name: 'psched_target_throttled_seconds_total', help: 'Time a target spent with a backlog held back by its flow control.', labelNames: ['target'], registers: [this.registry] });
+  /** What #targetThrottled showed at the last render, per target: the counter grows by the difference. */
+  #throttledShown = new Map<string, number>();
   /** Plain totals for snapshot(): prom-client reads its own asynchronously. */
   #outcomes: Record<OutcomeKind, number> = { delivered: 0, retry: 0, dead: 0 };
   #latenessSumMs = 0;
@@ -101,16 +123,18 @@ export class DispatcherMetrics {
   }
 
   /** An attempt's outcome, `at` (epoch ms, the engine's clock) when it came back. */
-  recordOutcome(kind: OutcomeKind, at: number): void {
+  recordOutcome(kind: OutcomeKind, at: number, target: string): void {
     this.#outcomes[kind]++;
     this.#deliveries.inc({ outcome: kind });
+    this.#targetDeliveries.inc({ target, outcome: kind });
     this.#minutes.outcome(kind, at);
   }
 
   /** Lateness of a first delivery attempt: when it started (`at`) minus when it could first have gone out. */
-  observeLateness(ms: number, at: number): void {
+  observeLateness(ms: number, at: number, target: string): void {
     const value = ms > 0 ? ms : 0;
     this.#lateness.observe(value / 1000);
+    this.#targetLateness.observe({ target }, value / 1000);
     this.#latenessSumMs += value;
     this.#latenessCount++;
     this.#minutes.lateness(value, at);
@@ -127,9 +151,17 @@ export class DispatcherMetrics {
   }
 
   /** The Prometheus text exposition. */
-  render(gauges: { byStatus: Record<MessageStatus, number>; buffered: number }): Promise<string> {
+  render(gauges: { byStatus: Record<MessageStatus, number>; buffered: number; targets?: Iterable<TargetGauges> }): Promise<string> {
     for (const status of MESSAGE_STATUSES) this.#messages.set({ status }, gauges.byStatus[status] ?? 0);
     this.#buffered.set(gauges.buffered);
+    for (const { target, backlog, inFlight, throttledMs } of gauges.targets ?? []) {
+      this.#targetBacklog.set({ target }, backlog);
+      this.#targetInFlight.set({ target }, inFlight);
+      const shown = this.#throttledShown.get(target) ?? 0;
+      if (throttledMs > shown) this.#targetThrottled.inc({ target }, (throttledMs - shown) / 1000);
+      else if (shown === 0) this.#targetThrottled.inc({ target }, 0);
+      this.#throttledShown.set(target, Math.max(shown, throttledMs));
+    }
     return this.registry.metrics();
   }
 

@@ -56,7 +56,7 @@ export function registerApiRoutes(app: FastifyInstance, ctx: DispatcherContext):
   app.get('/metrics', { onRequest: requireToken(ctx.config.apiToken) }, async (_request, reply) => {
     const byStatus = await ctx.store.countByStatus();
     void reply.type(ctx.metrics.contentType).header('cache-control', 'no-store');
-    return ctx.metrics.render({ byStatus, buffered: ctx.engine.bufferedCount });
+    return ctx.metrics.render({ byStatus, buffered: ctx.engine.bufferedCount, targets: ctx.engine.targetGauges() });
   });
 
   const openApi = JSON.stringify(openApiDocument());

@@ -69,7 +69,12 @@ export interface StoredMessage {
   /** The owner holding the message in its buffer, or null. */
   leaseOwner: string | null;
   leaseExpiresAt: number | null;
+  /** The main server it is delivered to (see TARGETS); flow control is per target. */
+  target: string;
 }
+
+/** The target of every message until targets are stored: today's --main-url. */
+export const DEFAULT_TARGET = 'default';
 
 export interface NewMessage {
   id: string;

@@ -1,4 +1,5 @@
 import type { AttemptOutcome, AttemptRecord, ClaimRequest, MessageFilter, MessageStatus, NewMessage, NewSchedule, StoredMessage, StoredSchedule } from '../dispatcher/store.ts';
+import { DEFAULT_TARGET } from '../dispatcher/store.ts';
 import type { CatchUpPolicy, DstGapPolicy, DstOverlapPolicy } from '../protocol/recurrence.ts';
 import type { Post } from '../main/store.ts';
 
@@ -89,6 +90,7 @@ export function toMessage(row: MessageRow): StoredMessage {
     lastError: row.last_error,
     leaseOwner: row.lease_owner,
     leaseExpiresAt: row.lease_expires_at,
+    target: DEFAULT_TARGET,
   };
 }
 
@@ -132,6 +134,7 @@ export function newStoredMessage(message: NewMessage, now: number, claim: ClaimR
     lastError: null,
     leaseOwner: claimed ? claim.owner : null,
     leaseExpiresAt: claimed ? claim.leaseExpiresAt : null,
+    target: DEFAULT_TARGET,
   };
 }
 
