@@ -10,6 +10,8 @@ import { verifySignature } from '../src/protocol/signing.ts';
 const secret = process.env.BENCH_SIGNING_SECRET;
 let lateness: number[] = [];
 let arrivals: number[] = [];
+/** Per delivery, the target its path names (`/t/<name>/v1/posts`; '' for the default target's `/v1/posts`). */
+let targets: string[] = [];
 let deliveries = 0;
 let badSignatures = 0;
 const seen = new Set<string>();
@@ -32,6 +34,7 @@ const server = createServer((request, response) => {
     deliveries++;
     lateness.push(now - Date.parse(payload.scheduledAt));
     arrivals.push(now);
+    targets.push(/^\/t\/([^/]+)\//.exec(request.url ?? '')?.[1] ?? '');
     response.writeHead(201, { 'content-type': 'application/json' }).end('{"ok":true}');
   });
 });
@@ -47,10 +50,11 @@ process.on('message', (message: { type: string }) => {
     // polled while waiting: cheap, unlike the full report with every lateness
     process.send!({ type: 'count', deliveries });
   } else if (message.type === 'report') {
-    process.send!({ type: 'report', deliveries, duplicates, badSignatures, lateness, arrivals });
+    process.send!({ type: 'report', deliveries, duplicates, badSignatures, lateness, arrivals, targets });
   } else if (message.type === 'reset') {
     lateness = [];
     arrivals = [];
+    targets = [];
     deliveries = 0;
     duplicates = 0;
     badSignatures = 0;

@@ -16,7 +16,7 @@ import { cpuSeconds, createBenchDatabase, freePort } from './support.ts';
  *   npm run bench -- --store postgres --dispatchers 3
  *   npm run bench -- --scale 0.1                     # a quick smoke run
  *   npm run bench -- --only lateness,drain           # some phases: single, batch, lateness,
- *                                                    #   lateness-small, drain, pending, recurring
+ *                                                    #   lateness-small, drain, targets, pending, recurring
  *   npm run bench -- --only recurring --schedules 2000 --recurring-minutes 1   # recurring, smaller
  *   npm run bench -- --node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"   # profile the dispatchers
  *   npm run bench -- --dump /tmp/out                 # raw lateness/arrivals of each phase as JSON
@@ -53,7 +53,7 @@ const root = join(import.meta.dirname, '..');
 interface Receiver {
   port: number;
   child: ChildProcess;
-  report(): Promise<{ deliveries: number; duplicates: number; badSignatures: number; lateness: number[]; arrivals: number[] }>;
+  report(): Promise<{ deliveries: number; duplicates: number; badSignatures: number; lateness: number[]; arrivals: number[]; targets: string[] }>;
   count(): Promise<{ deliveries: number }>;
   reset(): Promise<void>;
 }
@@ -394,6 +394,64 @@ async function main() {
     const drainMs = Math.max(...report.arrivals) - dueAt;
     record('drain delivered', `${report.deliveries}/${total} (duplicates ${report.duplicates})`, 'all', report.deliveries >= total);
     record('drain time', `${(drainMs / 1000).toFixed(2)} s`, '≤ 2 s', report.deliveries >= total && drainMs <= 2000);
+  }
+
+
+  // issue 12: many main servers on one dispatcher (or pool), one of them down and one limited to 10 a second
+  if (wanted('targets')) {
+    const targetCount = Math.max(3, n(1000));
+    const total = n(20_000);
+    const spreadMs = 5000;
+    const names = Array.from({ length: targetCount }, (_, i) => `bench-${i}`);
+    const [down, limited] = [names[0]!, names[1]!];
+    const limitedCount = Math.max(20, n(200));
+    const downCount = Math.max(1, Math.round(total / targetCount));
+    const healthy = names.slice(2);
+    const closedPort = await freePort(); // nothing listens there: every attempt is refused
+    console.log(`\ntargets: ${total} messages due over ${spreadMs / 1000} s for ${targetCount} targets; ${down} down (${downCount} messages), ${limited} limited to 10/s (${limitedCount} messages)`);
+    const targetBodies = names.map((name) => JSON.stringify({
+      name,
+      url: `http://127.0.0.1:${name === down ? closedPort : receiver.port}/t/${name}`,
+      signingSecret: SIGNING_SECRET,
+      ...(name === limited ? { ratePerSecond: 10 } : {}),
+    }));
+    await runLoad(targetCount, 8, (i, client) => post(client, '/v1/targets', targetBodies[i]!), dispatchers.slice(0, 1));
+    // the pool's other dispatchers read the shared targets table on their own refresh
+    if (dispatchers.length > 1) await new Promise((r) => setTimeout(r, 3000));
+    await receiver.reset();
+    const start = Date.now() + 3000;
+    const targetOf = (i: number) => (i < downCount ? down : i < downCount + limitedCount ? limited : healthy[i % healthy.length]!);
+    const perRequest = 1000;
+    const bodies = Array.from({ length: Math.ceil(total / perRequest) }, (_, r) => {
+      const items = [];
+      for (let j = r * perRequest; j < Math.min(total, (r + 1) * perRequest); j++) {
+        items.push({ username: 'bench', message: `targets message ${j}`, scheduledAt: new Date(start + Math.floor((j * spreadMs) / total)).toISOString(), target: targetOf(j) });
+      }
+      return JSON.stringify(items);
+    });
+    await runLoad(bodies.length, 4, (r, client) => post(client, '/v1/messages/batch', bodies[r]!), dispatchers);
+    const cpu = cpuMeter(receiver, dispatchers);
+    const expected = total - downCount;
+    const report = await waitForDeliveries(receiver, expected, start + spreadMs + Math.ceil(limitedCount / 10) * 1000 + 30_000);
+    cpu('delivery', expected);
+    dump('targets', report);
+    const healthyLateness = report.lateness.filter((_, i) => report.targets[i] !== limited).sort((a, b) => a - b);
+    const limitedArrivals = report.arrivals.filter((_, i) => report.targets[i] === limited).sort((a, b) => a - b);
+    const reachedDown = report.targets.filter((target) => target === down).length;
+    record('targets delivered', `${report.deliveries}/${expected} (duplicates ${report.duplicates}, to the down target ${reachedDown})`, 'all', report.deliveries >= expected && reachedDown === 0);
+    record('healthy targets lateness p50', `${percentile(healthyLateness, 50)} ms`, '≤ 2 ms', percentile(healthyLateness, 50) <= 2);
+    record('healthy targets lateness p99', `${percentile(healthyLateness, 99)} ms`, '≤ 10 ms', percentile(healthyLateness, 99) <= 10);
+    record('healthy targets lateness max', `${healthyLateness.at(-1)} ms`);
+    // after its burst (10), the limited target's deliveries: how many per second they came at
+    const afterBurst = limitedArrivals.slice(10);
+    const sustained = afterBurst.length > 1 ? ((afterBurst.length - 1) * 1000) / (afterBurst.at(-1)! - afterBurst[0]!) : NaN;
+    const busiestSecond = Math.max(0, ...limitedArrivals.map((at) => limitedArrivals.filter((other) => other >= at && other < at + 1000).length));
+    const limit = 10 * dispatchers.length;
+    record('limited target rate', `${sustained.toFixed(1)}/s after its burst, busiest second ${busiestSecond} (${limitedArrivals.length}/${limitedCount} delivered)`, `≤ ${limit}/s${dispatchers.length > 1 ? ' (10 per dispatcher)' : ''}`, sustained <= limit * 1.05 && limitedArrivals.length === limitedCount);
+    for (const [i, d] of dispatchers.entries()) {
+      const mem = rssMb(d.child.pid!);
+      record(`dispatcher ${i} RSS with ${targetCount} targets`, `${mem.rss.toFixed(0)} MB (peak ${mem.peak.toFixed(0)} MB)`, '< 300 MB', mem.peak < 300);
+    }
   }
 
   if (wanted('pending')) {
