@@ -180,6 +180,18 @@ describe('the occurrence search near DST transitions', () => {
       }
     }
   });
+
+  it('away from a transition a step is one croner call and three offset lookups (seven when the match is a day or more away)', () => {
+    for (const [cron, offsets] of [['* * * * * *', 3], ['* * * * *', 3], ['0 9 * * MON-FRI', 3], ['0 9 1 * *', 7]] as const) {
+      const r = rule(cron, 'Europe/Berlin');
+      for (const search of [nextOccurrence, previousOccurrence]) {
+        const before = { ...searchWork };
+        assert.ok(search(r, Z('2026-06-10T12:00:00Z')) !== undefined);
+        assert.deepEqual({ matches: searchWork.matches - before.matches, offsets: searchWork.offsets - before.offsets, steps: searchWork.steps - before.steps },
+          { matches: 1, offsets, steps: 1 }, `${cron}, ${search.name}`);
+      }
+    }
+  });
 });
 
 describe('a per-second rule in Antarctica/Troll (a two-hour shift) does not end at a transition', () => {

@@ -208,31 +208,30 @@ const MAX_TRANSITIONS = 1024;
 const transitions = new Map<string, Transition>();
 
 /**
- * The transition within a day either side of `instant`, or undefined when
- * the offset is the same a day before, at and a day after it. Like
- * wallClockToInstant in ./time.ts, it assumes at most one change within a
- * day either side (true of every zone in the tz database today).
+ * The offset at `instant`, and the transition within a day either side of
+ * it (undefined when the offset is the same a day before, at and a day after
+ * it). Like wallClockToInstant in ./time.ts, it assumes at most one change
+ * within a day either side (true of every zone in the tz database today).
  */
-function transitionNear(instant: number, timeZone: string): Transition | undefined {
+function zoneAround(instant: number, timeZone: string): { offset: number; transition: Transition | undefined } {
   const early = offsetAt(instant - DAY_MS, timeZone);
-  const middle = offsetAt(instant, timeZone);
+  const offset = offsetAt(instant, timeZone);
   const late = offsetAt(instant + DAY_MS, timeZone);
-  if (early === middle && middle === late) return undefined;
+  if (early === offset && offset === late) return { offset, transition: undefined };
   const known = transitions.get(timeZone);
-  if (known !== undefined && Math.abs(known.at - instant) <= DAY_MS && known.before === early && known.after === late) return known;
+  if (known !== undefined && Math.abs(known.at - instant) <= DAY_MS && known.before === early && known.after === late) return { offset, transition: known };
   // bisect to the millisecond: ~27 lookups, once per transition and zone thanks to the cache
-  let [lo, hi] = early !== middle ? [instant - DAY_MS, instant] : [instant, instant + DAY_MS];
-  const before = offsetAt(lo, timeZone);
+  let [lo, hi] = early !== offset ? [instant - DAY_MS, instant] : [instant, instant + DAY_MS];
   while (hi - lo > 1) {
     const mid = lo + Math.floor((hi - lo) / 2);
-    if (offsetAt(mid, timeZone) === before) lo = mid;
+    if (offsetAt(mid, timeZone) === early) lo = mid;
     else hi = mid;
   }
-  const found = { at: hi, before, after: offsetAt(hi, timeZone) };
+  const found = { at: hi, before: early, after: late };
   transitions.delete(timeZone);
   transitions.set(timeZone, found);
   if (transitions.size > MAX_TRANSITIONS) transitions.delete(transitions.keys().next().value!);
-  return found;
+  return { offset, transition: found };
 }
 
 /**
@@ -287,7 +286,7 @@ function nextCron(rule: Recurrence, after: number): Occurrence | undefined {
   const cron = matcher(rule.cron!);
   const zone = rule.timeZone;
   let from = after;
-  let near = transitionNear(from, zone);
+  let { offset, transition: near } = zoneAround(from, zone);
   for (let step = 0; step < MAX_STEPS; step++) {
     searchWork.steps++;
     if (near !== undefined) {
@@ -295,10 +294,9 @@ function nextCron(rule: Recurrence, after: number): Occurrence | undefined {
       if (result !== 'later') return result;
       // nothing within a day past the transition: go on from there, where the offset is settled
       from = near.at + DAY_MS;
-      near = transitionNear(from, zone);
+      ({ offset, transition: near } = zoneAround(from, zone));
       continue;
     }
-    const offset = offsetAt(from, zone);
     const wall = nextMatch(cron, from + offset);
     if (wall === undefined) return undefined;
     // no transition within a day of `from`: its offset holds that far, and no overlap's first pass begins
@@ -306,8 +304,9 @@ function nextCron(rule: Recurrence, after: number): Occurrence | undefined {
     if (wall - offset <= from + DAY_MS - SETTLED_MS) return { at: wall - offset };
     // further on, other transitions may come between: place the match with the offset there
     const guess = wall - offsetAt(wall - offset, zone);
-    near = transitionNear(guess, zone);
-    if (near === undefined) return { at: wall - offsetAt(guess, zone) };
+    const there = zoneAround(guess, zone);
+    near = there.transition;
+    if (near === undefined) return { at: wall - there.offset };
     // the match is near a transition: search across it from the earliest instant the match can be
     // (no instant before that has a matching wall-clock time after `from`'s)
     from = Math.max(from, wall - Math.max(near.before, near.after) - 1);
@@ -319,7 +318,7 @@ function previousCron(rule: Recurrence, before: number): Occurrence | undefined 
   const cron = matcher(rule.cron!);
   const zone = rule.timeZone;
   let until = before;
-  let near = transitionNear(until, zone);
+  let { offset, transition: near } = zoneAround(until, zone);
   for (let step = 0; step < MAX_STEPS; step++) {
     searchWork.steps++;
     if (near !== undefined) {
@@ -328,16 +327,16 @@ function previousCron(rule: Recurrence, before: number): Occurrence | undefined 
       // nothing within a day before the transition: go on from there (matches fall on whole
       // seconds, so none lies in the 999 ms this skips, and the transition is then more than a day off)
       until = near.at - DAY_MS - 999;
-      near = transitionNear(until, zone);
+      ({ offset, transition: near } = zoneAround(until, zone));
       continue;
     }
-    const offset = offsetAt(until, zone);
     const wall = previousMatch(cron, until + offset);
     if (wall === undefined) return undefined;
     if (wall - offset >= until - DAY_MS + SETTLED_MS) return { at: wall - offset };
     const guess = wall - offsetAt(wall - offset, zone);
-    near = transitionNear(guess, zone);
-    if (near === undefined) return { at: wall - offsetAt(guess, zone) };
+    const there = zoneAround(guess, zone);
+    near = there.transition;
+    if (near === undefined) return { at: wall - there.offset };
     until = Math.min(until, wall - Math.min(near.before, near.after) + 1);
   }
   throw tooManySteps('finding the previous occurrence', rule, before);
