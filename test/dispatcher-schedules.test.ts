@@ -158,6 +158,71 @@ describe('/v1/schedules', () => {
     for (const id of pendingIds) assert.equal(await dispatcher.store.get(id), undefined);
   });
 
+  it('a text-only PATCH keeps the next fire time: occurrences due and not yet materialised still come, with the new text', async () => {
+    const clock = new FakeClock(NOW);
+    await using t = await startTestDispatcher({}, { clock });
+    const { dispatcher } = t;
+    const created = (await t.request('POST', '/v1/schedules', { body: { username: 'a', message: 'old', every: '10s', startAt: new Date(NOW + 10_000).toISOString() } })).json() as Json;
+    // the materialiser is behind by 30 s (not started yet; less than the minute after which catch-up applies):
+    // the occurrences at 10 s, 20 s and 30 s are due and not materialised
+    await clock.advance(30_000);
+    assert.equal((await dispatcher.store.getSchedule(created.id))?.nextFireAt, NOW + 10_000);
+    for (const body of [{ message: 'new' }, { catchUp: 'all' }, { catchUpMax: 5, message: 'new' }]) {
+      const changed = await t.request('PATCH', `/v1/schedules/${created.id}`, { body });
+      assert.equal(changed.statusCode, 200, changed.body);
+      assert.equal((changed.json() as Json).nextFireAt, new Date(NOW + 10_000).toISOString(), JSON.stringify(body));
+    }
+    await dispatcher.schedules.start();
+    for (const at of [NOW + 10_000, NOW + 20_000, NOW + 30_000]) {
+      assert.equal((await dispatcher.store.get(occurrenceMessageId(created.id, at)))?.message, 'new', `the occurrence at +${(at - NOW) / 1000}s`);
+    }
+    // a change of when it fires still works the next fire time out from now
+    await clock.advance(30_000);
+    const retimed = (await t.request('PATCH', `/v1/schedules/${created.id}`, { body: { every: '7s' } })).json() as Json;
+    assert.ok(Date.parse(retimed.nextFireAt) > clock.now(), retimed.nextFireAt);
+  });
+
+  it('refuses (400, nothing stored) a schedule that would never fire: endAt before its first occurrence, created or changed', async () => {
+    const clock = new FakeClock(NOW);
+    await using t = await startTestDispatcher({}, { clock });
+    const cases: [Json, string, RegExp][] = [
+      // startAt in 3001: croner finds no match after 2999, so this rule has no occurrence at all
+      [{ cron: '0 9 * * *', startAt: '3001-01-01T00:00:00Z', endAt: '3001-01-01T08:00:00Z' }, 'startAt', /no occurrence from startAt \(3001-01-01T00:00:00.000Z\) on: the schedule would never fire/],
+      [{ cron: '0 9 * * *', startAt: '2030-01-01T00:00:00Z', endAt: '2030-01-01T08:00:00Z' }, 'endAt', /endAt \(2030-01-01T08:00:00.000Z\) is before the rule's first occurrence \(2030-01-01T09:00:00.000Z\): the schedule would never fire/],
+      // endAt already past
+      [{ cron: '0 9 * * *', endAt: '2026-03-01T11:00:00Z' }, 'endAt', /is before the rule's first occurrence/],
+      // 2026-03-08 02:30 is in New York's gap, skipped: the next is in 2027 (its gap comes on the 14th)
+      [{ cron: '30 2 8 3 *', timeZone: 'America/New_York', dstPolicy: { gap: 'skip' }, endAt: '2026-12-31T00:00:00Z' }, 'endAt', /first occurrence \(2027-03-08T07:30:00.000Z\)/],
+      // without startAt the first occurrence of an interval is one interval after creation
+      [{ every: '1h', endAt: '2026-03-01T12:30:00Z' }, 'endAt', /first occurrence \(2026-03-01T13:00:00.000Z\)/],
+    ];
+    for (const [rule, field, message] of cases) {
+      const response = await t.request('POST', '/v1/schedules', { body: { username: 'a', message: 'm', ...rule } });
+      assert.equal(response.statusCode, 400, JSON.stringify(rule));
+      const error = (response.json() as Json).error;
+      assert.equal(error.field, field, JSON.stringify(rule));
+      assert.match(error.message, message);
+    }
+    assert.deepEqual((await t.request('GET', '/v1/schedules')).json(), { items: [], nextCursor: null });
+    // a window that holds one occurrence is fine
+    const fine = await t.request('POST', '/v1/schedules', { body: { username: 'a', message: 'm', cron: '0 9 * * *', startAt: '2030-01-01T00:00:00Z', endAt: '2030-01-01T09:00:00Z' } });
+    assert.equal(fine.statusCode, 201, fine.body);
+    const created = fine.json() as Json;
+    assert.equal(created.nextFireAt, '2030-01-01T09:00:00.000Z');
+    // changed into one that never fires: refused, and the schedule is as it was
+    for (const [body, field] of [
+      [{ endAt: '2030-01-01T08:59:59Z' }, 'endAt'], [{ cron: '0 10 * * *' }, 'endAt'], [{ startAt: '2030-01-01T09:00:01Z', endAt: '2030-01-01T12:00:00Z' }, 'endAt'],
+      [{ startAt: '3001-01-01T00:00:00Z', endAt: null }, 'startAt'],
+    ] as const) {
+      const response = await t.request('PATCH', `/v1/schedules/${created.id}`, { body });
+      assert.equal(response.statusCode, 400, JSON.stringify(body));
+      assert.equal((response.json() as Json).error.field, field, JSON.stringify(body));
+    }
+    assert.deepEqual((await t.request('GET', `/v1/schedules/${created.id}`)).json(), created);
+    // a text change to a finished schedule is not a timing change, and is taken
+    assert.equal((await t.request('PATCH', `/v1/schedules/${created.id}`, { body: { message: 'still fine' } })).statusCode, 200);
+  });
+
   it('a delete withdraws the occurrences materialised between its read and its write (no stale list)', async () => {
     const clock = new FakeClock(NOW);
     await using t = await startTestDispatcher({}, { clock });

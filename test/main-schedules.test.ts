@@ -43,12 +43,18 @@ describe("the main server's /v1/schedules", () => {
     assert.equal((await main.request('GET', `/v1/schedules/${body.id}`)).statusCode, 404);
   });
 
-  it('refuses bad input itself, naming the field, and sends nothing', async () => {
+  it('refuses bad input itself, naming the field, and sends nothing; passes on a dispatcher\'s refusal', async () => {
     await using d1 = await listeningDispatcher();
     await using main = await startTestMain({ dispatcherUrls: d1.url });
     const bad = await main.request('POST', '/v1/schedules', { body: { username: 'a', message: 'm', every: '15 minutes' } });
     assert.equal(bad.statusCode, 400);
     assert.equal((bad.json() as Json).error.field, 'every');
+    assert.deepEqual((await d1.request('GET', '/v1/schedules')).json().items, []);
+    // one that would never fire is refused by the dispatcher, and its 400 passed on as it is
+    const never = await main.request('POST', '/v1/schedules', { body: { username: 'a', message: 'm', cron: '0 9 * * *', startAt: '2030-01-01T00:00:00Z', endAt: '2030-01-01T08:00:00Z' } });
+    assert.equal(never.statusCode, 400, never.body);
+    assert.equal((never.json() as Json).error.field, 'endAt');
+    assert.match((never.json() as Json).error.message, /would never fire/);
     assert.deepEqual((await d1.request('GET', '/v1/schedules')).json().items, []);
   });
 

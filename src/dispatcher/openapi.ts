@@ -143,7 +143,7 @@ export function openApiDocument(): Record<string, unknown> {
       '/v1/schedules': {
         post: {
           summary: 'Create a recurring message (a schedule)',
-          description: 'Each occurrence becomes an ordinary message, materialised a few seconds before it is due, with an id derived from the schedule id and the instant: exactly one message per occurrence, delivered, retried and dead-lettered like any other.',
+          description: 'Each occurrence becomes an ordinary message, materialised a few seconds before it is due, with an id derived from the schedule id and the instant: exactly one message per occurrence, delivered, retried and dead-lettered like any other. A schedule that would never fire (endAt before its first occurrence) is a 400 naming endAt (or startAt, or the rule), and nothing is stored.',
           requestBody: { required: true, content: json(ref('ScheduleCreate')) },
           responses: {
             '201': { description: 'created (committed to disk); next is the first fire time', content: json(ref('Schedule')) },
@@ -172,6 +172,7 @@ export function openApiDocument(): Record<string, unknown> {
         get: { summary: 'One schedule, with its next fire time', responses: { '200': { description: 'the schedule', content: json(ref('Schedule')) }, '401': COMMON_ERRORS['401'], '404': errorResponse('unknown id') } },
         patch: {
           summary: 'Change text, rule, zone, window or policies; pause or resume',
+          description: 'A change of the rule, zone, window, DST policy, maxOccurrences or paused works the next fire time out again from now; a change of only message, catchUp or catchUpMax keeps it (occurrences due and not yet materialised still come). A change of rule, zone, window or DST policy that leaves no occurrence is a 400, and nothing changes.',
           requestBody: { required: true, content: json(ref('SchedulePatch')) },
           responses: {
             '200': { description: 'changed', content: json(ref('Schedule')) },

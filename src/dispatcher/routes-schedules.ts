@@ -6,7 +6,10 @@ import {
 } from '../protocol/schedules.ts';
 import { uuidv7 } from '../ids.ts';
 import type { DispatcherContext } from './context.ts';
-import { nextFireAfter, pendingOccurrenceIds, previewOccurrences, toScheduleJson } from './schedules.ts';
+import {
+  changesRule, changesTiming, nextFireAfter, occurrenceMessageId, pendingOccurrenceIds, pendingOccurrenceTimes, previewOccurrences, requireFireable,
+  toScheduleJson,
+} from './schedules.ts';
 import type { ScheduleChanges, StoredSchedule } from './store.ts';
 
 /**
@@ -18,9 +21,14 @@ import type { ScheduleChanges, StoredSchedule } from './store.ts';
  * What a change does to occurrences already materialised (at most the
  * materialiser's lead, a few seconds, ahead): a change of text, rule, zone,
  * window or policy, a pause and a delete withdraw the ones not yet being
- * delivered, and the next fire time is worked out again from now. A resumed
- * schedule fires from now on: what fell due while it was paused is not
- * caught up.
+ * delivered. A change of when it fires (rule, zone, window, DST policy,
+ * maxOccurrences, pause) works the next fire time out again from now; one
+ * that leaves those alone (text, catch-up) keeps it, so nothing due and not
+ * yet materialised is skipped, and the withdrawn occurrences are
+ * materialised again with the new text. A resumed schedule fires from now
+ * on: what fell due while it was paused is not caught up. A schedule whose
+ * rule and window leave no occurrence after now is refused (400): created,
+ * or changed in its rule, zone, window or DST policy.
  */
 
 const SCHEDULE_BODY_LIMIT = 128 * 1024;
@@ -34,6 +42,7 @@ export function registerScheduleRoutes(v1: FastifyInstance, ctx: DispatcherConte
     const valid = validateScheduleCreate(request.body, { timeZone: config.timeZone });
     const now = clock.now();
     const { idempotencyKey, ...settings } = valid;
+    requireFireable({ ...settings, createdAt: now }, now);
     const nextFireAt = nextFireAfter({ ...settings, createdAt: now, occurrences: 0 }, now);
     const { schedule, created } = await store.insertSchedule({ id: uuidv7(now), ...settings, idempotencyKey, nextFireAt }, now);
     if (created && nextFireAt !== null && nextFireAt <= now + schedules.leadMs) void schedules.run();
@@ -110,11 +119,19 @@ export async function changeSchedule({ store, clock, schedules }: DispatcherCont
     const now = clock.now();
     const merged: StoredSchedule = { ...schedule, ...patch };
     checkScheduleWindow(merged.startAt, merged.endAt);
-    const pending = pendingOccurrenceIds(schedule, now);
+    // a pause, a resume or a new maxOccurrences of a schedule already ended is no new way to never fire
+    if (changesRule(schedule, merged)) requireFireable(merged, now);
+    const timing = changesTiming(schedule, merged);
+    const pendingTimes = pendingOccurrenceTimes(schedule, now);
+    const pending = pendingTimes.map((at) => occurrenceMessageId(schedule.id, at));
     // the store takes the ones it actually withdraws off the count; assume all of them for the next fire time
     // (should fewer go, the materialiser's plan still stops at maxOccurrences)
     merged.occurrences = Math.max(0, schedule.occurrences - pending.length);
-    const changes: ScheduleChanges = { ...patch, nextFireAt: nextFireAfter(merged, now) };
+    // Same times (only text or catch-up settings changed): the next fire time stays, so occurrences due and
+    // not yet materialised (a lagging or catching-up schedule) are not skipped; the withdrawn ones ahead come
+    // again, with the new text. Otherwise it is worked out again from now.
+    const nextFireAt = timing ? nextFireAfter(merged, now) : pendingTimes[0] ?? schedule.nextFireAt;
+    const changes: ScheduleChanges = { ...patch, nextFireAt };
     const outcome = await store.updateSchedule(id, schedule.version, changes, now, pending);
     if (outcome.kind === 'not_found') return undefined;
     if (outcome.kind === 'ok') {

@@ -1,6 +1,7 @@
 import type { ScheduleJson } from '../protocol/wire.ts';
 import { createHash } from 'node:crypto';
 import type { Clock, Timer } from '../clock.ts';
+import { ValidationError } from '../errors.ts';
 import {
   formatEvery, lastOccurrencesBefore, localTime, nextOccurrence, occurrencesBetween, type Occurrence,
 } from '../protocol/recurrence.ts';
@@ -78,6 +79,41 @@ export function nextFireAfter(schedule: ValidScheduleSettings & { createdAt: num
 }
 
 /**
+ * Refuses settings whose rule and window leave no occurrence after `now`: a
+ * schedule that would be stored and never fire (endAt before the first
+ * occurrence; a startAt past the last year croner searches, 2999; a pattern
+ * that ends). A 400 naming endAt, startAt or the rule.
+ */
+export function requireFireable(settings: ValidScheduleSettings & { createdAt: number }, now: number): void {
+  const first = nextOccurrence({ ...recurrenceOf(settings), endAt: null }, now);
+  const iso = (ms: number) => new Date(ms).toISOString();
+  if (first === undefined) {
+    const field = settings.startAt !== null ? 'startAt' : settings.cron !== null ? 'cron' : 'every';
+    const from = settings.startAt !== null && settings.startAt > now ? `startAt (${iso(settings.startAt)})` : `now (${iso(now)})`;
+    throw new ValidationError(`the rule has no occurrence from ${from} on: the schedule would never fire (cron rules are matched up to the end of the year 2999)`, field);
+  }
+  if (settings.endAt !== null && first.at > settings.endAt) {
+    throw new ValidationError(`endAt (${iso(settings.endAt)}) is before the rule's first occurrence (${iso(first.at)}): the schedule would never fire; move endAt later or startAt earlier`, 'endAt');
+  }
+}
+
+/** The settings that decide which instants a schedule's rule gives. */
+const RULE_FIELDS = ['cron', 'everyMs', 'timeZone', 'startAt', 'endAt', 'dstGap', 'dstOverlap'] as const;
+
+/** Whether `changed` has another rule, zone, window or DST policy than `schedule`: a change that must leave it fireable. */
+export function changesRule(schedule: ValidScheduleSettings, changed: ValidScheduleSettings): boolean {
+  return RULE_FIELDS.some((field) => schedule[field] !== changed[field]);
+}
+
+/**
+ * Whether `changed` fires at other times than `schedule`: its rule, or how
+ * many times or whether it fires (text and catch-up settings do not count).
+ */
+export function changesTiming(schedule: ValidScheduleSettings, changed: ValidScheduleSettings): boolean {
+  return changesRule(schedule, changed) || schedule.maxOccurrences !== changed.maxOccurrences || schedule.paused !== changed.paused;
+}
+
+/**
  * What to materialise of a due schedule, `now` being the time and
  * `dueBefore` how far ahead: every occurrence from nextFireAt up to
  * dueBefore, except that those due before `now - missedAfterMs` (an outage)
@@ -120,9 +156,13 @@ export function planSchedule(schedule: StoredSchedule, now: number, dueBefore: n
  * lead's worth.
  */
 export function pendingOccurrenceIds(schedule: StoredSchedule, now: number): string[] {
+  return pendingOccurrenceTimes(schedule, now).map((at) => occurrenceMessageId(schedule.id, at));
+}
+
+/** The instants of pendingOccurrenceIds, in order. */
+export function pendingOccurrenceTimes(schedule: StoredSchedule, now: number): number[] {
   if (schedule.lastFireAt === null || schedule.lastFireAt <= now) return [];
-  return occurrencesBetween(recurrenceOf(schedule), now, schedule.lastFireAt, MAX_OCCURRENCES_PER_PLAN)
-    .map(({ at }) => occurrenceMessageId(schedule.id, at));
+  return occurrencesBetween(recurrenceOf(schedule), now, schedule.lastFireAt, MAX_OCCURRENCES_PER_PLAN).map(({ at }) => at);
 }
 
 /** The API's view of a schedule. */

@@ -30,9 +30,9 @@ import { timeZoneOffset } from './time.ts';
  * - a wall-clock time that happens twice (fall back, the overlap):
  *   `first` (default): the earlier one only (01:30 EDT); `last`: the later
  *   one only (01:30 EST); `both`: each of them.
- * Occurrences are strictly increasing instants: one that a shift lands on or
- * before an occurrence already produced is dropped, so `*\/15 * * * *` across
- * a gap fires once per real quarter hour, never twice at 03:00.
+ * The occurrences are a set of instants: a shifted time that lands on an
+ * instant the rule matches anyway fires once, so `*\/15 * * * *` across a
+ * gap fires once per real quarter hour, never twice at 03:00.
  */
 
 export const DST_GAP_POLICIES = ['shift', 'skip'] as const;
@@ -157,60 +157,114 @@ export function validateCron(text: string, field = 'cron'): string {
   return pattern;
 }
 
-// ---- wall clock to instants -------------------------------------------------
+// ---- finding occurrences ----------------------------------------------------
+//
+// The occurrences of a cron rule are a set of instants: every instant whose
+// wall-clock time matches (less the pass of an overlap the policy leaves out),
+// plus, with gap `shift`, each matching wall-clock time in a gap moved forward
+// by the gap's length. nextOccurrence is the least of them after an instant,
+// previousOccurrence the greatest before one.
+//
+// Away from a transition the offset is one number, so the wall clock and the
+// instant move together and croner's next (or previous) match is the answer:
+// one call. Within a day of a transition the instants split into at most
+// three runs, each with a fixed mapping from wall clock to instant: before the
+// transition (its old offset), the gap's shifted times, after it (its new
+// offset). Each run's first (or last) occurrence is one croner call, so a
+// step costs a few calls whatever the rule: not every match in the
+// transition's span (3,600 an hour for a per-second rule, 7,200 across
+// Antarctica/Troll's two hours).
+
+/** A change of a zone's offset: `at` is the first instant with the new offset. */
+interface Transition {
+  at: number;
+  before: number;
+  after: number;
+}
 
 /**
- * The instants a wall-clock time (written as if UTC) names in `timeZone`:
- * one normally, two in an overlap (earlier first), none in a gap, where
- * `shifted` is the instant moved forward by the gap's length. Like
- * wallClockToInstant in ./time.ts, it assumes at most one offset change
- * within a day either side.
+ * What the searches did, for tests that bound the work (steps of the search,
+ * croner matches asked for, offset lookups). Counted always: a few additions.
  */
-export function wallClockInstants(wallAsUtc: number, timeZone: string): { instants: number[]; shifted?: number } {
-  const before = timeZoneOffset(wallAsUtc - DAY_MS, timeZone);
-  const after = timeZoneOffset(wallAsUtc + DAY_MS, timeZone);
-  if (before === after) {
-    const instant = wallAsUtc - before;
-    // a change and its reversal within two days (none in the tz database today): check, and fall back to a search
-    if (timeZoneOffset(instant, timeZone) === before) return { instants: [instant] };
+export const searchWork = { steps: 0, matches: 0, offsets: 0 };
+
+function offsetAt(instant: number, timeZone: string): number {
+  searchWork.offsets++;
+  return timeZoneOffset(instant, timeZone);
+}
+
+function nextMatch(cron: Cron, wallAsUtc: number): number | undefined {
+  searchWork.matches++;
+  return cron.nextRun(new Date(wallAsUtc))?.getTime();
+}
+
+function previousMatch(cron: Cron, wallAsUtc: number): number | undefined {
+  searchWork.matches++;
+  return cron.previousRuns(1, new Date(wallAsUtc))[0]?.getTime();
+}
+
+/** The last transition found per zone: a per-second rule asks about the same one thousands of times. */
+const MAX_TRANSITIONS = 1024;
+const transitions = new Map<string, Transition>();
+
+/**
+ * The offset at `instant`, and the transition within a day either side of
+ * it (undefined when the offset is the same a day before, at and a day after
+ * it). Like wallClockToInstant in ./time.ts, it assumes at most one change
+ * within a day either side (true of every zone in the tz database today).
+ */
+function zoneAround(instant: number, timeZone: string): { offset: number; transition: Transition | undefined } {
+  const early = offsetAt(instant - DAY_MS, timeZone);
+  const offset = offsetAt(instant, timeZone);
+  const late = offsetAt(instant + DAY_MS, timeZone);
+  if (early === offset && offset === late) return { offset, transition: undefined };
+  const known = transitions.get(timeZone);
+  if (known !== undefined && Math.abs(known.at - instant) <= DAY_MS && known.before === early && known.after === late) return { offset, transition: known };
+  // bisect to the millisecond: ~27 lookups, once per transition and zone thanks to the cache
+  let [lo, hi] = early !== offset ? [instant - DAY_MS, instant] : [instant, instant + DAY_MS];
+  while (hi - lo > 1) {
+    const mid = lo + Math.floor((hi - lo) / 2);
+    if (offsetAt(mid, timeZone) === early) lo = mid;
+    else hi = mid;
   }
-  const instants = [...new Set([wallAsUtc - before, wallAsUtc - after])]
-    .filter((instant) => timeZoneOffset(instant, timeZone) === wallAsUtc - instant)
-    .sort((a, b) => a - b);
-  if (instants.length > 0) return { instants };
-  // in the gap: the offset before the change lands as far past it as the time is into the gap
-  return { instants: [], shifted: wallAsUtc - before };
-}
-
-/** The instants a wall-clock match fires at under `policy`, with how each came about. */
-function occurrencesOfWallTime(wallAsUtc: number, timeZone: string, policy: DstPolicy): Occurrence[] {
-  const { instants, shifted } = wallClockInstants(wallAsUtc, timeZone);
-  if (instants.length === 1) return [{ at: instants[0]! }];
-  if (instants.length === 0) return policy.gap === 'shift' && shifted !== undefined ? [{ at: shifted, note: 'gap-shifted' }] : [];
-  const [first, second] = instants as [number, number];
-  if (policy.overlap === 'first') return [{ at: first, note: 'overlap-first' }];
-  if (policy.overlap === 'last') return [{ at: second, note: 'overlap-second' }];
-  return [{ at: first, note: 'overlap-first' }, { at: second, note: 'overlap-second' }];
-}
-
-/** The largest change of offset within a day either side of `instant` (0 away from any transition). */
-function transitionSpan(instant: number, timeZone: string): number {
-  const offsets = [timeZoneOffset(instant - DAY_MS, timeZone), timeZoneOffset(instant, timeZone), timeZoneOffset(instant + DAY_MS, timeZone)];
-  return Math.max(...offsets) - Math.min(...offsets);
+  const found = { at: hi, before: early, after: late };
+  transitions.delete(timeZone);
+  transitions.set(timeZone, found);
+  if (transitions.size > MAX_TRANSITIONS) transitions.delete(transitions.keys().next().value!);
+  return { offset, transition: found };
 }
 
 /**
- * Matches examined per call of nextOccurrence at most: a rule that fires every
- * second examines 3,600 around a one-hour transition; a rule never matching
- * again (a year field in the past) ends the search.
+ * The longest overlap a zone has (Antarctica/Troll's two hours, with room):
+ * an instant this close to a transition may be in the first pass of an
+ * overlap, so the fast path does not answer for it.
  */
-const MAX_MATCHES_PER_STEP = 10_000;
+const SETTLED_MS = 3 * 3_600_000;
+
+/**
+ * Steps of one search at most. Each step returns or moves past a transition
+ * (or a day), so a handful do; more is a bug, and it throws rather than
+ * answer "no more occurrences" for a rule that has some.
+ */
+const MAX_STEPS = 64;
+
+function tooManySteps(what: string, rule: Recurrence, at: number): Error {
+  return new Error(`${what} took more than ${MAX_STEPS} steps for ${JSON.stringify(rule.cron)} in ${rule.timeZone} at ${new Date(at).toISOString()}: a bug, please report it`);
+}
 
 /** The first occurrence strictly after `after` (epoch ms), or undefined when there is none (endAt passed, a pattern that ends). */
 export function nextOccurrence(rule: Recurrence, after: number): Occurrence | undefined {
   const floor = rule.startAt === null ? after : Math.max(after, rule.startAt - 1);
   const found = rule.everyMs !== null ? nextEvery(rule, floor) : nextCron(rule, floor);
   if (found === undefined || (rule.endAt !== null && found.at > rule.endAt)) return undefined;
+  return found;
+}
+
+/** The last occurrence strictly before `before`, or undefined when there is none (before startAt, the first). */
+export function previousOccurrence(rule: Recurrence, before: number): Occurrence | undefined {
+  const ceiling = rule.endAt === null ? before : Math.min(before, rule.endAt + 1);
+  const found = rule.everyMs !== null ? previousEvery(rule, ceiling) : previousCron(rule, ceiling);
+  if (found === undefined || (rule.startAt !== null && found.at < rule.startAt)) return undefined;
   return found;
 }
 
@@ -221,27 +275,151 @@ function nextEvery(rule: Recurrence, after: number): Occurrence | undefined {
   return { at: anchor + (Math.floor((after - anchor) / every) + 1) * every };
 }
 
+function previousEvery(rule: Recurrence, before: number): Occurrence | undefined {
+  const every = rule.everyMs!;
+  const anchor = rule.startAt ?? rule.createdAt + every;
+  if (before <= anchor) return undefined;
+  return { at: anchor + (Math.ceil((before - anchor) / every) - 1) * every };
+}
+
 function nextCron(rule: Recurrence, after: number): Occurrence | undefined {
   const cron = matcher(rule.cron!);
   const zone = rule.timeZone;
-  // Matches up to `span` before the wall-clock time of `after` may still land after it
-  // (a time in a gap shifted forward, the second pass of an overlap): start that far back.
-  const span = transitionSpan(after, zone);
-  let cursor = after + timeZoneOffset(after, zone) - span;
-  let best: Occurrence | undefined;
-  for (let i = 0; i < MAX_MATCHES_PER_STEP; i++) {
-    const match = cron.nextRun(new Date(cursor));
-    if (match === null) return best;
-    const wall = match.getTime();
-    // no later match can land before `best`: every instant of `wall` is at least wall - maxOffset
-    if (best !== undefined && wall - Math.max(timeZoneOffset(wall - DAY_MS, zone), timeZoneOffset(wall + DAY_MS, zone)) > best.at) return best;
-    for (const occurrence of occurrencesOfWallTime(wall, zone, rule.dstPolicy)) {
-      if (occurrence.at > after && (best === undefined || occurrence.at < best.at)) best = occurrence;
+  let from = after;
+  let { offset, transition: near } = zoneAround(from, zone);
+  for (let step = 0; step < MAX_STEPS; step++) {
+    searchWork.steps++;
+    if (near !== undefined) {
+      const result = nextAcross(cron, rule.dstPolicy, from, near);
+      if (result !== 'later') return result;
+      // nothing within a day past the transition: go on from there, where the offset is settled
+      from = near.at + DAY_MS;
+      ({ offset, transition: near } = zoneAround(from, zone));
+      continue;
     }
-    if (best !== undefined && span === 0) return best;
-    cursor = wall;
+    const wall = nextMatch(cron, from + offset);
+    if (wall === undefined) return undefined;
+    // no transition within a day of `from`: its offset holds that far, and no overlap's first pass begins
+    // before SETTLED_MS short of it (a first pass takes a note, and policy `last` leaves it out)
+    if (wall - offset <= from + DAY_MS - SETTLED_MS) return { at: wall - offset };
+    // further on, other transitions may come between: place the match with the offset there
+    const guess = wall - offsetAt(wall - offset, zone);
+    const there = zoneAround(guess, zone);
+    near = there.transition;
+    if (near === undefined) return { at: wall - there.offset };
+    // the match is near a transition: search across it from the earliest instant the match can be
+    // (no instant before that has a matching wall-clock time after `from`'s)
+    from = Math.max(from, wall - Math.max(near.before, near.after) - 1);
   }
+  throw tooManySteps('finding the next occurrence', rule, after);
+}
+
+function previousCron(rule: Recurrence, before: number): Occurrence | undefined {
+  const cron = matcher(rule.cron!);
+  const zone = rule.timeZone;
+  let until = before;
+  let { offset, transition: near } = zoneAround(until, zone);
+  for (let step = 0; step < MAX_STEPS; step++) {
+    searchWork.steps++;
+    if (near !== undefined) {
+      const result = previousAcross(cron, rule.dstPolicy, until, near);
+      if (result !== 'earlier') return result;
+      // nothing within a day before the transition: go on from there (matches fall on whole
+      // seconds, so none lies in the 999 ms this skips, and the transition is then more than a day off)
+      until = near.at - DAY_MS - 999;
+      ({ offset, transition: near } = zoneAround(until, zone));
+      continue;
+    }
+    const wall = previousMatch(cron, until + offset);
+    if (wall === undefined) return undefined;
+    if (wall - offset >= until - DAY_MS + SETTLED_MS) return { at: wall - offset };
+    const guess = wall - offsetAt(wall - offset, zone);
+    const there = zoneAround(guess, zone);
+    near = there.transition;
+    if (near === undefined) return { at: wall - there.offset };
+    until = Math.min(until, wall - Math.min(near.before, near.after) + 1);
+  }
+  throw tooManySteps('finding the previous occurrence', rule, before);
+}
+
+/**
+ * The instants around transition `t`, as runs with a fixed wall-clock-to-
+ * instant mapping: `early` the instants before it (old offset), `shifted` the
+ * gap's times moved forward (gap, policy shift), `late` the instants from it
+ * on (new offset). An overlap's repeated hour is the end of `early` (its
+ * first pass) and the start of `late` (its second): policy `first` leaves the
+ * second out, `last` the first.
+ */
+function runsAround(t: Transition, policy: DstPolicy) {
+  const change = t.after - t.before;
+  const overlap = change < 0 ? -change : 0;
+  const gap = change > 0 ? change : 0;
+  return {
+    /** Instants of the early run are below this. */
+    earlyEnd: overlap > 0 && policy.overlap === 'last' ? t.at - overlap : t.at,
+    /** Instants of the late run are at least this. */
+    lateStart: overlap > 0 && policy.overlap === 'first' ? t.at + overlap : t.at,
+    overlap,
+    /** Wall-clock times of the gap, [from, to), when they are shifted. */
+    shifted: gap > 0 && policy.gap === 'shift' ? { from: t.at + t.before, to: t.at + t.after } : undefined,
+  };
+}
+
+function earlyNote(t: Transition, overlap: number, at: number): Occurrence {
+  return overlap > 0 && at >= t.at - overlap ? { at, note: 'overlap-first' } : { at };
+}
+
+function lateNote(t: Transition, overlap: number, at: number): Occurrence {
+  return overlap > 0 && at < t.at + overlap ? { at, note: 'overlap-second' } : { at };
+}
+
+/**
+ * The least occurrence after `after` (within a day of `t`) around `t`;
+ * 'later' when none is within a day past `t` (the offset beyond is not known
+ * here), undefined when the pattern matches nothing later.
+ */
+function nextAcross(cron: Cron, policy: DstPolicy, after: number, t: Transition): Occurrence | 'later' | undefined {
+  const runs = runsAround(t, policy);
+  if (after < runs.earlyEnd - 1) {
+    const wall = nextMatch(cron, after + t.before);
+    // the early run comes first: its least occurrence is the answer
+    if (wall !== undefined && wall - t.before < runs.earlyEnd) return earlyNote(t, runs.overlap, wall - t.before);
+  }
+  let best: Occurrence | undefined;
+  if (runs.shifted) {
+    const wall = nextMatch(cron, Math.max(after + t.before, runs.shifted.from - 1));
+    if (wall !== undefined && wall < runs.shifted.to) best = { at: wall - t.before, note: 'gap-shifted' };
+  }
+  const wall = nextMatch(cron, Math.max(after, runs.lateStart - 1) + t.after);
+  if (wall !== undefined) {
+    const at = wall - t.after;
+    // on a tie the shifted time stays: its wall-clock time is the earlier (a preview says it was shifted)
+    if (best === undefined || at < best.at) best = at <= t.at + DAY_MS ? lateNote(t, runs.overlap, at) : undefined;
+    if (best === undefined) return 'later';
+  }
+  // no match after the late run's start: the pattern has ended (unless the gap held the last one)
   return best;
+}
+
+/** The greatest occurrence before `before` (within a day of `t`) around `t`; 'earlier' when none is within a day before `t`. */
+function previousAcross(cron: Cron, policy: DstPolicy, before: number, t: Transition): Occurrence | 'earlier' | undefined {
+  const runs = runsAround(t, policy);
+  let best: Occurrence | undefined;
+  if (before > runs.lateStart) {
+    const wall = previousMatch(cron, before + t.after);
+    if (wall !== undefined && wall - t.after >= runs.lateStart) best = lateNote(t, runs.overlap, wall - t.after);
+  }
+  if (runs.shifted && before > runs.shifted.from - t.before) {
+    const wall = previousMatch(cron, Math.min(before + t.before, runs.shifted.to));
+    // on a tie the shifted time wins, as going forward
+    if (wall !== undefined && wall >= runs.shifted.from && (best === undefined || wall - t.before >= best.at)) best = { at: wall - t.before, note: 'gap-shifted' };
+  }
+  if (best !== undefined) return best;
+  const wall = previousMatch(cron, Math.min(before, runs.earlyEnd) + t.before);
+  // no match before the early run's end: nothing earlier at all
+  if (wall === undefined) return undefined;
+  const at = wall - t.before;
+  return at >= t.at - DAY_MS ? earlyNote(t, runs.overlap, at) : 'earlier';
 }
 
 /**
@@ -267,25 +445,20 @@ export function nextOccurrences(rule: Recurrence, after: number, count: number):
 
 /**
  * The last `count` occurrences in [from, before), in order: what a catch-up
- * after an outage needs without walking every occurrence since `from` (a
- * one-second rule after a month down). Looks back in widening windows.
+ * after an outage needs. Searches backwards from `before`, one step an
+ * occurrence, so a one-second rule after a month down costs `count` steps,
+ * not the 2.6 million occurrences since `from`.
  */
 export function lastOccurrencesBefore(rule: Recurrence, from: number, before: number, count: number): Occurrence[] {
-  if (count <= 0 || before <= from) return [];
-  for (const window of [3_600_000, DAY_MS, 35 * DAY_MS, 400 * DAY_MS, Infinity]) {
-    const start = Math.max(from, before - window);
-    const found: Occurrence[] = [];
-    let cursor = start - 1;
-    for (;;) {
-      const next = nextOccurrence(rule, cursor);
-      if (next === undefined || next.at >= before) break;
-      found.push(next);
-      if (found.length > count) found.shift();
-      cursor = next.at;
-    }
-    if (found.length >= count || start === from) return found;
+  const found: Occurrence[] = [];
+  let cursor = before;
+  while (found.length < count && cursor > from) {
+    const previous = previousOccurrence(rule, cursor);
+    if (previous === undefined || previous.at < from) break;
+    found.push(previous);
+    cursor = previous.at;
   }
-  return [];
+  return found.reverse();
 }
 
 // ---- presenting an instant --------------------------------------------------
