@@ -14,6 +14,7 @@ function storedMessage(overrides: Partial<StoredMessage> = {}): StoredMessage {
   const at = Date.UTC(2014, 7, 1, 13, 30);
   return {
     id: '0190f3a0-0000-7000-8000-000000000001',
+    target: 'default',
     username: 'Curl',
     message: "I'm scheduling a message! ✨ <b>&amp;</b> '; DROP TABLE posts;--",
     scheduledAt: at,

@@ -214,7 +214,7 @@ describe('message JSON', () => {
     const instants = [base, base + 5, base + 50, base + 999, base + 1000, base - 1, base + 7, 0, -1, Date.UTC(10000, 0, 1), base + 12.5];
     for (const instant of instants) {
       const json = toMessageJson({
-        id: 'id', username: 'u', message: 'm', scheduledAt: instant, dueAt: instant + 1, status: 'scheduled', attempts: 0,
+        id: 'id', target: 'default', username: 'u', message: 'm', scheduledAt: instant, dueAt: instant + 1, status: 'scheduled', attempts: 0,
         version: 1, idempotencyKey: null, createdAt: base, updatedAt: instant, deliveredAt: instant, lastError: null,
         leaseOwner: null, leaseExpiresAt: null,
       });
@@ -229,7 +229,7 @@ describe('message JSON', () => {
 describe('reading another service\'s answers (protocol/wire)', () => {
   const base = Date.UTC(2026, 11, 24, 9, 0, 0);
   const stored = toMessageJson({
-    id: 'id-1', username: 'u', message: 'm', scheduledAt: base, dueAt: base, status: 'scheduled', attempts: 0,
+    id: 'id-1', target: 'default', username: 'u', message: 'm', scheduledAt: base, dueAt: base, status: 'scheduled', attempts: 0,
     version: 1, idempotencyKey: null, createdAt: base, updatedAt: base, deliveredAt: null, lastError: null,
     leaseOwner: null, leaseExpiresAt: null,
   });

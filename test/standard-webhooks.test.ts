@@ -21,7 +21,7 @@ const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
 function storedMessage(attempts: number): StoredMessage {
   const at = Date.UTC(2030, 0, 1, 9, 0, 0, 250);
   return {
-    id: '0190f3a0-0000-7000-8000-0000000000aa', username: 'Ann', message: 'Stand-up in five ✨ <b>', scheduledAt: at, dueAt: at,
+    id: '0190f3a0-0000-7000-8000-0000000000aa', target: 'default', username: 'Ann', message: 'Stand-up in five ✨ <b>', scheduledAt: at, dueAt: at,
     status: 'delivering', attempts, version: 1, idempotencyKey: null, createdAt: at, updatedAt: at, deliveredAt: null,
     lastError: null, leaseOwner: 'owner', leaseExpiresAt: at + 10_000,
   };
