@@ -192,6 +192,28 @@ describe('/v1/targets', () => {
     }
   });
 
+  it('the page shows each message\'s target, filters by target and lists the targets', async () => {
+    await using t = await startTestDispatcher({ apiToken: OPERATOR });
+    await withTargets(t);
+    await t.request('POST', '/v1/messages', { token: SHOP_TOKEN, body: { username: 'u', message: 'for the shop', scheduledAt: FAR } });
+    await t.request('POST', '/v1/messages', { token: BLOG_TOKEN, body: { username: 'u', message: 'for the blog', scheduledAt: FAR } });
+    const page = (url: string) => t.request('GET', url, { headers: { authorization: `Basic ${Buffer.from(`x:${OPERATOR}`).toString('base64')}`, accept: 'text/html' } });
+    const all = (await page('/')).body;
+    assert.match(all, /for the shop/);
+    assert.match(all, /for the blog/);
+    assert.match(all, /<span class="target" title="delivery target">→ <a href="\/\?target=shop">shop<\/a><\/span>/);
+    assert.match(all, /<select id="filter-target" name="target"><option value="">All<\/option><option value="default">default<\/option><option value="blog">blog<\/option><option value="shop">shop<\/option><\/select>/);
+    assert.match(all, /id="targets-card"/);
+    assert.match(all, /<tr id="t-shop">.*<code>http:\/\/127\.0\.0\.1:9\/shop<\/code><\/td><td>json<\/td><td>psched<\/td><td>yes<\/td><td>50\/s, burst 100, ≤ 8 in flight<\/td>/s);
+    assert.match(all, /<tr id="t-blog">.*<td>standard-webhooks<\/td>/s);
+    const shopOnly = await page('/?target=shop');
+    assert.equal(shopOnly.statusCode, 200);
+    assert.match(shopOnly.body, /for the shop/);
+    assert.doesNotMatch(shopOnly.body, /for the blog/);
+    assert.match(shopOnly.body, /<option value="shop" selected>shop<\/option>/);
+    assert.equal((await page('/?target=Not%20a%20name')).statusCode, 400);
+  });
+
   it('is in the OpenAPI document', async () => {
     await using t = await startTestDispatcher();
     assertOpenApiDocument(t.dispatcher.app, await t.request('GET', '/openapi.json'), [
