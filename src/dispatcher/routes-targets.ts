@@ -41,7 +41,7 @@ export function registerTargetRoutes(v1: FastifyInstance, ctx: DispatcherContext
     const valid = validateTargetCreate(request.body);
     const hash = valid.token === null ? null : await checkToken(valid.token, valid.name);
     const { token: _token, ...settings } = valid;
-    const created = await store.insertTarget({ ...settings, tokenHash: hash }, clock.now());
+    const created = await tokenRace(hash, () => store.insertTarget({ ...settings, tokenHash: hash }, clock.now()));
     if (!created) throw new ConflictError(`a target named ${JSON.stringify(valid.name)} exists: change it with PATCH /v1/targets/${valid.name}`);
     await targets.refresh();
     const target = await store.getTarget(valid.name);
@@ -58,7 +58,7 @@ export function registerTargetRoutes(v1: FastifyInstance, ctx: DispatcherContext
     const { token, ...rest } = patch;
     const changes: TargetChanges = { ...rest };
     if (token !== undefined) changes.tokenHash = token === null ? null : await checkToken(token, name);
-    const changed = await store.updateTarget(name, changes, clock.now());
+    const changed = await tokenRace(changes.tokenHash ?? null, () => store.updateTarget(name, changes, clock.now()));
     if (!changed) throw notFound(name);
     await targets.refresh();
     return toTargetJson(changed);
@@ -79,6 +79,22 @@ export function registerTargetRoutes(v1: FastifyInstance, ctx: DispatcherContext
     await targets.refresh();
     return reply.code(204).send();
   });
+
+  /**
+   * Runs a write that stores a token hash: one given to another target by a
+   * request racing this one (checkToken saw it free) fails the unique index;
+   * that is the same 409 as when checkToken sees it.
+   */
+  async function tokenRace<T>(hash: string | null, write: () => Promise<T>): Promise<T> {
+    try {
+      return await write();
+    } catch (err) {
+      if (hash !== null && (await store.targetByTokenHash(hash).catch(() => undefined))) {
+        throw new ConflictError('token is another target\'s: give each target a token of its own (openssl rand -hex 32)', undefined, { cause: err });
+      }
+      throw err;
+    }
+  }
 
   /** The token's hash, unless the token is the operator's or another target's (a token names one caller). */
   async function checkToken(token: string, name: string): Promise<string> {
