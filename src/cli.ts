@@ -1,5 +1,6 @@
 import { runServiceCommand, runDev } from './cli/services.ts';
 import { runClientCommand } from './cli/client.ts';
+import { runTargetsCommand } from './cli/targets.ts';
 import { ConfigError } from './config.ts';
 import { StoreInUseError } from './errors.ts';
 import { UsageError } from './cli/args.ts';
@@ -18,6 +19,7 @@ Usage:
   psched scheduled [options]      list scheduled messages
   psched cancel [options] ID      cancel a scheduled message
   psched schedules [options]      list recurring messages; preview, pause, resume or delete one
+  psched targets ACTION [NAME]    list, show, add, update or remove a dispatcher's delivery targets (main servers)
 
 Run \`psched <command> --help\` for a command's options.`;
 
@@ -34,6 +36,8 @@ async function main(argv: string[]): Promise<number> {
     case 'cancel':
     case 'schedules':
       return runClientCommand(command, rest);
+    case 'targets':
+      return runTargetsCommand(rest);
     case undefined:
     case '-h':
     case '--help':

@@ -26,6 +26,13 @@ export class UnauthorizedError extends PschedError {
   override readonly code = 'unauthorized';
 }
 
+/** The caller is known but may not do this (a target's token managing targets, or naming another target). */
+export class ForbiddenError extends PschedError {
+  override name = 'ForbiddenError';
+  override readonly status = 403;
+  override readonly code = 'forbidden';
+}
+
 export class NotFoundError extends PschedError {
   override name = 'NotFoundError';
   override readonly status = 404;

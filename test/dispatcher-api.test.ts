@@ -23,7 +23,7 @@ describe('POST /v1/messages', () => {
     const response = await t.request('POST', '/v1/messages', { body: { username: 'ada', message: 'hello', scheduledAt: '2099-01-01T10:00:00+02:00' } });
     assert.equal(response.statusCode, 201);
     const body = response.json() as Json;
-    assert.deepEqual(Object.keys(body).sort(), ['attempts', 'createdAt', 'deliveredAt', 'dueAt', 'id', 'idempotencyKey', 'lastError', 'message', 'scheduledAt', 'status', 'updatedAt', 'username']);
+    assert.deepEqual(Object.keys(body).sort(), ['attempts', 'createdAt', 'deliveredAt', 'dueAt', 'id', 'idempotencyKey', 'lastError', 'message', 'scheduledAt', 'status', 'target', 'updatedAt', 'username']);
     assert.equal(body.username, 'ada');
     assert.equal(body.message, 'hello');
     assert.equal(body.scheduledAt, '2099-01-01T08:00:00.000Z');

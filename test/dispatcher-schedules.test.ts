@@ -24,7 +24,7 @@ describe('/v1/schedules', () => {
     const body = created.json() as Json;
     assert.equal(created.headers.location, `/v1/schedules/${body.id}`);
     assert.deepEqual({ ...body, id: undefined, createdAt: undefined, updatedAt: undefined }, {
-      id: undefined, username: 'ada', message: 'stand-up', cron: '30 2 * * *', every: null, timeZone: 'America/New_York',
+      id: undefined, target: 'default', username: 'ada', message: 'stand-up', cron: '30 2 * * *', every: null, timeZone: 'America/New_York',
       startAt: '2026-03-07T05:00:00.000Z', endAt: null, maxOccurrences: null, dstPolicy: { gap: 'shift', overlap: 'first' },
       catchUp: 'latest', catchUpMax: 100, status: 'active', paused: false, nextFireAt: '2026-03-07T07:30:00.000Z',
       next: { at: '2026-03-07T07:30:00.000Z', local: '2026-03-07 02:30:00', utcOffset: '-05:00' },

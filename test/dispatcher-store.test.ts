@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ClaimRequest, DispatcherStore, NewMessage, NewSchedule, SchedulePlan, StoredMessage, StoredSchedule } from '../src/dispatcher/store.ts';
+import type { ClaimRequest, DispatcherStore, NewMessage, NewSchedule, NewTarget, SchedulePlan, StoredMessage, StoredSchedule, StoredTarget } from '../src/dispatcher/store.ts';
 import { uuidv7 } from '../src/ids.ts';
 import { dispatcherStoreFactories } from './support/stores.ts';
 
@@ -77,6 +77,7 @@ for (const factory of dispatcherStoreFactories()) {
         const [outcome] = await handle.store.insert([input], T);
         const expected: StoredMessage = {
           id: input.id,
+          target: 'default',
           username: 'ann',
           message: 'hello',
           scheduledAt: T + MINUTE,
@@ -91,7 +92,6 @@ for (const factory of dispatcherStoreFactories()) {
           lastError: null,
           leaseOwner: null,
           leaseExpiresAt: null,
-          target: 'default',
         };
         assert.deepEqual(outcome, { message: expected, created: true });
         assert.deepEqual(await handle.store.get(input.id), expected);
@@ -153,6 +153,121 @@ for (const factory of dispatcherStoreFactories()) {
       it('accepts an empty batch', async () => {
         await using handle = await factory.create();
         assert.deepEqual(await handle.store.insert([], T), []);
+      });
+    });
+
+    describe('targets', () => {
+      const target = (overrides: Partial<NewTarget> = {}): NewTarget => ({
+        name: 'shop', url: 'http://127.0.0.1:9000', protocol: 'json', signatureScheme: 'psched', signingSecret: 'sec-1',
+        tokenHash: 'a'.repeat(64), ratePerSecond: 10.5, burst: 20, maxInFlight: 4, ...overrides,
+      });
+
+      it('inserts, gets, lists by name, finds by token hash, refuses a second of the same name', async () => {
+        await using handle = await factory.create();
+        const { store } = handle;
+        assert.equal(await store.insertTarget(target({ name: 'zoo', tokenHash: null, ratePerSecond: null, burst: null, maxInFlight: null, signingSecret: null }), T), true);
+        assert.equal(await store.insertTarget(target(), T + 1), true);
+        assert.equal(await store.insertTarget(target({ url: 'http://elsewhere', tokenHash: 'b'.repeat(64) }), T + 2), false);
+        const expected: StoredTarget = { ...target(), createdAt: T + 1, updatedAt: T + 1 };
+        assert.deepEqual(await store.getTarget('shop'), expected);
+        assert.deepEqual((await store.listTargets()).map((t) => t.name), ['shop', 'zoo']);
+        assert.equal((await store.listTargets())[1]!.ratePerSecond, null);
+        assert.deepEqual(await store.targetByTokenHash('a'.repeat(64)), expected);
+        assert.equal(await store.targetByTokenHash('c'.repeat(64)), undefined);
+        assert.equal(await store.getTarget('nope'), undefined);
+      });
+
+      it('updates what is given, keeps the rest, and can clear a nullable field', async () => {
+        await using handle = await factory.create();
+        const { store } = handle;
+        await store.insertTarget(target(), T);
+        const changed = await store.updateTarget('shop', { url: 'http://127.0.0.1:9001', burst: null, tokenHash: 'd'.repeat(64) }, T + 5);
+        const expected: StoredTarget = { ...target(), url: 'http://127.0.0.1:9001', burst: null, tokenHash: 'd'.repeat(64), createdAt: T, updatedAt: T + 5 };
+        assert.deepEqual(changed, expected);
+        assert.deepEqual(await store.getTarget('shop'), expected);
+        assert.equal(await store.targetByTokenHash('a'.repeat(64)), undefined);
+        assert.equal(await store.updateTarget('nope', { url: 'http://x' }, T), undefined);
+      });
+
+      it('removeTarget refuses while it has messages to deliver or schedules, then removes it', async () => {
+        await using handle = await factory.create();
+        const { store } = handle;
+        await store.insertTarget(target(), T);
+        const message = await insertOne(store, { target: 'shop' });
+        await insertFinished(store, 'dead'); // the default target's: does not count
+        assert.deepEqual(await store.removeTarget('shop'), { kind: 'in_use', pendingMessages: 1, schedules: 0 });
+        await store.remove(message.id);
+        const { schedule } = await store.insertSchedule(newSchedule({ target: 'shop' }), T);
+        assert.deepEqual(await store.removeTarget('shop'), { kind: 'in_use', pendingMessages: 0, schedules: 1 });
+        await store.removeSchedule(schedule.id, () => []);
+        assert.deepEqual(await store.removeTarget('shop'), { kind: 'ok' });
+        assert.equal(await store.getTarget('shop'), undefined);
+        assert.deepEqual(await store.removeTarget('shop'), { kind: 'not_found' });
+      });
+
+      it('a message carries its target (default when none is given), and lists filter by it', async () => {
+        await using handle = await factory.create();
+        const { store } = handle;
+        const plain = await insertOne(store);
+        const a1 = await insertOne(store, { target: 'a', scheduledAt: T + 2 * MINUTE });
+        const b1 = await insertOne(store, { target: 'b', scheduledAt: T + 3 * MINUTE });
+        const a2 = await insertOne(store, { target: 'a', scheduledAt: T + 4 * MINUTE, username: 'bob' });
+        assert.equal(plain.target, 'default');
+        assert.equal((await store.get(a1.id))?.target, 'a');
+        assert.deepEqual(ids(await store.list({ limit: 10, target: 'a' })), ids([a1, a2]));
+        assert.deepEqual(ids(await store.list({ limit: 10, target: 'b', status: 'scheduled' })), ids([b1]));
+        assert.deepEqual(ids(await store.list({ limit: 10, target: 'default' })), ids([plain]));
+        assert.deepEqual(ids(await store.list({ limit: 10, target: 'a', username: 'bob' })), ids([a2]));
+        assert.deepEqual(ids(await store.list({ limit: 1, target: 'a', after: { dueAt: a1.dueAt, id: a1.id } })), ids([a2]));
+        assert.deepEqual(ids(await store.list({ limit: 10 })), ids([plain, a1, b1, a2]));
+        // the claim, the delivery and its outcome keep it
+        const [claimed] = await store.claimDue(OWNER, Number.MAX_SAFE_INTEGER, T, T + MINUTE, 1);
+        assert.equal(claimed?.target, 'default');
+      });
+
+      it('delivered lists filter by target', async () => {
+        await using handle = await factory.create();
+        const { store } = handle;
+        const message = await insertOne(store, { target: 'a' }, CLAIM_ALL);
+        await store.startDelivery(OWNER, [{ id: message.id, version: message.version }], T + 1);
+        await store.finishDeliveries(OWNER, [{ id: message.id, outcome: 'delivered', at: T + 2 }]);
+        await insertFinished(store, 'delivered', T + 3);
+        assert.deepEqual(ids(await store.listRecentlyDelivered(10, { target: 'a' })), [message.id]);
+        assert.equal((await store.listRecentlyDelivered(10)).length, 2);
+      });
+
+      it('idempotency keys are a target\'s own', async () => {
+        await using handle = await factory.create();
+        const { store } = handle;
+        const [a] = await store.insert([newMessage({ target: 'a', idempotencyKey: 'k' })], T);
+        const [b] = await store.insert([newMessage({ target: 'b', idempotencyKey: 'k' })], T);
+        const [again] = await store.insert([newMessage({ target: 'b', idempotencyKey: 'k' })], T);
+        assert.equal(a!.created, true);
+        assert.equal(b!.created, true);
+        assert.notEqual(a!.message.id, b!.message.id);
+        assert.deepEqual([again!.created, again!.message.id], [false, b!.message.id]);
+        const sa = await store.insertSchedule(newSchedule({ target: 'a', idempotencyKey: 's' }), T);
+        const sb = await store.insertSchedule(newSchedule({ target: 'b', idempotencyKey: 's' }), T);
+        assert.equal(sa.created && sb.created, true);
+        assert.equal((await store.insertSchedule(newSchedule({ target: 'b', idempotencyKey: 's' }), T)).schedule.id, sb.schedule.id);
+      });
+
+      it('a schedule carries its target, lists filter by it, and its occurrences inherit it', async () => {
+        await using handle = await factory.create();
+        const { store } = handle;
+        const mine = (await store.insertSchedule(newSchedule({ target: 'a' }), T)).schedule;
+        const other = (await store.insertSchedule(newSchedule(), T)).schedule;
+        assert.equal(mine.target, 'a');
+        assert.equal(other.target, 'default');
+        assert.equal((await store.getSchedule(mine.id))?.target, 'a');
+        assert.deepEqual(ids(await store.listSchedules({ limit: 10, target: 'a' })), [mine.id]);
+        assert.deepEqual(ids(await store.listSchedules({ limit: 10, target: 'default' })), [other.id]);
+        assert.deepEqual(ids(await store.listSchedules({ limit: 10, target: 'a', afterId: mine.id })), []);
+        const { created } = await store.materializeDue(T + MINUTE, 10, T, fireOnce((s) => uuidv7(s.nextFireAt!)));
+        const byId = new Map(created.map((m) => [m.id, m.target]));
+        assert.deepEqual([...byId.values()].sort(), ['a', 'default']);
+        for (const message of created) assert.equal((await store.get(message.id))?.target, message.target);
+        assert.equal((await store.list({ limit: 10, target: 'a' })).length, 1);
       });
     });
 
@@ -868,7 +983,7 @@ for (const factory of dispatcherStoreFactories()) {
         const input = newSchedule({ endAt: T + 3 * MINUTE, maxOccurrences: 5, idempotencyKey: 'sched-1', catchUp: 'all', catchUpMax: 7 });
         const { schedule, created } = await handle.store.insertSchedule(input, T);
         assert.equal(created, true);
-        const expected: StoredSchedule = { ...input, occurrences: 0, lastFireAt: null, version: 1, createdAt: T, updatedAt: T };
+        const expected: StoredSchedule = { ...input, target: 'default', occurrences: 0, lastFireAt: null, version: 1, createdAt: T, updatedAt: T };
         assert.deepEqual(schedule, expected);
         assert.deepEqual(await handle.store.getSchedule(input.id), expected);
         const every = await handle.store.insertSchedule(newSchedule({ cron: null, everyMs: 15 * MINUTE, paused: true }), T);

@@ -200,7 +200,7 @@ describe('a per-second rule in Antarctica/Troll (a two-hour shift) does not end 
   const seconds = (from: number, count: number) => Array.from({ length: count }, (_, i) => from + i * SECOND);
   function schedule(policy: DstPolicy, nextFireAt: number): StoredSchedule {
     return {
-      id: '018f0000-0000-7000-8000-000000000000', username: 'u', message: 'm', cron: '* * * * * *', everyMs: null, timeZone: 'Antarctica/Troll',
+      id: '018f0000-0000-7000-8000-000000000000', target: 'default', username: 'u', message: 'm', cron: '* * * * * *', everyMs: null, timeZone: 'Antarctica/Troll',
       startAt: null, endAt: null, maxOccurrences: null, dstGap: policy.gap, dstOverlap: policy.overlap, catchUp: 'latest', catchUpMax: 100,
       paused: false, idempotencyKey: null, nextFireAt, lastFireAt: null, occurrences: 0, version: 1, createdAt: nextFireAt - DAY, updatedAt: nextFireAt - DAY,
     };
@@ -244,7 +244,7 @@ describe('catch-up after 30 days down, for a per-second rule', () => {
 
   function schedule(overrides: Partial<StoredSchedule>): StoredSchedule {
     return {
-      id: '018f0000-0000-7000-8000-000000000001', username: 'u', message: 'm', cron: '* * * * * *', everyMs: null, timeZone: 'UTC',
+      id: '018f0000-0000-7000-8000-000000000001', target: 'default', username: 'u', message: 'm', cron: '* * * * * *', everyMs: null, timeZone: 'UTC',
       startAt: null, endAt: null, maxOccurrences: null, dstGap: 'shift', dstOverlap: 'first', catchUp: 'latest', catchUpMax: 100,
       paused: false, idempotencyKey: null, nextFireAt: now - down, lastFireAt: now - down - SECOND, occurrences: 0, version: 1,
       createdAt: now - 40 * DAY, updatedAt: now - 40 * DAY, ...overrides,

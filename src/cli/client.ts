@@ -120,12 +120,13 @@ const FIELD_FLAGS: Record<string, string> = {
   'dstPolicy.gap': '--dst-gap', 'dstPolicy.overlap': '--dst-overlap', catchUp: '--catch-up',
 };
 
-interface ApiAnswer {
+export interface ApiAnswer {
   status: number;
   body: unknown;
 }
 
-async function call(url: string, token: string | undefined, method: string, path: string, body?: unknown): Promise<ApiAnswer> {
+/** One JSON request to a psched service (`service` names it in errors: the main server, or a dispatcher for `psched targets`). */
+export async function call(url: string, token: string | undefined, method: string, path: string, body?: unknown, service = 'the main server'): Promise<ApiAnswer> {
   const headers: Record<string, string> = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (token) headers.authorization = `Bearer ${token}`;
@@ -133,7 +134,7 @@ async function call(url: string, token: string | undefined, method: string, path
   try {
     response = await fetch(new URL(path, url), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   } catch (err) {
-    throw new UsageError(`cannot reach the main server at ${url}: ${(err as Error).cause ?? (err as Error).message}. Is it running (npm start)?`);
+    throw new UsageError(`cannot reach ${service} at ${url}: ${(err as Error).cause ?? (err as Error).message}. Is it running (npm start)?`);
   }
   const text = await response.text();
   let parsed: unknown = text;
@@ -145,17 +146,18 @@ async function call(url: string, token: string | undefined, method: string, path
   return { status: response.status, body: parsed };
 }
 
-function errorText(answer: ApiAnswer): string {
+/** An error answer in the flags' terms (`flags`: API field -> the flag that sets it). */
+export function errorText(answer: ApiAnswer, flags: Record<string, string> = FIELD_FLAGS, service = 'the main server'): string {
   const error = readError(answer.body);
-  if (!error.message) return `the main server answered HTTP ${answer.status}: ${JSON.stringify(answer.body)}`;
-  const flag = error.field ? FIELD_FLAGS[error.field] : undefined;
+  if (!error.message) return `${service} answered HTTP ${answer.status}: ${JSON.stringify(answer.body)}`;
+  const flag = error.field ? flags[error.field] : undefined;
   // "scheduledAt must be in the future" -> "--at must be in the future"
   const message = flag && error.field ? error.message.replace(new RegExp(`\\b${error.field.replace('.', '\\.')}\\b`, 'g'), flag) : error.message;
   return `${message} (HTTP ${answer.status})`;
 }
 
 /** The dev mode's token, when the client runs next to `npm start`'s data folder. */
-function devToken(): string | undefined {
+export function devToken(): string | undefined {
   try {
     return (JSON.parse(readFileSync(join('data', 'dev-credentials.json'), 'utf8')) as { apiToken?: string }).apiToken;
   } catch {

@@ -10,7 +10,8 @@ import { DispatcherMetrics } from './metrics.ts';
 import { registerApiRoutes } from './routes-api.ts';
 import { registerLegacyRoutes } from './routes-legacy.ts';
 import { ScheduleMaterializer } from './schedules.ts';
-import { DEFAULT_TARGET, type DispatcherStore } from './store.ts';
+import type { DispatcherStore } from './store.ts';
+import { TargetRegistry, type DeliverySettings } from './targets.ts';
 import { registerUiRoutes } from './ui.ts';
 
 /**
@@ -23,6 +24,8 @@ export interface Dispatcher extends AsyncDisposable {
   readonly schedules: ScheduleMaterializer;
   readonly store: DispatcherStore;
   readonly config: Readonly<DispatcherConfig>;
+  /** The delivery targets: the engine's deliverer, which picks each message's target's own. */
+  readonly targets: TargetRegistry;
   /**
    * Resolves (never rejects) if the store halts because it can no longer
    * promise durability (a failed fsync). The engine has stopped by then and
@@ -44,6 +47,7 @@ export interface DispatcherDeps {
   clock?: Clock;
   /** A store to use instead of opening config.db. It stays open on close(): the caller owns it. */
   store?: DispatcherStore;
+  /** Delivers the default target's messages instead of the one built from the flags (tests); stored targets still get their own. */
   deliverer?: Deliverer;
   /** false silences the logs (tests); default: JSON logs at config.logLevel. */
   logger?: boolean | { stream: { write(line: string): void } };
@@ -75,14 +79,15 @@ function connectionsFor(concurrency: number): number {
  */
 const PIPELINE_DEPTH = 32;
 
-function createDeliverer(config: Readonly<DispatcherConfig>, clock: Clock): Deliverer {
-  const common = { mainUrl: config.mainUrl, timeoutMs: config.deliveryTimeoutMs, clock };
-  if (config.mainProtocol === 'legacy') return createLegacyDeliverer({ ...common, connections: connectionsFor(config.concurrency) });
+/** A target's deliverer: the same connections and pipelining for every target, the built-in one's included. */
+function createDeliverer(target: DeliverySettings, config: Readonly<DispatcherConfig>, clock: Clock): Deliverer {
+  const common = { mainUrl: target.url, timeoutMs: config.deliveryTimeoutMs, clock };
+  if (target.protocol === 'legacy') return createLegacyDeliverer({ ...common, connections: connectionsFor(config.concurrency) });
   const pipelining = Math.min(PIPELINE_DEPTH, config.concurrency);
   return createJsonDeliverer({
     ...common,
-    signingSecret: config.signingSecret,
-    signatureScheme: config.signatureScheme,
+    signingSecret: target.signingSecret ?? undefined,
+    signatureScheme: target.signatureScheme,
     connections: Math.ceil(config.concurrency / pipelining),
     pipelining,
   });
@@ -92,7 +97,20 @@ export async function createDispatcher(config: Readonly<DispatcherConfig>, deps:
   const clock = deps.clock ?? systemClock;
   const store = deps.store ?? (await openDispatcherStore(config.db));
   const ownsStore = deps.store === undefined;
-  const deliverer = deps.deliverer ?? createDeliverer(config, clock);
+  const builtIn: DeliverySettings = {
+    url: config.mainUrl, protocol: config.mainProtocol, signingSecret: config.signingSecret ?? null, signatureScheme: config.signatureScheme,
+  };
+  let log: ((err: unknown) => void) | undefined;
+  const deliverer = new TargetRegistry({
+    store,
+    config,
+    defaultDeliverer: deps.deliverer ?? createDeliverer(builtIn, config, clock),
+    createDeliverer: (settings) => createDeliverer(settings, config, clock),
+    onError: (err) => log?.(err),
+    defaultLimits: { ratePerSecond: config.mainRatePerSecond, burst: config.mainBurst, maxInFlight: config.mainMaxInFlight },
+    onLimitsChanged: (name) => limitsChanged?.(name),
+  });
+  let limitsChanged: ((name: string) => void) | undefined;
   try {
     const app = await createHttpServer({
       logger: deps.logger === false ? false : { level: config.logLevel, ...(typeof deps.logger === 'object' ? { stream: deps.logger.stream } : {}) },
@@ -102,8 +120,8 @@ export async function createDispatcher(config: Readonly<DispatcherConfig>, deps:
     });
     // the original read such times in its host's zone: a migrating operator sees which zone psched uses
     app.log.info({ legacyTimeZone: config.legacyTimeZone }, `the original's /scheduleMessage.php reads times without an offset in ${config.legacyTimeZone} (--legacy-timezone)`);
+    log = (err) => app.log.warn({ err }, 'the delivery targets could not be read again from the store; the ones known stay in use');
     const metrics = new DispatcherMetrics();
-    const mainLimits = { ratePerSecond: config.mainRatePerSecond, burst: config.mainBurst, maxInFlight: config.mainMaxInFlight };
     const engine = new SchedulingEngine({
       store,
       deliverer,
@@ -119,8 +137,9 @@ export async function createDispatcher(config: Readonly<DispatcherConfig>, deps:
       concurrency: config.concurrency,
       retentionMs: config.retentionMs,
       target: config.mainUrl,
-      limitsOf: (target) => (target === DEFAULT_TARGET ? mainLimits : {}),
+      limitsOf: (target) => deliverer.limitsOf(target),
     });
+    limitsChanged = (name) => engine.limitsChanged(name);
     const halted = new Promise<Error>((resolve) => {
       store.onHalt((err) => {
         app.log.fatal({ err }, 'the store halted: the disk did not confirm a write; stopping deliveries, restart this dispatcher');
@@ -129,13 +148,13 @@ export async function createDispatcher(config: Readonly<DispatcherConfig>, deps:
       });
     });
     const schedules = new ScheduleMaterializer({ store, engine, clock, logger: app.log });
-    const ctx: DispatcherContext = { config, store, engine, metrics, clock, schedules };
+    const ctx: DispatcherContext = { config, store, engine, metrics, clock, schedules, targets: deliverer };
     registerApiRoutes(app, ctx);
     registerLegacyRoutes(app, ctx);
     registerUiRoutes(app, ctx);
     await app.ready();
     void halted.then(() => schedules.stop());
-    return new RunningDispatcher(app, engine, schedules, store, config, halted, async () => {
+    return new RunningDispatcher(app, engine, schedules, store, config, deliverer, halted, async () => {
       await deliverer.close();
       if (ownsStore) await store.close();
     });
@@ -152,6 +171,7 @@ class RunningDispatcher implements Dispatcher {
   readonly schedules: ScheduleMaterializer;
   readonly store: DispatcherStore;
   readonly config: Readonly<DispatcherConfig>;
+  readonly targets: TargetRegistry;
   readonly halted: Promise<Error>;
   #releaseResources: () => Promise<void>;
   #closing: Promise<void> | undefined;
@@ -162,9 +182,11 @@ class RunningDispatcher implements Dispatcher {
     schedules: ScheduleMaterializer,
     store: DispatcherStore,
     config: Readonly<DispatcherConfig>,
+    targets: TargetRegistry,
     halted: Promise<Error>,
     releaseResources: () => Promise<void>,
   ) {
+    this.targets = targets;
     this.app = app;
     this.engine = engine;
     this.schedules = schedules;
@@ -176,6 +198,8 @@ class RunningDispatcher implements Dispatcher {
 
   async listen(): Promise<string> {
     if (this.#closing) throw new Error('this dispatcher is closed; create a new one');
+    // before the engine: its first deliveries find their targets known
+    await this.targets.start();
     await this.engine.start();
     // after the engine: occurrences it materialises (a restart's catch-up first) are claimed at once
     await this.schedules.start();

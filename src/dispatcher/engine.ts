@@ -13,6 +13,7 @@ import type { DispatcherMetrics, TargetGauges } from './metrics.ts';
 import type {
   ChangeOutcome, ClaimRequest, DeliveryResult, DispatcherStore, InsertOutcome, MessagePatch, StoredMessage,
 } from './store.ts';
+import { DEFAULT_TARGET } from './store.ts';
 
 /**
  * The scheduling engine: delivers every message at its due time, to the
@@ -80,7 +81,10 @@ export interface EngineOptions {
   stopGraceMs?: number;
   /** Jitter source in [0, 1). Default Math.random. */
   random?: () => number;
-  /** Where deliveries go, named in the log line of a failed attempt. */
+  /**
+   * Where the default target's deliveries go (its URL), named in the log
+   * line of a failed attempt; a stored target's are named by their target.
+   */
   target?: string;
   /** Each target's flow control: rate, burst, deliveries in flight (./flow-control.ts). Default: none. */
   limitsOf?: (target: string) => TargetLimits;
@@ -348,6 +352,11 @@ export class SchedulingEngine {
     return this.#inFlight.size;
   }
 
+  /** A target's limits changed (or it is new or gone): its parked messages are looked at again. */
+  limitsChanged(target: string): void {
+    this.#flow.limitsChanged(target);
+  }
+
   /** Each target's flow-control numbers, for /metrics and the page (targets this engine delivered to or held back). */
   *targetGauges(): Iterable<TargetGauges & TargetFlowStats> {
     for (const target of this.#flow.targets()) {
@@ -382,10 +391,11 @@ export class SchedulingEngine {
   }
 
   /** Inserts new messages; those due within the horizon are claimed and buffered at once. */
-  async schedule(requests: ValidScheduleRequest[]): Promise<InsertOutcome[]> {
+  async schedule(requests: (ValidScheduleRequest & { target?: string })[]): Promise<InsertOutcome[]> {
     const now = this.#clock.now();
     const messages = requests.map((request) => ({
       id: uuidv7(now),
+      target: request.target,
       username: request.username,
       message: request.message,
       scheduledAt: request.scheduledAt,
@@ -809,7 +819,8 @@ export class SchedulingEngine {
 
   /** A failed attempt is a warning, a message gone dead an error: an operator sees both at the default level. */
   #logFailure(message: StoredMessage, result: Exclude<AttemptResult, { kind: 'delivered' }>, record: DeliveryResult): void {
-    const fields = { id: message.id, target: this.#target, status: result.status, attempt: message.attempts, error: result.error };
+    const target = message.target === DEFAULT_TARGET ? this.#target ?? message.target : message.target;
+    const fields = { id: message.id, target, status: result.status, attempt: message.attempts, error: result.error };
     if (result.kind === 'dead') this.#logger.error(fields, 'delivery failed for good: the message is dead (retry it from the page or the API)');
     else this.#logger.warn({ ...fields, retryAt: new Date(record.at).toISOString() }, 'delivery attempt failed; retrying');
   }

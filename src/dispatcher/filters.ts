@@ -1,12 +1,13 @@
 import { ValidationError } from '../errors.ts';
 import { isValidTimeZone, parseUserTime } from '../protocol/time.ts';
 import { LIMITS } from '../protocol/messages.ts';
+import { TARGET_NAME } from '../protocol/targets.ts';
 import type { MessageFilter } from './store.ts';
 
 /**
  * The list filters as the API's query and the console's filter form both
  * give them (the same names, so a console URL is an API query too):
- * `user` (exactly this name), `q` (text contains, ignoring case), `dueFrom`
+ * `target` (exactly this target), `user` (exactly this name), `q` (text contains, ignoring case), `dueFrom`
  * and `dueTo` (RFC 3339, or a wall-clock time read in `timeZone`, else the
  * dispatcher's --timezone; from inclusive, to exclusive). An empty value, as a
  * form sends an empty field, is no filter. Bad values are a ValidationError
@@ -18,6 +19,11 @@ export const SEARCH_MAX = 200;
 
 export function parseMessageFilter(query: Record<string, unknown>, defaultTimeZone: string): MessageFilter {
   const filter: MessageFilter = {};
+  const target = single(query, 'target');
+  if (target !== undefined) {
+    if (target !== 'default' && !TARGET_NAME.test(target)) throw new ValidationError(`target must be a target's name (got ${JSON.stringify(target)})`, 'target');
+    filter.target = target;
+  }
   const user = single(query, 'user');
   if (user !== undefined) {
     if ([...user].length > LIMITS.usernameMax) throw new ValidationError(`user must be at most ${LIMITS.usernameMax} characters`, 'user');

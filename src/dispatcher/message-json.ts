@@ -30,6 +30,7 @@ function iso(instant: number): string {
 export function toMessageJson(m: StoredMessage): MessageJson {
   return {
     id: m.id,
+    target: m.target,
     username: m.username,
     message: m.message,
     scheduledAt: iso(m.scheduledAt),

@@ -5,6 +5,43 @@ import {
 } from '../protocol/openapi-parts.ts';
 import { SEARCH_MAX } from './filters.ts';
 import { MESSAGE_STATUSES } from './store.ts';
+import { SIGNATURE_SCHEMES, TARGET_LIMITS, TARGET_PROTOCOLS } from '../protocol/targets.ts';
+
+const TARGET_NAME_SCHEMA = { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$', description: 'the target\'s name; "default" is the built-in one' } as const;
+
+/** A delivery target as the API shows it: secrets as set/not set, never their values. */
+const TARGET_SCHEMA = {
+  type: 'object',
+  required: ['name', 'url', 'protocol', 'signatureScheme', 'signingSecretSet', 'tokenSet', 'ratePerSecond', 'burst', 'maxInFlight', 'builtIn', 'createdAt', 'updatedAt'],
+  properties: {
+    name: TARGET_NAME_SCHEMA,
+    url: { type: 'string', description: 'base URL: deliveries go to {url}/v1/posts (json) or {url}/postMessage.php (legacy)' },
+    protocol: { type: 'string', enum: [...TARGET_PROTOCOLS] },
+    signatureScheme: { type: 'string', enum: [...SIGNATURE_SCHEMES] },
+    signingSecretSet: { type: 'boolean', description: 'whether deliveries are signed (the secret is write-only)' },
+    tokenSet: { type: 'boolean', description: 'whether the target has a token to call this API with (write-only)' },
+    ratePerSecond: { type: ['number', 'null'], description: 'stored for the per-target flow control' },
+    burst: { type: ['integer', 'null'] },
+    maxInFlight: { type: ['integer', 'null'] },
+    builtIn: { type: 'boolean', description: 'true for "default": the dispatcher\'s --main-url and its flags, not editable here' },
+    createdAt: { type: ['string', 'null'], format: 'date-time' },
+    updatedAt: { type: ['string', 'null'], format: 'date-time' },
+  },
+} as const;
+
+const TARGET_FIELDS = {
+  url: { type: 'string', maxLength: TARGET_LIMITS.urlMax, description: 'an http(s) URL without user, password, query or fragment' },
+  protocol: { type: 'string', enum: [...TARGET_PROTOCOLS], default: 'json', description: 'json (signed POST {url}/v1/posts) or legacy (form POST {url}/postMessage.php), as --main-protocol' },
+  signatureScheme: { type: 'string', enum: [...SIGNATURE_SCHEMES], default: 'psched', description: 'as --signature-scheme; standard-webhooks needs a whsec_ secret' },
+  signingSecret: { type: ['string', 'null'], maxLength: TARGET_LIMITS.secretMax, description: 'write-only; null: unsigned deliveries' },
+  token: { type: ['string', 'null'], minLength: TARGET_LIMITS.tokenMin, maxLength: TARGET_LIMITS.tokenMax, description: 'write-only: the bearer token this target\'s main server calls /v1 with (stored as its SHA-256); null: none' },
+  ratePerSecond: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: TARGET_LIMITS.rateMax },
+  burst: { type: ['integer', 'null'], minimum: 1, maximum: TARGET_LIMITS.burstMax },
+  maxInFlight: { type: ['integer', 'null'], minimum: 1, maximum: TARGET_LIMITS.maxInFlightMax },
+} as const;
+
+const TARGET_PARAM = { name: 'target', in: 'query', schema: TARGET_NAME_SCHEMA, description: 'only this target\'s (the operator; a target\'s token always sees only its own, and naming another is a 403)' } as const;
+const WITH_TARGET = { target: { ...TARGET_NAME_SCHEMA, description: 'the operator only: the target it is for (default "default"; unknown: 400). A target\'s token schedules for itself; naming another is a 403' } } as const;
 
 export { MESSAGE_ARRAY_SCHEMA, MESSAGE_PAGE_SCHEMA, MESSAGE_SCHEMA } from '../protocol/openapi-parts.ts';
 
@@ -41,7 +78,9 @@ export function openApiDocument(): Record<string, unknown> {
       description:
         'Stores scheduled messages durably and delivers each at its due time to the main server. ' +
         'A 2xx answer means the change is committed to disk. With --api-token set, /v1, /metrics and the legacy endpoints need ' +
-        '`Authorization: Bearer <token>`; the web UI also accepts HTTP Basic auth with the token as password.',
+        '`Authorization: Bearer <token>`; the web UI also accepts HTTP Basic auth with the token as password. ' +
+        'A delivery target\'s own token (see /v1/targets) opens /v1/messages and /v1/schedules for that target alone: it schedules for ' +
+        'its target, lists only its own, and another target\'s message or schedule answers 404 as if it did not exist.',
     },
     security: [{ bearerAuth: [] }],
     components: {
@@ -49,7 +88,7 @@ export function openApiDocument(): Record<string, unknown> {
       schemas: {
         Message: MESSAGE_SCHEMA,
         MessagePage: { ...MESSAGE_PAGE_SCHEMA, properties: { items: { type: 'array', items: ref('Message') }, nextCursor: MESSAGE_PAGE_SCHEMA.properties.nextCursor } },
-        ScheduleRequest: SCHEDULE_REQUEST_SCHEMA,
+        ScheduleRequest: { ...SCHEDULE_REQUEST_SCHEMA, properties: { ...SCHEDULE_REQUEST_SCHEMA.properties, ...WITH_TARGET } },
         MessagePatch: PATCH_SCHEMA,
         Error: ERROR_SCHEMA,
         LegacyAnswer: LEGACY_ANSWER_SCHEMA,
@@ -57,7 +96,11 @@ export function openApiDocument(): Record<string, unknown> {
         AttemptList: { type: 'object', required: ['items'], properties: { items: { type: 'array', items: ref('Attempt') } } },
         Schedule: RECURRING_SCHEMA,
         SchedulePage: { type: 'object', required: ['items', 'nextCursor'], properties: { items: { type: 'array', items: ref('Schedule') }, nextCursor: { type: ['string', 'null'], description: 'pass as ?cursor= for the next page; null on the last page' } } },
-        ScheduleCreate: RECURRING_REQUEST_SCHEMA,
+        ScheduleCreate: { ...RECURRING_REQUEST_SCHEMA, properties: { ...RECURRING_REQUEST_SCHEMA.properties, ...WITH_TARGET } },
+        Target: TARGET_SCHEMA,
+        TargetList: { type: 'object', required: ['items'], properties: { items: { type: 'array', items: ref('Target') } } },
+        TargetCreate: { type: 'object', required: ['name', 'url'], additionalProperties: false, properties: { name: TARGET_NAME_SCHEMA, ...TARGET_FIELDS } },
+        TargetPatch: { type: 'object', additionalProperties: false, minProperties: 1, description: 'the fields to change; null clears signingSecret, token or a limit', properties: TARGET_FIELDS },
         SchedulePatch: RECURRING_PATCH_SCHEMA,
         SchedulePreviewRequest: RECURRING_PREVIEW_REQUEST_SCHEMA,
         SchedulePreview: RECURRING_PREVIEW_SCHEMA,
@@ -80,6 +123,7 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'List messages in due-time order (keyset pagination)',
           parameters: [
             { name: 'status', in: 'query', schema: { type: 'string', enum: [...MESSAGE_STATUSES] } },
+            TARGET_PARAM,
             { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
             { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'nextCursor of the previous page (with the same filters)' },
             { name: 'user', in: 'query', schema: { type: 'string', maxLength: LIMITS.usernameMax }, description: 'only this user name (exactly)' },
@@ -156,6 +200,7 @@ export function openApiDocument(): Record<string, unknown> {
           parameters: [
             { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
             { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'nextCursor of the previous page' },
+            TARGET_PARAM,
           ],
           responses: { '200': { description: 'a page', content: json(ref('SchedulePage')) }, ...COMMON_ERRORS },
         },
@@ -192,6 +237,47 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'The next fire instants of a schedule',
           parameters: [{ name: 'count', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 100, default: 10 } }],
           responses: { '200': { description: 'the next count occurrences (fewer when the schedule ends)', content: json(ref('SchedulePreview')) }, ...COMMON_ERRORS, '404': errorResponse('unknown id') },
+        },
+      },
+      '/v1/targets': {
+        get: {
+          summary: 'The delivery targets (main servers): the built-in default first, then the stored ones by name (operator only)',
+          responses: { '200': { description: 'every target', content: json(ref('TargetList')) }, '401': COMMON_ERRORS['401'], '403': errorResponse('a target\'s token: managing targets is the operator\'s') },
+        },
+        post: {
+          summary: 'Add a target (operator only)',
+          requestBody: { required: true, content: json(ref('TargetCreate')) },
+          responses: {
+            '201': { description: 'stored (committed to disk); its messages are delivered to its url from now on', content: json(ref('Target')) },
+            ...COMMON_ERRORS,
+            '403': errorResponse('a target\'s token'),
+            '409': errorResponse('a target of that name exists, or the token is another target\'s'),
+          },
+        },
+      },
+      '/v1/targets/{name}': {
+        parameters: [{ name: 'name', in: 'path', required: true, schema: TARGET_NAME_SCHEMA }],
+        get: { summary: 'One target (operator only)', responses: { '200': { description: 'the target', content: json(ref('Target')) }, '401': COMMON_ERRORS['401'], '403': errorResponse('a target\'s token'), '404': errorResponse('unknown name') } },
+        patch: {
+          summary: 'Change a target (operator only); its deliveries use the change at once (other dispatchers of a pool within a second or two)',
+          requestBody: { required: true, content: json(ref('TargetPatch')) },
+          responses: {
+            '200': { description: 'changed', content: json(ref('Target')) },
+            ...COMMON_ERRORS,
+            '403': errorResponse('a target\'s token'),
+            '404': errorResponse('unknown name'),
+            '409': errorResponse('"default" is built in (change the flags), or the token is another target\'s'),
+          },
+        },
+        delete: {
+          summary: 'Remove a target (operator only) once it has no message left to deliver and no schedule; its delivered and dead messages stay',
+          responses: {
+            '204': { description: 'removed' },
+            '401': COMMON_ERRORS['401'],
+            '403': errorResponse('a target\'s token'),
+            '404': errorResponse('unknown name'),
+            '409': errorResponse('"default" is built in, or the target still has messages scheduled or being delivered, or schedules (the message says how many)'),
+          },
         },
       },
       '/healthz': {

@@ -1,6 +1,8 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
 import { isAuthorized, requireJsonBody, requireToken } from '../http.ts';
+import { authenticate, requireVisible, scopeOf, splitTarget, targetForCreate, targetForList } from './principal.ts';
+import { registerTargetRoutes } from './routes-targets.ts';
 import { BATCH_BODY_LIMIT, LIMITS, validateMessagePatch, validateScheduleRequest, type ValidScheduleRequest } from '../protocol/messages.ts';
 import { decodeCursor, encodeCursor, parseLimit } from '../protocol/paging.ts';
 import { parseMessageFilter } from './filters.ts';
@@ -27,10 +29,12 @@ const PAGE_LIMIT = { fallback: 100, max: 1000 };
 
 export function registerApiRoutes(app: FastifyInstance, ctx: DispatcherContext): void {
   app.register(async (v1) => {
-    v1.addHook('onRequest', requireToken(ctx.config.apiToken));
+    // the operator's token, or a target's (./principal.ts)
+    v1.addHook('onRequest', authenticate(ctx));
     v1.addHook('onRequest', requireJsonBody);
     registerMessageRoutes(v1, ctx);
     registerScheduleRoutes(v1, ctx);
+    registerTargetRoutes(v1, ctx);
   }, { prefix: '/v1' });
 
   // Open for load balancers, so it says only whether this dispatcher is up:
@@ -66,12 +70,27 @@ export function registerApiRoutes(app: FastifyInstance, ctx: DispatcherContext):
   });
 }
 
-function registerMessageRoutes(v1: FastifyInstance, { engine, store, clock, config }: DispatcherContext): void {
+function registerMessageRoutes(v1: FastifyInstance, ctx: DispatcherContext): void {
+  const { engine, store, clock, config } = ctx;
   const messageResponse = { 200: MESSAGE_SCHEMA, 201: MESSAGE_SCHEMA };
 
+  /** The message, when it exists and the caller may see it (a target sees its own only); else 404. */
+  async function visible(request: FastifyRequest, id: string): Promise<StoredMessage> {
+    const message = await store.get(id);
+    requireVisible(request, message?.target, () => notFound(id));
+    return message!;
+  }
+
+  /** For a target's token: 404 unless the message is its own, before the change is made (a message's target never changes). */
+  async function checkOwn(request: FastifyRequest, id: string): Promise<void> {
+    if (scopeOf(request) !== undefined) await visible(request, id);
+  }
+
   v1.post('/messages', { bodyLimit: SINGLE_BODY_LIMIT, schema: { response: messageResponse } }, async (request, reply) => {
-    const valid = validateScheduleRequest(request.body, { now: clock.now(), timeZone: config.timeZone });
-    const [outcome] = await engine.schedule([valid]);
+    const { target: named, rest } = splitTarget(request.body);
+    const valid = validateScheduleRequest(rest, { now: clock.now(), timeZone: config.timeZone });
+    const target = await targetForCreate(request, ctx, named);
+    const [outcome] = await engine.schedule([{ ...valid, target }]);
     const { message, created } = outcome!;
     void reply.code(created ? 201 : 200).header('location', `/v1/messages/${message.id}`);
     return toMessageJson(message);
@@ -81,7 +100,12 @@ function registerMessageRoutes(v1: FastifyInstance, { engine, store, clock, conf
     const items = batchItems(request.body);
     const now = clock.now();
     // every item is checked before anything is stored: one bad item rejects the batch
-    const valid = items.map((item, i) => validateScheduleRequest(item, { now, timeZone: config.timeZone, prefix: `items[${i}].` }));
+    const valid: TargetedRequest[] = [];
+    for (const [i, item] of items.entries()) {
+      const { target: named, rest } = splitTarget(item);
+      const checked = validateScheduleRequest(rest, { now, timeZone: config.timeZone, prefix: `items[${i}].` });
+      valid.push({ ...checked, target: await targetForCreate(request, ctx, named, `items[${i}].target`) });
+    }
     // Items repeating an idempotencyKey of an earlier item in the same batch
     // are not scheduled again: they answer with that earlier item's message,
     // exactly as a later request with the key would (the first one wins, even
@@ -98,6 +122,7 @@ function registerMessageRoutes(v1: FastifyInstance, { engine, store, clock, conf
     const status = parseStatus(query.status);
     const limit = parseLimit(query.limit, PAGE_LIMIT);
     const filter = parseMessageFilter(query, config.timeZone);
+    filter.target = targetForList(request, filter.target);
     const cursor = query.cursor === undefined ? undefined : decodeCursor(String(query.cursor));
     const after = cursor && { dueAt: cursor.at, id: cursor.id };
     // one more than asked tells whether another page exists, so the last page has no cursor
@@ -109,33 +134,34 @@ function registerMessageRoutes(v1: FastifyInstance, { engine, store, clock, conf
 
   v1.get('/messages/:id', { schema: { response: { 200: MESSAGE_SCHEMA } } }, async (request) => {
     const { id } = request.params as { id: string };
-    const message = await store.get(id);
-    if (!message) throw notFound(id);
-    return toMessageJson(message);
+    return toMessageJson(await visible(request, id));
   });
 
   v1.get('/messages/:id/attempts', { schema: { response: { 200: ATTEMPT_LIST_SCHEMA } } }, async (request) => {
     const { id } = request.params as { id: string };
     // the message first: an unknown id is a 404, a message not yet tried an empty list
     const [message, attempts] = await Promise.all([store.get(id), store.attempts(id)]);
-    if (!message) throw notFound(id);
+    requireVisible(request, message?.target, () => notFound(id));
     return { items: attempts.map(toAttemptJson) };
   });
 
   v1.patch('/messages/:id', { bodyLimit: SINGLE_BODY_LIMIT, schema: { response: { 200: MESSAGE_SCHEMA } } }, async (request) => {
     const { id } = request.params as { id: string };
     const patch = validateMessagePatch(request.body, { timeZone: config.timeZone });
+    await checkOwn(request, id);
     return toMessageJson(settle(await engine.update(id, patch), id, 'changed'));
   });
 
   v1.delete('/messages/:id', async (request, reply) => {
     const { id } = request.params as { id: string };
+    await checkOwn(request, id);
     settle(await engine.remove(id), id, 'cancelled');
     return reply.code(204).send();
   });
 
   v1.post('/messages/:id/retry', { schema: { response: { 200: MESSAGE_SCHEMA } } }, async (request) => {
     const { id } = request.params as { id: string };
+    await checkOwn(request, id);
     const outcome = await engine.retry(id);
     if (outcome.kind === 'conflict') {
       throw new ConflictError(`Only dead messages can be retried; this one is ${outcome.status}`, outcome.status);
@@ -155,18 +181,24 @@ function batchItems(body: unknown): unknown[] {
   return items;
 }
 
-/** `unique` holds each idempotency key once; `slots[i]` is the index in `unique` answering item i. */
-export function dedupeByKey(valid: ValidScheduleRequest[]): { unique: ValidScheduleRequest[]; slots: number[] } {
-  const unique: ValidScheduleRequest[] = [];
+type TargetedRequest = ValidScheduleRequest & { target?: string };
+
+/**
+ * `unique` holds each idempotency key once per target (keys are a target's
+ * own); `slots[i]` is the index in `unique` answering item i.
+ */
+export function dedupeByKey<R extends TargetedRequest>(valid: R[]): { unique: R[]; slots: number[] } {
+  const unique: R[] = [];
   const slots: number[] = [];
   const slotOfKey = new Map<string, number>();
   for (const request of valid) {
-    const known = request.idempotencyKey === null ? undefined : slotOfKey.get(request.idempotencyKey);
+    const key = request.idempotencyKey === null ? null : `${request.target ?? ''}\u0000${request.idempotencyKey}`;
+    const known = key === null ? undefined : slotOfKey.get(key);
     if (known !== undefined) {
       slots.push(known);
       continue;
     }
-    if (request.idempotencyKey !== null) slotOfKey.set(request.idempotencyKey, unique.length);
+    if (key !== null) slotOfKey.set(key, unique.length);
     slots.push(unique.length);
     unique.push(request);
   }

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ConflictError, NotFoundError } from '../errors.ts';
 import { parseLimit } from '../protocol/paging.ts';
 import {
@@ -6,6 +6,9 @@ import {
 } from '../protocol/schedules.ts';
 import { uuidv7 } from '../ids.ts';
 import type { DispatcherContext } from './context.ts';
+import { requireVisible, scopeOf, splitTarget, targetForCreate, targetForList } from './principal.ts';
+import { ValidationError } from '../errors.ts';
+import { TARGET_NAME } from '../protocol/targets.ts';
 import {
   changesRule, changesTiming, nextFireAfter, occurrenceMessageId, pendingOccurrenceIds, pendingOccurrenceTimes, previewOccurrences, requireFireable,
   toScheduleJson,
@@ -39,12 +42,14 @@ const CHANGE_ATTEMPTS = 5;
 export function registerScheduleRoutes(v1: FastifyInstance, ctx: DispatcherContext): void {
   const { store, clock, config, schedules } = ctx;
   v1.post('/schedules', { bodyLimit: SCHEDULE_BODY_LIMIT }, async (request, reply) => {
-    const valid = validateScheduleCreate(request.body, { timeZone: config.timeZone });
+    const { target: named, rest } = splitTarget(request.body);
+    const valid = validateScheduleCreate(rest, { timeZone: config.timeZone });
+    const target = await targetForCreate(request, ctx, named);
     const now = clock.now();
     const { idempotencyKey, ...settings } = valid;
     requireFireable({ ...settings, createdAt: now }, now);
     const nextFireAt = nextFireAfter({ ...settings, createdAt: now, occurrences: 0 }, now);
-    const { schedule, created } = await store.insertSchedule({ id: uuidv7(now), ...settings, idempotencyKey, nextFireAt }, now);
+    const { schedule, created } = await store.insertSchedule({ id: uuidv7(now), target, ...settings, idempotencyKey, nextFireAt }, now);
     if (created && nextFireAt !== null && nextFireAt <= now + schedules.leadMs) void schedules.run();
     void reply.code(created ? 201 : 200).header('location', `/v1/schedules/${schedule.id}`);
     return toScheduleJson(schedule);
@@ -54,7 +59,8 @@ export function registerScheduleRoutes(v1: FastifyInstance, ctx: DispatcherConte
     const query = request.query as Record<string, unknown>;
     const limit = parseLimit(query.limit === '' ? undefined : query.limit, PAGE_LIMIT);
     const afterId = typeof query.cursor === 'string' && query.cursor !== '' ? query.cursor : undefined;
-    const rows = await store.listSchedules({ limit: limit + 1, afterId });
+    const target = targetForList(request, parseTarget(query.target));
+    const rows = await store.listSchedules({ limit: limit + 1, afterId, target });
     const items = rows.slice(0, limit);
     return { items: items.map(toScheduleJson), nextCursor: rows.length > limit ? items.at(-1)!.id : null };
   });
@@ -69,11 +75,11 @@ export function registerScheduleRoutes(v1: FastifyInstance, ctx: DispatcherConte
   });
 
   v1.get('/schedules/:id', async (request) => {
-    return toScheduleJson(await existing(request.params as { id: string }));
+    return toScheduleJson(await existing(request, request.params as { id: string }));
   });
 
   v1.get('/schedules/:id/preview', async (request) => {
-    const schedule = await existing(request.params as { id: string });
+    const schedule = await existing(request, request.params as { id: string });
     const count = parsePreviewCount((request.query as Record<string, unknown>).count);
     const now = clock.now();
     const from = schedule.paused || schedule.nextFireAt === null ? now : schedule.nextFireAt - 1;
@@ -83,6 +89,7 @@ export function registerScheduleRoutes(v1: FastifyInstance, ctx: DispatcherConte
 
   v1.patch('/schedules/:id', { bodyLimit: SCHEDULE_BODY_LIMIT }, async (request) => {
     const { id } = request.params as { id: string };
+    await checkOwn(request, id);
     const changed = await changeSchedule(ctx, id, request.body);
     if (!changed) throw notFound(id);
     return toScheduleJson(changed);
@@ -90,15 +97,30 @@ export function registerScheduleRoutes(v1: FastifyInstance, ctx: DispatcherConte
 
   v1.delete('/schedules/:id', async (request, reply) => {
     const { id } = request.params as { id: string };
+    await checkOwn(request, id);
     if (!(await deleteSchedule(ctx, id))) throw notFound(id);
     return reply.code(204).send();
   });
 
-  async function existing({ id }: { id: string }): Promise<StoredSchedule> {
+  /** The schedule, when it exists and the caller may see it (a target sees its own only); else 404. */
+  async function existing(request: FastifyRequest, { id }: { id: string }): Promise<StoredSchedule> {
     const schedule = await store.getSchedule(id);
-    if (!schedule) throw notFound(id);
-    return schedule;
+    requireVisible(request, schedule?.target, () => notFound(id));
+    return schedule!;
   }
+
+  /** For a target's token: 404 unless the schedule is its own (a schedule's target never changes). */
+  async function checkOwn(request: FastifyRequest, id: string): Promise<void> {
+    if (scopeOf(request) !== undefined) await existing(request, { id });
+  }
+}
+
+function parseTarget(value: unknown): string | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (typeof value !== 'string' || (value !== 'default' && !TARGET_NAME.test(value))) {
+    throw new ValidationError(`target must be a target's name (got ${JSON.stringify(value)})`, 'target');
+  }
+  return value;
 }
 
 function notFound(id: string): NotFoundError {

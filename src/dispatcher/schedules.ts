@@ -171,6 +171,7 @@ export function toScheduleJson(schedule: StoredSchedule): ScheduleJson {
   const status = schedule.paused ? 'paused' : schedule.nextFireAt === null ? 'finished' : 'active';
   return {
     id: schedule.id,
+    target: schedule.target,
     username: schedule.username,
     message: schedule.message,
     cron: schedule.cron,

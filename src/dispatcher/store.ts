@@ -32,6 +32,13 @@
  *   inserts the message only if no message has that id, so doing it twice is a
  *   no-op. The store does not read rules: the caller's plan function does.
  *
+ * - target: a main server messages are delivered to (issue 12). Every message
+ *   and schedule belongs to one, by name; an occurrence inherits its
+ *   schedule's. The built-in `default` target (--main-url and its flags) is
+ *   not stored; every other one is a row of its own, shared by a pool.
+ *   Idempotency keys are scoped to a target: two main servers may use the
+ *   same key without seeing each other's message.
+ *
  * Deliberately left out: delivery itself, HTTP, time zones. The store never
  * reads a clock: every time comes in as an argument.
  *
@@ -49,8 +56,13 @@ import type { MessageStatus } from '../protocol/wire.ts';
 
 export { MESSAGE_STATUSES, type MessageStatus } from '../protocol/wire.ts';
 
+/** The name of the built-in target: today's --main-url and its flags, never stored. */
+export const DEFAULT_TARGET = 'default';
+
 export interface StoredMessage {
   id: string;
+  /** The target (main server) it is delivered to. */
+  target: string;
   username: string;
   message: string;
   /** Epoch ms: when the user wants the message delivered. */
@@ -69,15 +81,12 @@ export interface StoredMessage {
   /** The owner holding the message in its buffer, or null. */
   leaseOwner: string | null;
   leaseExpiresAt: number | null;
-  /** The main server it is delivered to (see TARGETS); flow control is per target. */
-  target: string;
 }
-
-/** The target of every message until targets are stored: today's --main-url. */
-export const DEFAULT_TARGET = 'default';
 
 export interface NewMessage {
   id: string;
+  /** Absent: the default target. */
+  target?: string;
   username: string;
   message: string;
   scheduledAt: number;
@@ -114,6 +123,8 @@ export type ChangeOutcome =
  * status (and due range) leave: fine for a console, not for a hot path.
  */
 export interface MessageFilter {
+  /** Exactly this target. */
+  target?: string;
   /** Exactly this user name. */
   username?: string;
   /**
@@ -183,6 +194,8 @@ export interface DeliveryResult {
 /** A recurring message as stored: its checked settings (see ValidScheduleSettings) and its progress. */
 export interface StoredSchedule extends ValidScheduleSettings {
   id: string;
+  /** The target its occurrences are delivered to (they inherit it). */
+  target: string;
   username: string;
   message: string;
   /** The first occurrence not yet materialised; null once the schedule has ended (endAt, maxOccurrences). */
@@ -198,7 +211,43 @@ export interface StoredSchedule extends ValidScheduleSettings {
   updatedAt: number;
 }
 
-export type NewSchedule = Omit<StoredSchedule, 'occurrences' | 'lastFireAt' | 'version' | 'createdAt' | 'updatedAt'>;
+/** `target` absent: the default target. */
+export type NewSchedule = Omit<StoredSchedule, 'target' | 'occurrences' | 'lastFireAt' | 'version' | 'createdAt' | 'updatedAt'> & { target?: string };
+
+/**
+ * A main server messages are delivered to, as stored (the default target is
+ * not: it is the configuration). The limits are kept for the flow control
+ * (issue 12 item 3); null is none. The secrets are write-only through the
+ * API: the signing secret is stored as given (signing needs it), the token
+ * only as its SHA-256 (hex), which is all authentication needs.
+ */
+export interface StoredTarget {
+  /** [a-z0-9][a-z0-9-]{0,62}; never `default`. */
+  name: string;
+  /** Base URL: deliveries go to {url}/v1/posts (json) or {url}/postMessage.php (legacy). */
+  url: string;
+  protocol: 'json' | 'legacy';
+  signatureScheme: 'psched' | 'standard-webhooks';
+  signingSecret: string | null;
+  /** SHA-256 (hex) of the token the main server calls this dispatcher's API with; null: it has none. */
+  tokenHash: string | null;
+  ratePerSecond: number | null;
+  burst: number | null;
+  maxInFlight: number | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export type NewTarget = Omit<StoredTarget, 'createdAt' | 'updatedAt'>;
+
+/** New values for a target's fields (what is left out stays; null clears a nullable one). */
+export type TargetChanges = Partial<Omit<StoredTarget, 'name' | 'createdAt' | 'updatedAt'>>;
+
+export type TargetRemoveOutcome =
+  | { kind: 'ok' }
+  | { kind: 'not_found' }
+  /** It still has messages not yet delivered or dead, or schedules: nothing was removed. */
+  | { kind: 'in_use'; pendingMessages: number; schedules: number };
 
 /** New values for a schedule's fields (what is left out stays). */
 export type ScheduleChanges = Partial<Pick<StoredSchedule,
@@ -313,7 +362,7 @@ export interface DispatcherStore {
   getSchedule(id: string): Promise<StoredSchedule | undefined>;
 
   /** In id order (creation order: ids are UUIDv7), `limit` at most, after the cursor. */
-  listSchedules(query: { limit: number; afterId?: string }): Promise<StoredSchedule[]>;
+  listSchedules(query: { limit: number; afterId?: string; target?: string }): Promise<StoredSchedule[]>;
 
   /**
    * Changes a schedule if its version is still `expectedVersion` (version+1),
@@ -344,9 +393,32 @@ export interface DispatcherStore {
    * it created to the occurrence count (version+1). Returns the messages it created and how many schedules it
    * took. `plan` must not throw. Committed without waiting for the disk, like
    * the engine's transitions: losing it to a power cut loses the message and
-   * the advance together, and the next call does both again.
+   * the advance together, and the next call does both again. The messages
+   * carry the schedule's target, whatever the plan says.
    */
   materializeDue(dueBefore: number, limit: number, now: number, plan: (schedule: StoredSchedule) => SchedulePlan): Promise<{ schedules: number; created: StoredMessage[] }>;
+
+  // ---- targets (main servers, issue 12) ----------------------------------------
+
+  /** Every stored target, by name. */
+  listTargets(): Promise<StoredTarget[]>;
+
+  getTarget(name: string): Promise<StoredTarget | undefined>;
+
+  /** The target whose token has this SHA-256 (hex), if any (tokens are unique). */
+  targetByTokenHash(tokenHash: string): Promise<StoredTarget | undefined>;
+
+  /** Stores a new target (durably); false when one of that name exists (nothing changes). Throws on a token hash in use. */
+  insertTarget(target: NewTarget, now: number): Promise<boolean>;
+
+  /** Applies the changes (durably); undefined when there is no such target. */
+  updateTarget(name: string, changes: TargetChanges, now: number): Promise<StoredTarget | undefined>;
+
+  /**
+   * Removes a target in one transaction, unless it still has messages
+   * scheduled or delivering, or schedules. Its delivered and dead messages stay.
+   */
+  removeTarget(name: string): Promise<TargetRemoveOutcome>;
 
   /**
    * Calls `listener` when another process changed something worth a refill

@@ -5,6 +5,7 @@ import { LOCAL_TIME_SCRIPT, page, timeTag } from '../ui/layout.ts';
 import type { MinuteStats } from './metrics.ts';
 import { formatEvery, localTime } from '../protocol/recurrence.ts';
 import type { AttemptRecord, MessageStatus, StoredMessage, StoredSchedule } from './store.ts';
+import type { TargetJson } from '../protocol/targets.ts';
 import { deliveriesChart, formatMs, latenessChart } from './ui-charts.ts';
 import { CONSOLE_SCRIPT } from './ui-script.ts';
 
@@ -42,6 +43,8 @@ export type Show = (typeof SHOWS)[number];
 /** The filter form's values as given (shown again as typed). */
 export interface FilterValues {
   show: Show;
+  /** A target's name, or '' for all. */
+  target: string;
   user: string;
   q: string;
   /** datetime-local values (or RFC 3339 from a hand-made URL), read in timeZone. */
@@ -50,7 +53,7 @@ export interface FilterValues {
   timeZone: string;
 }
 
-export const NO_FILTERS = (timeZone: string): FilterValues => ({ show: 'all', user: '', q: '', dueFrom: '', dueTo: '', timeZone });
+export const NO_FILTERS = (timeZone: string): FilterValues => ({ show: 'all', target: '', user: '', q: '', dueFrom: '', dueTo: '', timeZone });
 
 export type ListName = 'scheduled' | 'dead' | 'delivered';
 
@@ -79,6 +82,8 @@ export interface ConsoleView {
   mainUrl: string;
   /** The zone the server reads times in when no script sends the viewer's. */
   serverTimeZone: string;
+  /** The delivery targets, the built-in default first (no secrets: TargetJson has none). */
+  targets: TargetJson[];
 }
 
 const plural = (n: number, word: string) => `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
@@ -95,6 +100,7 @@ function preview(text: string): string {
 export function consoleHref(filters: FilterValues, cursors: Partial<Record<ListName, string>> = {}, serverTimeZone?: string): string {
   const params = new URLSearchParams();
   if (filters.show !== 'all') params.set('show', filters.show);
+  if (filters.target) params.set('target', filters.target);
   if (filters.user) params.set('user', filters.user);
   if (filters.q) params.set('q', filters.q);
   if (filters.dueFrom) params.set('dueFrom', filters.dueFrom);
@@ -131,13 +137,18 @@ function progress(m: StoredMessage): SafeHtml | string {
   return html`<span>retrying after ${plural(m.attempts, 'failed attempt')}${m.lastError ? html`: <code>${m.lastError}</code>` : ''}</span>`;
 }
 
+/** Which target (main server) a message goes to. */
+function targetChip(target: string): SafeHtml {
+  return html`<span class="target" title="delivery target">→ <a href="${consoleHref({ ...NO_FILTERS(''), target })}">${target}</a></span>`;
+}
+
 function detailsLink(m: StoredMessage): SafeHtml {
   return html`<a class="details" href="${messagePath(m)}" aria-label="Details and attempt history of the message from ${m.username}: ${preview(m.message)}">Details</a>`;
 }
 
 function pendingItem(m: StoredMessage, view: string): SafeHtml {
   return html`<li id="m-${m.id}" data-id="${m.id}">
-  <div class="meta"><strong>${m.username}</strong> ${badge(m.status)}
+  <div class="meta"><strong>${m.username}</strong> ${badge(m.status)} ${targetChip(m.target)}
     <span>due ${timeTag(m.dueAt)}</span>
     ${m.dueAt !== m.scheduledAt ? html`<span>(scheduled for ${timeTag(m.scheduledAt)})</span>` : ''}
     ${progress(m)}
@@ -150,7 +161,7 @@ function pendingItem(m: StoredMessage, view: string): SafeHtml {
 function deadItem(m: StoredMessage, view: string): SafeHtml {
   const which = `the dead letter from ${m.username}: ${preview(m.message)}`;
   return html`<li id="m-${m.id}" data-id="${m.id}">
-  <div class="meta"><input type="checkbox" class="pick" name="id" value="${m.id}" form="bulk-dead" aria-label="Select ${which}"><strong>${m.username}</strong> ${badge('dead')}
+  <div class="meta"><input type="checkbox" class="pick" name="id" value="${m.id}" form="bulk-dead" aria-label="Select ${which}"><strong>${m.username}</strong> ${badge('dead')} ${targetChip(m.target)}
     <span>scheduled for ${timeTag(m.scheduledAt)}</span><span>gave up after ${plural(m.attempts, 'attempt')}</span>
   </div>
   <p class="text">${m.message}</p>
@@ -166,7 +177,7 @@ function deadItem(m: StoredMessage, view: string): SafeHtml {
 function deliveredItem(m: StoredMessage): SafeHtml {
   const lateness = m.deliveredAt === null ? undefined : m.deliveredAt - m.scheduledAt;
   return html`<li id="m-${m.id}" data-id="${m.id}">
-  <div class="meta"><strong>${m.username}</strong> ${badge('delivered')}
+  <div class="meta"><strong>${m.username}</strong> ${badge('delivered')} ${targetChip(m.target)}
     <span>delivered ${m.deliveredAt === null ? '' : timeTag(m.deliveredAt)}</span>
     <span>scheduled for ${timeTag(m.scheduledAt)}</span>
     ${lateness !== undefined && lateness >= 1000 ? html`<span>(${formatLateness(lateness)} late)</span>` : ''}
@@ -268,6 +279,7 @@ function filterCard(view: ConsoleView): SafeHtml {
   <h2 id="filters-title">Find messages</h2>
   <form id="filters" class="filters" method="get" action="/">
     <div><label for="filter-show">Status</label><select id="filter-show" name="show">${option('all', 'All')}${option('scheduled', 'Scheduled')}${option('delivering', 'Being delivered')}${option('dead', 'Dead letters')}${option('delivered', 'Delivered')}</select></div>
+    <div><label for="filter-target">Target</label><select id="filter-target" name="target"><option value="">All</option>${targetOptions(view.targets, f.target)}</select></div>
     <div><label for="filter-user">User</label><input id="filter-user" name="user" maxlength="${LIMITS.usernameMax}" value="${f.user}" placeholder="exact name"></div>
     <div class="wide"><label for="filter-q">Text contains</label><input id="filter-q" type="search" name="q" maxlength="200" value="${f.q}" placeholder="any case"></div>
     <div><label for="filter-from">Due from</label><input id="filter-from" type="datetime-local" step="1" name="dueFrom" value="${f.dueFrom}"></div>
@@ -279,6 +291,30 @@ function filterCard(view: ConsoleView): SafeHtml {
 </section>`;
 }
 
+/** The filter's target choices: every target known, and the one asked for even when it is not (removed since). */
+function targetOptions(targets: TargetJson[], chosen: string): SafeHtml[] {
+  const names = targets.map((t) => t.name);
+  if (chosen && !names.includes(chosen)) names.push(chosen);
+  return names.map((name) => html`<option value="${name}"${name === chosen ? html` selected` : ''}>${name}</option>`);
+}
+
+/** The targets and how each is delivered to: secrets only as signed/not, token set/not. */
+function targetsCard(targets: TargetJson[]): SafeHtml {
+  const limits = (t: TargetJson) => [
+    t.ratePerSecond !== null ? `${t.ratePerSecond}/s` : '', t.burst !== null ? `burst ${t.burst}` : '', t.maxInFlight !== null ? `≤ ${t.maxInFlight} in flight` : '',
+  ].filter(Boolean).join(', ') || 'none';
+  const row = (t: TargetJson) => html`<tr id="t-${t.name}"><th scope="row"><a href="${consoleHref({ ...NO_FILTERS(''), target: t.name })}">${t.name}</a>${t.builtIn ? html` <span class="count">built in</span>` : ''}</th>
+    <td><code>${t.url}</code></td><td>${t.protocol}</td><td>${t.signingSecretSet ? t.signatureScheme : 'unsigned'}</td><td>${t.tokenSet ? 'yes' : 'no'}</td><td>${limits(t)}</td></tr>`;
+  return html`<section class="card" id="targets-card" aria-labelledby="targets-title">
+  <h2 id="targets-title">Targets <span class="count">${targets.length}</span></h2>
+  <table class="attempts" id="targets">
+    <thead><tr><th scope="col">Name</th><th scope="col">URL</th><th scope="col">Protocol</th><th scope="col">Signed</th><th scope="col">Token</th><th scope="col">Limits</th></tr></thead>
+    <tbody>${targets.map(row)}</tbody>
+  </table>
+  <p class="empty">Main servers this dispatcher delivers to. Manage them with <code>/v1/targets</code> or <code>psched targets</code>; default is --main-url and its flags.</p>
+</section>`;
+}
+
 function scheduleItem(s: StoredSchedule): SafeHtml {
   const path = `/ui/schedules/${encodeURIComponent(s.id)}`;
   const rule = s.cron !== null ? `cron ${s.cron}` : `every ${formatEvery(s.everyMs!)}`;
@@ -286,7 +322,7 @@ function scheduleItem(s: StoredSchedule): SafeHtml {
   const next = status === 'active' ? localTime(s.nextFireAt!, s.timeZone) : undefined;
   const which = `the schedule of ${s.username}: ${preview(s.message)}`;
   return html`<li id="s-${s.id}">
-  <div class="meta"><strong>${s.username}</strong> <span class="badge ${status}">${status}</span>
+  <div class="meta"><strong>${s.username}</strong> <span class="badge ${status}">${status}</span> ${targetChip(s.target)}
     <span>${rule} in ${s.timeZone}</span>
     ${next ? html`<span>next ${timeTag(s.nextFireAt!)} (${next.local} ${next.utcOffset} there)</span>` : ''}
     <span>${plural(s.occurrences, 'post')} so far${s.maxOccurrences !== null ? ` of ${s.maxOccurrences}` : ''}</span>
@@ -318,7 +354,8 @@ ${filterCard(view)}
 ${scheduled ? scheduledCard(view, scheduled, viewHref) : ''}
 ${dead ? deadCard(view, dead, viewHref) : ''}
 ${view.schedules ? schedulesCard(view.schedules, view.schedulesLimit ?? view.schedules.length + 1) : ''}
-${delivered ? deliveredCard(view, delivered) : ''}`;
+${delivered ? deliveredCard(view, delivered) : ''}
+${view.filters.show === 'all' ? targetsCard(view.targets) : ''}`;
   return page({
     title: 'Scheduled Messages',
     subtitle: `dispatcher · delivers to ${view.mainUrl} · times in your time zone`,
@@ -409,6 +446,7 @@ ${noticeBlock(view.notice)}
   <h2 id="message-title"><span>Message from <strong>${m.username}</strong></span> ${badge(m.status)}</h2>
   <p class="text">${m.message}</p>
   <dl class="facts" id="message-facts">
+    ${fact('Target', html`<a href="${consoleHref({ ...NO_FILTERS(''), target: m.target })}">${m.target}</a>`)}
     ${fact('Scheduled for', timeTag(m.scheduledAt))}
     ${fact(m.status === 'scheduled' && m.attempts > 0 ? 'Next attempt' : 'Due', timeTag(m.dueAt))}
     ${fact('Delivered', m.deliveredAt === null ? null : timeTag(m.deliveredAt))}

@@ -10,6 +10,7 @@ import { timeTag } from '../ui/layout.ts';
 import type { DispatcherContext } from './context.ts';
 import { changeSchedule, deleteSchedule } from './routes-schedules.ts';
 import { parseMessageFilter } from './filters.ts';
+import { toTargetJson } from './targets.ts';
 import { MESSAGE_STATUSES, type ChangeOutcome, type MessageFilter, type MessageStatus } from './store.ts';
 import {
   CURSOR_PARAMS, SHOWS, renderConsole, renderMessagePage, renderMissingMessage,
@@ -70,6 +71,7 @@ function noticeFor(query: Record<string, unknown>): Notice | undefined {
 const FILTER_PROBLEMS: Record<string, string> = {
   dueFrom: 'The "due from" time is not a date and time: pick one with the date picker.',
   dueTo: 'The "due before" time is not a date and time, or not later than "due from".',
+  target: 'That is not a target\'s name: pick one from the list.',
   user: 'The user name is too long (at most 64 characters) or given twice.',
   q: 'The text to search for is too long (at most 200 characters) or given twice.',
   timeZone: 'The time zone is not one this server knows.',
@@ -265,6 +267,7 @@ function filterValues(query: Record<string, unknown>, serverTimeZone: string): F
   const show = text('show') || 'all';
   return {
     show: show as Show,
+    target: text('target'),
     user: text('user'),
     q: text('q'),
     dueFrom: text('dueFrom'),
@@ -306,12 +309,13 @@ export async function loadConsole(ctx: DispatcherContext, filters: FilterValues,
   const { show } = filters;
   const wants = (list: ListName) => show === 'all' || (list === 'scheduled' ? show === 'scheduled' || show === 'delivering' : show === list);
   const pendingStatuses: MessageStatus[] = show === 'scheduled' ? ['scheduled'] : show === 'delivering' ? ['delivering'] : ['scheduled', 'delivering'];
-  const [scheduled, dead, delivered, counts, schedules] = await Promise.all([
+  const [scheduled, dead, delivered, counts, schedules, stored] = await Promise.all([
     wants('scheduled') ? duePage(ctx, pendingStatuses, filter, UI_LIMITS.pending, cursors.scheduled) : undefined,
     wants('dead') ? duePage(ctx, ['dead'], filter, UI_LIMITS.dead, cursors.dead) : undefined,
     wants('delivered') ? deliveredPage(ctx, filter, UI_LIMITS.delivered, cursors.delivered) : undefined,
     ctx.store.countByStatus(),
-    show === 'all' ? ctx.store.listSchedules({ limit: UI_LIMITS.schedules }) : undefined,
+    show === 'all' ? ctx.store.listSchedules({ limit: UI_LIMITS.schedules, target: filter.target }) : undefined,
+    ctx.store.listTargets(),
   ]);
   const lists: ConsoleView['lists'] = {};
   if (scheduled) lists.scheduled = scheduled;
@@ -328,5 +332,6 @@ export async function loadConsole(ctx: DispatcherContext, filters: FilterValues,
     cursors,
     mainUrl: ctx.config.mainUrl,
     serverTimeZone: ctx.config.timeZone,
+    targets: [ctx.targets.defaultJson(), ...stored.map(toTargetJson)],
   };
 }

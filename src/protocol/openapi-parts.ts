@@ -17,6 +17,7 @@ export const MESSAGE_SCHEMA = {
   required: ['id', 'username', 'message', 'scheduledAt', 'dueAt', 'status', 'attempts', 'createdAt', 'updatedAt', 'deliveredAt', 'lastError', 'idempotencyKey'],
   properties: {
     id: { type: 'string', description: 'UUIDv7, also the Idempotency-Key of every delivery' },
+    target: { type: 'string', description: 'the delivery target (main server) it belongs to; "default" is the dispatcher\'s --main-url' },
     username: { type: 'string' },
     message: { type: 'string', description: 'exactly as sent' },
     scheduledAt: instant('when the message is to be delivered (UTC, ms)'),
@@ -170,6 +171,7 @@ export const RECURRING_SCHEMA = {
   required: ['id', 'username', 'message', 'cron', 'every', 'timeZone', 'status', 'nextFireAt', 'next', 'occurrences', 'version'],
   properties: {
     id: { type: 'string' },
+    target: { type: 'string', description: 'the delivery target its occurrences belong to' },
     username: { type: 'string' },
     message: { type: 'string' },
     cron: { type: ['string', 'null'] },

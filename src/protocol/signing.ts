@@ -80,16 +80,18 @@ export function standardWebhooksSecretProblem(secret: string): string | undefine
 /**
  * The key of a whsec_ secret, undefined when it is not one. Checked and
  * decoded once per secret, not per delivery: a process signs or verifies
- * with the same secret all its life.
+ * with the same few secrets all its life (one per delivery target, issue 12:
+ * a single remembered secret was decoded again at every switch between two
+ * targets). Bounded, so secrets rotated away do not pile up.
  */
-let lastSecret: string | undefined;
-let lastKey: Buffer | undefined;
+const KEYS_KEPT = 1024;
+const keys = new Map<string, Buffer | undefined>();
 function standardWebhooksKey(secret: string): Buffer | undefined {
-  if (secret !== lastSecret) {
-    lastSecret = secret;
-    lastKey = standardWebhooksSecretProblem(secret) ? undefined : Buffer.from(secret.slice(STANDARD_WEBHOOKS_PREFIX.length), 'base64');
-  }
-  return lastKey;
+  if (keys.has(secret)) return keys.get(secret);
+  if (keys.size >= KEYS_KEPT) keys.delete(keys.keys().next().value!);
+  const key = standardWebhooksSecretProblem(secret) ? undefined : Buffer.from(secret.slice(STANDARD_WEBHOOKS_PREFIX.length), 'base64');
+  keys.set(secret, key);
+  return key;
 }
 
 function standardWebhooksSignature(key: Buffer, id: string, timestampSeconds: number, rawBody: string): string {

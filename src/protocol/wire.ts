@@ -9,6 +9,8 @@ export type MessageStatus = (typeof MESSAGE_STATUSES)[number];
 
 export interface MessageJson {
   id: string;
+  /** The target (main server) it is delivered to; absent from dispatchers older than targets (issue 12). */
+  target?: string;
   username: string;
   message: string;
   scheduledAt: string;
@@ -82,6 +84,8 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 /** A recurring message as the dispatcher's /v1/schedules answers it (times RFC 3339 UTC). */
 export interface ScheduleJson {
   id: string;
+  /** The target its occurrences are delivered to (absent from older dispatchers). */
+  target?: string;
   username: string;
   message: string;
   cron: string | null;

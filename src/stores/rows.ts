@@ -1,5 +1,4 @@
-import type { AttemptOutcome, AttemptRecord, ClaimRequest, MessageFilter, MessageStatus, NewMessage, NewSchedule, StoredMessage, StoredSchedule } from '../dispatcher/store.ts';
-import { DEFAULT_TARGET } from '../dispatcher/store.ts';
+import { DEFAULT_TARGET, type AttemptOutcome, type AttemptRecord, type ClaimRequest, type MessageFilter, type MessageStatus, type NewMessage, type NewSchedule, type NewTarget, type StoredMessage, type StoredSchedule, type StoredTarget } from '../dispatcher/store.ts';
 import type { CatchUpPolicy, DstGapPolicy, DstOverlapPolicy } from '../protocol/recurrence.ts';
 import type { Post } from '../main/store.ts';
 
@@ -10,6 +9,7 @@ import type { Post } from '../main/store.ts';
  */
 export interface MessageRow {
   id: string;
+  target: string;
   username: string;
   message: string;
   scheduled_at: number;
@@ -50,8 +50,9 @@ export function toAttempt(row: AttemptRow): AttemptRecord {
 }
 
 /** The filter fields as both stores bind them: sentinels for an open range, nulls for no user or text. */
-export function filterParams(filter: MessageFilter): { dueFrom: number; dueTo: number; username: string | null; text: string | null } {
+export function filterParams(filter: MessageFilter): { dueFrom: number; dueTo: number; username: string | null; text: string | null; target: string | null } {
   return {
+    target: filter.target ?? null,
     dueFrom: filter.dueFrom ?? -Number.MAX_SAFE_INTEGER,
     dueTo: filter.dueTo ?? Number.MAX_SAFE_INTEGER,
     username: filter.username ?? null,
@@ -61,7 +62,7 @@ export function filterParams(filter: MessageFilter): { dueFrom: number; dueTo: n
 
 /** True when a query narrows by any filter field (the stores then use their filtered statements). */
 export function isFiltered(filter: MessageFilter): boolean {
-  return filter.username !== undefined || filter.text !== undefined || filter.dueFrom !== undefined || filter.dueTo !== undefined;
+  return filter.target !== undefined || filter.username !== undefined || filter.text !== undefined || filter.dueFrom !== undefined || filter.dueTo !== undefined;
 }
 
 export interface PostRow {
@@ -76,6 +77,7 @@ export interface PostRow {
 export function toMessage(row: MessageRow): StoredMessage {
   return {
     id: row.id,
+    target: row.target,
     username: row.username,
     message: row.message,
     scheduledAt: row.scheduled_at,
@@ -90,7 +92,6 @@ export function toMessage(row: MessageRow): StoredMessage {
     lastError: row.last_error,
     leaseOwner: row.lease_owner,
     leaseExpiresAt: row.lease_expires_at,
-    target: DEFAULT_TARGET,
   };
 }
 
@@ -120,6 +121,7 @@ export function newStoredMessage(message: NewMessage, now: number, claim: ClaimR
   const claimed = claim !== undefined && message.scheduledAt <= claim.dueBefore;
   return {
     id: message.id,
+    target: message.target ?? DEFAULT_TARGET,
     username: message.username,
     message: message.message,
     scheduledAt: message.scheduledAt,
@@ -134,12 +136,12 @@ export function newStoredMessage(message: NewMessage, now: number, claim: ClaimR
     lastError: null,
     leaseOwner: claimed ? claim.owner : null,
     leaseExpiresAt: claimed ? claim.leaseExpiresAt : null,
-    target: DEFAULT_TARGET,
   };
 }
 
 export interface ScheduleRow {
   id: string;
+  target: string;
   username: string;
   message: string;
   cron: string | null;
@@ -165,11 +167,12 @@ export interface ScheduleRow {
 
 export const SCHEDULE_COLUMNS = `id, username, message, cron, every_ms, time_zone, start_at, end_at, max_occurrences,
   dst_gap, dst_overlap, catch_up, catch_up_max, paused, next_fire_at, occurrences, last_fire_at, idempotency_key,
-  version, created_at, updated_at`;
+  version, created_at, updated_at, target`;
 
 export function toSchedule(row: ScheduleRow): StoredSchedule {
   return {
     id: row.id,
+    target: row.target,
     username: row.username,
     message: row.message,
     cron: row.cron,
@@ -195,7 +198,7 @@ export function toSchedule(row: ScheduleRow): StoredSchedule {
 
 /** A new schedule as both stores write it. */
 export function newStoredSchedule(schedule: NewSchedule, now: number): StoredSchedule {
-  return { ...schedule, occurrences: 0, lastFireAt: null, version: 1, createdAt: now, updatedAt: now };
+  return { ...schedule, target: schedule.target ?? DEFAULT_TARGET, occurrences: 0, lastFireAt: null, version: 1, createdAt: now, updatedAt: now };
 }
 
 /** A schedule with changes applied, as both stores write it (version+1). */
@@ -214,4 +217,53 @@ export function withdrawal(schedule: StoredSchedule, withdrawn: number, now: num
 export function changedSchedule(schedule: StoredSchedule, changes: Partial<StoredSchedule>, now: number): StoredSchedule {
   const defined = Object.fromEntries(Object.entries(changes).filter(([, value]) => value !== undefined));
   return { ...schedule, ...defined, version: schedule.version + 1, updatedAt: now };
+}
+
+export interface TargetRow {
+  name: string;
+  url: string;
+  protocol: 'json' | 'legacy';
+  signature_scheme: 'psched' | 'standard-webhooks';
+  signing_secret: string | null;
+  token_hash: string | null;
+  rate_per_second: number | null;
+  burst: number | null;
+  max_in_flight: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export const TARGET_COLUMNS = `name, url, protocol, signature_scheme, signing_secret, token_hash, rate_per_second, burst, max_in_flight,
+  created_at, updated_at`;
+
+export function toTarget(row: TargetRow): StoredTarget {
+  return {
+    name: row.name,
+    url: row.url,
+    protocol: row.protocol,
+    signatureScheme: row.signature_scheme,
+    signingSecret: row.signing_secret,
+    tokenHash: row.token_hash,
+    ratePerSecond: row.rate_per_second === null ? null : Number(row.rate_per_second),
+    burst: row.burst,
+    maxInFlight: row.max_in_flight,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+/** A new target as both stores write it. */
+export function newStoredTarget(target: NewTarget, now: number): StoredTarget {
+  return { ...target, createdAt: now, updatedAt: now };
+}
+
+/** A target with changes applied (undefined fields stay), as both stores write it. */
+export function changedTarget(target: StoredTarget, changes: Partial<StoredTarget>, now: number): StoredTarget {
+  const defined = Object.fromEntries(Object.entries(changes).filter(([, value]) => value !== undefined));
+  return { ...target, ...defined, name: target.name, createdAt: target.createdAt, updatedAt: now };
+}
+
+/** A target's columns in TARGET_COLUMNS order. */
+export function targetValues(t: StoredTarget): unknown[] {
+  return [t.name, t.url, t.protocol, t.signatureScheme, t.signingSecret, t.tokenHash, t.ratePerSecond, t.burst, t.maxInFlight, t.createdAt, t.updatedAt];
 }

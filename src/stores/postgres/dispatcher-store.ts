@@ -19,6 +19,10 @@ import {
   type SchedulePlan,
   type StoredMessage,
   type StoredSchedule,
+  type NewTarget,
+  type StoredTarget,
+  type TargetChanges,
+  type TargetRemoveOutcome,
 } from '../../dispatcher/store.ts';
 import { asUnavailable, createPool, defaultErrorLog, inTransaction, resolveSchema, runStatement } from './connection.ts';
 import { GroupInsert } from './group-insert.ts';
@@ -29,6 +33,7 @@ import { WakeListener } from './wake.ts';
 import {
   type AttemptRow, type MessageRow, type ScheduleRow, changedSchedule, withdrawal, compareDue, compareIds, filterParams, isFiltered,
   newStoredMessage, newStoredSchedule, toAttempt, toMessage, toSchedule,
+  type TargetRow, changedTarget, newStoredTarget, targetValues, toTarget,
 } from '../rows.ts';
 
 /**
@@ -143,9 +148,9 @@ class PostgresDispatcherStore implements DispatcherStore {
       const skipped = pending.filter((row) => !inserted.has(row.message.id));
       for (const row of pending) if (inserted.has(row.message.id)) outcomes.set(row, { message: row.message, created: true });
       // Only an idempotency key conflict skips a row (a duplicate id fails the statement).
-      const existing = await this.#byIdempotencyKey(skipped.map((row) => row.message.idempotencyKey!));
+      const existing = await this.#byIdempotencyKey(skipped.map((row) => row.message));
       for (const row of skipped) {
-        const found = existing.get(row.message.idempotencyKey!);
+        const found = existing.get(keyOf(row.message.target, row.message.idempotencyKey!));
         if (found) outcomes.set(row, { message: found, created: false });
       }
       pending = skipped.filter((row) => !outcomes.has(row));
@@ -176,6 +181,7 @@ class PostgresDispatcherStore implements DispatcherStore {
       rows.some((row) => row.wake),
       this.#wake.channel,
       this.#selfId,
+      messages.map((m) => m.target),
     ]);
     const leases = new Map(result.rows.map((row) => [row.id, row.lease_expires_at]));
     for (const message of messages) {
@@ -185,10 +191,13 @@ class PostgresDispatcherStore implements DispatcherStore {
     return new Set(leases.keys());
   }
 
-  async #byIdempotencyKey(keys: string[]): Promise<Map<string, StoredMessage>> {
-    if (keys.length === 0) return new Map();
-    const { rows } = await this.#run<MessageRow>(this.#pool, 'getMessagesByIdempotencyKeys', [keys]);
-    return new Map(rows.map((row) => [row.idempotency_key!, toMessage(row)]));
+  /** The existing messages with these messages' (target, idempotency key), by keyOf. */
+  async #byIdempotencyKey(messages: StoredMessage[]): Promise<Map<string, StoredMessage>> {
+    if (messages.length === 0) return new Map();
+    const { rows } = await this.#run<MessageRow>(this.#pool, 'getMessagesByIdempotencyKeys', [
+      messages.map((m) => m.target), messages.map((m) => m.idempotencyKey),
+    ]);
+    return new Map(rows.map((row) => [keyOf(row.target, row.idempotency_key!), toMessage(row)]));
   }
 
   async get(id: string): Promise<StoredMessage | undefined> {
@@ -202,7 +211,7 @@ class PostgresDispatcherStore implements DispatcherStore {
     if (isFiltered(query)) {
       const f = filterParams(query);
       const { rows } = await this.#run<MessageRow>(this.#pool, 'listFiltered', [
-        statuses, query.limit, query.after?.dueAt ?? -Number.MAX_SAFE_INTEGER, query.after?.id ?? '', f.dueFrom, f.dueTo, f.username, f.text,
+        statuses, query.limit, query.after?.dueAt ?? -Number.MAX_SAFE_INTEGER, query.after?.id ?? '', f.dueFrom, f.dueTo, f.username, f.text, f.target,
       ]);
       return rows.map(toMessage);
     }
@@ -298,7 +307,7 @@ class PostgresDispatcherStore implements DispatcherStore {
     const f = filterParams(query);
     const { rows } = await this.#run<MessageRow>(this.#pool, 'listDeliveredFiltered', [
       // '~' sorts after every id (UUIDs: hex digits and dashes) in byte order
-      limit, query.before?.deliveredAt ?? Number.MAX_SAFE_INTEGER, query.before?.id ?? '~', f.dueFrom, f.dueTo, f.username, f.text,
+      limit, query.before?.deliveredAt ?? Number.MAX_SAFE_INTEGER, query.before?.id ?? '~', f.dueFrom, f.dueTo, f.username, f.text, f.target,
     ]);
     return rows.map(toMessage);
   }
@@ -332,7 +341,7 @@ class PostgresDispatcherStore implements DispatcherStore {
     for (let turn = 0; turn < 3; turn++) {
       const inserted = await this.#run(this.#pool, 'insertSchedule', scheduleValues(stored));
       if ((inserted.rowCount ?? 0) > 0) return { schedule: stored, created: true };
-      const { rows } = await this.#run<ScheduleRow>(this.#pool, 'getScheduleByIdempotencyKey', [schedule.idempotencyKey]);
+      const { rows } = await this.#run<ScheduleRow>(this.#pool, 'getScheduleByIdempotencyKey', [schedule.idempotencyKey, stored.target]);
       if (rows[0]) return { schedule: toSchedule(rows[0]), created: false };
     }
     throw new Error(`Could not insert schedule ${schedule.id}: a schedule with its idempotency key keeps being inserted and deleted concurrently`);
@@ -343,9 +352,11 @@ class PostgresDispatcherStore implements DispatcherStore {
     return rows[0] && toSchedule(rows[0]);
   }
 
-  async listSchedules(query: { limit: number; afterId?: string }): Promise<StoredSchedule[]> {
+  async listSchedules(query: { limit: number; afterId?: string; target?: string }): Promise<StoredSchedule[]> {
     if (query.limit <= 0) return [];
-    const { rows } = query.afterId === undefined
+    const { rows } = query.target !== undefined
+      ? await this.#run<ScheduleRow>(this.#pool, 'listTargetSchedules', [query.limit, query.afterId ?? '', query.target])
+      : query.afterId === undefined
       ? await this.#run<ScheduleRow>(this.#pool, 'listSchedules', [query.limit])
       : await this.#run<ScheduleRow>(this.#pool, 'listSchedulesAfter', [query.limit, query.afterId]);
     return rows.map(toSchedule);
@@ -393,14 +404,18 @@ class PostgresDispatcherStore implements DispatcherStore {
       if (rows.length === 0) return { schedules: 0, created: [] };
       const due = rows.map(toSchedule);
       const plans = due.map((schedule) => plan(schedule));
-      const messages = plans.flatMap((p) => p.messages);
+      // each occurrence is its schedule's target's
+      const messages = plans.flatMap((p, i) => p.messages.map((m) => ({ ...m, target: due[i]!.target })));
       const created: StoredMessage[] = [];
       let insertedIds = new Set<string>();
       if (messages.length > 0) {
         const inserted = await client.query<{ id: string }>({
           name: 'insertOccurrences',
           text: sql.insertOccurrences,
-          values: [messages.map((m) => m.id), messages.map((m) => m.username), messages.map((m) => m.message), messages.map((m) => m.scheduledAt), now],
+          values: [
+            messages.map((m) => m.id), messages.map((m) => m.username), messages.map((m) => m.message), messages.map((m) => m.scheduledAt), now,
+            messages.map((m) => m.target),
+          ],
         });
         insertedIds = new Set(inserted.rows.map((row) => row.id));
         for (const message of messages) if (insertedIds.has(message.id)) created.push(newStoredMessage(message, now, undefined));
@@ -414,6 +429,52 @@ class PostgresDispatcherStore implements DispatcherStore {
         ],
       });
       return { schedules: due.length, created };
+    });
+  }
+
+  // ---- targets ----------------------------------------------------------------
+
+  async listTargets(): Promise<StoredTarget[]> {
+    const { rows } = await this.#run<TargetRow>(this.#pool, 'listTargets');
+    return rows.map(toTarget);
+  }
+
+  async getTarget(name: string): Promise<StoredTarget | undefined> {
+    const { rows } = await this.#run<TargetRow>(this.#pool, 'getTarget', [name]);
+    return rows[0] && toTarget(rows[0]);
+  }
+
+  async targetByTokenHash(tokenHash: string): Promise<StoredTarget | undefined> {
+    const { rows } = await this.#run<TargetRow>(this.#pool, 'getTargetByTokenHash', [tokenHash]);
+    return rows[0] && toTarget(rows[0]);
+  }
+
+  async insertTarget(target: NewTarget, now: number): Promise<boolean> {
+    const result = await this.#run(this.#pool, 'insertTarget', targetValues(newStoredTarget(target, now)));
+    return (result.rowCount ?? 0) > 0;
+  }
+
+  updateTarget(name: string, changes: TargetChanges, now: number): Promise<StoredTarget | undefined> {
+    return this.#transaction(this.#pool, async (client) => {
+      const { rows } = await client.query<TargetRow>({ name: 'lockTarget', text: sql.lockTarget, values: [name] });
+      if (!rows[0]) return undefined;
+      const t = changedTarget(toTarget(rows[0]), changes, now);
+      await client.query({ name: 'writeTarget', text: sql.writeTarget, values: [
+        t.name, t.url, t.protocol, t.signatureScheme, t.signingSecret, t.tokenHash, t.ratePerSecond, t.burst, t.maxInFlight, t.updatedAt,
+      ] });
+      return t;
+    });
+  }
+
+  removeTarget(name: string): Promise<TargetRemoveOutcome> {
+    return this.#transaction(this.#pool, async (client): Promise<TargetRemoveOutcome> => {
+      const { rows } = await client.query<TargetRow>({ name: 'lockTarget', text: sql.lockTarget, values: [name] });
+      if (!rows[0]) return { kind: 'not_found' };
+      const use = await client.query<{ pending: number; schedules: number }>({ name: 'countTargetUse', text: sql.countTargetUse, values: [name] });
+      const { pending, schedules } = use.rows[0]!;
+      if (pending > 0 || schedules > 0) return { kind: 'in_use', pendingMessages: pending, schedules };
+      await client.query({ name: 'removeTarget', text: sql.removeTarget, values: [name] });
+      return { kind: 'ok' };
     });
   }
 
@@ -468,8 +529,13 @@ function scheduleValues(s: StoredSchedule): unknown[] {
   return [
     s.id, s.username, s.message, s.cron, s.everyMs, s.timeZone, s.startAt, s.endAt, s.maxOccurrences,
     s.dstGap, s.dstOverlap, s.catchUp, s.catchUpMax, s.paused, s.nextFireAt, s.occurrences, s.lastFireAt, s.idempotencyKey,
-    s.version, s.createdAt, s.updatedAt,
+    s.version, s.createdAt, s.updatedAt, s.target,
   ];
+}
+
+/** A (target, idempotency key) pair as one map key; a NUL cannot be in a target name. */
+function keyOf(target: string, idempotencyKey: string): string {
+  return `${target}\u0000${idempotencyKey}`;
 }
 
 function newRow(message: NewMessage, now: number, claim: ClaimRequest | undefined): NewRow {

@@ -205,6 +205,43 @@ export const dispatcherMigrations: readonly Migration[] = [
       CREATE UNIQUE INDEX schedules_idempotency_key ON schedules (idempotency_key);
     `,
   },
+  {
+    version: 6,
+    name: 'targets',
+    // an older psched would deliver every target's messages to its one --main-url
+    breaking: true,
+    sql: `
+      -- Main servers as named delivery targets (issue 12), as on SQLite
+      -- (../sqlite/migrations.ts, version 6). A constant default rewrites no rows.
+      ALTER TABLE messages ADD COLUMN target text COLLATE "C" NOT NULL DEFAULT 'default';
+      ALTER TABLE schedules ADD COLUMN target text COLLATE "C" NOT NULL DEFAULT 'default';
+
+      -- Idempotency keys are a target's own; not partial, so ON CONFLICT (target, idempotency_key) infers them.
+      DROP INDEX messages_idempotency_key;
+      CREATE UNIQUE INDEX messages_idempotency_key ON messages (target, idempotency_key);
+      DROP INDEX schedules_idempotency_key;
+      CREATE UNIQUE INDEX schedules_idempotency_key ON schedules (target, idempotency_key);
+
+      -- a target's lists in due order, removeTarget's count
+      CREATE INDEX messages_target_status_due ON messages (target, status, due_at, id);
+      CREATE INDEX schedules_target ON schedules (target, id);
+
+      CREATE TABLE targets (
+        name text COLLATE "C" NOT NULL PRIMARY KEY,
+        url text NOT NULL,
+        protocol text NOT NULL CHECK (protocol IN ('json', 'legacy')),
+        signature_scheme text NOT NULL CHECK (signature_scheme IN ('psched', 'standard-webhooks')),
+        signing_secret text,
+        token_hash text,
+        rate_per_second double precision,
+        burst integer,
+        max_in_flight integer,
+        created_at bigint NOT NULL,
+        updated_at bigint NOT NULL
+      );
+      CREATE UNIQUE INDEX targets_token_hash ON targets (token_hash);
+    `,
+  },
 ];
 
 export const mainMigrations: readonly Migration[] = [

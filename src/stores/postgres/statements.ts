@@ -1,4 +1,4 @@
-import { SCHEDULE_COLUMNS } from '../rows.ts';
+import { SCHEDULE_COLUMNS, TARGET_COLUMNS } from '../rows.ts';
 
 /**
  * Every SQL statement the PostgreSQL stores run, by name. The names and jobs
@@ -28,7 +28,7 @@ import { SCHEDULE_COLUMNS } from '../rows.ts';
  * LEASE_OF(owner column) or a join; messages.lease_expires_at is unused.
  */
 const MESSAGE_COLUMNS = `id, username, message, scheduled_at, due_at, status, attempts, version,
-  idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner`;
+  idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner, target`;
 
 /** Qualified copy of MESSAGE_COLUMNS for statements that join. */
 const M_COLUMNS = MESSAGE_COLUMNS.split(',').map((column) => `m.${column.trim()}`).join(', ');
@@ -74,7 +74,7 @@ export const dispatcherStatements = {
   /**
    * Params: $1 ids, $2 usernames, $3 messages, $4 scheduledAts, $5 idempotencyKeys,
    * $6 nows, $7 leaseOwners, $8 leaseExpiresAts (arrays, one element per message),
-   * $9 wake, $10 channel, $11 payload.
+   * $9 wake, $10 channel, $11 payload, $12 targets (array).
    * Skips messages whose idempotency key exists (the caller fetches those) and
    * returns the ids it inserted, with the lease their owner had before (null
    * when this statement gave it one). Later duplicates of a key within the
@@ -89,13 +89,13 @@ export const dispatcherStatements = {
       ON CONFLICT (owner) DO NOTHING
     ), inserted AS (
       INSERT INTO messages (id, username, message, scheduled_at, due_at, status, attempts, version,
-        idempotency_key, created_at, updated_at, lease_owner)
+        idempotency_key, created_at, updated_at, lease_owner, target)
       SELECT id, username, message, scheduled_at, scheduled_at, 'scheduled', 0, 1,
-        idempotency_key, now, now, lease_owner
-      FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[])
-        AS t(id, username, message, scheduled_at, idempotency_key, now, lease_owner)
-      ORDER BY idempotency_key
-      ON CONFLICT (idempotency_key) DO NOTHING
+        idempotency_key, now, now, lease_owner, target
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $12::text[])
+        AS t(id, username, message, scheduled_at, idempotency_key, now, lease_owner, target)
+      ORDER BY target, idempotency_key
+      ON CONFLICT (target, idempotency_key) DO NOTHING
       RETURNING id, lease_owner
     )
     SELECT id, ${LEASE_OF('inserted.lease_owner')},
@@ -105,8 +105,10 @@ export const dispatcherStatements = {
   /** Params: $1 id. */
   getMessage: `SELECT ${MESSAGE_COLUMNS}, ${LEASE_OF('m.lease_owner')} FROM messages m WHERE id = $1`,
 
-  /** Params: $1 idempotency keys (array). */
-  getMessagesByIdempotencyKeys: `SELECT ${MESSAGE_COLUMNS}, ${LEASE_OF('m.lease_owner')} FROM messages m WHERE idempotency_key = ANY($1::text[])`,
+  /** Params: $1 targets, $2 idempotency keys (arrays, pairwise: keys are a target's own). */
+  getMessagesByIdempotencyKeys: `
+    SELECT ${MESSAGE_COLUMNS}, ${LEASE_OF('m.lease_owner')} FROM messages m
+    WHERE (target, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
 
   /** Params: $1 id. */
   getStatus: `SELECT status FROM messages WHERE id = $1`,
@@ -138,7 +140,7 @@ export const dispatcherStatements = {
 
   /**
    * Params: $1 statuses (array), $2 limit, $3 afterDueAt, $4 afterId, $5 dueFrom,
-   * $6 dueTo, $7 username (or null), $8 text (or null).
+   * $6 dueTo, $7 username (or null), $8 text (or null), $9 target (or null).
    * The console's filtered page: the cursor and due range bound each status's
    * index range; user and text are checked on the rows it yields (a scan
    * when they match few: an operator's query, not a hot path).
@@ -151,12 +153,13 @@ export const dispatcherStatements = {
       WHERE status = s.status AND (due_at, id) > ($3::bigint, $4::text) AND due_at >= $5::bigint AND due_at < $6::bigint
         AND ($7::text IS NULL OR username = $7::text)
         AND ($8::text IS NULL OR strpos(lower(message), lower($8::text)) > 0)
+        AND ($9::text IS NULL OR target = $9::text)
       ORDER BY due_at, id LIMIT $2
     ) m
     ORDER BY m.due_at, m.id LIMIT $2`,
 
   /**
-   * Params: $1 limit, $2 beforeAt, $3 beforeId, $4 dueFrom, $5 dueTo, $6 username (or null), $7 text (or null).
+   * Params: $1 limit, $2 beforeAt, $3 beforeId, $4 dueFrom, $5 dueTo, $6 username (or null), $7 text (or null), $8 target (or null).
    * listRecentlyDelivered with a cursor and filters: newest first.
    */
   listDeliveredFiltered: `
@@ -165,6 +168,7 @@ export const dispatcherStatements = {
       AND due_at >= $4::bigint AND due_at < $5::bigint
       AND ($6::text IS NULL OR username = $6::text)
       AND ($7::text IS NULL OR strpos(lower(message), lower($7::text)) > 0)
+      AND ($8::text IS NULL OR target = $8::text)
     ORDER BY delivered_at DESC, id DESC LIMIT $1`,
 
   /** Params: $1 id. A message's attempt history, oldest first (the primary key's range). */
@@ -395,11 +399,11 @@ export const dispatcherStatements = {
 
   // ---- schedules (migration 5) ----------------------------------------------
 
-  /** Params: $1..$21 the columns in SCHEDULE_COLUMNS order. Returns nothing when the idempotency key exists. */
+  /** Params: $1..$22 the columns in SCHEDULE_COLUMNS order. Returns nothing when the target's idempotency key exists. */
   insertSchedule: `
     INSERT INTO schedules (${SCHEDULE_COLUMNS})
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
-    ON CONFLICT (idempotency_key) DO NOTHING
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
+    ON CONFLICT (target, idempotency_key) DO NOTHING
     RETURNING id`,
 
   /** Params: $1 id. */
@@ -408,14 +412,17 @@ export const dispatcherStatements = {
   /** Params: $1 id. The row locked for a change (updateSchedule). */
   lockSchedule: `SELECT ${SCHEDULE_COLUMNS} FROM schedules WHERE id = $1 FOR UPDATE`,
 
-  /** Params: $1 idempotency key. */
-  getScheduleByIdempotencyKey: `SELECT ${SCHEDULE_COLUMNS} FROM schedules WHERE idempotency_key = $1`,
+  /** Params: $1 idempotency key, $2 target. */
+  getScheduleByIdempotencyKey: `SELECT ${SCHEDULE_COLUMNS} FROM schedules WHERE idempotency_key = $1 AND target = $2`,
 
   /** Params: $1 limit. */
   listSchedules: `SELECT ${SCHEDULE_COLUMNS} FROM schedules ORDER BY id LIMIT $1`,
 
   /** Params: $1 limit, $2 afterId. */
   listSchedulesAfter: `SELECT ${SCHEDULE_COLUMNS} FROM schedules WHERE id > $2 ORDER BY id LIMIT $1`,
+
+  /** Params: $1 limit, $2 afterId ('' for the first page), $3 target. One target's schedules (index schedules_target). */
+  listTargetSchedules: `SELECT ${SCHEDULE_COLUMNS} FROM schedules WHERE target = $3 AND id > $2 ORDER BY id LIMIT $1`,
 
   /**
    * Params: $1 id, $2 message, $3 cron, $4 everyMs, $5 timeZone, $6 startAt, $7 endAt, $8 maxOccurrences,
@@ -450,14 +457,14 @@ export const dispatcherStatements = {
     FOR UPDATE SKIP LOCKED`,
 
   /**
-   * Params: $1 ids, $2 usernames, $3 messages, $4 scheduledAts (arrays), $5 now.
+   * Params: $1 ids, $2 usernames, $3 messages, $4 scheduledAts, $6 targets (arrays), $5 now.
    * Occurrences, unclaimed; an id already there is skipped. Returns the ids inserted.
    */
   insertOccurrences: `
     INSERT INTO messages (id, username, message, scheduled_at, due_at, status, attempts, version,
-      idempotency_key, created_at, updated_at, lease_owner)
-    SELECT id, username, message, scheduled_at, scheduled_at, 'scheduled', 0, 1, NULL, $5, $5, NULL
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS t(id, username, message, scheduled_at)
+      idempotency_key, created_at, updated_at, lease_owner, target)
+    SELECT id, username, message, scheduled_at, scheduled_at, 'scheduled', 0, 1, NULL, $5, $5, NULL, target
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $6::text[]) AS t(id, username, message, scheduled_at, target)
     ORDER BY id
     ON CONFLICT (id) DO NOTHING
     RETURNING id`,
@@ -468,6 +475,49 @@ export const dispatcherStatements = {
       version = a.version, updated_at = $6
     FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::integer[]) AS a(id, next_fire_at, last_fire_at, occurrences, version)
     WHERE s.id = a.id`,
+
+  // ---- targets (migration 6) ------------------------------------------------
+
+  listTargets: `SELECT ${TARGET_COLUMNS} FROM targets ORDER BY name`,
+
+  /** Params: $1 name. */
+  getTarget: `SELECT ${TARGET_COLUMNS} FROM targets WHERE name = $1`,
+
+  /** Params: $1 name. The row locked for a change or a removal. */
+  lockTarget: `SELECT ${TARGET_COLUMNS} FROM targets WHERE name = $1 FOR UPDATE`,
+
+  /** Params: $1 token hash. */
+  getTargetByTokenHash: `SELECT ${TARGET_COLUMNS} FROM targets WHERE token_hash = $1`,
+
+  /** Params: $1..$11 the columns in TARGET_COLUMNS order. Returns nothing when the name exists. */
+  insertTarget: `
+    INSERT INTO targets (${TARGET_COLUMNS})
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    ON CONFLICT (name) DO NOTHING
+    RETURNING name`,
+
+  /**
+   * Params: $1 name, $2 url, $3 protocol, $4 signatureScheme, $5 signingSecret, $6 tokenHash,
+   * $7 ratePerSecond, $8 burst, $9 maxInFlight, $10 updatedAt.
+   */
+  writeTarget: `
+    UPDATE targets SET url = $2, protocol = $3, signature_scheme = $4, signing_secret = $5, token_hash = $6,
+      rate_per_second = $7, burst = $8, max_in_flight = $9, updated_at = $10
+    WHERE name = $1`,
+
+  /**
+   * Params: $1 name. What it still has to deliver, and its schedules
+   * (indexes messages_target_status_due, schedules_target); run with the
+   * target's row locked. A message inserted by another transaction not yet
+   * committed is not counted: it is dead at its delivery, its error naming
+   * the target that is gone.
+   */
+  countTargetUse: `
+    SELECT (SELECT count(*) FROM messages WHERE target = $1 AND status IN ('scheduled', 'delivering'))::integer AS pending,
+      (SELECT count(*) FROM schedules WHERE target = $1)::integer AS schedules`,
+
+  /** Params: $1 name. */
+  removeTarget: `DELETE FROM targets WHERE name = $1`,
 } as const;
 
 const POST_COLUMNS = 'id, message_id, username, message, posted_at, scheduled_at';

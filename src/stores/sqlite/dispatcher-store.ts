@@ -17,6 +17,11 @@ import {
   type SchedulePlan,
   type StoredMessage,
   type StoredSchedule,
+  type NewTarget,
+  type StoredTarget,
+  type TargetChanges,
+  type TargetRemoveOutcome,
+  DEFAULT_TARGET,
 } from '../../dispatcher/store.ts';
 import type { SqliteConnection } from './connection.ts';
 import { SqliteDatabase, type SqliteDurabilityOptions } from './database.ts';
@@ -28,6 +33,7 @@ import { dispatcherStatements as sql } from './statements.ts';
 import {
   type AttemptRow, type MessageRow, type ScheduleRow, changedSchedule, withdrawal, compareDue, compareIds, filterParams, isFiltered,
   newStoredMessage, newStoredSchedule, toAttempt, toMessage, toSchedule,
+  type TargetRow, changedTarget, newStoredTarget, toTarget,
 } from '../rows.ts';
 
 /**
@@ -107,9 +113,11 @@ class SqliteDispatcherStore implements DispatcherStore {
       // keys created earlier in this batch: not in the table until the rows go in at the end
       const createdByKey = new Map<string, StoredMessage>();
       for (const message of messages) {
-        const key = message.idempotencyKey;
+        const target = message.target ?? DEFAULT_TARGET;
+        // keys are a target's own; a NUL cannot be in a target name
+        const key = message.idempotencyKey === null ? null : `${target}\u0000${message.idempotencyKey}`;
         if (key !== null) {
-          const existing = createdByKey.get(key) ?? this.#messageWithKey(key);
+          const existing = createdByKey.get(key) ?? this.#messageWithKey(target, message.idempotencyKey!);
           if (existing) {
             outcomes.push({ message: { ...existing }, created: false });
             continue;
@@ -128,6 +136,7 @@ class SqliteDispatcherStore implements DispatcherStore {
         idempotencyKey: stored.idempotencyKey,
         now,
         leaseOwner: stored.leaseOwner,
+        target: stored.target,
       })));
       this.#addToCount('scheduled', created.length);
       if (claim && created.some((stored) => stored.leaseOwner !== null)) {
@@ -138,8 +147,8 @@ class SqliteDispatcherStore implements DispatcherStore {
     });
   }
 
-  #messageWithKey(idempotencyKey: string): StoredMessage | undefined {
-    const row = this.#row(sql.getMessageByIdempotencyKey, { idempotencyKey });
+  #messageWithKey(target: string, idempotencyKey: string): StoredMessage | undefined {
+    const row = this.#row(sql.getMessageByIdempotencyKey, { target, idempotencyKey });
     return row && toMessage(row);
   }
 
@@ -163,13 +172,15 @@ class SqliteDispatcherStore implements DispatcherStore {
   }
 
   #listStatus(status: MessageStatus, query: ListQuery): StoredMessage[] {
+    const { target, ...filter } = filterParams(query);
     const rows = isFiltered(query)
-      ? this.#rows(sql.listFiltered, {
+      ? this.#rows(target === null ? sql.listFiltered : sql.listTargetFiltered, {
         status,
         afterDueAt: query.after?.dueAt ?? -Number.MAX_SAFE_INTEGER,
         afterId: query.after?.id ?? '',
         limit: query.limit,
-        ...filterParams(query),
+        ...filter,
+        ...(target === null ? {} : { target }),
       })
       : query.after
         ? this.#rows(sql.listByStatusAfter, { status, afterDueAt: query.after.dueAt, afterId: query.after.id, limit: query.limit })
@@ -354,7 +365,9 @@ class SqliteDispatcherStore implements DispatcherStore {
   insertSchedule(schedule: NewSchedule, now: number): Promise<{ schedule: StoredSchedule; created: boolean }> {
     return this.#commits.write('durable', () => {
       if (schedule.idempotencyKey !== null) {
-        const existing = this.#connection.statement(sql.getScheduleByIdempotencyKey).get<ScheduleRow>({ idempotencyKey: schedule.idempotencyKey });
+        const existing = this.#connection.statement(sql.getScheduleByIdempotencyKey).get<ScheduleRow>({
+          target: schedule.target ?? DEFAULT_TARGET, idempotencyKey: schedule.idempotencyKey,
+        });
         if (existing) return { schedule: toSchedule(existing), created: false };
       }
       const stored = newStoredSchedule(schedule, now);
@@ -367,10 +380,12 @@ class SqliteDispatcherStore implements DispatcherStore {
     return this.#commits.read(() => this.#schedule(id));
   }
 
-  listSchedules(query: { limit: number; afterId?: string }): Promise<StoredSchedule[]> {
+  listSchedules(query: { limit: number; afterId?: string; target?: string }): Promise<StoredSchedule[]> {
     return this.#commits.read(() => {
       if (query.limit <= 0) return [];
-      const rows = query.afterId === undefined
+      const rows = query.target !== undefined
+        ? this.#connection.statement(sql.listTargetSchedules).all<ScheduleRow>({ target: query.target, limit: query.limit, afterId: query.afterId ?? '' })
+        : query.afterId === undefined
         ? this.#connection.statement(sql.listSchedules).all<ScheduleRow>({ limit: query.limit })
         : this.#connection.statement(sql.listSchedulesAfter).all<ScheduleRow>({ limit: query.limit, afterId: query.afterId });
       return rows.map(toSchedule);
@@ -409,9 +424,9 @@ class SqliteDispatcherStore implements DispatcherStore {
         const { messages, nextFireAt, lastFireAt } = plan(schedule);
         let added = 0;
         for (const message of messages) {
-          const params = { id: message.id, username: message.username, message: message.message, scheduledAt: message.scheduledAt, now };
+          const params = { id: message.id, username: message.username, message: message.message, scheduledAt: message.scheduledAt, now, target: schedule.target };
           if (this.#changes(sql.insertOccurrence, params) > 0) {
-            created.push(newStoredMessage(message, now, undefined));
+            created.push(newStoredMessage({ ...message, target: schedule.target }, now, undefined));
             added++;
           }
         }
@@ -433,6 +448,54 @@ class SqliteDispatcherStore implements DispatcherStore {
     for (const id of ids) cancelled += this.#changes(sql.cancelOccurrence, { id });
     this.#addToCount('scheduled', -cancelled);
     return cancelled;
+  }
+
+  // ---- targets ----------------------------------------------------------------
+
+  listTargets(): Promise<StoredTarget[]> {
+    return this.#commits.read(() => this.#connection.statement(sql.listTargets).all<TargetRow>().map(toTarget));
+  }
+
+  getTarget(name: string): Promise<StoredTarget | undefined> {
+    return this.#commits.read(() => this.#target(name));
+  }
+
+  targetByTokenHash(tokenHash: string): Promise<StoredTarget | undefined> {
+    return this.#commits.read(() => {
+      const row = this.#connection.statement(sql.getTargetByTokenHash).get<TargetRow>({ tokenHash });
+      return row && toTarget(row);
+    });
+  }
+
+  insertTarget(target: NewTarget, now: number): Promise<boolean> {
+    return this.#commits.write('durable', () => this.#changes(sql.insertTarget, targetParams(newStoredTarget(target, now))) > 0);
+  }
+
+  updateTarget(name: string, changes: TargetChanges, now: number): Promise<StoredTarget | undefined> {
+    return this.#commits.write('durable', () => {
+      const current = this.#target(name);
+      if (!current) return undefined;
+      const changed = changedTarget(current, changes, now);
+      this.#changes(sql.writeTarget, targetParams(changed));
+      return changed;
+    });
+  }
+
+  removeTarget(name: string): Promise<TargetRemoveOutcome> {
+    // one write transaction: nothing can be scheduled for it between the counts and the delete
+    return this.#commits.write('durable', (): TargetRemoveOutcome => {
+      if (!this.#target(name)) return { kind: 'not_found' };
+      const pendingMessages = this.#connection.statement(sql.countTargetPending).get<{ count: number }>({ name })!.count;
+      const schedules = this.#connection.statement(sql.countTargetSchedules).get<{ count: number }>({ name })!.count;
+      if (pendingMessages > 0 || schedules > 0) return { kind: 'in_use', pendingMessages, schedules };
+      this.#changes(sql.removeTarget, { name });
+      return { kind: 'ok' };
+    });
+  }
+
+  #target(name: string): StoredTarget | undefined {
+    const row = this.#connection.statement(sql.getTarget).get<TargetRow>({ name });
+    return row && toTarget(row);
   }
 
   ping(): Promise<void> {
@@ -545,6 +608,23 @@ function scheduleParams(schedule: StoredSchedule): Params {
     version: schedule.version,
     createdAt: schedule.createdAt,
     updatedAt: schedule.updatedAt,
+    target: schedule.target,
+  };
+}
+
+function targetParams(t: StoredTarget): Params {
+  return {
+    name: t.name,
+    url: t.url,
+    protocol: t.protocol,
+    signatureScheme: t.signatureScheme,
+    signingSecret: t.signingSecret,
+    tokenHash: t.tokenHash,
+    ratePerSecond: t.ratePerSecond,
+    burst: t.burst,
+    maxInFlight: t.maxInFlight,
+    createdAt: t.createdAt,
+    updatedAt: t.updatedAt,
   };
 }
 

@@ -158,6 +158,47 @@ export const dispatcherMigrations: readonly Migration[] = [
       CREATE UNIQUE INDEX schedules_idempotency_key ON schedules (idempotency_key) WHERE idempotency_key IS NOT NULL;
     `,
   },
+  {
+    version: 6,
+    name: 'targets',
+    // an older psched would deliver every target's messages to its one --main-url
+    breaking: true,
+    sql: `
+      -- Main servers as named delivery targets (issue 12). The built-in one,
+      -- 'default', is the configuration (--main-url and its flags) and has no
+      -- row. Adding a column with a constant default rewrites nothing.
+      ALTER TABLE messages ADD COLUMN target TEXT NOT NULL DEFAULT 'default';
+      ALTER TABLE schedules ADD COLUMN target TEXT NOT NULL DEFAULT 'default';
+
+      -- Idempotency keys are a target's own: two main servers using the same
+      -- key must not get each other's message back.
+      DROP INDEX messages_idempotency_key;
+      CREATE UNIQUE INDEX messages_idempotency_key ON messages (target, idempotency_key) WHERE idempotency_key IS NOT NULL;
+      DROP INDEX schedules_idempotency_key;
+      CREATE UNIQUE INDEX schedules_idempotency_key ON schedules (target, idempotency_key) WHERE idempotency_key IS NOT NULL;
+
+      -- A target's lists (every list its own token sees) in due order, and
+      -- removeTarget's count of what it still has to deliver: one range each.
+      -- One B-tree more per insert, the price of not scanning every target's rows.
+      CREATE INDEX messages_target_status_due ON messages (target, status, due_at, id);
+      CREATE INDEX schedules_target ON schedules (target, id);
+
+      CREATE TABLE targets (
+        name TEXT NOT NULL PRIMARY KEY,
+        url TEXT NOT NULL,
+        protocol TEXT NOT NULL CHECK (protocol IN ('json', 'legacy')),
+        signature_scheme TEXT NOT NULL CHECK (signature_scheme IN ('psched', 'standard-webhooks')),
+        signing_secret TEXT,
+        token_hash TEXT,
+        rate_per_second REAL,
+        burst INTEGER,
+        max_in_flight INTEGER,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE UNIQUE INDEX targets_token_hash ON targets (token_hash) WHERE token_hash IS NOT NULL;
+    `,
+  },
 ];
 
 export const mainMigrations: readonly Migration[] = [

@@ -11,7 +11,7 @@
  * slow scan.
  */
 
-import { SCHEDULE_COLUMNS } from '../rows.ts';
+import { SCHEDULE_COLUMNS, TARGET_COLUMNS } from '../rows.ts';
 import type { MultiRowSql } from './prepared.ts';
 
 /**
@@ -19,28 +19,29 @@ import type { MultiRowSql } from './prepared.ts';
  * (`FROM ${WITH_LEASE}`): leases are kept per owner (migration 3).
  */
 const MESSAGE_COLUMNS = `m.id, m.username, m.message, m.scheduled_at, m.due_at, m.status, m.attempts, m.version,
-  m.idempotency_key, m.created_at, m.updated_at, m.delivered_at, m.last_error, m.lease_owner, o.lease_expires_at`;
+  m.idempotency_key, m.created_at, m.updated_at, m.delivered_at, m.last_error, m.lease_owner, o.lease_expires_at, m.target`;
 const WITH_LEASE = 'messages m LEFT JOIN owners o ON o.owner = m.lease_owner';
 
 /** The same columns from RETURNING, which cannot join: the store adds the owner's lease (getLease). */
 const RETURNED_COLUMNS = `id, username, message, scheduled_at, due_at, status, attempts, version,
-  idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner, NULL AS lease_expires_at`;
+  idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner, NULL AS lease_expires_at, target`;
 
 export const dispatcherStatements = {
   insertMessages: {
     sql: `
       INSERT INTO messages (id, username, message, scheduled_at, due_at, status, attempts, version,
-        idempotency_key, created_at, updated_at, lease_owner)
+        idempotency_key, created_at, updated_at, lease_owner, target)
       VALUES {rows}`,
     row: `(:id, :username, :message, :scheduledAt, :scheduledAt, 'scheduled', 0, 1,
-      :idempotencyKey, :now, :now, :leaseOwner)`,
+      :idempotencyKey, :now, :now, :leaseOwner, :target)`,
   } satisfies MultiRowSql,
 
   getMessage: `SELECT ${MESSAGE_COLUMNS} FROM ${WITH_LEASE} WHERE m.id = :id`,
 
   getMessages: { sql: `SELECT ${MESSAGE_COLUMNS} FROM ${WITH_LEASE} WHERE m.id IN ({rows})`, row: ':id' } satisfies MultiRowSql,
 
-  getMessageByIdempotencyKey: `SELECT ${MESSAGE_COLUMNS} FROM ${WITH_LEASE} WHERE m.idempotency_key = :idempotencyKey`,
+  /** Keys are a target's own (migration 6). */
+  getMessageByIdempotencyKey: `SELECT ${MESSAGE_COLUMNS} FROM ${WITH_LEASE} WHERE m.target = :target AND m.idempotency_key = :idempotencyKey`,
 
   getStatus: `SELECT status FROM messages WHERE id = :id`,
 
@@ -68,11 +69,20 @@ export const dispatcherStatements = {
       AND (:text IS NULL OR instr(lower(m.message), lower(:text)) > 0)
     ORDER BY m.due_at, m.id LIMIT :limit`,
 
+  /** listFiltered for one target: its own index range (messages_target_status_due, migration 6). */
+  listTargetFiltered: `
+    SELECT ${MESSAGE_COLUMNS} FROM messages m INDEXED BY messages_target_status_due LEFT JOIN owners o ON o.owner = m.lease_owner
+    WHERE m.target = :target AND m.status = :status AND (m.due_at, m.id) > (:afterDueAt, :afterId) AND m.due_at >= :dueFrom AND m.due_at < :dueTo
+      AND (:username IS NULL OR m.username = :username)
+      AND (:text IS NULL OR instr(lower(m.message), lower(:text)) > 0)
+    ORDER BY m.due_at, m.id LIMIT :limit`,
+
   /** listRecentlyDelivered with a cursor and filters: newest first, before (:beforeAt, :beforeId). */
   listDeliveredFiltered: `
     SELECT ${MESSAGE_COLUMNS} FROM messages m INDEXED BY messages_delivered_at LEFT JOIN owners o ON o.owner = m.lease_owner
     WHERE m.status = 'delivered' AND (m.delivered_at, m.id) < (:beforeAt, :beforeId)
       AND m.due_at >= :dueFrom AND m.due_at < :dueTo
+      AND (:target IS NULL OR m.target = :target)
       AND (:username IS NULL OR m.username = :username)
       AND (:text IS NULL OR instr(lower(m.message), lower(:text)) > 0)
     ORDER BY m.delivered_at DESC, m.id DESC LIMIT :limit`,
@@ -269,15 +279,20 @@ export const dispatcherStatements = {
     INSERT INTO schedules (${SCHEDULE_COLUMNS})
     VALUES (:id, :username, :message, :cron, :everyMs, :timeZone, :startAt, :endAt, :maxOccurrences,
       :dstGap, :dstOverlap, :catchUp, :catchUpMax, :paused, :nextFireAt, :occurrences, :lastFireAt, :idempotencyKey,
-      :version, :createdAt, :updatedAt)`,
+      :version, :createdAt, :updatedAt, :target)`,
 
   getSchedule: `SELECT ${SCHEDULE_COLUMNS} FROM schedules WHERE id = :id`,
 
-  getScheduleByIdempotencyKey: `SELECT ${SCHEDULE_COLUMNS} FROM schedules WHERE idempotency_key = :idempotencyKey`,
+  getScheduleByIdempotencyKey: `SELECT ${SCHEDULE_COLUMNS} FROM schedules WHERE target = :target AND idempotency_key = :idempotencyKey`,
 
   listSchedules: `SELECT ${SCHEDULE_COLUMNS} FROM schedules ORDER BY id LIMIT :limit`,
 
   listSchedulesAfter: `SELECT ${SCHEDULE_COLUMNS} FROM schedules WHERE id > :afterId ORDER BY id LIMIT :limit`,
+
+  /** One target's schedules after :afterId ('' for the first page), in id order (index schedules_target). */
+  listTargetSchedules: `
+    SELECT ${SCHEDULE_COLUMNS} FROM schedules INDEXED BY schedules_target
+    WHERE target = :target AND id > :afterId ORDER BY id LIMIT :limit`,
 
   /** Every field a change or a materialisation may set; the store computes the row (../rows.ts changedSchedule). */
   writeSchedule: `
@@ -299,12 +314,39 @@ export const dispatcherStatements = {
   /** One occurrence, unclaimed; an id already there (materialised before) is skipped. */
   insertOccurrence: `
     INSERT INTO messages (id, username, message, scheduled_at, due_at, status, attempts, version,
-      idempotency_key, created_at, updated_at, lease_owner)
-    VALUES (:id, :username, :message, :scheduledAt, :scheduledAt, 'scheduled', 0, 1, NULL, :now, :now, NULL)
+      idempotency_key, created_at, updated_at, lease_owner, target)
+    VALUES (:id, :username, :message, :scheduledAt, :scheduledAt, 'scheduled', 0, 1, NULL, :now, :now, NULL, :target)
     ON CONFLICT (id) DO NOTHING`,
 
   /** An occurrence withdrawn by a schedule change, unless its delivery has begun. */
   cancelOccurrence: `DELETE FROM messages WHERE id = :id AND status = 'scheduled'`,
+
+  // ---- targets (migration 6) ------------------------------------------------
+
+  listTargets: `SELECT ${TARGET_COLUMNS} FROM targets ORDER BY name`,
+
+  getTarget: `SELECT ${TARGET_COLUMNS} FROM targets WHERE name = :name`,
+
+  getTargetByTokenHash: `SELECT ${TARGET_COLUMNS} FROM targets WHERE token_hash = :tokenHash`,
+
+  insertTarget: `
+    INSERT INTO targets (${TARGET_COLUMNS})
+    VALUES (:name, :url, :protocol, :signatureScheme, :signingSecret, :tokenHash, :ratePerSecond, :burst, :maxInFlight, :createdAt, :updatedAt)
+    ON CONFLICT (name) DO NOTHING`,
+
+  writeTarget: `
+    UPDATE targets SET url = :url, protocol = :protocol, signature_scheme = :signatureScheme, signing_secret = :signingSecret,
+      token_hash = :tokenHash, rate_per_second = :ratePerSecond, burst = :burst, max_in_flight = :maxInFlight, updated_at = :updatedAt
+    WHERE name = :name`,
+
+  /** removeTarget: what it still has to deliver (index messages_target_status_due: two ranges). */
+  countTargetPending: `
+    SELECT count(*) AS count FROM messages INDEXED BY messages_target_status_due
+    WHERE target = :name AND status IN ('scheduled', 'delivering')`,
+
+  countTargetSchedules: `SELECT count(*) AS count FROM schedules INDEXED BY schedules_target WHERE target = :name`,
+
+  removeTarget: `DELETE FROM targets WHERE name = :name`,
 } as const;
 
 const POST_COLUMNS = 'id, message_id, username, message, posted_at, scheduled_at';
