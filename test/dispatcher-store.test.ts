@@ -672,6 +672,19 @@ for (const factory of dispatcherStoreFactories()) {
         assert.equal((await handle.store.get(a.id))?.leaseOwner, OWNER);
       });
 
+      it('leaves the skipped targets\' messages alone, unclaimed or held by a dead owner, and claims the rest up to the limit', async () => {
+        await using handle = await factory.create();
+        const throttled = await insertOne(handle.store, { scheduledAt: T, target: 'throttled' });
+        const a = await insertOne(handle.store, { scheduledAt: T + 1000, target: 'other' });
+        const b = await insertOne(handle.store, { scheduledAt: T + 2000 });
+        const deadOwners = await insertOne(handle.store, { scheduledAt: T + 500, target: 'throttled' }, { owner: OTHER, leaseExpiresAt: T + 10_000, dueBefore: T + MINUTE });
+        const claimed = await handle.store.claimDue(OWNER, T + MINUTE, T + 11_000, T + MINUTE, 2, ['throttled']);
+        assert.deepEqual(ids(claimed), [a.id, b.id]);
+        assert.equal((await handle.store.get(throttled.id))?.leaseOwner, null);
+        assert.equal((await handle.store.get(deadOwners.id))?.leaseOwner, OTHER);
+        assert.deepEqual(ids(await handle.store.claimDue(OWNER, T + MINUTE, T + 11_000, T + MINUTE, 10)), [throttled.id, deadOwners.id], 'claimed once not skipped');
+      });
+
       it('skips messages another owner holds until their lease expires', async () => {
         await using handle = await factory.create();
         const held = await insertOne(handle.store, { scheduledAt: T }, { owner: OTHER, leaseExpiresAt: T + 10_000, dueBefore: T + MINUTE });

@@ -102,7 +102,7 @@ interface Harness {
   /** Schedules one message `delayMs` from now through the engine; returns its id. */
   schedule(delayMs: number, text?: string): Promise<string>;
   /** Inserts straight into the store (unclaimed), as another process or an earlier run would have. */
-  insertUnclaimed(scheduledAt: number, text?: string): Promise<string>;
+  insertUnclaimed(scheduledAt: number, text?: string, target?: string): Promise<string>;
   status(id: string): Promise<StoredMessage>;
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -124,9 +124,9 @@ async function harness(options: Partial<EngineOptions> & { start?: boolean } = {
       const [outcome] = await engine.schedule([{ username: 'ada', message: text, scheduledAt: clock.now() + delayMs, idempotencyKey: null }]);
       return outcome!.message.id;
     },
-    async insertUnclaimed(scheduledAt, text = 'from before') {
+    async insertUnclaimed(scheduledAt, text = 'from before', target) {
       const id = uuidv7();
-      await real.insert([{ id, username: 'ada', message: text, scheduledAt, idempotencyKey: null }], clock.now());
+      await real.insert([{ id, username: 'ada', message: text, scheduledAt, idempotencyKey: null, target }], clock.now());
       return id;
     },
     async status(id) {
@@ -620,6 +620,32 @@ describe('SchedulingEngine flow control', () => {
     await h.engine.whenIdle();
     assert.deepEqual(h.deliverer.calls.map((call) => call.text), ['first', 'kept']);
     assert.equal((await h.status(kept)).status, 'delivered');
+  });
+});
+
+describe('SchedulingEngine flow control and claims', () => {
+  it('claims no more of a target whose parked backlog is large, so the others\' messages still get room; claims it again once the backlog halved', async () => {
+    // a tenth of max-buffered (100) parked makes a target saturated
+    await using h = await harness({ maxBuffered: 1000, limitsOf: (target) => (target === 'slow' ? { ratePerSecond: 1, burst: 1 } : {}) });
+    const start = h.clock.now();
+    for (let i = 0; i < 150; i++) await h.insertUnclaimed(start, 'slow', 'slow');
+    await h.engine.refill();
+    await h.clock.advance(0);
+    assert.equal(h.deliverer.calls.length, 1, 'one slow message out, 149 parked');
+
+    // more slow messages due earlier than the fast ones: in due order alone, the buffer would fill with them
+    for (let i = 0; i < 900; i++) await h.insertUnclaimed(start, 'slow', 'slow');
+    const fast = [];
+    for (let i = 0; i < 10; i++) fast.push(await h.insertUnclaimed(start + 1, 'fast', 'fast'));
+    assert.equal(await h.engine.refill(), 10, 'only the fast ones claimed');
+    await h.clock.advance(1);
+    for (const id of fast) assert.equal((await h.status(id)).status, 'delivered');
+
+    // at one a second the backlog halves (below 50) after 100 s: then the slow target is claimed again
+    const heldBy = async () => (await h.store.list({ status: 'scheduled', limit: 2000, target: 'slow' })).filter((m) => m.leaseOwner === h.engine.ownerId).length;
+    assert.equal(await heldBy(), 149, 'the parked ones, none of the 900 later ones');
+    await h.clock.advance(100 * SECOND);
+    assert.ok(await heldBy() > 100, 'claimed again before the backlog ran out');
   });
 });
 

@@ -258,6 +258,10 @@ export class SchedulingEngine {
   /** Store calls that may claim for this owner; stop() lets them land before releasing claims. */
   #claimingCalls = new Set<Promise<unknown>>();
 
+  /** Targets the last refill skipped: their parked backlog was large (see #saturatedBacklog). */
+  #skipped = new Set<string>();
+  /** A target with this many parked is claimed no more until half of them left (a tenth of --max-buffered). */
+  readonly #saturatedBacklog: number;
   #refilling: Promise<number> | undefined;
   #refillAgain = false;
   /** The last refill hit its limit: more is due than fitted, refill again as soon as room frees up. */
@@ -324,12 +328,14 @@ export class SchedulingEngine {
     this.#target = options.target;
     this.#readyMax = Math.max(START_CHUNK, this.#concurrency);
     this.#leaseMarginMs = Math.floor(this.#leaseMs / 10);
+    this.#saturatedBacklog = Math.max(1, Math.floor(this.#maxBuffered / 10));
     this.#flow = new FlowControl<BufferEntry>({
       clock: this.#clock,
       limitsOf: options.limitsOf ?? noLimits,
       release: (entries) => {
         for (const entry of entries) this.#buffer.put(entry);
         this.#kickStarter();
+        this.#refillIfDrained(entries[0]!.target);
       },
     });
     this.#early = new EarlyStarts(this.#clock, (messages) => this.#earlyDue(messages), () => this.#state === 'running');
@@ -500,7 +506,9 @@ export class SchedulingEngine {
       const now = this.#clock.now();
       let claimed: StoredMessage[];
       try {
-        claimed = await this.#store.claimDue(this.ownerId, now + this.#horizonMs, now, now + this.#leaseMs, limit);
+        const skip = this.#flow.saturated(this.#saturatedBacklog);
+        this.#skipped = new Set(skip);
+        claimed = await this.#store.claimDue(this.ownerId, now + this.#horizonMs, now, now + this.#leaseMs, limit, skip);
       } catch (err) {
         this.#logger.error({ err }, 'refill failed; the next refill tries again');
         break;
@@ -520,6 +528,16 @@ export class SchedulingEngine {
     }
     this.events.emit('refilled', total);
     return total;
+  }
+
+  /**
+   * A skipped target whose backlog has halved is claimed again: its parked
+   * messages must not run out before the next periodic refill.
+   */
+  #refillIfDrained(target: string): void {
+    if (!this.#skipped.has(target) || this.#flow.backlogOf(target) > this.#saturatedBacklog / 2) return;
+    this.#skipped.delete(target);
+    void this.refill();
   }
 
   async #renewLeases(): Promise<void> {

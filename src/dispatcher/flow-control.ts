@@ -161,6 +161,10 @@ export class FlowControl<E extends FlowEntry> {
     };
   }
 
+  backlogOf(target: string): number {
+    return this.#targets.get(target)?.parked.length ?? 0;
+  }
+
   targets(): Iterable<string> {
     return this.#targets.keys();
   }

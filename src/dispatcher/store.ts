@@ -305,9 +305,12 @@ export interface DispatcherStore {
    * Claims up to `limit` messages due before `dueBefore` that are unclaimed or
    * whose lease expired before `now` (status scheduled, or delivering with an
    * expired lease: a dead owner's in-flight delivery, set back to scheduled).
-   * In dueAt order. PostgreSQL uses FOR UPDATE SKIP LOCKED.
+   * In dueAt order. PostgreSQL uses FOR UPDATE SKIP LOCKED. Messages of the
+   * `skipTargets` are left alone: the engine holds as many of theirs as their
+   * flow control lets out for now, and claiming more would fill its buffer
+   * with one throttled target's backlog while the others' messages wait.
    */
-  claimDue(owner: string, dueBefore: number, now: number, leaseExpiresAt: number, limit: number): Promise<StoredMessage[]>;
+  claimDue(owner: string, dueBefore: number, now: number, leaseExpiresAt: number, limit: number, skipTargets?: readonly string[]): Promise<StoredMessage[]>;
 
   /** Extends every lease the owner holds (never shortens one); returns how many messages it holds. */
   renewLeases(owner: string, leaseExpiresAt: number): Promise<number>;

@@ -248,10 +248,10 @@ class PostgresDispatcherStore implements DispatcherStore {
     return current.rows[0] ? { kind: 'conflict', status: current.rows[0].status } : { kind: 'not_found' };
   }
 
-  async claimDue(owner: string, dueBefore: number, now: number, leaseExpiresAt: number, limit: number): Promise<StoredMessage[]> {
+  async claimDue(owner: string, dueBefore: number, now: number, leaseExpiresAt: number, limit: number, skipTargets: readonly string[] = []): Promise<StoredMessage[]> {
     if (limit <= 0) return [];
     const { rows } = await this.#run<MessageRow>(this.#enginePool, 'claimDue', [
-      owner, dueBefore, now, leaseExpiresAt, limit, this.#wake.channel, this.#selfId,
+      owner, dueBefore, now, leaseExpiresAt, limit, this.#wake.channel, this.#selfId, skipTargets,
     ]);
     return rows.map(toMessage).sort(compareDue);
   }

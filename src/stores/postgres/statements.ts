@@ -260,14 +260,14 @@ export const dispatcherStatements = {
       RETURNING lease_expires_at
     ), unclaimed AS (
       SELECT id, due_at FROM messages
-      WHERE status = ANY ('{scheduled}') AND lease_owner IS NULL AND due_at <= $2
+      WHERE status = ANY ('{scheduled}') AND lease_owner IS NULL AND due_at <= $2 AND target <> ALL ($8::text[])
       ORDER BY due_at, id LIMIT $5
       FOR UPDATE SKIP LOCKED
     ), expired AS (
       SELECT held.id, held.due_at FROM owners o
       CROSS JOIN LATERAL (
         SELECT id, due_at FROM messages
-        WHERE lease_owner = o.owner AND due_at <= $2
+        WHERE lease_owner = o.owner AND due_at <= $2 AND target <> ALL ($8::text[])
         ORDER BY due_at, id LIMIT $5
         FOR UPDATE SKIP LOCKED
       ) AS held

@@ -253,16 +253,18 @@ class SqliteDispatcherStore implements DispatcherStore {
     return current ? { kind: 'conflict', status: current.status } : { kind: 'not_found' };
   }
 
-  claimDue(owner: string, dueBefore: number, now: number, leaseExpiresAt: number, limit: number): Promise<StoredMessage[]> {
+  claimDue(owner: string, dueBefore: number, now: number, leaseExpiresAt: number, limit: number, skipTargets: readonly string[] = []): Promise<StoredMessage[]> {
     if (limit <= 0) return Promise.resolve([]);
     return this.#commits.write('relaxed', () => {
       // the claimer's own lease first: it never counts itself as expired
       this.#extendLease(owner, leaseExpiresAt);
-      const unclaimed = this.#connection.statement(sql.findUnclaimedDue).all<DueRow>({ dueBefore, limit });
+      const unclaimed = skipTargets.length === 0
+        ? this.#connection.statement(sql.findUnclaimedDue).all<DueRow>({ dueBefore, limit })
+        : this.#connection.statement(sql.findUnclaimedDueSkipping).all<DueRow>({ dueBefore, limit, skipTargets: JSON.stringify(skipTargets) });
       const expiredOwners = this.#connection.statement(sql.findExpiredOwners).all<{ owner: string }>({ now, owner });
       // each expired owner's claims come out of the index in due order; merged with the unclaimed ones below
       const expired = expiredOwners.flatMap(({ owner: expiredOwner }) =>
-        this.#connection.statement(sql.findOwnerClaims).all<DueRow>({ expiredOwner, dueBefore, limit }));
+        this.#connection.statement(sql.findOwnerClaims).all<DueRow>({ expiredOwner, dueBefore, limit, skipTargets: JSON.stringify(skipTargets) }));
       const isExpired = new Set(expired.map((row) => row.id));
       const due = unclaimed.concat(expired)
         .sort((a, b) => a.due_at - b.due_at || compareIds(a.id, b.id))

@@ -177,13 +177,20 @@ export const dispatcherStatements = {
     WHERE status = 'scheduled' AND lease_owner IS NULL AND due_at <= :dueBefore
     ORDER BY due_at, id LIMIT :limit`,
 
+  /** claimDue, part 1 while some targets are skipped: their rows are read to tell (skipping is rare: a throttled backlog). */
+  findUnclaimedDueSkipping: `
+    SELECT id, due_at, status FROM messages INDEXED BY messages_status_due
+    WHERE status = 'scheduled' AND lease_owner IS NULL AND due_at <= :dueBefore
+      AND target NOT IN (SELECT value FROM json_each(:skipTargets))
+    ORDER BY due_at, id LIMIT :limit`,
+
   /** claimDue, part 2: owners that stopped renewing (a handful at most: one per dead process). */
   findExpiredOwners: `SELECT owner FROM owners WHERE lease_expires_at < :now AND owner <> :owner`,
 
   /** claimDue, part 3: one expired owner's claims in due order (all scheduled or delivering: the others hold no lease). */
   findOwnerClaims: `
     SELECT id, due_at, status FROM messages INDEXED BY messages_owner_due
-    WHERE lease_owner = :expiredOwner AND due_at <= :dueBefore
+    WHERE lease_owner = :expiredOwner AND due_at <= :dueBefore AND target NOT IN (SELECT value FROM json_each(:skipTargets))
     ORDER BY due_at, id LIMIT :limit`,
 
   /** An expired owner with nothing left goes away (safe here: SQLite runs one writer at a time). */
