@@ -654,6 +654,16 @@ for (const factory of dispatcherStoreFactories()) {
     });
 
     describe('claimDue', () => {
+      it('counts the owners whose lease holds: the dispatchers sharing the store', async () => {
+        await using handle = await factory.create();
+        assert.equal(await handle.store.countLiveOwners(T), 0);
+        await handle.store.claimDue(OWNER, T, T, T + MINUTE, 10);
+        await handle.store.claimDue(OTHER, T, T, T + 2 * MINUTE, 10);
+        assert.equal(await handle.store.countLiveOwners(T + MINUTE), 2, 'a lease holds to its expiry');
+        assert.equal(await handle.store.countLiveOwners(T + MINUTE + 1), 1);
+        assert.equal(await handle.store.countLiveOwners(T + 3 * MINUTE), 0);
+      });
+
       it('claims unclaimed messages due by dueBefore, in dueAt order, up to the limit', async () => {
         await using handle = await factory.create();
         const c = await insertOne(handle.store, { scheduledAt: T + 3000 });

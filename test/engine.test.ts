@@ -624,6 +624,19 @@ describe('SchedulingEngine flow control', () => {
 });
 
 describe('SchedulingEngine flow control and claims', () => {
+  it('shares a target\'s limits with the other dispatchers on the store: two live ones, half the rate each', async () => {
+    await using h = await harness({ limitsOf: () => ({ ratePerSecond: 10, burst: 2 }) });
+    // another dispatcher's lease, as its claimDue leaves it (it claims nothing here)
+    await h.store.claimDue('another-dispatcher', 0, h.clock.now(), h.clock.now() + 3600 * SECOND, 1);
+    await h.clock.advance(4 * SECOND); // a lease renewal counts the live dispatchers
+    const start = h.clock.now();
+    for (let i = 0; i < 6; i++) await h.schedule(SECOND, `m${i}`);
+    await h.clock.advance(3 * SECOND);
+    await h.engine.whenIdle();
+    assert.deepEqual(h.deliverer.calls.map((call) => call.at - start - SECOND), [0, 200, 400, 600, 800, 1000], 'burst 1 and 5 a second: half of each');
+  });
+
+
   it('claims no more of a target whose parked backlog is large, so the others\' messages still get room; claims it again once the backlog halved', async () => {
     // a tenth of max-buffered (100) parked makes a target saturated
     await using h = await harness({ maxBuffered: 1000, limitsOf: (target) => (target === 'slow' ? { ratePerSecond: 1, burst: 1 } : {}) });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FakeClock } from '../src/clock.ts';
-import { FlowControl, type FlowEntry, type TargetLimits } from '../src/dispatcher/flow-control.ts';
+import { FlowControl, shareOfLimits, type FlowEntry, type TargetLimits } from '../src/dispatcher/flow-control.ts';
 
 function harness(limits: Record<string, TargetLimits>) {
   const clock = new FakeClock();
@@ -111,6 +111,13 @@ describe('FlowControl', () => {
     flow.limitsChanged('capped');
     assert.equal(released.length, 2);
     assert.deepEqual(flow.saturated(1), []);
+  });
+
+  it('splits limits evenly over a pool, never below one', () => {
+    assert.deepEqual(shareOfLimits({ ratePerSecond: 10, burst: 5, maxInFlight: 4 }, 3), { ratePerSecond: 10 / 3, burst: 1, maxInFlight: 2 });
+    assert.deepEqual(shareOfLimits({ ratePerSecond: 10 }, 2), { ratePerSecond: 5, burst: undefined, maxInFlight: undefined });
+    const alone = { ratePerSecond: 10 };
+    assert.equal(shareOfLimits(alone, 1), alone);
   });
 
   it('names the targets whose backlog reached a size', () => {

@@ -5,7 +5,7 @@ import type { ValidScheduleRequest } from '../protocol/messages.ts';
 import type { AttemptResult, Deliverer } from './delivery.ts';
 import { ENGINE_DEFAULTS } from './engine-defaults.ts';
 import { DueBuffer, type BufferEntry } from './heap.ts';
-import { FlowControl, type TargetFlowStats, type TargetLimits } from './flow-control.ts';
+import { FlowControl, shareOfLimits, type TargetFlowStats, type TargetLimits } from './flow-control.ts';
 import { Holdings } from './holdings.ts';
 import { OutcomeWriter } from './outcome-writer.ts';
 import { EarlyStarts, ReadyQueue } from './started.ts';
@@ -258,6 +258,8 @@ export class SchedulingEngine {
   /** Store calls that may claim for this owner; stop() lets them land before releasing claims. */
   #claimingCalls = new Set<Promise<unknown>>();
 
+  /** Dispatchers running on the store (live leases), counted at each renewal: they share each target's limits. */
+  #dispatchers = 1;
   /** Targets the last refill skipped: their parked backlog was large (see #saturatedBacklog). */
   #skipped = new Set<string>();
   /** A target with this many parked is claimed no more until half of them left (a tenth of --max-buffered). */
@@ -329,9 +331,10 @@ export class SchedulingEngine {
     this.#readyMax = Math.max(START_CHUNK, this.#concurrency);
     this.#leaseMarginMs = Math.floor(this.#leaseMs / 10);
     this.#saturatedBacklog = Math.max(1, Math.floor(this.#maxBuffered / 10));
+    const limitsOf = options.limitsOf ?? noLimits;
     this.#flow = new FlowControl<BufferEntry>({
       clock: this.#clock,
-      limitsOf: options.limitsOf ?? noLimits,
+      limitsOf: (target) => shareOfLimits(limitsOf(target), this.#dispatchers),
       release: (entries) => {
         for (const entry of entries) this.#buffer.put(entry);
         this.#kickStarter();
@@ -379,6 +382,7 @@ export class SchedulingEngine {
     this.#leaseValidUntil = this.#clock.now() + this.#leaseMs;
     this.#unsubscribeWake = this.#store.onWake(() => void this.refill());
     await this.refill();
+    void this.#countDispatchers(this.#clock.now());
     this.#every(refillIntervalMs(this.#horizonMs, this.#leaseMs), () => void this.refill());
     this.#every(Math.max(1, Math.floor(this.#leaseMs / 3)), () => void this.#renewLeases());
     this.#every(PURGE_INTERVAL_MS, () => void this.#purge());
@@ -551,6 +555,21 @@ export class SchedulingEngine {
     }
     // answered in time: the lease never lapsed, and now lasts until issuedAt + lease (renewals never shorten it)
     if (this.#leaseHolds()) this.#leaseValidUntil = Math.max(this.#leaseValidUntil, issuedAt + this.#leaseMs);
+    await this.#countDispatchers(issuedAt);
+  }
+
+  /** How many dispatchers share the store now; when that changed, every target's share of its limits did too. */
+  async #countDispatchers(now: number): Promise<void> {
+    let live: number;
+    try {
+      live = Math.max(1, await this.#store.countLiveOwners(now));
+    } catch (err) {
+      this.#logger.warn({ err }, 'counting the pool\'s dispatchers failed; flow control keeps the last count');
+      return;
+    }
+    if (live === this.#dispatchers || this.#state !== 'running') return;
+    this.#dispatchers = live;
+    for (const target of [...this.#flow.targets()]) this.#flow.limitsChanged(target);
   }
 
   /**

@@ -24,6 +24,22 @@ export interface TargetLimits {
   maxInFlight?: number;
 }
 
+/**
+ * One dispatcher's share of a target's limits when `dispatchers` run on the
+ * store: each delivers about as many of the target's messages as the others
+ * (they claim in turn), so a pool keeps near the target's rate and cap as a
+ * whole. Uneven claims make the pool slower than the limit, never faster.
+ */
+export function shareOfLimits(limits: TargetLimits, dispatchers: number): TargetLimits {
+  if (dispatchers <= 1) return limits;
+  const rate = limits.ratePerSecond === undefined ? undefined : limits.ratePerSecond / dispatchers;
+  return {
+    ratePerSecond: rate,
+    burst: limits.burst === undefined ? undefined : Math.max(1, Math.floor(limits.burst / dispatchers)),
+    maxInFlight: limits.maxInFlight === undefined ? undefined : Math.max(1, Math.ceil(limits.maxInFlight / dispatchers)),
+  };
+}
+
 export interface FlowEntry {
   readonly id: string;
   readonly dueAt: number;

@@ -351,6 +351,9 @@ export interface DispatcherStore {
   /** Number of messages per status. */
   countByStatus(): Promise<Record<MessageStatus, number>>;
 
+  /** Owners whose lease still holds at `now`: the dispatchers running on this store (they share each target's limits). */
+  countLiveOwners(now: number): Promise<number>;
+
   /** Deletes delivered messages delivered before `before`, with their attempt history; returns how many messages. */
   purgeDelivered(before: number): Promise<number>;
 

@@ -321,6 +321,11 @@ class PostgresDispatcherStore implements DispatcherStore {
     await this.#pool.query('SELECT 1');
   }
 
+  async countLiveOwners(now: number): Promise<number> {
+    const { rows } = await this.#run<{ count: number }>(this.#pool, 'countLiveOwners', [now]);
+    return rows[0]?.count ?? 0;
+  }
+
   async countByStatus(): Promise<Record<MessageStatus, number>> {
     const counts = Object.fromEntries(MESSAGE_STATUSES.map((status) => [status, 0])) as Record<MessageStatus, number>;
     const { rows } = await this.#run<{ status: MessageStatus; count: number }>(this.#pool, 'countByStatus');

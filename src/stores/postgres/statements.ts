@@ -387,6 +387,8 @@ export const dispatcherStatements = {
 
   countByStatus: `SELECT status, sum(count)::bigint AS count FROM message_counts GROUP BY status`,
 
+  countLiveOwners: `SELECT count(*)::int AS count FROM owners WHERE lease_expires_at >= $1`,
+
   /** Params: $1 before. Returns how many messages; their attempt history goes with them. */
   purgeDelivered: `
     WITH purged AS (

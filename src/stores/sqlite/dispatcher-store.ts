@@ -344,6 +344,10 @@ class SqliteDispatcherStore implements DispatcherStore {
     });
   }
 
+  countLiveOwners(now: number): Promise<number> {
+    return this.#commits.read(() => this.#connection.statement(sql.countLiveOwners).get<{ count: number }>({ now })!.count);
+  }
+
   countByStatus(): Promise<Record<MessageStatus, number>> {
     return this.#commits.read(() => {
       const counts = Object.fromEntries(MESSAGE_STATUSES.map((status) => [status, 0])) as Record<MessageStatus, number>;

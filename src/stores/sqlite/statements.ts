@@ -258,6 +258,8 @@ export const dispatcherStatements = {
 
   countByStatus: `SELECT status, count FROM message_counts`,
 
+  countLiveOwners: `SELECT count(*) AS count FROM owners WHERE lease_expires_at >= :now`,
+
   /** Every call that changes how many messages a status has adds its net change here. */
   addToCount: `UPDATE message_counts SET count = count + :change WHERE status = :status`,
 
