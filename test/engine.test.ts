@@ -624,6 +624,22 @@ describe('SchedulingEngine flow control', () => {
 });
 
 describe('SchedulingEngine flow control and claims', () => {
+  it('one target\'s recovery brings forward its own retries only: a target still down keeps its backoff', async () => {
+    await using h = await harness({ retryBaseMs: 1000, random: () => 0.5 });
+    h.deliverer.script = (message) => (message.target === 'down' || message.attempts < 3
+      ? { kind: 'retry', error: 'main server answered 500', status: 500 }
+      : { kind: 'delivered', status: 200 });
+    const start = h.clock.now();
+    const down = await h.insertUnclaimed(start, 'down', 'down');
+    await h.insertUnclaimed(start + 100, 'back', 'back');
+    await h.engine.refill();
+    await h.clock.advance(6 * SECOND);
+    // 'back' fails at 100 and 850, then delivers at 2350 after 2.25 s of failures: the main server 'back' is back
+    assert.deepEqual(h.deliverer.calls.filter((call) => call.text === 'back').map((call) => call.at - start), [100, 850, 2350]);
+    // equal jitter at 0.5: 750, then 1500, then 3000 ms of backoff, not cut short by the other target's recovery
+    assert.deepEqual(h.deliverer.callsFor(down).map((call) => call.at - start), [0, 750, 2250, 5250]);
+  });
+
   it('shares a target\'s limits with the other dispatchers on the store: two live ones, half the rate each', async () => {
     await using h = await harness({ limitsOf: () => ({ ratePerSecond: 10, burst: 2 }) });
     // another dispatcher's lease, as its claimDue leaves it (it claims nothing here)

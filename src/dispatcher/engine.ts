@@ -275,9 +275,9 @@ export class SchedulingEngine {
    * back, and after a long outage their backoffs (up to minutes) would
    * otherwise keep them waiting long after it recovered.
    */
-  #backingOff = new Set<string>();
-  /** When the current run of failed attempts began (undefined after a success). */
-  #failingSince: number | undefined;
+  #backingOff = new Map<string, string>();
+  /** Per target, when its current run of failed attempts began (none after a success): one main server's recovery says nothing of another's. */
+  #failingSince = new Map<string, number>();
 
   /**
    * Until when this owner's lease is known to hold in the store: the latest
@@ -847,7 +847,7 @@ export class SchedulingEngine {
     this.#metrics.recordOutcome(result.kind, now, message.target);
     if (result.kind !== 'delivered') this.#logFailure(message, result, record);
     this.#outcomes.add({ message, result, record });
-    this.#noteRecovery(result, now);
+    this.#noteRecovery(message.target, result, now);
     // a Retry-After (429, 503) is the target asking for a pause: none of its messages start before it ends
     if (result.kind === 'retry' && result.retryAfterMs !== undefined) this.#flow.pause(message.target, record.at);
     this.#flow.finished(message.id);
@@ -868,27 +868,29 @@ export class SchedulingEngine {
    * server that fails one request in two never fails that long at load, so
    * its retries keep their backoffs and do not burn attempts in a storm.
    */
-  #noteRecovery(result: AttemptResult, now: number): void {
+  #noteRecovery(target: string, result: AttemptResult, now: number): void {
     if (result.kind !== 'delivered') {
-      this.#failingSince ??= now;
+      if (!this.#failingSince.has(target)) this.#failingSince.set(target, now);
       return;
     }
-    const outage = this.#failingSince === undefined ? 0 : now - this.#failingSince;
-    this.#failingSince = undefined;
-    if (outage >= this.#retryBaseMs && this.#backingOff.size > 0) this.#bringRetriesForward(now);
+    const since = this.#failingSince.get(target);
+    if (since === undefined) return;
+    this.#failingSince.delete(target);
+    if (now - since >= this.#retryBaseMs && this.#backingOff.size > 0) this.#bringRetriesForward(target, now);
   }
 
   /**
-   * Moves the buffered retries in backoff to now (memory only: the store
+   * Moves the target's buffered retries in backoff to now (memory only: the store
    * keeps their later due time, which a crash would fall back to; startDelivery
    * checks version and lease, not the due time).
    */
-  #bringRetriesForward(now: number): void {
-    for (const id of this.#backingOff) {
+  #bringRetriesForward(target: string, now: number): void {
+    for (const [id, retryTarget] of this.#backingOff) {
+      if (retryTarget !== target) continue;
+      this.#backingOff.delete(id);
       const entry = this.#buffer.get(id);
       if (entry && entry.dueAt > now) this.#buffer.put({ ...entry, dueAt: now });
     }
-    this.#backingOff.clear();
     this.#kickStarter();
   }
 
@@ -897,7 +899,7 @@ export class SchedulingEngine {
     for (const { message, result, record } of batch) {
       if (record.outcome === 'retry' && !record.release && this.#state === 'running') {
         this.#buffer.put({ id: message.id, version: message.version, dueAt: record.at, target: message.target });
-        if (result.kind === 'retry' && result.retryAfterMs === undefined) this.#backingOff.add(message.id);
+        if (result.kind === 'retry' && result.retryAfterMs === undefined) this.#backingOff.set(message.id, message.target);
       }
       this.#settleSweeps(message, result);
       this.events.emit('outcome', message, result);
