@@ -582,6 +582,39 @@ describe('SchedulingEngine flow control', () => {
     ], 'the paused ones in due order, the retry at its Retry-After');
   });
 
+  it('messages already started when the pause came are not sent during it: they go when it ends', async () => {
+    await using h = await harness({ concurrency: 1 });
+    const first = held();
+    h.deliverer.script = (message) => (message.message === 'first' && message.attempts === 1 ? first.promise : { kind: 'delivered', status: 200 });
+    const start = h.clock.now();
+    await h.schedule(0, 'first');
+    for (let i = 0; i < 3; i++) await h.schedule(0, 'queued');
+    await h.clock.advance(0);
+    assert.equal(h.deliverer.calls.length, 1, 'one slot: the others wait in the ready queue, started');
+    first.finish({ kind: 'retry', error: 'main server answered 503', status: 503, retryAfterMs: 5 * SECOND });
+    await h.clock.advance(4999);
+    assert.equal(h.deliverer.calls.length, 1, 'none sent during the pause');
+    await h.clock.advance(1);
+    await h.engine.whenIdle();
+    assert.deepEqual(h.deliverer.calls.slice(1).map((call) => [call.text, call.at - start]), [
+      ['first', 5000], ['queued', 5000], ['queued', 5000], ['queued', 5000],
+    ]);
+  });
+
+  it('the legacy sweep does not wait for messages their target holds back', async () => {
+    await using h = await harness();
+    h.deliverer.script = (message) => (message.message === 'first'
+      ? { kind: 'retry', error: 'main server answered 503', status: 503, retryAfterMs: 60 * SECOND }
+      : { kind: 'delivered', status: 200 });
+    await h.schedule(0, 'first');
+    await h.clock.advance(0);
+    await h.schedule(0, 'held back');
+    await h.schedule(0, 'held back');
+    const report = await h.engine.sweep();
+    assert.deepEqual(report.results, [], 'nothing attempted, and the sweep did not wait out the 60 s pause');
+    assert.equal(h.deliverer.calls.length, 1);
+  });
+
   it('never has more deliveries of a target in flight than its cap, and refills the cap as answers come', async () => {
     await using h = await harness({ limitsOf: () => ({ maxInFlight: 2 }) });
     const pending: ReturnType<typeof held>[] = [];

@@ -449,14 +449,14 @@ export class SchedulingEngine {
 
   /**
    * The legacy cron: claims what is due now, and resolves once every message
-   * due now (or already on its way) has had one attempt recorded.
+   * due now (or already on its way) has had one attempt recorded, except
+   * those its target's flow control holds back (they go when it has room).
    */
   async sweep(): Promise<SweepReport> {
     if (this.#state !== 'running') return { results: [] };
     await this.refill();
     const waiting = new Set<string>(this.#buffer.idsDueBy(this.#clock.now()));
     for (const id of this.#holdings.startedIds()) waiting.add(id);
-    for (const id of this.#flow.parkedIds()) waiting.add(id);
     if (waiting.size === 0) return { results: [] };
     const report = new Promise<SweepReport>((resolve) => this.#sweeps.add({ waiting, results: [], resolve }));
     this.#kickStarter();
@@ -731,8 +731,13 @@ export class SchedulingEngine {
       const now = this.#clock.now();
       const due = this.#buffer.takeDue(now + 2 * this.#lead(), START_CHUNK);
       if (due.length === 0) break;
-      // entries of a target without room are parked by the flow control, which hands them back when it has
-      const entries = due.filter((entry) => this.#flow.admit(entry, now));
+      // entries of a target without room are parked by the flow control, which hands them back when it has;
+      // a legacy sweep does not wait for them (the cron's request would hang for a whole pause or backlog)
+      const entries: BufferEntry[] = [];
+      for (const entry of due) {
+        if (this.#flow.admit(entry, now)) entries.push(entry);
+        else if (this.#sweeps.size > 0) this.#settleSweepsWithout(entry.id);
+      }
       if (entries.length === 0) continue;
       // outcomes waiting for company go along: on SQLite both land in the same transaction
       this.#outcomes.flushNow();
@@ -803,15 +808,25 @@ export class SchedulingEngine {
     this.#inFlight.add(message.id);
     this.#backingOff.delete(message.id);
     const startedAt = this.#clock.now();
-    if (message.attempts === 1) {
-      // measured from when the message could first have gone out: its due time, or its creation for one scheduled in the past
-      this.#metrics.observeLateness(startedAt - Math.max(message.dueAt, message.createdAt), startedAt, message.target);
-    }
+    const pausedUntil = this.#flow.pausedUntil(message.target, startedAt);
     let attempt: Promise<AttemptResult>;
-    try {
-      attempt = this.#deliverer.deliver(message, this.#mayStillSend);
-    } catch (err) {
-      attempt = Promise.reject(err);
+    if (pausedUntil > 0) {
+      // admitted before its target asked for a pause (a Retry-After answer to another message): not sent, due again at the pause's end
+      attempt = Promise.resolve({
+        kind: 'retry',
+        error: `not sent: the target asked for a pause (Retry-After) until ${new Date(pausedUntil).toISOString()}`,
+        retryAfterMs: pausedUntil - startedAt,
+      });
+    } else {
+      if (message.attempts === 1) {
+        // measured from when the message could first have gone out: its due time, or its creation for one scheduled in the past
+        this.#metrics.observeLateness(startedAt - Math.max(message.dueAt, message.createdAt), startedAt, message.target);
+      }
+      try {
+        attempt = this.#deliverer.deliver(message, this.#mayStillSend);
+      } catch (err) {
+        attempt = Promise.reject(err);
+      }
     }
     attempt.then(
       (result) => this.#complete(message, result, startedAt),

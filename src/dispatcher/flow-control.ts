@@ -177,6 +177,12 @@ export class FlowControl<E extends FlowEntry> {
     };
   }
 
+  /** Until when a Retry-After pauses the target; 0 when it is not paused at `now`. */
+  pausedUntil(target: string, now: number): number {
+    const until = this.#targets.get(target)?.pausedUntil ?? 0;
+    return until > now ? until : 0;
+  }
+
   backlogOf(target: string): number {
     return this.#targets.get(target)?.parked.length ?? 0;
   }
