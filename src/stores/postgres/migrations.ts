@@ -242,6 +242,20 @@ export const dispatcherMigrations: readonly Migration[] = [
       CREATE UNIQUE INDEX targets_token_hash ON targets (token_hash);
     `,
   },
+  {
+    version: 7,
+    name: 'target in the claim index',
+    breaking: false,
+    sql: `
+      -- claimDue skipping a throttled target's backlog (flow control): the
+      -- target is in the unclaimed index, so its rows are told apart there
+      -- before any is locked. The same role as SQLite's migration 7.
+      -- Additive: an older psched uses the index as before.
+      DROP INDEX messages_unclaimed_due;
+      CREATE INDEX messages_unclaimed_due ON messages (due_at, id) INCLUDE (target)
+        WHERE status = 'scheduled' AND lease_owner IS NULL;
+    `,
+  },
 ];
 
 export const mainMigrations: readonly Migration[] = [

@@ -199,6 +199,19 @@ export const dispatcherMigrations: readonly Migration[] = [
       CREATE UNIQUE INDEX targets_token_hash ON targets (token_hash) WHERE token_hash IS NOT NULL;
     `,
   },
+  {
+    version: 7,
+    name: 'target in the claim index',
+    breaking: false,
+    sql: `
+      -- claimDue skipping a throttled target's backlog (flow control) reads
+      -- each message's target from the index instead of its row: the steps
+      -- over that backlog, inside the write transaction, cost index entries
+      -- only. Additive: an older psched uses the index as before.
+      DROP INDEX messages_status_due;
+      CREATE INDEX messages_status_due ON messages (status, due_at, id, lease_owner, target);
+    `,
+  },
 ];
 
 export const mainMigrations: readonly Migration[] = [
