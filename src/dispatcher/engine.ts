@@ -9,7 +9,7 @@ import { FlowControl, shareOfLimits, type TargetFlowStats, type TargetLimits } f
 import { Holdings } from './holdings.ts';
 import { OutcomeWriter } from './outcome-writer.ts';
 import { EarlyStarts, ReadyQueue } from './started.ts';
-import type { DispatcherMetrics, TargetGauges } from './metrics.ts';
+import type { DispatcherMetrics } from './metrics.ts';
 import type {
   ChangeOutcome, ClaimRequest, DeliveryResult, DispatcherStore, InsertOutcome, MessagePatch, StoredMessage,
 } from './store.ts';
@@ -90,7 +90,8 @@ export interface EngineOptions {
   limitsOf?: (target: string) => TargetLimits;
 }
 
-const noLimits = (): TargetLimits => ({});
+const NO_LIMITS: TargetLimits = {};
+const noLimits = (): TargetLimits => NO_LIMITS;
 
 export interface SweepReport {
   results: { message: StoredMessage; result: AttemptResult }[];
@@ -367,7 +368,7 @@ export class SchedulingEngine {
   }
 
   /** Each target's flow-control numbers, for /metrics and the page (targets this engine delivered to or held back). */
-  *targetGauges(): Iterable<TargetGauges & TargetFlowStats> {
+  *targetGauges(): Iterable<{ target: string } & TargetFlowStats> {
     for (const target of this.#flow.targets()) {
       const stats = this.#flow.stats(target);
       if (stats) yield { target, ...stats };
@@ -970,7 +971,8 @@ export class SchedulingEngine {
   }
 
   #isIdle(): boolean {
-    if (!this.#holdings.nothingStarted || this.#flow.parkedCount > 0) return false;
+    // parked messages are due and waiting: not idle while a target holds any back
+    if (!this.#holdings.nothingStarted || this.#holdings.count('throttled') > 0) return false;
     const next = this.#buffer.peek();
     return next === undefined || next.dueAt > this.#clock.now() || this.#state !== 'running';
   }

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { serviceRegistry } from '../metrics.ts';
+import type { TargetFlowStats } from './flow-control.ts';
 import { MESSAGE_STATUSES, type MessageStatus } from './store.ts';
 
 /**
@@ -11,14 +12,8 @@ import { MESSAGE_STATUSES, type MessageStatus } from './store.ts';
 
 export type OutcomeKind = 'delivered' | 'retry' | 'dead';
 
-/** A target's flow-control numbers at a scrape (the engine's FlowControl). */
-export interface TargetGauges {
-  target: string;
-  backlog: number;
-  inFlight: number;
-  /** Time spent with a backlog so far, ms. */
-  throttledMs: number;
-}
+/** A target's flow-control numbers at a scrape: the engine's FlowControl stats, named. */
+export type TargetGauges = { target: string } & Pick<TargetFlowStats, 'backlog' | 'inFlight' | 'throttledMs'>;
 
 /**
  * Lateness bucket bounds in seconds. Fine below 10 ms because the target is
