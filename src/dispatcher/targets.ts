@@ -33,6 +33,9 @@ import { DEFAULT_TARGET, type DispatcherStore, type StoredMessage, type StoredTa
  */
 export const REFRESH_MS = 1000;
 
+/** A target not known here yet (created elsewhere a moment ago): no limits until the registry reads it. */
+const NO_LIMITS: TargetLimits = {};
+
 /** What a deliverer is built from: a target's delivery settings. */
 export type DeliverySettings = Pick<StoredTarget, 'url' | 'protocol' | 'signingSecret' | 'signatureScheme'>;
 
@@ -64,6 +67,8 @@ export function defaultMaxInFlight(concurrency: number): number {
 
 interface Known {
   target: StoredTarget;
+  /** Its flow control, read once per version of the target (the engine asks at every admission). */
+  limits: TargetLimits;
   /** Made at the first delivery. */
   deliverer: Deliverer | undefined;
 }
@@ -98,13 +103,7 @@ export class TargetRegistry implements Deliverer {
   /** A target's flow control, as the engine asks for it at every admission (so no store read: unknown names get none). */
   limitsOf(name: string): TargetLimits {
     if (name === DEFAULT_TARGET) return this.#defaultLimits;
-    const target = this.#known.get(name)?.target;
-    if (!target) return {};
-    return {
-      ratePerSecond: target.ratePerSecond ?? undefined,
-      burst: target.burst ?? undefined,
-      maxInFlight: target.maxInFlight ?? defaultMaxInFlight(this.#config.concurrency),
-    };
+    return this.#known.get(name)?.limits ?? NO_LIMITS;
   }
 
   /** Reads the targets and starts re-reading them every refreshMs. */
@@ -204,7 +203,12 @@ export class TargetRegistry implements Deliverer {
       if (known.target.tokenHash !== null) this.#byTokenHash.delete(known.target.tokenHash);
       this.#retire(known.deliverer);
     }
-    this.#known.set(target.name, { target, deliverer: undefined });
+    const limits: TargetLimits = {
+      ratePerSecond: target.ratePerSecond ?? undefined,
+      burst: target.burst ?? undefined,
+      maxInFlight: target.maxInFlight ?? defaultMaxInFlight(this.#config.concurrency),
+    };
+    this.#known.set(target.name, { target, limits, deliverer: undefined });
     if (target.tokenHash !== null) this.#byTokenHash.set(target.tokenHash, target.name);
     this.#onLimitsChanged(target.name);
   }
