@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SIGNATURE_HEADER, verifySignature, verifyStandardWebhooks } from '../src/protocol/signing.ts';
 import { forceStatus, startTestDispatcher, type TestDispatcher } from './support/dispatcher.ts';
-import { startReceiver, type RecordedRequest } from './support/receiver.ts';
+import { startReceiver, takeRequests, type RecordedRequest } from './support/receiver.ts';
 import { assertOpenApiDocument } from './support/openapi.ts';
 
 /**
@@ -340,12 +340,7 @@ describe('delivery to each target', () => {
     const send = async (token: string, message: string) => (await t.request('POST', '/v1/messages', { token, body: { username: 'u', message, delaySeconds: 0 } })).json() as Json;
     const sent = { shop: [await send(SHOP_TOKEN, 'shop 1'), await send(SHOP_TOKEN, 'shop 2')], blog: [await send(BLOG_TOKEN, 'blog 1')], main: [await send(OPERATOR, 'main 1')] };
 
-    const take = async (receiver: { nextRequest(): Promise<RecordedRequest> }, count: number) => {
-      const requests: RecordedRequest[] = [];
-      for (let i = 0; i < count; i++) requests.push(await receiver.nextRequest());
-      return requests;
-    };
-    const [shop, blog, main] = await Promise.all([take(shopReceiver, 2), take(blogReceiver, 1), take(mainReceiver, 1)]);
+    const [shop, blog, main] = await Promise.all([takeRequests(shopReceiver, 2), takeRequests(blogReceiver, 1), takeRequests(mainReceiver, 1)]);
     await t.dispatcher.engine.whenIdle();
 
     const texts = (requests: RecordedRequest[]) => requests.map((r) => JSON.parse(r.body).message).sort();

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { freePort } from './support/processes.ts';
 import { startTestDispatcher } from './support/dispatcher.ts';
-import { startReceiver, type Receiver, type RecordedRequest } from './support/receiver.ts';
+import { startReceiver, takeRequests, type RecordedRequest } from './support/receiver.ts';
 
 /**
  * Issue 12's flow control end to end: one dispatcher, real HTTP receivers,
@@ -18,12 +18,6 @@ const PER_TARGET = 10;
 
 interface Json {
   [key: string]: any;
-}
-
-async function take(receiver: Receiver, count: number): Promise<RecordedRequest[]> {
-  const requests: RecordedRequest[] = [];
-  for (let i = 0; i < count; i++) requests.push(await receiver.nextRequest());
-  return requests;
 }
 
 describe('flow control per target, end to end', () => {
@@ -52,7 +46,7 @@ describe('flow control per target, end to end', () => {
       sent[target] = response.json() as Json[];
     }
 
-    const [healthyRequests, busyRequests] = await Promise.all([take(healthy, PER_TARGET), take(busy, 1 + PER_TARGET)]);
+    const [healthyRequests, busyRequests] = await Promise.all([takeRequests(healthy, PER_TARGET), takeRequests(busy, 1 + PER_TARGET)]);
     const [refused, ...afterPause] = busyRequests;
     // the outcomes of the last answers are written (the down target's retries wait out their backoff meanwhile)
     await t.dispatcher.engine.whenIdle();

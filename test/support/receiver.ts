@@ -47,6 +47,13 @@ export interface Receiver {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+/** The next `count` requests the receiver records, in order (awaiting each, no sleeping). */
+export async function takeRequests(receiver: Pick<Receiver, 'nextRequest'>, count: number): Promise<RecordedRequest[]> {
+  const requests: RecordedRequest[] = [];
+  for (let i = 0; i < count; i++) requests.push(await receiver.nextRequest());
+  return requests;
+}
+
 export async function startReceiver(): Promise<Receiver> {
   const requests: RecordedRequest[] = [];
   const scripted: ScriptedAnswer[] = [];
