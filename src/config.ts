@@ -77,6 +77,7 @@ export const DISPATCHER_OPTIONS = {
   mainRate: { flag: 'main-rate', env: 'PSCHED_MAIN_RATE', kind: 'int', default: undefined, defaultHelp: '(none)', help: 'flow control for --main-url: deliveries started per second at most (a token bucket); a 429 or 503 with Retry-After pauses it whatever this says', check: positive },
   mainBurst: { flag: 'main-burst', env: 'PSCHED_MAIN_BURST', kind: 'int', default: undefined, defaultHelp: '(--main-rate)', help: 'with --main-rate: how many may start at once after a quiet spell', check: positive },
   mainMaxInFlight: { flag: 'main-max-in-flight', env: 'PSCHED_MAIN_MAX_IN_FLIGHT', kind: 'int', default: undefined, defaultHelp: '(--concurrency)', help: 'deliveries to --main-url started and not yet answered, at most', check: positive },
+  mainDeliverWithin: { flag: 'main-deliver-within', env: 'PSCHED_MAIN_DELIVER_WITHIN', kind: 'duration', default: undefined, defaultHelp: '(none)', help: 'deliver-by of --main-url\'s messages that carry none: a message not started within this of its scheduled time is not sent but set expired (replayable like a dead letter)', check: positive },
   timeZone: { flag: 'timezone', env: 'PSCHED_TIMEZONE', kind: 'string', default: 'UTC', help: 'time zone for times given without an offset (the JSON API)', check: timeZone },
   legacyTimeZone: { flag: 'legacy-timezone', env: 'PSCHED_LEGACY_TIMEZONE', kind: 'string', default: undefined, defaultHelp: '--timezone when given, else this host\'s zone', help: 'time zone for times without an offset on the original\'s /scheduleMessage.php; default --timezone when that is given, else this host\'s zone, as the original read them (MySQL NOW())', check: timeZone },
   horizon: { flag: 'horizon', env: 'PSCHED_HORIZON', kind: 'duration', default: durationText(ENGINE_DEFAULTS.horizonMs), help: 'messages due within this window are held in memory', check: positive },
@@ -126,6 +127,8 @@ export interface DispatcherConfig {
   mainRatePerSecond: number | undefined;
   mainBurst: number | undefined;
   mainMaxInFlight: number | undefined;
+  /** Default deliver-by window of the default target's messages (ms after scheduledAt); unset: none. */
+  mainDeliverWithinMs: number | undefined;
   timeZone: string;
   /** Reads the original's times without an offset (see legacyTimeZoneOf). */
   legacyTimeZone: string;
@@ -299,6 +302,7 @@ export function dispatcherConfig(
     mainRatePerSecond: o.mainRate,
     mainBurst: o.mainBurst,
     mainMaxInFlight: o.mainMaxInFlight,
+    mainDeliverWithinMs: o.mainDeliverWithin,
     timeZone: o.timeZone,
     legacyTimeZone: legacyTimeZoneOf(o, given.timeZone ?? env.PSCHED_TIMEZONE),
     horizonMs: o.horizon,

@@ -29,6 +29,7 @@ function storedMessage(overrides: Partial<StoredMessage> = {}): StoredMessage {
     lastError: null,
     leaseOwner: 'owner',
     leaseExpiresAt: at + 10_000,
+    deliverBy: null,
     ...overrides,
   };
 }

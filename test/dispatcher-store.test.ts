@@ -92,6 +92,7 @@ for (const factory of dispatcherStoreFactories()) {
           lastError: null,
           leaseOwner: null,
           leaseExpiresAt: null,
+          deliverBy: null,
         };
         assert.deepEqual(outcome, { message: expected, created: true });
         assert.deepEqual(await handle.store.get(input.id), expected);
@@ -159,7 +160,7 @@ for (const factory of dispatcherStoreFactories()) {
     describe('targets', () => {
       const target = (overrides: Partial<NewTarget> = {}): NewTarget => ({
         name: 'shop', url: 'http://127.0.0.1:9000', protocol: 'json', signatureScheme: 'psched', signingSecret: 'sec-1',
-        tokenHash: 'a'.repeat(64), ratePerSecond: 10.5, burst: 20, maxInFlight: 4, ...overrides,
+        tokenHash: 'a'.repeat(64), ratePerSecond: 10.5, burst: 20, maxInFlight: 4, deliverWithinMs: null, ...overrides,
       });
 
       it('inserts, gets, lists by name, finds by token hash, refuses a second of the same name', async () => {
@@ -332,7 +333,7 @@ for (const factory of dispatcherStoreFactories()) {
         const batch = Array.from({ length: 250 }, () => newMessage());
         batch[240] = newMessage({ id: existing.id });
         await assert.rejects(handle.store.insert(batch, T));
-        assert.deepEqual(await handle.store.countByStatus(), { scheduled: 1, delivering: 0, delivered: 0, dead: 0 });
+        assert.deepEqual(await handle.store.countByStatus(), { scheduled: 1, delivering: 0, delivered: 0, dead: 0, expired: 0 });
       });
 
       it('a failing call does not take down concurrent calls', async () => {
@@ -789,7 +790,7 @@ for (const factory of dispatcherStoreFactories()) {
         assert.deepEqual(ids(started), ids(inputs), 'in the order asked for');
         await store.finishDeliveries(OWNER, started.map((m) => ({ id: m.id, outcome: 'delivered' as const, at: T + 4000 })));
         assert.equal(await store.purgeDelivered(T + 4001), 2500);
-        assert.deepEqual(await store.countByStatus(), { scheduled: 0, delivering: 0, delivered: 0, dead: 0 });
+        assert.deepEqual(await store.countByStatus(), { scheduled: 0, delivering: 0, delivered: 0, dead: 0, expired: 0 });
         assert.deepEqual(await store.list({ limit: 10 }), []);
       });
 
@@ -936,19 +937,19 @@ for (const factory of dispatcherStoreFactories()) {
     describe('counting and purging', () => {
       it('countByStatus counts every status, zeros included', async () => {
         await using handle = await factory.create();
-        assert.deepEqual(await handle.store.countByStatus(), { scheduled: 0, delivering: 0, delivered: 0, dead: 0 });
+        assert.deepEqual(await handle.store.countByStatus(), { scheduled: 0, delivering: 0, delivered: 0, dead: 0, expired: 0 });
         await insertOne(handle.store);
         await insertOne(handle.store);
         await insertDelivering(handle.store);
         await insertFinished(handle.store, 'delivered');
-        assert.deepEqual(await handle.store.countByStatus(), { scheduled: 2, delivering: 1, delivered: 1, dead: 0 });
+        assert.deepEqual(await handle.store.countByStatus(), { scheduled: 2, delivering: 1, delivered: 1, dead: 0, expired: 0 });
       });
 
       it('countByStatus follows every kind of change', async () => {
         await using handle = await factory.create();
         const store = handle.store;
         const expectCountsMatchList = async (step: string) => {
-          const tally = { scheduled: 0, delivering: 0, delivered: 0, dead: 0 };
+          const tally = { scheduled: 0, delivering: 0, delivered: 0, dead: 0, expired: 0 };
           for (const message of await store.list({ limit: 1000 })) tally[message.status]++;
           assert.deepEqual(await store.countByStatus(), tally, `after ${step}`);
         };

@@ -156,11 +156,11 @@ describe('DueBuffer', () => {
         expected.delete(id);
       } else {
         const dueAt = Math.floor(random() * 1000);
-        buffer.put({ id, version: i, dueAt, target: 'default' });
+        buffer.put({ id, version: i, dueAt, target: 'default', scheduledAt: dueAt, deliverBy: null });
         expected.set(id, dueAt);
       }
     }
-    buffer.put({ id: 'm1', version: -1, dueAt: 0, target: 'default' }); // an older version never replaces a newer one
+    buffer.put({ id: 'm1', version: -1, dueAt: 0, target: 'default', scheduledAt: 0, deliverBy: null }); // an older version never replaces a newer one
     assert.equal(buffer.size, expected.size);
     const firstHalf = buffer.takeDue(499, Infinity);
     const rest = buffer.takeDue(Infinity, Infinity);
@@ -191,7 +191,7 @@ describe('SchedulingEngine timing', () => {
     assert.equal(h.engine.bufferedCount, 0);
 
     const { outcomes, latenessCount, latenessSumMs } = h.metrics.snapshot();
-    assert.deepEqual(outcomes, { delivered: 1, retry: 0, dead: 0 });
+    assert.deepEqual(outcomes, { delivered: 1, retry: 0, dead: 0, expired: 0 });
     assert.equal(latenessCount, 1);
     assert.equal(latenessSumMs, 0);
   });
@@ -421,7 +421,7 @@ describe('SchedulingEngine retries', () => {
     const stored = await h.status(id);
     assert.equal(stored.status, 'delivered');
     assert.equal(stored.attempts, 3);
-    assert.deepEqual(h.metrics.snapshot().outcomes, { delivered: 1, retry: 2, dead: 0 });
+    assert.deepEqual(h.metrics.snapshot().outcomes, { delivered: 1, retry: 2, dead: 0, expired: 0 });
     assert.equal(h.metrics.snapshot().latenessCount, 1, 'lateness counts first attempts only');
   });
 
@@ -554,7 +554,7 @@ describe('SchedulingEngine flow control', () => {
     assert.equal(h.deliverer.calls.length, 2, 'the burst goes at its due time');
     assert.equal(h.engine.bufferedCount, 0, 'the rest is parked, not in the heap');
     await h.clock.advance(500);
-    const scrape = await h.metrics.render({ byStatus: { scheduled: 0, delivering: 0, delivered: 0, dead: 0 }, buffered: 0, targets: h.engine.targetGauges() });
+    const scrape = await h.metrics.render({ byStatus: { scheduled: 0, delivering: 0, delivered: 0, dead: 0, expired: 0 }, buffered: 0, targets: h.engine.targetGauges() });
     assert.match(scrape, /^psched_target_backlog\{target="default"\} 5$/m, 'ten parked, five gone since');
     assert.match(scrape, /^psched_target_throttled_seconds_total\{target="default"\} 0\.5$/m);
     assert.match(scrape, /^psched_target_deliveries_total\{target="default",outcome="delivered"\} 7$/m);

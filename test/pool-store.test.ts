@@ -117,7 +117,7 @@ describe('PostgreSQL store under a pool', { skip: url ? false : 'PSCHED_TEST_POS
       })();
       await Promise.all([starts, renewals]);
     }
-    assert.deepEqual(await store.countByStatus(), { scheduled: 2_000, delivering: 0, delivered: 0, dead: 0 });
+    assert.deepEqual(await store.countByStatus(), { scheduled: 2_000, delivering: 0, delivered: 0, dead: 0, expired: 0 });
   });
 
   it('an owner never takes back its own delivering messages, even when its lease ran out; another owner does', async () => {

@@ -148,7 +148,7 @@ describe('PostgreSQL stores', { skip: url ? false : 'PSCHED_TEST_POSTGRES_URL is
       const { rows } = await client.query<{ status: string; count: string }>(`SELECT status, count(*) AS count FROM ${schema}.messages GROUP BY status`);
       return Object.fromEntries(rows.map((row) => [row.status, Number(row.count)]));
     });
-    const withZeros = (counts: Record<string, number>) => ({ scheduled: 0, delivering: 0, delivered: 0, dead: 0, ...counts });
+    const withZeros = (counts: Record<string, number>) => ({ scheduled: 0, delivering: 0, delivered: 0, dead: 0, expired: 0, ...counts });
 
     it('start from the messages already there when a dispatcher upgrades an existing schema', async () => {
       await using stores = new Stores(testSchemaName());

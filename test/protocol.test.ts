@@ -216,7 +216,7 @@ describe('message JSON', () => {
       const json = toMessageJson({
         id: 'id', target: 'default', username: 'u', message: 'm', scheduledAt: instant, dueAt: instant + 1, status: 'scheduled', attempts: 0,
         version: 1, idempotencyKey: null, createdAt: base, updatedAt: instant, deliveredAt: instant, lastError: null,
-        leaseOwner: null, leaseExpiresAt: null,
+        leaseOwner: null, leaseExpiresAt: null, deliverBy: null,
       });
       assert.equal(json.scheduledAt, new Date(instant).toISOString(), String(instant));
       assert.equal(json.dueAt, new Date(instant + 1).toISOString(), String(instant));
@@ -231,7 +231,7 @@ describe('reading another service\'s answers (protocol/wire)', () => {
   const stored = toMessageJson({
     id: 'id-1', target: 'default', username: 'u', message: 'm', scheduledAt: base, dueAt: base, status: 'scheduled', attempts: 0,
     version: 1, idempotencyKey: null, createdAt: base, updatedAt: base, deliveredAt: null, lastError: null,
-    leaseOwner: null, leaseExpiresAt: null,
+    leaseOwner: null, leaseExpiresAt: null, deliverBy: null,
   });
 
   it('reads what the dispatcher writes, through JSON', () => {

@@ -23,7 +23,7 @@ function storedMessage(attempts: number): StoredMessage {
   return {
     id: '0190f3a0-0000-7000-8000-0000000000aa', target: 'default', username: 'Ann', message: 'Stand-up in five ✨ <b>', scheduledAt: at, dueAt: at,
     status: 'delivering', attempts, version: 1, idempotencyKey: null, createdAt: at, updatedAt: at, deliveredAt: null,
-    lastError: null, leaseOwner: 'owner', leaseExpiresAt: at + 10_000,
+    lastError: null, leaseOwner: 'owner', leaseExpiresAt: at + 10_000, deliverBy: null,
   };
 }
 

@@ -31,7 +31,7 @@ class Recording implements Deliverer {
 
 const target = (name: string, overrides: Partial<NewTarget> = {}): NewTarget => ({
   name, url: `http://127.0.0.1:9/${name}`, protocol: 'json', signatureScheme: 'psched', signingSecret: null, tokenHash: null,
-  ratePerSecond: null, burst: null, maxInFlight: null, ...overrides,
+  ratePerSecond: null, burst: null, maxInFlight: null, deliverWithinMs: null, ...overrides,
 });
 
 const message = (id: string, targetName: string) => ({ id, target: targetName }) as StoredMessage;

@@ -138,6 +138,7 @@ export async function createDispatcher(config: Readonly<DispatcherConfig>, deps:
       retentionMs: config.retentionMs,
       target: config.mainUrl,
       limitsOf: (target) => deliverer.limitsOf(target),
+      deliverWithinOf: (target) => deliverer.deliverWithinOf(target),
     });
     limitsChanged = (name) => engine.limitsChanged(name);
     const halted = new Promise<Error>((resolve) => {

@@ -88,6 +88,13 @@ export interface EngineOptions {
   target?: string;
   /** Each target's flow control: rate, burst, deliveries in flight (./flow-control.ts). Default: none. */
   limitsOf?: (target: string) => TargetLimits;
+  /**
+   * A target's default deliver-by window: its messages that carry no
+   * deliver-by of their own are not started later than this many ms after
+   * their scheduled time. Asked at every start, so a change applies to what
+   * is buffered and held back too. Default: none.
+   */
+  deliverWithinOf?: (target: string) => number | undefined;
 }
 
 const NO_LIMITS: TargetLimits = {};
@@ -99,6 +106,8 @@ export interface SweepReport {
 
 export interface EngineEvents {
   outcome: [message: StoredMessage, result: AttemptResult];
+  /** Set expired unsent (past its deliver-by), after the store recorded it. */
+  expired: [message: StoredMessage];
   refilled: [claimed: number];
   idle: [];
 }
@@ -216,6 +225,7 @@ export class SchedulingEngine {
   readonly #maxBuffered: number;
   readonly #leaseMs: number;
   readonly #maxAttempts: number;
+  readonly #deliverWithinOf: (target: string) => number | undefined;
   readonly #retryBaseMs: number;
   readonly #retryMaxMs: number;
   readonly #concurrency: number;
@@ -329,6 +339,7 @@ export class SchedulingEngine {
     this.#stopGraceMs = options.stopGraceMs ?? ENGINE_DEFAULTS.stopGraceMs;
     this.#random = options.random ?? Math.random;
     this.#target = options.target;
+    this.#deliverWithinOf = options.deliverWithinOf ?? (() => undefined);
     this.#readyMax = Math.max(START_CHUNK, this.#concurrency);
     this.#leaseMarginMs = Math.floor(this.#leaseMs / 10);
     this.#saturatedBacklog = Math.max(1, Math.floor(this.#maxBuffered / 10));
@@ -336,6 +347,7 @@ export class SchedulingEngine {
     this.#flow = new FlowControl<BufferEntry>({
       clock: this.#clock,
       limitsOf: (target) => shareOfLimits(limitsOf(target), this.#dispatchers),
+      unsendable: (entry, now) => now > this.#deadlineOf(entry),
       release: (entries) => {
         for (const entry of entries) this.#buffer.put(entry);
         this.#kickStarter();
@@ -411,6 +423,7 @@ export class SchedulingEngine {
       message: request.message,
       scheduledAt: request.scheduledAt,
       idempotencyKey: request.idempotencyKey,
+      deliverBy: request.deliverBy ?? null,
     }));
     // Claim only when all of them fit; otherwise a refill brings them in as room frees up.
     const claim = this.#state === 'running' && this.#freeCapacity() >= messages.length ? this.#claimRequest(now) : undefined;
@@ -735,9 +748,19 @@ export class SchedulingEngine {
       // entries of a target without room are parked by the flow control, which hands them back when it has;
       // a legacy sweep does not wait for them (the cron's request would hang for a whole pause or backlog)
       const entries: BufferEntry[] = [];
+      const expired: BufferEntry[] = [];
       for (const entry of due) {
-        if (this.#flow.admit(entry, now)) entries.push(entry);
+        // past its deliver-by: set expired without taking its target's rate or room
+        if (now > this.#deadlineOf(entry)) {
+          this.#flow.finished(entry.id);
+          expired.push(entry);
+        } else if (this.#flow.admit(entry, now)) entries.push(entry);
         else if (this.#sweeps.size > 0) this.#settleSweepsWithout(entry.id);
+      }
+      if (expired.length > 0) {
+        const call = this.#expire(expired, now);
+        this.#startCalls.add(call);
+        void call.finally(() => this.#startCalls.delete(call));
       }
       if (entries.length === 0) continue;
       // outcomes waiting for company go along: on SQLite both land in the same transaction
@@ -747,6 +770,49 @@ export class SchedulingEngine {
       void call.finally(() => this.#startCalls.delete(call));
     }
     this.#arm();
+  }
+
+  /** The latest instant the entry may start: its own deliver-by, else its target's default window after its scheduled time. */
+  #deadlineOf(entry: BufferEntry): number {
+    if (entry.deliverBy !== null) return entry.deliverBy;
+    const within = this.#deliverWithinOf(entry.target);
+    return within === undefined ? Infinity : entry.scheduledAt + within;
+  }
+
+  /**
+   * Sets entries past their deliver-by expired, never sent (a compare-and-set
+   * like startDelivery's: one changed or taken over meanwhile is left alone).
+   * Counted as starting while the store call is under way.
+   */
+  async #expire(entries: BufferEntry[], now: number): Promise<void> {
+    this.#starting.add(entries);
+    this.#startingCount += entries.length;
+    let expired: StoredMessage[] | undefined;
+    try {
+      expired = await this.#store.expire(this.ownerId, entries.map((entry) => ({
+        id: entry.id,
+        version: entry.version,
+        error: `not sent: past its deliver-by, ${new Date(this.#deadlineOf(entry)).toISOString()}`,
+      })), now);
+    } catch (err) {
+      this.#logger.error({ err, count: entries.length }, 'setting messages past their deliver-by expired failed; trying again shortly');
+      for (const entry of entries) this.#buffer.put(entry);
+      this.#retryLater(() => this.#kickStarter());
+    } finally {
+      this.#starting.delete(entries);
+      this.#startingCount -= entries.length;
+    }
+    if (expired) {
+      for (const entry of entries) this.#settleSweepsWithout(entry.id);
+      const at = this.#clock.now();
+      for (const message of expired) {
+        this.#metrics.recordOutcome('expired', at, message.target);
+        this.events.emit('expired', message);
+      }
+      if (expired.length > 0) this.#logger.warn({ count: expired.length, ids: expired.slice(0, 10).map((m) => m.id) }, 'messages past their deliver-by were not sent: expired (replay them from the page or the API)');
+    }
+    this.#kickStarter();
+    this.#checkQuiet();
   }
 
   /** Moves one chunk to `delivering` and queues what moved for delivery. */
@@ -852,7 +918,8 @@ export class SchedulingEngine {
       const delay = result.retryAfterMs !== undefined
         ? Math.min(result.retryAfterMs, this.#retryMaxMs)
         : retryDelayMs(message.attempts, this.#retryBaseMs, this.#retryMaxMs, this.#random);
-      const at = now + Math.max(0, delay);
+      // a retry due past the deliver-by comes up just after it instead, and expires then, unsent
+      const at = Math.min(now + Math.max(0, delay), this.#deadlineOf(entryOf(message)) + 1);
       // due beyond the horizon: handed back, so it holds no buffer slot meanwhile (a refill claims it in due order)
       record = { id: message.id, outcome: 'retry', at, error: result.error, release: at > now + this.#horizonMs };
     } else {
@@ -914,7 +981,7 @@ export class SchedulingEngine {
   #outcomesWritten(batch: PendingOutcome[]): void {
     for (const { message, result, record } of batch) {
       if (record.outcome === 'retry' && !record.release && this.#state === 'running') {
-        this.#buffer.put({ id: message.id, version: message.version, dueAt: record.at, target: message.target });
+        this.#buffer.put({ ...entryOf(message), dueAt: record.at });
         if (result.kind === 'retry' && result.retryAfterMs === undefined) this.#backingOff.set(message.id, message.target);
       }
       this.#settleSweeps(message, result);
@@ -1100,5 +1167,5 @@ export class SchedulingEngine {
 }
 
 function entryOf(message: StoredMessage): BufferEntry {
-  return { id: message.id, version: message.version, dueAt: message.dueAt, target: message.target };
+  return { id: message.id, version: message.version, dueAt: message.dueAt, target: message.target, scheduledAt: message.scheduledAt, deliverBy: message.deliverBy };
 }

@@ -62,8 +62,13 @@ export interface TargetFlowStats {
 export interface FlowControlOptions<E extends FlowEntry> {
   clock: Clock;
   limitsOf: (target: string) => TargetLimits;
-  /** Parked entries the target now has room for: already admitted, for the starter to start. */
+  /**
+   * Parked entries the target now has room for: already admitted, for the
+   * starter to start (and those `unsendable`, which leave without).
+   */
   release: (entries: E[]) => void;
+  /** An entry that will not be sent (past its deliver-by): it leaves the backlog without a token or a place. Default: none. */
+  unsendable?: (entry: E, now: number) => boolean;
 }
 
 interface TargetState<E> {
@@ -83,6 +88,7 @@ export class FlowControl<E extends FlowEntry> {
   readonly #clock: Clock;
   readonly #limitsOf: (target: string) => TargetLimits;
   readonly #release: (entries: E[]) => void;
+  readonly #unsendable: (entry: E, now: number) => boolean;
   readonly #targets = new Map<string, TargetState<E>>();
   /** Which target holds an id, admitted or parked: forget(id) needs no target. */
   readonly #targetOfId = new Map<string, string>();
@@ -94,6 +100,7 @@ export class FlowControl<E extends FlowEntry> {
     this.#clock = options.clock;
     this.#limitsOf = options.limitsOf;
     this.#release = options.release;
+    this.#unsendable = options.unsendable ?? (() => false);
   }
 
   get parkedCount(): number {
@@ -248,8 +255,11 @@ export class FlowControl<E extends FlowEntry> {
   #releaseFrom(target: string, state: TargetState<E>, now: number): void {
     const limits = this.#limitsOf(target);
     let count = 0;
-    while (count < state.parked.length && this.#take(state, limits, now)) {
-      state.admitted.add(state.parked[count]!.id);
+    while (count < state.parked.length) {
+      const entry = state.parked[count]!;
+      if (this.#unsendable(entry, now)) this.#targetOfId.delete(entry.id);
+      else if (this.#take(state, limits, now)) state.admitted.add(entry.id);
+      else break;
       count++;
     }
     if (count > 0) {

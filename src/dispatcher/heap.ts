@@ -19,6 +19,9 @@ export interface BufferEntry {
   readonly dueAt: number;
   /** Its message's delivery target: flow control parks entries per target. */
   readonly target: string;
+  /** Its message's scheduled time and own deliver-by (null: its target's default, if any): nothing starts past the deliver-by. */
+  readonly scheduledAt: number;
+  readonly deliverBy: number | null;
 }
 
 function before(a: BufferEntry, b: BufferEntry): boolean {

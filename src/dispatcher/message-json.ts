@@ -42,6 +42,7 @@ export function toMessageJson(m: StoredMessage): MessageJson {
     deliveredAt: m.deliveredAt === null ? null : iso(m.deliveredAt),
     lastError: m.lastError,
     idempotencyKey: m.idempotencyKey,
+    deliverBy: m.deliverBy === null ? null : iso(m.deliverBy),
   };
 }
 

@@ -10,7 +10,8 @@ import { MESSAGE_STATUSES, type MessageStatus } from './store.ts';
  * the caller, so this module never touches either.
  */
 
-export type OutcomeKind = 'delivered' | 'retry' | 'dead';
+/** What became of a message the engine took up: an attempt's outcome, or expired unsent (past its deliver-by). */
+export type OutcomeKind = 'delivered' | 'retry' | 'dead' | 'expired';
 
 /** A target's flow-control numbers at a scrape: the engine's FlowControl stats, named. */
 export type TargetGauges = { target: string } & Pick<TargetFlowStats, 'backlog' | 'inFlight' | 'throttledMs'>;
@@ -29,6 +30,8 @@ export interface MinuteStats {
   delivered: number;
   retry: number;
   dead: number;
+  /** Not sent: past their deliver-by. */
+  expired: number;
   /** First attempts started in this minute, and their lateness (ms). */
   latenessCount: number;
   latenessSumMs: number;
@@ -52,7 +55,7 @@ class MinuteSeries {
     const index = Math.floor(start / MINUTE_MS) % MINUTES_KEPT;
     let slot = this.#slots[index];
     if (!slot || slot.start !== start) {
-      slot = { start, delivered: 0, retry: 0, dead: 0, latenessCount: 0, latenessSumMs: 0, latenessMaxMs: 0 };
+      slot = { start, delivered: 0, retry: 0, dead: 0, expired: 0, latenessCount: 0, latenessSumMs: 0, latenessMaxMs: 0 };
       this.#slots[index] = slot;
     }
     return slot;
@@ -76,7 +79,7 @@ class MinuteSeries {
     for (let i = MINUTES_KEPT - 1; i >= 0; i--) {
       const start = current - i * MINUTE_MS;
       const slot = this.#slots[Math.floor(start / MINUTE_MS) % MINUTES_KEPT];
-      minutes.push(slot && slot.start === start ? { ...slot } : { start, delivered: 0, retry: 0, dead: 0, latenessCount: 0, latenessSumMs: 0, latenessMaxMs: 0 });
+      minutes.push(slot && slot.start === start ? { ...slot } : { start, delivered: 0, retry: 0, dead: 0, expired: 0, latenessCount: 0, latenessSumMs: 0, latenessMaxMs: 0 });
     }
     return minutes;
   }
@@ -107,14 +110,14 @@ export class DispatcherMetrics {
   /** What #targetThrottled showed at the last render, per target: the counter grows by the difference. */
   #throttledShown = new Map<string, number>();
   /** Plain totals for snapshot(): prom-client reads its own asynchronously. */
-  #outcomes: Record<OutcomeKind, number> = { delivered: 0, retry: 0, dead: 0 };
+  #outcomes: Record<OutcomeKind, number> = { delivered: 0, retry: 0, dead: 0, expired: 0 };
   #latenessSumMs = 0;
   #latenessCount = 0;
   readonly #minutes = new MinuteSeries();
 
   constructor() {
     // every outcome shows from the start, at 0, so a rate() over it never begins with a gap
-    for (const kind of ['delivered', 'retry', 'dead'] as const) this.#deliveries.inc({ outcome: kind }, 0);
+    for (const kind of ['delivered', 'retry', 'dead', 'expired'] as const) this.#deliveries.inc({ outcome: kind }, 0);
   }
 
   /** An attempt's outcome, `at` (epoch ms, the engine's clock) when it came back. */

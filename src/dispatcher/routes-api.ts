@@ -3,7 +3,7 @@ import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
 import { isAuthorized, requireJsonBody, requireToken } from '../http.ts';
 import { authenticate, requireVisible, scopeOf, splitTarget, targetForCreate, targetForList } from './principal.ts';
 import { registerTargetRoutes } from './routes-targets.ts';
-import { BATCH_BODY_LIMIT, LIMITS, validateMessagePatch, validateScheduleRequest, type ValidScheduleRequest } from '../protocol/messages.ts';
+import { BATCH_BODY_LIMIT, LIMITS, checkDeliverBy, validateMessagePatch, validateScheduleRequest, type ValidScheduleRequest } from '../protocol/messages.ts';
 import { decodeCursor, encodeCursor, parseLimit } from '../protocol/paging.ts';
 import { parseMessageFilter } from './filters.ts';
 import { toAttemptJson, toMessageJson } from './message-json.ts';
@@ -149,6 +149,12 @@ function registerMessageRoutes(v1: FastifyInstance, ctx: DispatcherContext): voi
     const { id } = request.params as { id: string };
     const patch = validateMessagePatch(request.body, { timeZone: config.timeZone });
     await checkOwn(request, id);
+    if (patch.scheduledAt !== undefined || patch.deliverBy != null) {
+      // one of the two against the other as stored: a deliver-by before the scheduled time would expire it unsent
+      const current = await store.get(id);
+      const deliverBy = patch.deliverBy === undefined ? current?.deliverBy ?? null : patch.deliverBy;
+      if (current && deliverBy !== null) checkDeliverBy(deliverBy, patch.scheduledAt ?? current.scheduledAt);
+    }
     return toMessageJson(settle(await engine.update(id, patch), id, 'changed'));
   });
 
@@ -164,7 +170,7 @@ function registerMessageRoutes(v1: FastifyInstance, ctx: DispatcherContext): voi
     await checkOwn(request, id);
     const outcome = await engine.retry(id);
     if (outcome.kind === 'conflict') {
-      throw new ConflictError(`Only dead messages can be retried; this one is ${outcome.status}`, outcome.status);
+      throw new ConflictError(`Only dead or expired messages can be retried; this one is ${outcome.status}`, outcome.status);
     }
     return toMessageJson(settle(outcome, id, 'retried'));
   });

@@ -13,6 +13,10 @@
  * - message: one scheduled post. `scheduledAt` is when the user wants it out;
  *   `dueAt` is when the next delivery attempt is due (equal to scheduledAt
  *   until a retry pushes it back).
+ * - deliver-by: the latest time a message is still worth delivering, its
+ *   own or its target's default (scheduledAt + deliverWithinMs). The engine
+ *   starts nothing past it: such a message is set `expired` unsent
+ *   (`expire`), visible, counted and replayable (`retry`) like a dead letter.
  * - owner: one running dispatcher process (a random id per start).
  * - claim / lease: an owner that holds a message in its in-memory buffer marks
  *   it with its id and a lease expiry. Another owner may take the message only
@@ -81,6 +85,8 @@ export interface StoredMessage {
   /** The owner holding the message in its buffer, or null. */
   leaseOwner: string | null;
   leaseExpiresAt: number | null;
+  /** Epoch ms: not sent after this (its own deliver-by; null: only its target's default applies). */
+  deliverBy: number | null;
 }
 
 export interface NewMessage {
@@ -91,6 +97,8 @@ export interface NewMessage {
   message: string;
   scheduledAt: number;
   idempotencyKey: string | null;
+  /** Absent or null: none of its own. */
+  deliverBy?: number | null;
 }
 
 /** Set on insert/update/retry when the caller wants to hold the message in its own buffer at once. */
@@ -110,6 +118,8 @@ export interface InsertOutcome {
 export interface MessagePatch {
   scheduledAt?: number;
   message?: string;
+  /** null: the message no longer has one of its own. */
+  deliverBy?: number | null;
 }
 
 export type ChangeOutcome =
@@ -234,6 +244,8 @@ export interface StoredTarget {
   ratePerSecond: number | null;
   burst: number | null;
   maxInFlight: number | null;
+  /** Default deliver-by of its messages without one: scheduledAt + this (ms); null: none. */
+  deliverWithinMs: number | null;
   createdAt: number;
   updatedAt: number;
 }
@@ -295,10 +307,14 @@ export interface DispatcherStore {
   /** Changes a scheduled message (version+1, lease dropped or moved to `claim`); conflict once delivering/delivered/dead. */
   update(id: string, patch: MessagePatch, now: number, claim?: ClaimRequest): Promise<ChangeOutcome>;
 
-  /** Deletes a scheduled or dead message and its attempt history; conflict once delivering or delivered. */
+  /** Deletes a scheduled, dead or expired message and its attempt history; conflict once delivering or delivered. */
   remove(id: string): Promise<ChangeOutcome>;
 
-  /** Moves a dead message back to scheduled, due `now`, attempts reset; conflict for any other status. */
+  /**
+   * Moves a dead or expired message back to scheduled, due `now`, attempts
+   * reset and its own deliver-by dropped (replaying it asks for a delivery
+   * now, however late); conflict for any other status.
+   */
   retry(id: string, now: number, claim?: ClaimRequest): Promise<ChangeOutcome>;
 
   /**
@@ -324,6 +340,15 @@ export interface DispatcherStore {
    * others were changed, deleted or taken over and must not be delivered.
    */
   startDelivery(owner: string, entries: { id: string; version: number }[], now: number): Promise<StoredMessage[]>;
+
+  /**
+   * Compare-and-set, scheduled -> expired (lease dropped, `error` as its last
+   * error), for each (id, version) still leased to `owner`: messages past
+   * their deliver-by, never sent. Returns the messages that moved, as they
+   * are now. Committed without waiting for the disk, like startDelivery:
+   * lost in a crash, the message is claimed and expired again.
+   */
+  expire(owner: string, entries: { id: string; version: number; error: string }[], now: number): Promise<StoredMessage[]>;
 
   /**
    * Records delivery outcomes of messages the owner is delivering:

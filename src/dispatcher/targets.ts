@@ -106,6 +106,15 @@ export class TargetRegistry implements Deliverer {
     return this.#known.get(name)?.limits ?? NO_LIMITS;
   }
 
+  /**
+   * A target's default deliver-by window (ms after the scheduled time), as the
+   * engine asks for it at every start; undefined: none (unknown names none).
+   */
+  deliverWithinOf(name: string): number | undefined {
+    if (name === DEFAULT_TARGET) return this.#config.mainDeliverWithinMs;
+    return this.#known.get(name)?.target.deliverWithinMs ?? undefined;
+  }
+
   /** Reads the targets and starts re-reading them every refreshMs. */
   async start(): Promise<void> {
     await this.refresh();
@@ -165,6 +174,7 @@ export class TargetRegistry implements Deliverer {
       ratePerSecond: config.mainRatePerSecond ?? null,
       burst: config.mainBurst ?? null,
       maxInFlight: config.mainMaxInFlight ?? null,
+      deliverWithinMs: config.mainDeliverWithinMs ?? null,
       builtIn: true,
       createdAt: null,
       updatedAt: null,
@@ -254,6 +264,7 @@ export function toTargetJson(target: StoredTarget): TargetJson {
     ratePerSecond: target.ratePerSecond,
     burst: target.burst,
     maxInFlight: target.maxInFlight,
+    deliverWithinMs: target.deliverWithinMs,
     builtIn: false,
     createdAt: new Date(target.createdAt).toISOString(),
     updatedAt: new Date(target.updatedAt).toISOString(),

@@ -263,7 +263,7 @@ function deliveredCard(view: ConsoleView, page: ListPage): SafeHtml {
 
 function overviewCard(view: ConsoleView): SafeHtml {
   const { counts } = view;
-  const tile = (status: MessageStatus, label: string) => html`<a class="stat ${status}" href="${consoleHref({ ...NO_FILTERS(view.filters.timeZone), show: status })}"><span class="stat-n">${counts[status].toLocaleString('en-US')}</span><span class="stat-label">${label}</span></a>`;
+  const tile = (status: Exclude<MessageStatus, 'expired'>, label: string) => html`<a class="stat ${status}" href="${consoleHref({ ...NO_FILTERS(view.filters.timeZone), show: status })}"><span class="stat-n">${counts[status].toLocaleString('en-US')}</span><span class="stat-label">${label}</span></a>`;
   return html`<section class="card" id="overview" aria-labelledby="overview-title" data-live>
   <h2 id="overview-title">Overview <span class="badge" id="live" hidden></span></h2>
   <div class="stats">${tile('scheduled', 'scheduled')}${tile('delivering', 'being delivered')}${tile('dead', 'dead letters')}${tile('delivered', 'delivered (kept)')}</div>

@@ -35,6 +35,8 @@ export interface ScheduleRequestBody {
   idempotencyKey?: string;
   /** IANA zone for a scheduledAt without offset; defaults to the server's --timezone. */
   timeZone?: string;
+  /** RFC 3339: not sent after this (set expired instead); defaults to the target's deliver-by window, if any. */
+  deliverBy?: string;
 }
 
 export interface ValidScheduleRequest {
@@ -42,6 +44,8 @@ export interface ValidScheduleRequest {
   message: string;
   scheduledAt: number;
   idempotencyKey: string | null;
+  /** Epoch ms, or null: none of its own. Optional so callers that build requests themselves (the legacy form) need not say. */
+  deliverBy?: number | null;
 }
 
 export interface DeliveryPayload {
@@ -53,8 +57,8 @@ export interface DeliveryPayload {
   attempt: number;
 }
 
-const SCHEDULE_FIELDS = new Set(['username', 'message', 'scheduledAt', 'delaySeconds', 'idempotencyKey', 'timeZone']);
-const PATCH_FIELDS = new Set(['scheduledAt', 'message', 'timeZone']);
+const SCHEDULE_FIELDS = new Set(['username', 'message', 'scheduledAt', 'delaySeconds', 'idempotencyKey', 'timeZone', 'deliverBy']);
+const PATCH_FIELDS = new Set(['scheduledAt', 'message', 'timeZone', 'deliverBy']);
 
 /** Length in characters as people count them (code points), so an emoji is one. */
 export function textLength(text: string): number {
@@ -148,12 +152,37 @@ export function validateScheduleRequest(
   for (const key of Object.keys(body)) {
     if (!SCHEDULE_FIELDS.has(key)) throw new ValidationError(`${prefix}${key} is not a known field`, prefix + key);
   }
-  return { username, message, scheduledAt, idempotencyKey };
+  const deliverBy = body.deliverBy === undefined ? null : readDeliverBy(body.deliverBy, timeZone, prefix);
+  if (deliverBy !== null) {
+    checkDeliverBy(deliverBy, scheduledAt, prefix);
+    if (deliverBy < options.now) {
+      throw new ValidationError(`${prefix}deliverBy (${new Date(deliverBy).toISOString()}) is already past: the message would expire unsent`, prefix + 'deliverBy');
+    }
+  }
+  return { username, message, scheduledAt, idempotencyKey, deliverBy };
+}
+
+/** A deliver-by as given: an RFC 3339 time (read in `timeZone` without an offset), or null for none. */
+function readDeliverBy(value: unknown, timeZone: string, prefix: string): number | null {
+  if (value === null) return null;
+  if (typeof value !== 'string') throw new ValidationError(`${prefix}deliverBy must be an RFC 3339 time, or null for none`, prefix + 'deliverBy');
+  return parseUserTime(value, timeZone, prefix + 'deliverBy');
+}
+
+/** A deliver-by before the scheduled time would expire every message unsent: refused, naming both. */
+export function checkDeliverBy(deliverBy: number, scheduledAt: number, prefix = ''): void {
+  if (deliverBy < scheduledAt) {
+    throw new ValidationError(
+      `${prefix}deliverBy (${new Date(deliverBy).toISOString()}) is before scheduledAt (${new Date(scheduledAt).toISOString()}): the message would never be sent`,
+      prefix + 'deliverBy');
+  }
 }
 
 export interface ValidMessagePatch {
   scheduledAt?: number;
   message?: string;
+  /** null: drop the message's own deliver-by. */
+  deliverBy?: number | null;
 }
 
 /**
@@ -167,7 +196,7 @@ export function validateMessagePatch(input: unknown, options: { timeZone: string
   }
   const body = input as Record<string, unknown>;
   for (const key of Object.keys(body)) {
-    if (!PATCH_FIELDS.has(key)) throw new ValidationError(`${key} is not a field you can change (scheduledAt, message)`, key);
+    if (!PATCH_FIELDS.has(key)) throw new ValidationError(`${key} is not a field you can change (scheduledAt, message, deliverBy)`, key);
   }
   let timeZone = options.timeZone;
   if (body.timeZone !== undefined) {
@@ -182,8 +211,10 @@ export function validateMessagePatch(input: unknown, options: { timeZone: string
     if (typeof body.scheduledAt !== 'string') throw new ValidationError('scheduledAt must be a string', 'scheduledAt');
     patch.scheduledAt = parseUserTime(body.scheduledAt, timeZone, 'scheduledAt');
   }
-  if (patch.message === undefined && patch.scheduledAt === undefined) {
-    throw new ValidationError('give scheduledAt and/or message to change', 'scheduledAt');
+  if (body.deliverBy !== undefined) patch.deliverBy = readDeliverBy(body.deliverBy, timeZone, '');
+  if (patch.message === undefined && patch.scheduledAt === undefined && patch.deliverBy === undefined) {
+    throw new ValidationError('give scheduledAt, message and/or deliverBy to change', 'scheduledAt');
   }
+  if (patch.deliverBy != null && patch.scheduledAt !== undefined) checkDeliverBy(patch.deliverBy, patch.scheduledAt);
   return patch;
 }

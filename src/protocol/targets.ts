@@ -26,6 +26,8 @@ export const TARGET_LIMITS = {
   rateMax: 1_000_000,
   burstMax: 1_000_000,
   maxInFlightMax: 100_000,
+  /** A default deliver-by window of at most a year, in ms. */
+  deliverWithinMaxMs: 366 * 24 * 3600_000,
 } as const;
 
 export interface TargetJson {
@@ -40,6 +42,8 @@ export interface TargetJson {
   ratePerSecond: number | null;
   burst: number | null;
   maxInFlight: number | null;
+  /** Default deliver-by of its messages that carry none: scheduledAt + this many ms; null: none. */
+  deliverWithinMs: number | null;
   /** True for `default`: the dispatcher's own flags (--main-url …), not editable through the API. */
   builtIn: boolean;
   /** Null for the built-in target. */
@@ -58,12 +62,13 @@ export interface ValidTargetCreate {
   ratePerSecond: number | null;
   burst: number | null;
   maxInFlight: number | null;
+  deliverWithinMs: number | null;
 }
 
 /** A change (PATCH): only the fields given; null clears the secret, the token or a limit. */
 export type ValidTargetPatch = Partial<Omit<ValidTargetCreate, 'name'>>;
 
-const CREATE_FIELDS = new Set(['name', 'url', 'protocol', 'signatureScheme', 'signingSecret', 'token', 'ratePerSecond', 'burst', 'maxInFlight']);
+const CREATE_FIELDS = new Set(['name', 'url', 'protocol', 'signatureScheme', 'signingSecret', 'token', 'ratePerSecond', 'burst', 'maxInFlight', 'deliverWithinMs']);
 const PATCH_FIELDS = new Set([...CREATE_FIELDS].filter((field) => field !== 'name'));
 
 /** The token as stored: its SHA-256, hex. A token is random enough that no salt or slow hash is needed; a lookup by it must be fast. */
@@ -86,6 +91,7 @@ export function validateTargetCreate(input: unknown): ValidTargetCreate {
     ratePerSecond: checkRate(body.ratePerSecond) ?? null,
     burst: checkCount(body.burst, 'burst', TARGET_LIMITS.burstMax) ?? null,
     maxInFlight: checkCount(body.maxInFlight, 'maxInFlight', TARGET_LIMITS.maxInFlightMax) ?? null,
+    deliverWithinMs: checkCount(body.deliverWithinMs, 'deliverWithinMs', TARGET_LIMITS.deliverWithinMaxMs) ?? null,
   };
   checkSigning(valid.signatureScheme, valid.signingSecret);
   return valid;
@@ -110,6 +116,9 @@ export function validateTargetPatch(input: unknown, current: { signatureScheme: 
   if (body.ratePerSecond !== undefined) patch.ratePerSecond = checkRate(body.ratePerSecond) ?? null;
   if (body.burst !== undefined) patch.burst = checkCount(body.burst, 'burst', TARGET_LIMITS.burstMax) ?? null;
   if (body.maxInFlight !== undefined) patch.maxInFlight = checkCount(body.maxInFlight, 'maxInFlight', TARGET_LIMITS.maxInFlightMax) ?? null;
+  if (body.deliverWithinMs !== undefined) {
+    patch.deliverWithinMs = checkCount(body.deliverWithinMs, 'deliverWithinMs', TARGET_LIMITS.deliverWithinMaxMs) ?? null;
+  }
   if (Object.keys(patch).length === 0) throw new ValidationError(`give at least one field to change (${[...PATCH_FIELDS].join(', ')})`);
   checkSigning(patch.signatureScheme ?? current.signatureScheme, patch.signingSecret === undefined ? current.signingSecret : patch.signingSecret);
   return patch;

@@ -4,7 +4,7 @@
  * RFC 3339 UTC with milliseconds, internals (version, lease) left out.
  */
 
-export const MESSAGE_STATUSES = ['scheduled', 'delivering', 'delivered', 'dead'] as const;
+export const MESSAGE_STATUSES = ['scheduled', 'delivering', 'delivered', 'dead', 'expired'] as const;
 export type MessageStatus = (typeof MESSAGE_STATUSES)[number];
 
 export interface MessageJson {
@@ -22,6 +22,8 @@ export interface MessageJson {
   deliveredAt: string | null;
   lastError: string | null;
   idempotencyKey: string | null;
+  /** Its own deliver-by: not sent after it, set expired instead (issue 12); absent from older dispatchers. */
+  deliverBy?: string | null;
 }
 
 /** A page of a list: `nextCursor` is null on the last page. */

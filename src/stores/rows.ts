@@ -24,6 +24,7 @@ export interface MessageRow {
   last_error: string | null;
   lease_owner: string | null;
   lease_expires_at: number | null;
+  deliver_by: number | null;
 }
 
 export interface AttemptRow {
@@ -92,6 +93,7 @@ export function toMessage(row: MessageRow): StoredMessage {
     lastError: row.last_error,
     leaseOwner: row.lease_owner,
     leaseExpiresAt: row.lease_expires_at,
+    deliverBy: row.deliver_by === null ? null : Number(row.deliver_by),
   };
 }
 
@@ -136,6 +138,7 @@ export function newStoredMessage(message: NewMessage, now: number, claim: ClaimR
     lastError: null,
     leaseOwner: claimed ? claim.owner : null,
     leaseExpiresAt: claimed ? claim.leaseExpiresAt : null,
+    deliverBy: message.deliverBy ?? null,
   };
 }
 
@@ -229,12 +232,13 @@ export interface TargetRow {
   rate_per_second: number | null;
   burst: number | null;
   max_in_flight: number | null;
+  deliver_within_ms: number | null;
   created_at: number;
   updated_at: number;
 }
 
 export const TARGET_COLUMNS = `name, url, protocol, signature_scheme, signing_secret, token_hash, rate_per_second, burst, max_in_flight,
-  created_at, updated_at`;
+  created_at, updated_at, deliver_within_ms`;
 
 export function toTarget(row: TargetRow): StoredTarget {
   return {
@@ -247,6 +251,7 @@ export function toTarget(row: TargetRow): StoredTarget {
     ratePerSecond: row.rate_per_second === null ? null : Number(row.rate_per_second),
     burst: row.burst,
     maxInFlight: row.max_in_flight,
+    deliverWithinMs: row.deliver_within_ms === null ? null : Number(row.deliver_within_ms),
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -265,5 +270,5 @@ export function changedTarget(target: StoredTarget, changes: Partial<StoredTarge
 
 /** A target's columns in TARGET_COLUMNS order. */
 export function targetValues(t: StoredTarget): unknown[] {
-  return [t.name, t.url, t.protocol, t.signatureScheme, t.signingSecret, t.tokenHash, t.ratePerSecond, t.burst, t.maxInFlight, t.createdAt, t.updatedAt];
+  return [t.name, t.url, t.protocol, t.signatureScheme, t.signingSecret, t.tokenHash, t.ratePerSecond, t.burst, t.maxInFlight, t.createdAt, t.updatedAt, t.deliverWithinMs];
 }

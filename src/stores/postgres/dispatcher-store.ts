@@ -182,6 +182,7 @@ class PostgresDispatcherStore implements DispatcherStore {
       this.#wake.channel,
       this.#selfId,
       messages.map((m) => m.target),
+      messages.map((m) => m.deliverBy),
     ]);
     const leases = new Map(result.rows.map((row) => [row.id, row.lease_expires_at]));
     for (const message of messages) {
@@ -226,6 +227,7 @@ class PostgresDispatcherStore implements DispatcherStore {
       id, now, patch.scheduledAt ?? null, patch.message ?? null,
       claim?.owner ?? null, claim?.dueBefore ?? null, claim?.leaseExpiresAt ?? null,
       claim === undefined, this.#wake.channel, this.#selfId,
+      patch.deliverBy !== undefined, patch.deliverBy ?? null,
     ]);
   }
 
@@ -279,6 +281,17 @@ class PostgresDispatcherStore implements DispatcherStore {
       // an id asked for twice starts once
       .filter((row) => !startedIds.has(row.id) && startedIds.add(row.id))
       .map(toMessage);
+  }
+
+  async expire(owner: string, entries: { id: string; version: number; error: string }[], now: number): Promise<StoredMessage[]> {
+    if (entries.length === 0) return [];
+    // in id order: the lock order
+    const sorted = [...entries].sort((a, b) => compareIds(a.id, b.id));
+    const { rows } = await this.#run<MessageRow>(this.#enginePool, 'expireMessages', [
+      owner, sorted.map((e) => e.id), sorted.map((e) => e.version), now, sorted.map((e) => e.error),
+    ]);
+    const order = new Map(entries.map((entry, position) => [entry.id, position]));
+    return rows.sort((a, b) => order.get(a.id)! - order.get(b.id)!).map(toMessage);
   }
 
   async finishDeliveries(owner: string, results: DeliveryResult[]): Promise<void> {
@@ -466,6 +479,7 @@ class PostgresDispatcherStore implements DispatcherStore {
       const t = changedTarget(toTarget(rows[0]), changes, now);
       await client.query({ name: 'writeTarget', text: sql.writeTarget, values: [
         t.name, t.url, t.protocol, t.signatureScheme, t.signingSecret, t.tokenHash, t.ratePerSecond, t.burst, t.maxInFlight, t.updatedAt,
+        t.deliverWithinMs,
       ] });
       return t;
     });

@@ -256,6 +256,25 @@ export const dispatcherMigrations: readonly Migration[] = [
         WHERE status = 'scheduled' AND lease_owner IS NULL;
     `,
   },
+  {
+    version: 8,
+    name: 'deliver-by',
+    // an older psched would deliver a message past its deliver-by, and shows an expired one with a status it does not know
+    breaking: false,
+    sql: `
+      -- Deliver-by (issue 12): a message may carry the latest time it is
+      -- still worth delivering, a target a default window after the
+      -- scheduled time; past it the message is not sent but set 'expired'.
+      -- The counts' trigger counts the new status like any other.
+      ALTER TABLE messages ADD COLUMN deliver_by bigint;
+      ALTER TABLE targets ADD COLUMN deliver_within_ms bigint;
+      ALTER TABLE messages DROP CONSTRAINT messages_status_check;
+      -- NOT VALID, then VALIDATE: the check of the existing rows takes no lock that stops writers
+      ALTER TABLE messages ADD CONSTRAINT messages_status_check
+        CHECK (status IN ('scheduled', 'delivering', 'delivered', 'dead', 'expired')) NOT VALID;
+      ALTER TABLE messages VALIDATE CONSTRAINT messages_status_check;
+    `,
+  },
 ];
 
 export const mainMigrations: readonly Migration[] = [

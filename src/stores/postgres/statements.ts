@@ -28,7 +28,7 @@ import { SCHEDULE_COLUMNS, TARGET_COLUMNS } from '../rows.ts';
  * LEASE_OF(owner column) or a join; messages.lease_expires_at is unused.
  */
 const MESSAGE_COLUMNS = `id, username, message, scheduled_at, due_at, status, attempts, version,
-  idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner, target`;
+  idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner, target, deliver_by`;
 
 /** Qualified copy of MESSAGE_COLUMNS for statements that join. */
 const M_COLUMNS = MESSAGE_COLUMNS.split(',').map((column) => `m.${column.trim()}`).join(', ');
@@ -74,7 +74,7 @@ export const dispatcherStatements = {
   /**
    * Params: $1 ids, $2 usernames, $3 messages, $4 scheduledAts, $5 idempotencyKeys,
    * $6 nows, $7 leaseOwners, $8 leaseExpiresAts (arrays, one element per message),
-   * $9 wake, $10 channel, $11 payload, $12 targets (array).
+   * $9 wake, $10 channel, $11 payload, $12 targets, $13 deliverBys (arrays).
    * Skips messages whose idempotency key exists (the caller fetches those) and
    * returns the ids it inserted, with the lease their owner had before (null
    * when this statement gave it one). Later duplicates of a key within the
@@ -89,11 +89,11 @@ export const dispatcherStatements = {
       ON CONFLICT (owner) DO NOTHING
     ), inserted AS (
       INSERT INTO messages (id, username, message, scheduled_at, due_at, status, attempts, version,
-        idempotency_key, created_at, updated_at, lease_owner, target)
+        idempotency_key, created_at, updated_at, lease_owner, target, deliver_by)
       SELECT id, username, message, scheduled_at, scheduled_at, 'scheduled', 0, 1,
-        idempotency_key, now, now, lease_owner, target
-      FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $12::text[])
-        AS t(id, username, message, scheduled_at, idempotency_key, now, lease_owner, target)
+        idempotency_key, now, now, lease_owner, target, deliver_by
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $12::text[], $13::bigint[])
+        AS t(id, username, message, scheduled_at, idempotency_key, now, lease_owner, target, deliver_by)
       ORDER BY target, idempotency_key
       ON CONFLICT (target, idempotency_key) DO NOTHING
       RETURNING id, lease_owner
@@ -178,7 +178,8 @@ export const dispatcherStatements = {
 
   /**
    * Params: $1 id, $2 now, $3 scheduledAt (or null), $4 message (or null),
-   * $5 owner, $6 dueBefore, $7 leaseExpiresAt (the claim, or nulls), $8 wake, $9 channel, $10 payload.
+   * $5 owner, $6 dueBefore, $7 leaseExpiresAt (the claim, or nulls), $8 wake, $9 channel, $10 payload,
+   * $11 whether deliverBy changes, $12 the new deliverBy (or null).
    * A new scheduledAt also moves dueAt; the lease goes to $5 only when due by $6.
    */
   updateMessage: `
@@ -187,6 +188,7 @@ export const dispatcherStatements = {
         scheduled_at = coalesce($3::bigint, scheduled_at),
         due_at = coalesce($3::bigint, due_at),
         message = coalesce($4::text, message),
+        deliver_by = CASE WHEN $11::boolean THEN $12::bigint ELSE deliver_by END,
         version = version + 1,
         updated_at = $2,
         lease_owner = CASE WHEN coalesce($3::bigint, due_at) <= $6::bigint THEN $5::text END
@@ -201,7 +203,7 @@ export const dispatcherStatements = {
   /** Params: $1 id. */
   removeMessage: `
     WITH removed AS (
-      DELETE FROM messages WHERE id = $1 AND status IN ('scheduled', 'dead')
+      DELETE FROM messages WHERE id = $1 AND status IN ('scheduled', 'dead', 'expired')
       RETURNING ${MESSAGE_COLUMNS}
     ), history AS (
       DELETE FROM delivery_attempts a USING removed WHERE a.message_id = removed.id
@@ -218,8 +220,9 @@ export const dispatcherStatements = {
         version = version + 1,
         updated_at = $2,
         last_error = NULL,
+        deliver_by = NULL,
         lease_owner = CASE WHEN $2 <= $4::bigint THEN $3::text END
-      WHERE id = $1 AND status = 'dead'
+      WHERE id = $1 AND status IN ('dead', 'expired')
       RETURNING ${MESSAGE_COLUMNS}
     ), lease AS (${ENSURE_LEASE('(SELECT lease_owner FROM changed)', '$5')})
     SELECT changed.*,
@@ -333,6 +336,21 @@ export const dispatcherStatements = {
     UPDATE messages m SET status = 'delivering', attempts = m.attempts + 1, updated_at = $5
     FROM locked WHERE m.id = locked.id
     RETURNING ${M_COLUMNS}, ${LEASE_OF('$1')}, locked.position`,
+
+  /**
+   * Params: $1 owner, $2 ids (in id order: the lock order), $3 versions, $4 now, $5 errors (arrays but $4).
+   * Compare-and-set per (id, version), as startDelivery: messages past their
+   * deliver-by, set expired unsent; returns the rows that moved.
+   */
+  expireMessages: `
+    WITH locked AS (
+      SELECT m.id, e.error
+      FROM unnest($2::text[], $3::integer[], $5::text[]) AS e(id, version, error)
+      CROSS JOIN LATERAL (${BY_ID('e.id', `version = e.version AND lease_owner = $1 AND status = 'scheduled'`)}) AS m
+    )
+    UPDATE messages m SET status = 'expired', updated_at = $4, last_error = locked.error, lease_owner = NULL
+    FROM locked WHERE m.id = locked.id
+    RETURNING ${M_COLUMNS}, NULL::bigint AS lease_expires_at`,
 
   /**
    * Params: $1 owner, $2 ids (in id order), $3 ats, then the attempts
@@ -494,17 +512,17 @@ export const dispatcherStatements = {
   /** Params: $1..$11 the columns in TARGET_COLUMNS order. Returns nothing when the name exists. */
   insertTarget: `
     INSERT INTO targets (${TARGET_COLUMNS})
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
     ON CONFLICT (name) DO NOTHING
     RETURNING name`,
 
   /**
    * Params: $1 name, $2 url, $3 protocol, $4 signatureScheme, $5 signingSecret, $6 tokenHash,
-   * $7 ratePerSecond, $8 burst, $9 maxInFlight, $10 updatedAt.
+   * $7 ratePerSecond, $8 burst, $9 maxInFlight, $10 updatedAt, $11 deliverWithinMs.
    */
   writeTarget: `
     UPDATE targets SET url = $2, protocol = $3, signature_scheme = $4, signing_secret = $5, token_hash = $6,
-      rate_per_second = $7, burst = $8, max_in_flight = $9, updated_at = $10
+      rate_per_second = $7, burst = $8, max_in_flight = $9, updated_at = $10, deliver_within_ms = $11
     WHERE name = $1`,
 
   /**

@@ -137,6 +137,7 @@ class SqliteDispatcherStore implements DispatcherStore {
         now,
         leaseOwner: stored.leaseOwner,
         target: stored.target,
+        deliverBy: stored.deliverBy,
       })));
       this.#addToCount('scheduled', created.length);
       if (claim && created.some((stored) => stored.leaseOwner !== null)) {
@@ -212,6 +213,8 @@ class SqliteDispatcherStore implements DispatcherStore {
       now,
       scheduledAt: patch.scheduledAt ?? null,
       message: patch.message ?? null,
+      setDeliverBy: patch.deliverBy === undefined ? 0 : 1,
+      deliverBy: patch.deliverBy ?? null,
       ...claimParams(claim),
     }));
   }
@@ -229,8 +232,9 @@ class SqliteDispatcherStore implements DispatcherStore {
 
   retry(id: string, now: number, claim?: ClaimRequest): Promise<ChangeOutcome> {
     return this.#commits.write('durable', () => {
+      const before = this.#connection.statement(sql.getStatus).get<{ status: MessageStatus }>({ id });
       const outcome = this.#change(id, sql.retryMessage, { id, now, ...claimParams(claim) });
-      if (outcome.kind === 'ok') this.#move('dead', 'scheduled', 1);
+      if (outcome.kind === 'ok') this.#move(before!.status, 'scheduled', 1);
       return outcome;
     });
   }
@@ -315,6 +319,27 @@ class SqliteDispatcherStore implements DispatcherStore {
       this.#move('scheduled', 'delivering', startable.length);
       // in the order asked for: the engine delivers in that (due) order
       return startable.map((row) => ({ ...toMessage(row), status: 'delivering' as const, attempts: row.attempts + 1, updatedAt: now }));
+    });
+  }
+
+  expire(owner: string, entries: { id: string; version: number; error: string }[], now: number): Promise<StoredMessage[]> {
+    if (entries.length === 0) return Promise.resolve([]);
+    return this.#commits.write('relaxed', () => {
+      const rows = this.#connection.multiRow(sql.getMessages).all<MessageRow>(entries.map((entry) => ({ id: entry.id })));
+      const byId = new Map(rows.map((row) => [row.id, row]));
+      const expired: { row: MessageRow; error: string }[] = [];
+      for (const entry of entries) {
+        const row = byId.get(entry.id);
+        if (row && row.status === 'scheduled' && row.lease_owner === owner && row.version === entry.version) {
+          expired.push({ row, error: entry.error });
+          byId.delete(entry.id);
+        }
+      }
+      this.#connection.multiRow(sql.markExpired).run(expired.map(({ row, error }) => ({ id: row.id, error })), { now });
+      this.#move('scheduled', 'expired', expired.length);
+      return expired.map(({ row, error }) => ({
+        ...toMessage(row), status: 'expired' as const, updatedAt: now, lastError: error, leaseOwner: null, leaseExpiresAt: null,
+      }));
     });
   }
 
@@ -629,6 +654,7 @@ function targetParams(t: StoredTarget): Params {
     ratePerSecond: t.ratePerSecond,
     burst: t.burst,
     maxInFlight: t.maxInFlight,
+    deliverWithinMs: t.deliverWithinMs,
     createdAt: t.createdAt,
     updatedAt: t.updatedAt,
   };

@@ -212,6 +212,54 @@ export const dispatcherMigrations: readonly Migration[] = [
       CREATE INDEX messages_status_due ON messages (status, due_at, id, lease_owner, target);
     `,
   },
+  {
+    version: 8,
+    name: 'deliver-by',
+    // an older psched would deliver a message past its deliver-by; it runs against the rebuilt table as before
+    breaking: false,
+    sql: `
+      -- Deliver-by (issue 12): a message may carry the latest time it is
+      -- still worth delivering, a target a default window after the
+      -- scheduled time; past it the message is not sent but set 'expired'.
+      -- SQLite cannot change a CHECK constraint: the table is rebuilt (its
+      -- rows copied once, in this migration's transaction) with the new
+      -- status allowed and the new column, and its indexes made again under
+      -- the same names. The unused lease_expires_at (migration 3) goes.
+      CREATE TABLE messages_rebuilt (
+        id TEXT NOT NULL PRIMARY KEY,
+        target TEXT NOT NULL DEFAULT 'default',
+        username TEXT NOT NULL,
+        message TEXT NOT NULL,
+        scheduled_at INTEGER NOT NULL,
+        due_at INTEGER NOT NULL,
+        deliver_by INTEGER,
+        status TEXT NOT NULL CHECK (status IN ('scheduled', 'delivering', 'delivered', 'dead', 'expired')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        version INTEGER NOT NULL DEFAULT 1,
+        idempotency_key TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        delivered_at INTEGER,
+        last_error TEXT,
+        lease_owner TEXT
+      ) WITHOUT ROWID;
+      INSERT INTO messages_rebuilt (id, target, username, message, scheduled_at, due_at, status, attempts, version,
+          idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner)
+        SELECT id, target, username, message, scheduled_at, due_at, status, attempts, version,
+          idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner
+        FROM messages;
+      DROP TABLE messages;
+      ALTER TABLE messages_rebuilt RENAME TO messages;
+      CREATE INDEX messages_status_due ON messages (status, due_at, id, lease_owner, target);
+      CREATE INDEX messages_owner_due ON messages (lease_owner, due_at, id) WHERE lease_owner IS NOT NULL;
+      CREATE UNIQUE INDEX messages_idempotency_key ON messages (target, idempotency_key) WHERE idempotency_key IS NOT NULL;
+      CREATE INDEX messages_delivered_at ON messages (delivered_at) WHERE status = 'delivered';
+      CREATE INDEX messages_target_status_due ON messages (target, status, due_at, id);
+      INSERT INTO message_counts (status, count) VALUES ('expired', 0);
+
+      ALTER TABLE targets ADD COLUMN deliver_within_ms INTEGER;
+    `,
+  },
 ];
 
 export const mainMigrations: readonly Migration[] = [

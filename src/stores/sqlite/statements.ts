@@ -19,21 +19,21 @@ import type { MultiRowSql } from './prepared.ts';
  * (`FROM ${WITH_LEASE}`): leases are kept per owner (migration 3).
  */
 const MESSAGE_COLUMNS = `m.id, m.username, m.message, m.scheduled_at, m.due_at, m.status, m.attempts, m.version,
-  m.idempotency_key, m.created_at, m.updated_at, m.delivered_at, m.last_error, m.lease_owner, o.lease_expires_at, m.target`;
+  m.idempotency_key, m.created_at, m.updated_at, m.delivered_at, m.last_error, m.lease_owner, o.lease_expires_at, m.target, m.deliver_by`;
 const WITH_LEASE = 'messages m LEFT JOIN owners o ON o.owner = m.lease_owner';
 
 /** The same columns from RETURNING, which cannot join: the store adds the owner's lease (getLease). */
 const RETURNED_COLUMNS = `id, username, message, scheduled_at, due_at, status, attempts, version,
-  idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner, NULL AS lease_expires_at, target`;
+  idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner, NULL AS lease_expires_at, target, deliver_by`;
 
 export const dispatcherStatements = {
   insertMessages: {
     sql: `
       INSERT INTO messages (id, username, message, scheduled_at, due_at, status, attempts, version,
-        idempotency_key, created_at, updated_at, lease_owner, target)
+        idempotency_key, created_at, updated_at, lease_owner, target, deliver_by)
       VALUES {rows}`,
     row: `(:id, :username, :message, :scheduledAt, :scheduledAt, 'scheduled', 0, 1,
-      :idempotencyKey, :now, :now, :leaseOwner, :target)`,
+      :idempotencyKey, :now, :now, :leaseOwner, :target, :deliverBy)`,
   } satisfies MultiRowSql,
 
   getMessage: `SELECT ${MESSAGE_COLUMNS} FROM ${WITH_LEASE} WHERE m.id = :id`,
@@ -121,6 +121,7 @@ export const dispatcherStatements = {
       scheduled_at = coalesce(:scheduledAt, scheduled_at),
       due_at = coalesce(:scheduledAt, due_at),
       message = coalesce(:message, message),
+      deliver_by = CASE WHEN :setDeliverBy THEN :deliverBy ELSE deliver_by END,
       version = version + 1,
       updated_at = :now,
       lease_owner = CASE WHEN coalesce(:scheduledAt, due_at) <= :dueBefore THEN :owner END
@@ -128,7 +129,7 @@ export const dispatcherStatements = {
     RETURNING ${RETURNED_COLUMNS}`,
 
   removeMessage: `
-    DELETE FROM messages WHERE id = :id AND status IN ('scheduled', 'dead')
+    DELETE FROM messages WHERE id = :id AND status IN ('scheduled', 'dead', 'expired')
     RETURNING ${RETURNED_COLUMNS}`,
 
   retryMessage: `
@@ -139,8 +140,9 @@ export const dispatcherStatements = {
       version = version + 1,
       updated_at = :now,
       last_error = NULL,
+      deliver_by = NULL,
       lease_owner = CASE WHEN :now <= :dueBefore THEN :owner END
-    WHERE id = :id AND status = 'dead'
+    WHERE id = :id AND status IN ('dead', 'expired')
     RETURNING ${RETURNED_COLUMNS}`,
 
   /** An owner's lease expiry, or nothing when it holds no lease. */
@@ -223,6 +225,15 @@ export const dispatcherStatements = {
   startDelivery: {
     sql: `UPDATE messages SET status = 'delivering', attempts = attempts + 1, updated_at = :now WHERE id IN ({rows})`,
     row: ':id',
+  } satisfies MultiRowSql,
+
+  /** Messages past their deliver-by, never sent: the compare-and-set is checked on the rows read by getMessages first. */
+  markExpired: {
+    sql: `
+      WITH outcome (id, error) AS (VALUES {rows})
+      UPDATE messages SET status = 'expired', updated_at = :now, last_error = outcome.error, lease_owner = NULL
+      FROM outcome WHERE messages.id = outcome.id`,
+    row: '(:id, :error)',
   } satisfies MultiRowSql,
 
   markDelivered: {
@@ -340,12 +351,13 @@ export const dispatcherStatements = {
 
   insertTarget: `
     INSERT INTO targets (${TARGET_COLUMNS})
-    VALUES (:name, :url, :protocol, :signatureScheme, :signingSecret, :tokenHash, :ratePerSecond, :burst, :maxInFlight, :createdAt, :updatedAt)
+    VALUES (:name, :url, :protocol, :signatureScheme, :signingSecret, :tokenHash, :ratePerSecond, :burst, :maxInFlight, :createdAt, :updatedAt, :deliverWithinMs)
     ON CONFLICT (name) DO NOTHING`,
 
   writeTarget: `
     UPDATE targets SET url = :url, protocol = :protocol, signature_scheme = :signatureScheme, signing_secret = :signingSecret,
-      token_hash = :tokenHash, rate_per_second = :ratePerSecond, burst = :burst, max_in_flight = :maxInFlight, updated_at = :updatedAt
+      token_hash = :tokenHash, rate_per_second = :ratePerSecond, burst = :burst, max_in_flight = :maxInFlight, updated_at = :updatedAt,
+      deliver_within_ms = :deliverWithinMs
     WHERE name = :name`,
 
   /** removeTarget: what it still has to deliver (index messages_target_status_due: two ranges). */
