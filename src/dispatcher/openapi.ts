@@ -12,7 +12,7 @@ const TARGET_NAME_SCHEMA = { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$
 /** A delivery target as the API shows it: secrets as set/not set, never their values. */
 const TARGET_SCHEMA = {
   type: 'object',
-  required: ['name', 'url', 'protocol', 'signatureScheme', 'signingSecretSet', 'tokenSet', 'ratePerSecond', 'burst', 'maxInFlight', 'builtIn', 'createdAt', 'updatedAt'],
+  required: ['name', 'url', 'protocol', 'signatureScheme', 'signingSecretSet', 'tokenSet', 'ratePerSecond', 'burst', 'maxInFlight', 'deliverWithinMs', 'builtIn', 'createdAt', 'updatedAt'],
   properties: {
     name: TARGET_NAME_SCHEMA,
     url: { type: 'string', description: 'base URL: deliveries go to {url}/v1/posts (json) or {url}/postMessage.php (legacy)' },
@@ -23,6 +23,7 @@ const TARGET_SCHEMA = {
     ratePerSecond: { type: ['number', 'null'], description: 'stored for the per-target flow control' },
     burst: { type: ['integer', 'null'] },
     maxInFlight: { type: ['integer', 'null'] },
+    deliverWithinMs: { type: ['integer', 'null'], description: 'default deliver-by of its messages that carry none: not sent later than this many ms after their scheduled time, set expired instead' },
     builtIn: { type: 'boolean', description: 'true for "default": the dispatcher\'s --main-url and its flags, not editable here' },
     createdAt: { type: ['string', 'null'], format: 'date-time' },
     updatedAt: { type: ['string', 'null'], format: 'date-time' },
@@ -38,6 +39,7 @@ const TARGET_FIELDS = {
   ratePerSecond: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: TARGET_LIMITS.rateMax },
   burst: { type: ['integer', 'null'], minimum: 1, maximum: TARGET_LIMITS.burstMax },
   maxInFlight: { type: ['integer', 'null'], minimum: 1, maximum: TARGET_LIMITS.maxInFlightMax },
+  deliverWithinMs: { type: ['integer', 'null'], minimum: 1, maximum: TARGET_LIMITS.deliverWithinMaxMs, description: 'default deliver-by window in ms after scheduledAt (messages with their own deliverBy keep theirs); null: none' },
 } as const;
 
 const TARGET_PARAM = { name: 'target', in: 'query', schema: TARGET_NAME_SCHEMA, description: 'only this target\'s (the operator; a target\'s token always sees only its own, and naming another is a 403)' } as const;
@@ -180,8 +182,8 @@ export function openApiDocument(): Record<string, unknown> {
       '/v1/messages/{id}/retry': {
         parameters: [idParam],
         post: {
-          summary: 'Deliver a dead message again (now, attempts reset)',
-          responses: { '200': { description: 'scheduled again', content: json(ref('Message')) }, '401': COMMON_ERRORS['401'], '404': errorResponse('unknown id'), '409': errorResponse('the message is not dead; error.status is its status') },
+          summary: 'Deliver a dead or expired message again (now, attempts reset, its own deliverBy dropped)',
+          responses: { '200': { description: 'scheduled again', content: json(ref('Message')) }, '401': COMMON_ERRORS['401'], '404': errorResponse('unknown id'), '409': errorResponse('the message is neither dead nor expired; error.status is its status') },
         },
       },
       '/v1/schedules': {

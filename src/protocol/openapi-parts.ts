@@ -29,6 +29,7 @@ export const MESSAGE_SCHEMA = {
     deliveredAt: nullableInstant('when the main server accepted it'),
     lastError: { type: ['string', 'null'], description: 'why the last attempt failed' },
     idempotencyKey: { type: ['string', 'null'] },
+    deliverBy: nullableInstant('its own deliver-by: not sent after it but set expired (its target\'s deliverWithinMs applies when null)'),
   },
 } as const;
 
@@ -72,6 +73,7 @@ export const SCHEDULE_REQUEST_SCHEMA = {
     delaySeconds: { type: 'number', minimum: 0, maximum: LIMITS.maxDelaySeconds },
     timeZone: { type: 'string', description: 'IANA zone for a scheduledAt without offset; default: the dispatcher\'s --timezone' },
     idempotencyKey: { type: 'string', minLength: 1, maxLength: LIMITS.idempotencyKeyMax, description: 'the same key again returns the first message (200) instead of scheduling a second' },
+    deliverBy: { type: ['string', 'null'], description: 'RFC 3339 (read like scheduledAt): the latest time it is still worth delivering; not sent after it but set expired, replayable like a dead letter. Not before scheduledAt, not past. Default: its target\'s deliverWithinMs after scheduledAt, if set' },
   },
 } as const;
 
@@ -83,6 +85,7 @@ export const PATCH_SCHEMA = {
     scheduledAt: SCHEDULE_REQUEST_SCHEMA.properties.scheduledAt,
     message: SCHEDULE_REQUEST_SCHEMA.properties.message,
     timeZone: SCHEDULE_REQUEST_SCHEMA.properties.timeZone,
+    deliverBy: { ...SCHEDULE_REQUEST_SCHEMA.properties.deliverBy, description: 'a new deliver-by (not before scheduledAt); null drops the message\'s own' },
   },
 } as const;
 
