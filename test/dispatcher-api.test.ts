@@ -23,7 +23,7 @@ describe('POST /v1/messages', () => {
     const response = await t.request('POST', '/v1/messages', { body: { username: 'ada', message: 'hello', scheduledAt: '2099-01-01T10:00:00+02:00' } });
     assert.equal(response.statusCode, 201);
     const body = response.json() as Json;
-    assert.deepEqual(Object.keys(body).sort(), ['attempts', 'createdAt', 'deliveredAt', 'dueAt', 'id', 'idempotencyKey', 'lastError', 'message', 'scheduledAt', 'status', 'target', 'updatedAt', 'username']);
+    assert.deepEqual(Object.keys(body).sort(), ['attempts', 'createdAt', 'deliverBy', 'deliveredAt', 'dueAt', 'id', 'idempotencyKey', 'lastError', 'message', 'scheduledAt', 'status', 'target', 'updatedAt', 'username']);
     assert.equal(body.username, 'ada');
     assert.equal(body.message, 'hello');
     assert.equal(body.scheduledAt, '2099-01-01T08:00:00.000Z');
@@ -619,6 +619,74 @@ describe('service endpoints', () => {
     const response = await t.request('GET', '/v1/nothing');
     assert.equal(response.statusCode, 404);
     assert.equal((response.json() as Json).error.code, 'not_found');
+  });
+});
+
+describe('deliver-by', () => {
+  it('takes a deliverBy with the message, changes or drops it with PATCH, and refuses one before scheduledAt or already past, storing nothing', async () => {
+    await using t = await startTestDispatcher();
+    const created = await t.request('POST', '/v1/messages', { body: { username: 'a', message: 'm', scheduledAt: '2099-01-01T09:00:00Z', deliverBy: '2099-01-01T10:00:00+01:00' } });
+    assert.equal(created.statusCode, 201);
+    const body = created.json() as Json;
+    assert.equal(body.deliverBy, '2099-01-01T09:00:00.000Z', 'exactly at its scheduled time is allowed');
+    const refusals: [Json, RegExp][] = [
+      [{ scheduledAt: '2099-01-01T09:00:00Z', deliverBy: '2099-01-01T08:59:59.999Z' }, /deliverBy \(2099-01-01T08:59:59\.999Z\) is before scheduledAt \(2099-01-01T09:00:00\.000Z\): the message would never be sent/],
+      [{ scheduledAt: '2020-01-01T00:00:00Z', deliverBy: '2020-06-01T00:00:00Z' }, /deliverBy \(2020-06-01T00:00:00\.000Z\) is already past: the message would expire unsent/],
+      [{ scheduledAt: FAR, deliverBy: 12 }, /deliverBy must be an RFC 3339 time, or null/],
+      [{ scheduledAt: FAR, deliverBy: 'tomorrow' }, /deliverBy/],
+    ];
+    for (const [fields, problem] of refusals) {
+      const refused = await t.request('POST', '/v1/messages', { body: { username: 'a', message: 'm', ...fields } });
+      assert.equal(refused.statusCode, 400, JSON.stringify(fields));
+      assert.equal((refused.json() as Json).error.field, 'deliverBy');
+      assert.match((refused.json() as Json).error.message, problem);
+    }
+    const batch = await t.request('POST', '/v1/messages/batch', { body: [
+      { username: 'a', message: 'ok', scheduledAt: FAR },
+      { username: 'a', message: 'bad', scheduledAt: FAR, deliverBy: '2098-01-01T00:00:00Z' },
+    ] });
+    assert.equal(batch.statusCode, 400);
+    assert.equal((batch.json() as Json).error.field, 'items[1].deliverBy');
+    const listed = (await t.request('GET', '/v1/messages')).json() as Json;
+    assert.deepEqual(listed.items.map((m: Json) => m.id), [body.id], 'nothing of the refused ones was stored');
+
+    const moved = await t.request('PATCH', `/v1/messages/${body.id}`, { body: { deliverBy: '2099-01-02T00:00:00Z' } });
+    assert.equal(moved.statusCode, 200);
+    assert.equal((moved.json() as Json).deliverBy, '2099-01-02T00:00:00.000Z');
+    // a new scheduledAt after the stored deliver-by would expire it unsent
+    const tooLate = await t.request('PATCH', `/v1/messages/${body.id}`, { body: { scheduledAt: '2099-01-03T00:00:00Z' } });
+    assert.equal(tooLate.statusCode, 400);
+    assert.match((tooLate.json() as Json).error.message, /deliverBy \(2099-01-02T00:00:00\.000Z\) is before scheduledAt \(2099-01-03T00:00:00\.000Z\)/);
+    assert.equal(((await t.request('GET', `/v1/messages/${body.id}`)).json() as Json).scheduledAt, '2099-01-01T09:00:00.000Z', 'unchanged');
+    const dropped = await t.request('PATCH', `/v1/messages/${body.id}`, { body: { deliverBy: null, scheduledAt: '2099-01-03T00:00:00Z' } });
+    assert.equal(dropped.statusCode, 200);
+    assert.equal((dropped.json() as Json).deliverBy, null);
+  });
+
+  it('a message its main server could not take before its deliver-by is expired, listed, counted, and replayed on request', async () => {
+    await using receiver = await startReceiver();
+    receiver.script({ status: 500 });
+    await using t = await startTestDispatcher({ mainUrl: receiver.url });
+    await t.dispatcher.listen();
+    const expired = once(t.dispatcher.engine.events, 'expired') as Promise<[StoredMessage]>;
+    const deliverBy = new Date(Date.now() + 400).toISOString();
+    const created = (await t.request('POST', '/v1/messages', { body: { username: 'eve', message: 'flash sale', delaySeconds: 0, deliverBy } })).json() as Json;
+    await receiver.nextRequest(); // the one attempt: 500, a retry due in about a second, after the deliver-by
+    const [message] = await expired;
+    assert.equal(message.id, created.id);
+    const stored = (await t.request('GET', `/v1/messages/${created.id}`)).json() as Json;
+    assert.equal(stored.status, 'expired');
+    assert.equal(stored.attempts, 1);
+    assert.equal(stored.lastError, `not sent: past its deliver-by, ${deliverBy}`);
+    assert.deepEqual(((await t.request('GET', '/v1/messages?status=expired')).json() as Json).items.map((m: Json) => m.id), [created.id]);
+    assert.match((await t.request('GET', '/metrics')).body, /^psched_messages\{status="expired"\} 1$/m);
+
+    const delivered = once(t.dispatcher.engine.events, 'outcome') as Promise<[StoredMessage, AttemptResult]>;
+    const replayed = await t.request('POST', `/v1/messages/${created.id}/retry`);
+    assert.equal(replayed.statusCode, 200);
+    assert.equal((replayed.json() as Json).deliverBy, null);
+    assert.equal((await delivered)[1].kind, 'delivered');
+    assert.equal(((await t.request('GET', `/v1/messages/${created.id}`)).json() as Json).status, 'delivered');
   });
 });
 

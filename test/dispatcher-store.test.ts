@@ -654,6 +654,102 @@ for (const factory of dispatcherStoreFactories()) {
       });
     });
 
+    describe('deliver-by and expire', () => {
+      it('stores a message\'s own deliverBy, and changes or drops it with update', async () => {
+        await using handle = await factory.create();
+        const plain = await insertOne(handle.store);
+        assert.equal(plain.deliverBy, null);
+        const own = await insertOne(handle.store, { deliverBy: T + 2 * MINUTE });
+        assert.equal(own.deliverBy, T + 2 * MINUTE);
+        assert.equal((await handle.store.get(own.id))?.deliverBy, T + 2 * MINUTE);
+        const text = await handle.store.update(own.id, { message: 'edited' }, T + 1);
+        assert.ok(text.kind === 'ok');
+        assert.equal(text.message.deliverBy, T + 2 * MINUTE, 'a change that does not name it keeps it');
+        const moved = await handle.store.update(own.id, { deliverBy: T + 3 * MINUTE }, T + 2);
+        assert.ok(moved.kind === 'ok');
+        assert.equal(moved.message.deliverBy, T + 3 * MINUTE);
+        const dropped = await handle.store.update(own.id, { deliverBy: null }, T + 3);
+        assert.ok(dropped.kind === 'ok');
+        assert.equal(dropped.message.deliverBy, null);
+        assert.equal((await handle.store.get(own.id))?.deliverBy, null);
+      });
+
+      it('expires leased messages of the right version, unsent: status expired, lease dropped, attempts untouched, counted', async () => {
+        await using handle = await factory.create();
+        const a = await insertOne(handle.store, { deliverBy: T + MINUTE }, CLAIM_ALL);
+        const b = await insertOne(handle.store, {}, CLAIM_ALL);
+        const expired = await handle.store.expire(OWNER, [
+          { id: b.id, version: 1, error: 'past b' },
+          { id: a.id, version: 1, error: 'past a' },
+        ], T + 9);
+        assert.deepEqual(ids(expired), [b.id, a.id], 'in the order asked for');
+        for (const [message, error] of [[expired[0]!, 'past b'], [expired[1]!, 'past a']] as const) {
+          assert.equal(message.status, 'expired');
+          assert.equal(message.attempts, 0);
+          assert.equal(message.leaseOwner, null);
+          assert.equal(message.updatedAt, T + 9);
+          assert.equal(message.lastError, error);
+          assert.deepEqual(await handle.store.get(message.id), message);
+        }
+        assert.equal((await handle.store.countByStatus()).expired, 2);
+        assert.equal((await handle.store.countByStatus()).scheduled, 0);
+        assert.deepEqual(ids(await handle.store.list({ status: 'expired', limit: 10 })), ids([a, b].sort((x, y) => (x.id < y.id ? -1 : 1))));
+        assert.deepEqual(await handle.store.claimDue(OWNER, Number.MAX_SAFE_INTEGER, T + 10, T + MINUTE, 10), [], 'an expired message is never claimed');
+      });
+
+      it('does not expire a changed, removed, foreign, unclaimed or started message', async () => {
+        await using handle = await factory.create();
+        const changed = await insertOne(handle.store, {}, CLAIM_ALL);
+        await handle.store.update(changed.id, { message: 'edited' }, T + 1, CLAIM_ALL);
+        const removed = await insertOne(handle.store, {}, CLAIM_ALL);
+        await handle.store.remove(removed.id);
+        const foreign = await insertOne(handle.store, {}, { ...CLAIM_ALL, owner: OTHER });
+        const unclaimed = await insertOne(handle.store);
+        const started = await insertDelivering(handle.store);
+        const outcome = await handle.store.expire(OWNER, [changed, removed, foreign, unclaimed, started].map((m) => ({ id: m.id, version: 1, error: 'late' })), T + 5);
+        assert.deepEqual(outcome, []);
+        for (const message of [changed, foreign, unclaimed]) assert.equal((await handle.store.get(message.id))?.status, 'scheduled');
+        assert.equal((await handle.store.get(started.id))?.status, 'delivering');
+        assert.equal((await handle.store.countByStatus()).expired, 0);
+        assert.deepEqual(await handle.store.expire(OWNER, [], T), []);
+      });
+
+      it('replays an expired message with retry (due now, its own deliverBy dropped) and discards one with remove', async () => {
+        await using handle = await factory.create();
+        const first = await insertOne(handle.store, { deliverBy: T + MINUTE }, CLAIM_ALL);
+        const second = await insertOne(handle.store, {}, CLAIM_ALL);
+        await handle.store.expire(OWNER, [first, second].map((m) => ({ id: m.id, version: 1, error: 'late' })), T + 5);
+        const replayed = await handle.store.retry(first.id, T + 2 * MINUTE, CLAIM_ALL);
+        assert.ok(replayed.kind === 'ok');
+        assert.equal(replayed.message.status, 'scheduled');
+        assert.equal(replayed.message.dueAt, T + 2 * MINUTE);
+        assert.equal(replayed.message.deliverBy, null, 'replaying asks for a delivery now, however late');
+        assert.equal(replayed.message.lastError, null);
+        assert.equal(replayed.message.leaseOwner, OWNER);
+        assert.equal(replayed.message.version, 2);
+        const discarded = await handle.store.remove(second.id);
+        assert.equal(discarded.kind, 'ok');
+        assert.equal(await handle.store.get(second.id), undefined);
+        const counts = await handle.store.countByStatus();
+        assert.equal(counts.expired, 0);
+        assert.equal(counts.scheduled, 1);
+      });
+
+      it('keeps a target\'s deliverWithinMs, and clears it', async () => {
+        await using handle = await factory.create();
+        const base: NewTarget = {
+          name: 'news', url: 'http://127.0.0.1:9000', protocol: 'json', signatureScheme: 'psched', signingSecret: null,
+          tokenHash: null, ratePerSecond: null, burst: null, maxInFlight: null, deliverWithinMs: 3_600_000,
+        };
+        await handle.store.insertTarget(base, T);
+        assert.equal((await handle.store.getTarget('news'))?.deliverWithinMs, 3_600_000);
+        assert.equal((await handle.store.updateTarget('news', { deliverWithinMs: 60_000 }, T + 1))?.deliverWithinMs, 60_000);
+        assert.equal((await handle.store.listTargets())[0]?.deliverWithinMs, 60_000);
+        await handle.store.updateTarget('news', { deliverWithinMs: null }, T + 2);
+        assert.equal((await handle.store.getTarget('news'))?.deliverWithinMs, null);
+      });
+    });
+
     describe('claimDue', () => {
       it('counts the owners whose lease holds: the dispatchers sharing the store', async () => {
         await using handle = await factory.create();

@@ -34,17 +34,17 @@ async function withTargets(t: TestDispatcher, token = OPERATOR): Promise<void> {
 
 describe('/v1/targets', () => {
   it('creates, shows, lists (the built-in default first), changes and removes a target; secrets only as set/not set', async () => {
-    await using t = await startTestDispatcher({ apiToken: OPERATOR, mainUrl: 'http://127.0.0.1:9/main', signingSecret: 'the-default-secret' });
+    await using t = await startTestDispatcher({ apiToken: OPERATOR, mainUrl: 'http://127.0.0.1:9/main', signingSecret: 'the-default-secret', mainDeliverWithin: '30m' });
     const created = await t.request('POST', '/v1/targets', {
       token: OPERATOR,
-      body: { name: 'shop', url: 'http://127.0.0.1:9/shop/', signingSecret: SHOP_SECRET, token: SHOP_TOKEN, ratePerSecond: 2.5, burst: 10, maxInFlight: 4 },
+      body: { name: 'shop', url: 'http://127.0.0.1:9/shop/', signingSecret: SHOP_SECRET, token: SHOP_TOKEN, ratePerSecond: 2.5, burst: 10, maxInFlight: 4, deliverWithinMs: 60_000 },
     });
     assert.equal(created.statusCode, 201);
     assert.equal(created.headers.location, '/v1/targets/shop');
     const body = created.json() as Json;
     assert.deepEqual({ ...body, createdAt: undefined, updatedAt: undefined }, {
       name: 'shop', url: 'http://127.0.0.1:9/shop', protocol: 'json', signatureScheme: 'psched', signingSecretSet: true, tokenSet: true,
-      ratePerSecond: 2.5, burst: 10, maxInFlight: 4, builtIn: false, createdAt: undefined, updatedAt: undefined,
+      ratePerSecond: 2.5, burst: 10, maxInFlight: 4, deliverWithinMs: 60_000, builtIn: false, createdAt: undefined, updatedAt: undefined,
     });
     assert.deepEqual((await t.request('GET', '/v1/targets/shop', { token: OPERATOR })).json(), body);
 
@@ -52,15 +52,15 @@ describe('/v1/targets', () => {
     assert.deepEqual(list.items.map((target: Json) => [target.name, target.builtIn]), [['default', true], ['shop', false]]);
     assert.deepEqual(list.items[0], {
       name: 'default', url: 'http://127.0.0.1:9/main', protocol: 'json', signatureScheme: 'psched', signingSecretSet: true, tokenSet: true,
-      ratePerSecond: null, burst: null, maxInFlight: null, builtIn: true, createdAt: null, updatedAt: null,
+      ratePerSecond: null, burst: null, maxInFlight: null, deliverWithinMs: 1_800_000, builtIn: true, createdAt: null, updatedAt: null,
     });
     assert.deepEqual((await t.request('GET', '/v1/targets/default', { token: OPERATOR })).json(), list.items[0]);
 
-    const changed = await t.request('PATCH', '/v1/targets/shop', { token: OPERATOR, body: { protocol: 'legacy', signingSecret: null, burst: null } });
+    const changed = await t.request('PATCH', '/v1/targets/shop', { token: OPERATOR, body: { protocol: 'legacy', signingSecret: null, burst: null, deliverWithinMs: null } });
     assert.equal(changed.statusCode, 200, changed.body);
     assert.deepEqual(
-      [changed.json().protocol, changed.json().signingSecretSet, changed.json().burst, changed.json().ratePerSecond, changed.json().tokenSet],
-      ['legacy', false, null, 2.5, true],
+      [changed.json().protocol, changed.json().signingSecretSet, changed.json().burst, changed.json().ratePerSecond, changed.json().tokenSet, changed.json().deliverWithinMs],
+      ['legacy', false, null, 2.5, true, null],
     );
 
     assert.equal((await t.request('DELETE', '/v1/targets/shop', { token: OPERATOR })).statusCode, 204);
@@ -88,6 +88,9 @@ describe('/v1/targets', () => {
     ['a rate as text', { name: 'shop', url: 'http://a.example', ratePerSecond: '10' }, 'ratePerSecond'],
     ['a burst of 0', { name: 'shop', url: 'http://a.example', burst: 0 }, 'burst'],
     ['a fractional in-flight cap', { name: 'shop', url: 'http://a.example', maxInFlight: 1.5 }, 'maxInFlight'],
+    ['a deliver-by window of 0', { name: 'shop', url: 'http://a.example', deliverWithinMs: 0 }, 'deliverWithinMs'],
+    ['a deliver-by window as text', { name: 'shop', url: 'http://a.example', deliverWithinMs: '1h' }, 'deliverWithinMs'],
+    ['a deliver-by window over a year', { name: 'shop', url: 'http://a.example', deliverWithinMs: 367 * 86_400_000 }, 'deliverWithinMs'],
     ['a short token', { name: 'shop', url: 'http://a.example', token: 'short' }, 'token'],
     ['the operator\'s token', { name: 'shop', url: 'http://a.example', token: OPERATOR }, 'token'],
     ['an unknown field', { name: 'shop', url: 'http://a.example', colour: 'red' }, 'colour'],

@@ -656,6 +656,100 @@ describe('SchedulingEngine flow control', () => {
   });
 });
 
+describe('SchedulingEngine deliver-by', () => {
+  /** Schedules through the engine with a deliver-by of its own, `deliverBy` ms after now. */
+  async function scheduleBy(h: Harness, delayMs: number, deliverByMs: number, text: string): Promise<string> {
+    const now = h.clock.now();
+    const [outcome] = await h.engine.schedule([{ username: 'ada', message: text, scheduledAt: now + delayMs, idempotencyKey: null, deliverBy: now + deliverByMs }]);
+    return outcome!.message.id;
+  }
+
+  it('a message held back by its target past its deliver-by is set expired, never sent, and takes none of the target\'s rate', async () => {
+    await using h = await harness({ limitsOf: () => ({ ratePerSecond: 1, burst: 1 }) });
+    const start = h.clock.now();
+    const expiredEvents: string[] = [];
+    h.engine.events.on('expired', (message) => expiredEvents.push(message.id));
+    await h.schedule(0, 'first');
+    const late = await scheduleBy(h, 0, 300, 'worthless after 300 ms');
+    const patient = await h.schedule(0, 'can wait');
+    await h.clock.advance(2 * SECOND);
+    await h.engine.whenIdle();
+    // the token freed at 1000 goes to the patient one: the expired one took none
+    assert.deepEqual(h.deliverer.calls.map((call) => [call.text, call.at - start]), [['first', 0], ['can wait', 1000]]);
+    const expired = await h.status(late);
+    assert.equal(expired.status, 'expired');
+    assert.equal(expired.attempts, 0, 'no attempt was made');
+    assert.match(expired.lastError ?? '', /not sent: past its deliver-by, \d{4}-\d\d-\d\dT/);
+    assert.deepEqual(expiredEvents, [late]);
+    assert.equal((await h.status(patient)).status, 'delivered');
+    assert.equal(h.metrics.snapshot().outcomes.expired, 1);
+    const scrape = await h.metrics.render({ byStatus: await h.store.countByStatus(), buffered: 0, targets: h.engine.targetGauges() });
+    assert.match(scrape, /^psched_deliveries_total\{outcome="expired"\} 1$/m);
+    assert.match(scrape, /^psched_target_deliveries_total\{target="default",outcome="expired"\} 1$/m);
+    assert.match(scrape, /^psched_messages\{status="expired"\} 1$/m);
+  });
+
+  it('a retry that would come after the deliver-by comes just after it instead, and expires unsent', async () => {
+    await using h = await harness({ retryBaseMs: 10 * SECOND, random: () => 0.5 });
+    h.deliverer.script = () => ({ kind: 'retry', error: 'main server answered 500', status: 500 });
+    const start = h.clock.now();
+    const id = await scheduleBy(h, 0, 2 * SECOND, 'one minute of news');
+    await h.clock.advance(2 * SECOND);
+    assert.equal((await h.status(id)).status, 'scheduled', 'not yet: its deliver-by is at 2000');
+    await h.clock.advance(1);
+    await h.engine.whenIdle();
+    assert.deepEqual(h.deliverer.calls.map((call) => call.at - start), [0], 'one attempt, none after the deliver-by');
+    const message = await h.status(id);
+    assert.equal(message.status, 'expired');
+    assert.equal(message.attempts, 1);
+    assert.equal(message.updatedAt, start + 2001, 'expired the moment its deliver-by passed, not at the backoff\'s end');
+  });
+
+  it('a target\'s default window expires what comes too late after downtime and sends what is still in time', async () => {
+    await using h = await harness({ start: false, deliverWithinOf: (target) => (target === 'news' ? 3600 * SECOND : undefined) });
+    const now = h.clock.now();
+    const stale = await h.insertUnclaimed(now - 2 * 3600 * SECOND, 'two hours old', 'news');
+    const fresh = await h.insertUnclaimed(now - 60 * SECOND, 'a minute old', 'news');
+    const otherTarget = await h.insertUnclaimed(now - 2 * 3600 * SECOND, 'no window', 'shop');
+    await h.engine.start();
+    await h.clock.advance(0);
+    await h.engine.whenIdle();
+    assert.equal((await h.status(stale)).status, 'expired');
+    assert.equal((await h.status(fresh)).status, 'delivered');
+    assert.equal((await h.status(otherTarget)).status, 'delivered', 'a target without a window delivers however late');
+    assert.deepEqual(h.deliverer.calls.map((call) => call.text).sort(), ['a minute old', 'no window']);
+  });
+
+  it('a window narrowed while a backlog is held back applies to it at once', async () => {
+    let windowMs = 3600 * SECOND;
+    await using h = await harness({ limitsOf: () => ({ ratePerSecond: 1, burst: 1 }), deliverWithinOf: () => windowMs });
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push(await h.schedule(0, `m${i}`));
+    await h.clock.advance(1100);
+    assert.equal(h.deliverer.calls.length, 2, 'one a second: the backlog waits');
+    windowMs = 1500; // the operator decides these are worthless after 1.5 s
+    await h.clock.advance(900);
+    await h.engine.whenIdle();
+    assert.deepEqual(h.deliverer.calls.map((call) => call.text), ['m0', 'm1'], 'the two left expired at 2 s, unsent');
+    assert.deepEqual(await Promise.all(ids.map(async (id) => (await h.status(id)).status)), ['delivered', 'delivered', 'expired', 'expired']);
+  });
+
+  it('a replayed expired message is delivered now, however late', async () => {
+    await using h = await harness({ limitsOf: () => ({ ratePerSecond: 1, burst: 1 }) });
+    await h.schedule(0, 'first');
+    const late = await scheduleBy(h, 0, 100, 'late');
+    await h.clock.advance(SECOND);
+    await h.engine.whenIdle();
+    assert.equal((await h.status(late)).status, 'expired');
+    const replayed = await h.engine.retry(late);
+    assert.ok(replayed.kind === 'ok');
+    assert.equal(replayed.message.deliverBy, null);
+    await h.clock.advance(SECOND);
+    await h.engine.whenIdle();
+    assert.equal((await h.status(late)).status, 'delivered');
+  });
+});
+
 describe('SchedulingEngine flow control and claims', () => {
   it('one target\'s recovery brings forward its own retries only: a target still down keeps its backoff', async () => {
     await using h = await harness({ retryBaseMs: 1000, random: () => 0.5 });

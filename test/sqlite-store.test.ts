@@ -74,6 +74,52 @@ describe('SQLite stores', () => {
     await newer.close();
   });
 
+  it('migration 8 (deliver-by) rebuilds the messages table of a version-7 database: every row, count and index kept, expired allowed', async () => {
+    using folder = tempFolder();
+    const file = join(folder.path, 'dispatcher.db');
+    const now = Date.UTC(2030, 0, 1);
+    const db = new DatabaseSync(file);
+    db.exec('CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL, breaking INTEGER NOT NULL DEFAULT 1)');
+    for (const migration of dispatcherMigrations.filter((m) => m.version <= 7)) {
+      db.exec(migration.sql);
+      db.prepare('INSERT INTO migrations (version, name, applied_at, breaking) VALUES (?, ?, ?, ?)').run(migration.version, migration.name, 0, migration.breaking ? 1 : 0);
+    }
+    const row = db.prepare(`INSERT INTO messages (id, target, username, message, scheduled_at, due_at, status, attempts, version, idempotency_key,
+      created_at, updated_at, delivered_at, last_error, lease_owner) VALUES (?, ?, 'ann', ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, NULL)`);
+    const scheduled = uuidv7();
+    const dead = uuidv7();
+    const delivered = uuidv7();
+    row.run(scheduled, 'default', 'later ✨', now + 60_000, now + 60_000, 'scheduled', 0, 'key-1', now, now, null, null);
+    row.run(dead, 'shop', 'failed', now, now, 'dead', 10, null, now, now + 5, null, 'HTTP 500');
+    row.run(delivered, 'default', 'sent', now, now, 'delivered', 1, null, now, now + 1, now + 1, null);
+    db.prepare("UPDATE message_counts SET count = (SELECT count(*) FROM messages WHERE messages.status = message_counts.status)").run();
+    db.close();
+
+    const store = openSqliteDispatcherStore(file);
+    await store.migrate();
+    try {
+      assert.deepEqual(await store.countByStatus(), { scheduled: 1, delivering: 0, delivered: 1, dead: 1, expired: 0 });
+      const kept = await store.get(scheduled);
+      assert.equal(kept?.message, 'later ✨');
+      assert.equal(kept?.idempotencyKey, 'key-1');
+      assert.equal(kept?.deliverBy, null);
+      assert.equal((await store.get(dead))?.lastError, 'HTTP 500');
+      assert.equal((await store.get(dead))?.target, 'shop');
+      assert.equal((await store.get(delivered))?.deliveredAt, now + 1);
+      // the indexes came back: the idempotency key still finds its message, the delivered history its row
+      const [again] = await store.insert([{ id: uuidv7(), username: 'ann', message: 'dup', scheduledAt: now + 60_000, idempotencyKey: 'key-1' }], now);
+      assert.deepEqual([again?.created, again?.message.id], [false, scheduled]);
+      assert.deepEqual((await store.listRecentlyDelivered(10)).map((m) => m.id), [delivered]);
+      // and the new status is allowed
+      const [claimed] = await store.claimDue('owner', now + 120_000, now, now + 10_000, 10);
+      const expired = await store.expire('owner', [{ id: claimed!.id, version: claimed!.version, error: 'late' }], now + 1);
+      assert.equal(expired[0]?.status, 'expired');
+      assert.equal((await store.countByStatus()).expired, 1);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('openDispatcherStore and openMainStore create the folder and return migrated stores', async () => {
     using folder = tempFolder();
     const dispatcherFile = join(folder.path, 'nested', 'data', 'dispatcher.db');
