@@ -734,6 +734,27 @@ describe('SchedulingEngine deliver-by', () => {
     assert.deepEqual(await Promise.all(ids.map(async (id) => (await h.status(id)).status)), ['delivered', 'delivered', 'expired', 'expired']);
   });
 
+  it('a failed expire is tried again after the store backoff, not in a loop, and the message is still not sent', async () => {
+    await using h = await harness({ start: false });
+    const real = h.store.expire.bind(h.store);
+    let calls = 0;
+    h.store.expire = async (...args) => {
+      if (++calls === 1) throw new Error('disk I/O error');
+      return real(...args);
+    };
+    const start = h.clock.now();
+    await h.engine.start();
+    const [outcome] = await h.engine.schedule([{ username: 'ada', message: 'too late already', scheduledAt: start - 10, idempotencyKey: null, deliverBy: start - 5 }]);
+    await h.clock.advance(999);
+    assert.equal(calls, 1, 'one call, then the backoff');
+    assert.equal((await h.status(outcome!.message.id)).status, 'scheduled');
+    await h.clock.advance(1);
+    await h.engine.whenIdle();
+    assert.equal(calls, 2);
+    assert.equal((await h.status(outcome!.message.id)).status, 'expired');
+    assert.equal(h.deliverer.calls.length, 0);
+  });
+
   it('a replayed expired message is delivered now, however late', async () => {
     await using h = await harness({ limitsOf: () => ({ ratePerSecond: 1, burst: 1 }) });
     await h.schedule(0, 'first');

@@ -797,7 +797,7 @@ export class SchedulingEngine {
     } catch (err) {
       this.#logger.error({ err, count: entries.length }, 'setting messages past their deliver-by expired failed; trying again shortly');
       for (const entry of entries) this.#buffer.put(entry);
-      this.#retryLater(() => this.#kickStarter());
+      this.#pauseStarts();
     } finally {
       this.#starting.delete(entries);
       this.#startingCount -= entries.length;
@@ -827,13 +827,7 @@ export class SchedulingEngine {
     } catch (err) {
       this.#logger.error({ err, count: entries.length }, 'starting deliveries failed; trying again shortly');
       for (const entry of entries) this.#buffer.put(entry);
-      if (!this.#startsPaused && this.#state === 'running') {
-        this.#startsPaused = true;
-        this.#retryLater(() => {
-          this.#startsPaused = false;
-          this.#kickStarter();
-        });
-      }
+      this.#pauseStarts();
     } finally {
       this.#starting.delete(entries);
       this.#startingCount -= entries.length;
@@ -854,6 +848,16 @@ export class SchedulingEngine {
     }
     this.#pump();
     this.#checkQuiet();
+  }
+
+  /** After a failed store call of the starter: nothing more starts (or expires) until the backoff ran out. */
+  #pauseStarts(): void {
+    if (this.#startsPaused || this.#state !== 'running') return;
+    this.#startsPaused = true;
+    this.#retryLater(() => {
+      this.#startsPaused = false;
+      this.#kickStarter();
+    });
   }
 
   /** Early starts now due join the ready queue. */
