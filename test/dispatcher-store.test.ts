@@ -1269,6 +1269,11 @@ for (const factory of dispatcherStoreFactories()) {
     });
 
     describe('lifecycle', () => {
+      it('says whether other processes share it: a PostgreSQL pool does, a SQLite file is one process\'s', async () => {
+        await using handle = await factory.create();
+        assert.equal(handle.store.shared, factory.name === 'postgres');
+      });
+
       it('migrate again is a no-op, from the same or another connection', async () => {
         await using handle = await factory.create();
         const message = await insertOne(handle.store);

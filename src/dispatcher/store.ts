@@ -283,6 +283,13 @@ export interface SchedulePlan {
 }
 
 export interface DispatcherStore {
+  /**
+   * Whether other processes may change it meanwhile: true for PostgreSQL (a
+   * pool shares the database), false for SQLite (one process owns the file,
+   * so what this process did not write has not changed).
+   */
+  readonly shared: boolean;
+
   /** Applies pending migrations; safe when several processes start at once. */
   migrate(): Promise<void>;
 

@@ -116,6 +116,7 @@ interface Parts {
 }
 
 class PostgresDispatcherStore implements DispatcherStore {
+  readonly shared = true;
   #schema: string | undefined;
   #selfId: string;
   #wake: WakeListener;

@@ -86,6 +86,7 @@ interface DueRow {
 }
 
 class SqliteDispatcherStore implements DispatcherStore {
+  readonly shared = false;
   #database: SqliteDatabase;
   #connection: SqliteConnection;
   #commits: GroupCommit;
