@@ -368,6 +368,30 @@ describe('delivery to each target', () => {
     }
   });
 
+  it('a removed target\'s series leave /metrics; another target\'s stay', async () => {
+    await using receiver = await startReceiver();
+    await using t = await startTestDispatcher({ apiToken: OPERATOR });
+    for (const name of ['shop', 'blog']) {
+      await t.request('POST', '/v1/targets', { token: OPERATOR, body: { name, url: `${receiver.url}/${name}`, ratePerSecond: 100 } });
+      await t.request('POST', '/v1/messages', { token: OPERATOR, body: { username: 'u', message: name, delaySeconds: 0, target: name } });
+    }
+    await t.dispatcher.listen();
+    await takeRequests(receiver, 2);
+    await t.dispatcher.engine.whenIdle();
+    const scrape = async () => (await t.request('GET', '/metrics', { token: OPERATOR })).body;
+    const before = await scrape();
+    for (const name of ['shop', 'blog']) {
+      assert.match(before, new RegExp(`^psched_target_deliveries_total\\{target="${name}",outcome="delivered"\\} 1$`, 'm'));
+      assert.match(before, new RegExp(`^psched_target_delivery_lateness_seconds_count\\{target="${name}"\\} 1$`, 'm'));
+      assert.match(before, new RegExp(`^psched_target_in_flight\\{target="${name}"\\} 0$`, 'm'));
+    }
+    assert.equal((await t.request('DELETE', '/v1/targets/shop', { token: OPERATOR })).statusCode, 204);
+    const after = await scrape();
+    assert.doesNotMatch(after, /target="shop"/);
+    assert.match(after, /^psched_target_deliveries_total\{target="blog",outcome="delivered"\} 1$/m);
+    assert.match(after, /^psched_target_in_flight\{target="blog"\} 0$/m);
+  });
+
   it('a target changed takes its new URL at once; a message whose target is gone is dead, its error naming the target', async () => {
     await using before = await startReceiver();
     await using after = await startReceiver();

@@ -109,8 +109,10 @@ export async function createDispatcher(config: Readonly<DispatcherConfig>, deps:
     onError: (err) => log?.(err),
     defaultLimits: { ratePerSecond: config.mainRatePerSecond, burst: config.mainBurst, maxInFlight: config.mainMaxInFlight },
     onLimitsChanged: (name) => limitsChanged?.(name),
+    onRemoved: (name) => removed?.(name),
   });
   let limitsChanged: ((name: string) => void) | undefined;
+  let removed: ((name: string) => void) | undefined;
   try {
     const app = await createHttpServer({
       logger: deps.logger === false ? false : { level: config.logLevel, ...(typeof deps.logger === 'object' ? { stream: deps.logger.stream } : {}) },
@@ -141,6 +143,7 @@ export async function createDispatcher(config: Readonly<DispatcherConfig>, deps:
       deliverWithinOf: (target) => deliverer.deliverWithinOf(target),
     });
     limitsChanged = (name) => engine.limitsChanged(name);
+    removed = (name) => engine.targetRemoved(name);
     const halted = new Promise<Error>((resolve) => {
       store.onHalt((err) => {
         app.log.fatal({ err }, 'the store halted: the disk did not confirm a write; stopping deliveries, restart this dispatcher');

@@ -379,6 +379,17 @@ export class SchedulingEngine {
     this.#flow.limitsChanged(target);
   }
 
+  /**
+   * A target is gone: its flow-control state, recovery bookkeeping and
+   * metric series go too (a removed target has nothing left to deliver; one
+   * still holding messages keeps its state until they leave).
+   */
+  targetRemoved(target: string): void {
+    if (!this.#flow.drop(target)) return;
+    this.#failingSince.delete(target);
+    this.#metrics.forgetTarget(target);
+  }
+
   /** Each target's flow-control numbers, for /metrics and the page (targets this engine delivered to or held back). */
   *targetGauges(): Iterable<{ target: string } & TargetFlowStats> {
     for (const target of this.#flow.targets()) {

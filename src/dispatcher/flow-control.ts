@@ -205,6 +205,14 @@ export class FlowControl<E extends FlowEntry> {
     return full;
   }
 
+  /** Forgets a target's state (it was removed) unless it still holds entries; true when it is gone. */
+  drop(target: string): boolean {
+    const state = this.#targets.get(target);
+    if (state && (state.parked.length > 0 || state.admitted.size > 0)) return false;
+    this.#targets.delete(target);
+    return true;
+  }
+
   /** Stops the timer and forgets everything (the engine stopped; the store keeps the messages). */
   clear(): void {
     this.cancelTimer();

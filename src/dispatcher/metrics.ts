@@ -11,7 +11,8 @@ import { MESSAGE_STATUSES, type MessageStatus } from './store.ts';
  */
 
 /** What became of a message the engine took up: an attempt's outcome, or expired unsent (past its deliver-by). */
-export type OutcomeKind = 'delivered' | 'retry' | 'dead' | 'expired';
+export const OUTCOME_KINDS = ['delivered', 'retry', 'dead', 'expired'] as const;
+export type OutcomeKind = (typeof OUTCOME_KINDS)[number];
 
 /** A target's flow-control numbers at a scrape: the engine's FlowControl stats, named. */
 export type TargetGauges = { target: string } & Pick<TargetFlowStats, 'backlog' | 'inFlight' | 'throttledMs'>;
@@ -117,7 +118,7 @@ export class DispatcherMetrics {
 
   constructor() {
     // every outcome shows from the start, at 0, so a rate() over it never begins with a gap
-    for (const kind of ['delivered', 'retry', 'dead', 'expired'] as const) this.#deliveries.inc({ outcome: kind }, 0);
+    for (const kind of OUTCOME_KINDS) this.#deliveries.inc({ outcome: kind }, 0);
   }
 
   /** An attempt's outcome, `at` (epoch ms, the engine's clock) when it came back. */
@@ -136,6 +137,16 @@ export class DispatcherMetrics {
     this.#latenessSumMs += value;
     this.#latenessCount++;
     this.#minutes.lateness(value, at);
+  }
+
+  /** Drops a removed target's series: a thousand targets come and go without /metrics keeping each forever. */
+  forgetTarget(target: string): void {
+    for (const outcome of OUTCOME_KINDS) this.#targetDeliveries.remove({ target, outcome });
+    this.#targetLateness.remove({ target });
+    this.#targetBacklog.remove({ target });
+    this.#targetInFlight.remove({ target });
+    this.#targetThrottled.remove({ target });
+    this.#throttledShown.delete(target);
   }
 
   /** Per-minute deliveries and lateness of the last hour, oldest first (the console's charts). */

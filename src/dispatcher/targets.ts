@@ -56,6 +56,8 @@ export interface TargetRegistryOptions {
   defaultLimits?: TargetLimits;
   /** A target's limits may have changed (it is new, changed or gone): the engine's flow control looks again. */
   onLimitsChanged?: (name: string) => void;
+  /** A target is gone (removed here or through another dispatcher): what is kept per target can go. */
+  onRemoved?: (name: string) => void;
 }
 
 /**
@@ -84,6 +86,7 @@ export class TargetRegistry implements Deliverer {
   readonly #onError: (err: unknown) => void;
   readonly #defaultLimits: TargetLimits;
   readonly #onLimitsChanged: (name: string) => void;
+  readonly #onRemoved: (name: string) => void;
   #known = new Map<string, Known>();
   #byTokenHash = new Map<string, string>();
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -100,6 +103,7 @@ export class TargetRegistry implements Deliverer {
     this.#onError = options.onError ?? (() => {});
     this.#defaultLimits = options.defaultLimits ?? {};
     this.#onLimitsChanged = options.onLimitsChanged ?? (() => {});
+    this.#onRemoved = options.onRemoved ?? (() => {});
   }
 
   /** A target's flow control, as the engine asks for it at every admission (so no store read: unknown names get none). */
@@ -232,6 +236,7 @@ export class TargetRegistry implements Deliverer {
     if (known.target.tokenHash !== null && this.#byTokenHash.get(known.target.tokenHash) === name) this.#byTokenHash.delete(known.target.tokenHash);
     this.#retire(known.deliverer);
     this.#onLimitsChanged(name);
+    this.#onRemoved(name);
   }
 
   /** Closes a deliverer no longer used once its requests in flight are answered. */
