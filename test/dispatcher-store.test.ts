@@ -654,6 +654,28 @@ for (const factory of dispatcherStoreFactories()) {
       });
     });
 
+    describe('takeTokens (a pool\'s shared rate buckets)', () => {
+      it('starts full, grants what is asked or the whole tokens there are, refills at the rate up to the burst', async () => {
+        await using handle = await factory.create();
+        const { store } = handle;
+        assert.deepEqual(await store.takeTokens('shop', 3, 10, 5, T), { granted: 3, remaining: 2 });
+        assert.deepEqual(await store.takeTokens('shop', 3, 10, 5, T), { granted: 2, remaining: 0 }, 'only whole tokens');
+        assert.deepEqual(await store.takeTokens('shop', 1, 10, 5, T + 50), { granted: 0, remaining: 0.5 });
+        assert.deepEqual(await store.takeTokens('shop', 4, 10, 5, T + 250), { granted: 2, remaining: 0.5 }, '2.5 by 250 ms: two whole ones taken');
+        assert.deepEqual(await store.takeTokens('shop', 10, 10, 5, T + 60_000), { granted: 5, remaining: 0 }, 'never more than the burst');
+        assert.deepEqual(await store.takeTokens('blog', 1, 1, 1, T), { granted: 1, remaining: 0 }, 'each target has its own');
+        // a taker whose clock is behind the last one's adds nothing
+        assert.deepEqual(await store.takeTokens('shop', 1, 10, 5, T), { granted: 0, remaining: 0 });
+      });
+
+      it('never hands one token to two takers at once', async () => {
+        await using handle = await factory.create();
+        const other = await handle.open();
+        const takes = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? handle.store : other).takeTokens('shop', 1, 1, 10, T)));
+        assert.equal(takes.reduce((sum, take) => sum + take.granted, 0), 10);
+      });
+    });
+
     describe('deliver-by and expire', () => {
       it('stores a message\'s own deliverBy, and changes or drops it with update', async () => {
         await using handle = await factory.create();

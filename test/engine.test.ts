@@ -788,7 +788,7 @@ describe('SchedulingEngine flow control and claims', () => {
     assert.deepEqual(h.deliverer.callsFor(down).map((call) => call.at - start), [0, 750, 2250, 5250]);
   });
 
-  it('shares a target\'s limits with the other dispatchers on the store: two live ones, half the rate each', async () => {
+  it('in a pool the rate is the pool\'s: the one dispatcher holding a target\'s messages gets its whole rate from the shared bucket', async () => {
     await using h = await harness({ limitsOf: () => ({ ratePerSecond: 10, burst: 2 }) });
     // another dispatcher's lease, as its claimDue leaves it (it claims nothing here)
     await h.store.claimDue('another-dispatcher', 0, h.clock.now(), h.clock.now() + 3600 * SECOND, 1);
@@ -797,9 +797,35 @@ describe('SchedulingEngine flow control and claims', () => {
     for (let i = 0; i < 6; i++) await h.schedule(SECOND, `m${i}`);
     await h.clock.advance(3 * SECOND);
     await h.engine.whenIdle();
-    assert.deepEqual(h.deliverer.calls.map((call) => call.at - start - SECOND), [0, 200, 400, 600, 800, 1000], 'burst 1 and 5 a second: half of each');
+    assert.deepEqual(h.deliverer.calls.map((call) => call.at - start - SECOND), [0, 0, 100, 200, 300, 400], 'the burst of 2, then 10 a second');
+    assert.ok((h.storeCalls.get('takeTokens') ?? 0) >= 5, 'the tokens came from the store');
   });
 
+  it('two dispatchers holding one target\'s messages share its rate: together burst + rate, never more', async () => {
+    await using h = await harness({ limitsOf: () => ({ ratePerSecond: 10, burst: 2 }) });
+    const otherDeliverer = new ScriptedDeliverer(h.clock);
+    const other = new SchedulingEngine({ store: h.store, deliverer: otherDeliverer, clock: h.clock, metrics: new DispatcherMetrics(), random: () => 0.5, limitsOf: () => ({ ratePerSecond: 10, burst: 2 }) });
+    await other.start();
+    try {
+      await h.clock.advance(4 * SECOND); // both renew and count two dispatchers
+      const start = h.clock.now();
+      for (let i = 0; i < 6; i++) {
+        await h.schedule(SECOND, `a${i}`);
+        await other.schedule([{ username: 'ada', message: `b${i}`, scheduledAt: start + SECOND, idempotencyKey: null }]);
+      }
+      await h.clock.advance(3 * SECOND);
+      await h.engine.whenIdle();
+      await other.whenIdle();
+      const times = [...h.deliverer.calls, ...otherDeliverer.calls].map((call) => call.at - start - SECOND).sort((x, y) => x - y);
+      assert.equal(times.length, 12);
+      assert.ok(h.deliverer.calls.length > 0 && otherDeliverer.calls.length > 0, 'both delivered some');
+      // a token bucket of 2 refilled at 10/s: by t ms at most 2 + floor(t / 100) may have started
+      for (const [i, t] of times.entries()) assert.ok(i + 1 <= 2 + Math.floor(t / 100), `delivery ${i + 1} at ${t} ms: faster than the pool's rate (${JSON.stringify(times)})`);
+      assert.ok(times.at(-1)! <= 1100, `the pool kept up the rate (${JSON.stringify(times)})`);
+    } finally {
+      await other.stop();
+    }
+  });
 
   it('claims no more of a target whose parked backlog is large, so the others\' messages still get room; claims it again once the backlog halved', async () => {
     // a tenth of max-buffered (100) parked makes a target saturated

@@ -113,11 +113,53 @@ describe('FlowControl', () => {
     assert.deepEqual(flow.saturated(1), []);
   });
 
-  it('splits limits evenly over a pool, never below one', () => {
-    assert.deepEqual(shareOfLimits({ ratePerSecond: 10, burst: 5, maxInFlight: 4 }, 3), { ratePerSecond: 10 / 3, burst: 1, maxInFlight: 2 });
-    assert.deepEqual(shareOfLimits({ ratePerSecond: 10 }, 2), { ratePerSecond: 5, burst: undefined, maxInFlight: undefined });
+  it('in a pool keeps the whole rate (its bucket shared) and splits the in-flight cap evenly, never below one', () => {
+    assert.deepEqual(shareOfLimits({ ratePerSecond: 10, burst: 5, maxInFlight: 4 }, 3), { ratePerSecond: 10, burst: 5, maxInFlight: 2, sharedRate: true });
+    assert.deepEqual(shareOfLimits({ maxInFlight: 1 }, 2), { maxInFlight: 1, sharedRate: false });
     const alone = { ratePerSecond: 10 };
     assert.equal(shareOfLimits(alone, 1), alone);
+  });
+
+  it('with a shared bucket takes only the tokens the pool grants: parked entries go as grants come, and wait as long as the bucket says', async () => {
+    const clock = new FakeClock();
+    const asks: { want: number; at: number }[] = [];
+    const grants: (() => { granted: number; waitMs: number } | Error)[] = [
+      () => ({ granted: 2, waitMs: 0 }),
+      () => ({ granted: 0, waitMs: 250 }),
+      () => new Error('connection lost'),
+      () => ({ granted: 1, waitMs: 0 }),
+    ];
+    const errors: string[] = [];
+    const released: string[] = [];
+    const flow = new FlowControl<FlowEntry>({
+      clock,
+      limitsOf: () => ({ ratePerSecond: 4, burst: 3, sharedRate: true }),
+      release: (entries) => released.push(...entries.map((e) => e.id)),
+      takeShared: async (_target, want, limits, now) => {
+        assert.deepEqual(limits, { ratePerSecond: 4, burst: 3 });
+        asks.push({ want, at: now });
+        const next = grants.shift()?.() ?? { granted: 0, waitMs: 10_000 };
+        if (next instanceof Error) throw next;
+        return next;
+      },
+      onSharedError: (err) => errors.push((err as Error).message),
+    });
+    const start = clock.now();
+    const entries = ['a', 'b', 'c', 'd'].map((id) => ({ id, dueAt: start, target: 'pool' }));
+    assert.equal(flow.admit(entries[0]!, start), false, 'no token of its own: parked until the pool grants one');
+    for (const entry of entries.slice(1)) assert.equal(flow.admit(entry, start), false);
+    await clock.advance(0);
+    assert.deepEqual(released, ['a', 'b'], 'two granted, two released, oldest first');
+    assert.deepEqual(asks.map((a) => [a.want, a.at - start]), [[1, 0], [2, 0]], 'asked for what was parked, at most a burst; again at once after a grant');
+    await clock.advance(249);
+    assert.equal(asks.length, 2, 'none granted: waits the 250 ms the bucket said');
+    await clock.advance(1);
+    assert.deepEqual(errors, ['connection lost']);
+    await clock.advance(999);
+    assert.equal(asks.length, 3, 'after a failure: a second');
+    await clock.advance(1);
+    assert.deepEqual(released, ['a', 'b', 'c']);
+    assert.equal(flow.parkedCount, 1);
   });
 
   it('names the targets whose backlog reached a size', () => {

@@ -329,7 +329,7 @@ describe('PostgreSQL stores', { skip: url ? false : 'PSCHED_TEST_POSTGRES_URL is
       const tables = await withAdminClient(url!, (client: pg.Client) => client.query<{ table_name: string }>(
         'SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name', [schema],
       ));
-      assert.deepEqual(tables.rows.map((row) => row.table_name), ['delivery_attempts', 'dispatcher_migrations', 'main_migrations', 'message_counts', 'messages', 'owners', 'posts', 'schedules', 'targets']);
+      assert.deepEqual(tables.rows.map((row) => row.table_name), ['delivery_attempts', 'dispatcher_migrations', 'main_migrations', 'message_counts', 'messages', 'owners', 'posts', 'schedules', 'target_buckets', 'targets']);
     } finally {
       await dropTestSchema(url!, schema);
     }

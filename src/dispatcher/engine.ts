@@ -348,6 +348,12 @@ export class SchedulingEngine {
       clock: this.#clock,
       limitsOf: (target) => shareOfLimits(limitsOf(target), this.#dispatchers),
       unsendable: (entry, now) => now > this.#deadlineOf(entry),
+      // in a pool, the rate's bucket is the store's: the dispatcher holding a target's messages gets its tokens
+      takeShared: async (target, want, { ratePerSecond, burst }, now) => {
+        const { granted, remaining } = await this.#store.takeTokens(target, want, ratePerSecond, burst, now);
+        return { granted, waitMs: granted >= want ? 0 : Math.ceil(((1 - remaining) * 1000) / ratePerSecond) };
+      },
+      onSharedError: (err, target) => this.#logger.warn({ err, target }, 'taking delivery tokens from the pool\'s shared bucket failed; the target waits a second'),
       release: (entries) => {
         for (const entry of entries) this.#buffer.put(entry);
         this.#kickStarter();

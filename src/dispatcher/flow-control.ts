@@ -22,23 +22,39 @@ export interface TargetLimits {
   burst?: number;
   /** Deliveries admitted and not yet answered, at most. Unset: only the engine's concurrency bounds them. */
   maxInFlight?: number;
+  /**
+   * The rate's bucket is shared with the other dispatchers of a pool (in the
+   * store, see `takeShared`): tokens are taken from it, not refilled here.
+   */
+  sharedRate?: boolean;
 }
 
 /**
- * One dispatcher's share of a target's limits when `dispatchers` run on the
- * store: each delivers about as many of the target's messages as the others
- * (they claim in turn), so a pool keeps near the target's rate and cap as a
- * whole. Uneven claims make the pool slower than the limit, never faster.
+ * One dispatcher's limits when `dispatchers` run on the store. The rate is
+ * the pool's whole rate, its bucket shared in the store: whichever
+ * dispatcher holds a target's messages gets its tokens, so one that holds
+ * them all delivers at the full rate, and all together never faster. The
+ * in-flight cap is split evenly (rounded up, at least 1 each: a cap below
+ * the number of dispatchers is exceeded by up to that number).
  */
 export function shareOfLimits(limits: TargetLimits, dispatchers: number): TargetLimits {
   if (dispatchers <= 1) return limits;
-  const rate = limits.ratePerSecond === undefined ? undefined : limits.ratePerSecond / dispatchers;
   return {
-    ratePerSecond: rate,
-    burst: limits.burst === undefined ? undefined : Math.max(1, Math.floor(limits.burst / dispatchers)),
+    ...limits,
+    sharedRate: limits.ratePerSecond !== undefined && limits.ratePerSecond > 0,
     maxInFlight: limits.maxInFlight === undefined ? undefined : Math.max(1, Math.ceil(limits.maxInFlight / dispatchers)),
   };
 }
+
+/** What the shared bucket gave: `granted` tokens, and when it has one again if that was fewer than asked. */
+export interface SharedGrant {
+  granted: number;
+  /** Milliseconds until the bucket holds a whole token again. */
+  waitMs: number;
+}
+
+/** How long to wait before asking a shared bucket again after the store failed. */
+const SHARED_RETRY_MS = 1000;
 
 export interface FlowEntry {
   readonly id: string;
@@ -69,6 +85,14 @@ export interface FlowControlOptions<E extends FlowEntry> {
   release: (entries: E[]) => void;
   /** An entry that will not be sent (past its deliver-by): it leaves the backlog without a token or a place. Default: none. */
   unsendable?: (entry: E, now: number) => boolean;
+  /**
+   * Takes up to `want` tokens of a target's bucket shared by a pool (limits
+   * with `sharedRate`): rate per second, capacity burst. Needed when any
+   * target's limits say sharedRate.
+   */
+  takeShared?: (target: string, want: number, limits: { ratePerSecond: number; burst: number }, now: number) => Promise<SharedGrant>;
+  /** A shared bucket could not be read (the store failed): the target waits SHARED_RETRY_MS and asks again. */
+  onSharedError?: (err: unknown, target: string) => void;
 }
 
 interface TargetState<E> {
@@ -82,6 +106,8 @@ interface TargetState<E> {
   throttledSince: number | undefined;
   /** When the time-based wait (tokens, pause) ends; undefined when it waits for an answer or nothing. */
   wakeAt: number | undefined;
+  /** A request to the shared bucket is under way (one at a time per target). */
+  asking: boolean;
 }
 
 export class FlowControl<E extends FlowEntry> {
@@ -89,6 +115,8 @@ export class FlowControl<E extends FlowEntry> {
   readonly #limitsOf: (target: string) => TargetLimits;
   readonly #release: (entries: E[]) => void;
   readonly #unsendable: (entry: E, now: number) => boolean;
+  readonly #takeShared: FlowControlOptions<E>['takeShared'];
+  readonly #onSharedError: (err: unknown, target: string) => void;
   readonly #targets = new Map<string, TargetState<E>>();
   /** Which target holds an id, admitted or parked: forget(id) needs no target. */
   readonly #targetOfId = new Map<string, string>();
@@ -101,6 +129,8 @@ export class FlowControl<E extends FlowEntry> {
     this.#limitsOf = options.limitsOf;
     this.#release = options.release;
     this.#unsendable = options.unsendable ?? (() => false);
+    this.#takeShared = options.takeShared;
+    this.#onSharedError = options.onSharedError ?? (() => {});
   }
 
   get parkedCount(): number {
@@ -230,7 +260,9 @@ export class FlowControl<E extends FlowEntry> {
   #state(target: string, now: number): TargetState<E> {
     let state = this.#targets.get(target);
     if (!state) {
-      state = { tokens: Infinity, refilledAt: now, admitted: new Set(), parked: [], pausedUntil: 0, throttledMs: 0, throttledSince: undefined, wakeAt: undefined };
+      state = {
+        tokens: Infinity, refilledAt: now, admitted: new Set(), parked: [], pausedUntil: 0, throttledMs: 0, throttledSince: undefined, wakeAt: undefined, asking: false,
+      };
       this.#targets.set(target, state);
     }
     return state;
@@ -242,6 +274,13 @@ export class FlowControl<E extends FlowEntry> {
     if (limits.maxInFlight !== undefined && state.admitted.size >= limits.maxInFlight) return false;
     const rate = limits.ratePerSecond;
     if (rate === undefined || rate <= 0) return true;
+    if (limits.sharedRate) {
+      // only tokens the pool's bucket granted: none of its own making
+      if (!Number.isFinite(state.tokens)) state.tokens = 0;
+      if (state.tokens < 1) return false;
+      state.tokens -= 1;
+      return true;
+    }
     const capacity = Math.max(1, limits.burst ?? rate);
     state.tokens = Math.min(capacity, state.tokens + ((now - state.refilledAt) * rate) / 1000);
     state.refilledAt = now;
@@ -291,11 +330,43 @@ export class FlowControl<E extends FlowEntry> {
     let wakeAt: number | undefined;
     if (now < state.pausedUntil) wakeAt = state.pausedUntil;
     else if (limits.maxInFlight !== undefined && state.admitted.size >= limits.maxInFlight) wakeAt = undefined;
-    else if (limits.ratePerSecond !== undefined && limits.ratePerSecond > 0 && state.tokens < 1) {
+    else if (limits.sharedRate && state.tokens < 1) {
+      this.#askShared(target, state, limits, now);
+      wakeAt = undefined; // the grant wakes it
+    } else if (limits.ratePerSecond !== undefined && limits.ratePerSecond > 0 && state.tokens < 1) {
       wakeAt = state.refilledAt + Math.ceil(((1 - state.tokens) * 1000) / limits.ratePerSecond);
     } else wakeAt = now; // room already (limits were raised): look again at once
     state.wakeAt = wakeAt;
     if (wakeAt !== undefined && wakeAt < this.#timerAt) this.#arm(wakeAt, now);
+  }
+
+  /**
+   * Asks the pool's bucket for as many tokens as the target has parked
+   * entries (at most a burst): granted ones release entries at once; none
+   * granted, the target waits until the bucket holds one again.
+   */
+  #askShared(target: string, state: TargetState<E>, limits: TargetLimits, now: number): void {
+    if (state.asking) return;
+    if (!this.#takeShared) throw new Error('FlowControl: a target\'s limits say sharedRate, but no takeShared was given');
+    const rate = limits.ratePerSecond!;
+    const burst = Math.max(1, limits.burst ?? rate);
+    state.asking = true;
+    const waitThen = (ms: number) => {
+      if (state.parked.length === 0) return;
+      const at = this.#clock.now() + Math.max(1, ms);
+      state.wakeAt = at;
+      if (at < this.#timerAt) this.#arm(at, this.#clock.now());
+    };
+    this.#takeShared(target, Math.min(state.parked.length, Math.floor(burst)) || 1, { ratePerSecond: rate, burst }, now).then((grant) => {
+      state.asking = false;
+      state.tokens = (Number.isFinite(state.tokens) ? state.tokens : 0) + grant.granted;
+      if (grant.granted > 0) this.#releaseFrom(target, state, this.#clock.now());
+      else waitThen(grant.waitMs);
+    }, (err: unknown) => {
+      state.asking = false;
+      this.#onSharedError(err, target);
+      waitThen(SHARED_RETRY_MS);
+    });
   }
 
   #arm(at: number, now: number): void {

@@ -335,6 +335,16 @@ export interface DispatcherStore {
    */
   claimDue(owner: string, dueBefore: number, now: number, leaseExpiresAt: number, limit: number, skipTargets?: readonly string[]): Promise<StoredMessage[]>;
 
+  /**
+   * Takes up to `want` tokens of a target's delivery-rate bucket, one bucket
+   * shared by every dispatcher on the store (flow control in a pool): it
+   * refills at `ratePerSecond` up to `burst`, by the `now` of whoever takes
+   * (a clock behind the last taker's adds nothing); a bucket not yet used
+   * starts full. Atomic: two dispatchers taking at once never get the same
+   * token. Returns how many it took and how many are left (a fraction).
+   */
+  takeTokens(target: string, want: number, ratePerSecond: number, burst: number, now: number): Promise<{ granted: number; remaining: number }>;
+
   /** Extends every lease the owner holds (never shortens one); returns how many messages it holds. */
   renewLeases(owner: string, leaseExpiresAt: number): Promise<number>;
 

@@ -284,6 +284,11 @@ class PostgresDispatcherStore implements DispatcherStore {
       .map(toMessage);
   }
 
+  async takeTokens(target: string, want: number, ratePerSecond: number, burst: number, now: number): Promise<{ granted: number; remaining: number }> {
+    const { rows } = await this.#run<{ granted: number; tokens: number }>(this.#enginePool, 'takeTokens', [target, want, ratePerSecond, burst, now]);
+    return { granted: rows[0]!.granted, remaining: Number(rows[0]!.tokens) };
+  }
+
   async expire(owner: string, entries: { id: string; version: number; error: string }[], now: number): Promise<StoredMessage[]> {
     if (entries.length === 0) return [];
     // in id order: the lock order

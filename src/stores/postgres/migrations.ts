@@ -275,6 +275,24 @@ export const dispatcherMigrations: readonly Migration[] = [
       ALTER TABLE messages VALIDATE CONSTRAINT messages_status_check;
     `,
   },
+  {
+    version: 9,
+    name: 'shared rate buckets',
+    breaking: false,
+    sql: `
+      -- A pool's flow control (issue 12): each rate-limited target's token
+      -- bucket, shared by every dispatcher on the database, so the pool as a
+      -- whole keeps to the rate whichever dispatcher holds the messages.
+      -- \`granted\` is what the last take got (an UPSERT returns the row after
+      -- it). Additive: an older psched splits the rate over the dispatchers.
+      CREATE TABLE target_buckets (
+        name text NOT NULL PRIMARY KEY,
+        tokens double precision NOT NULL,
+        refilled_at bigint NOT NULL,
+        granted integer NOT NULL
+      );
+    `,
+  },
 ];
 
 export const mainMigrations: readonly Migration[] = [

@@ -338,6 +338,21 @@ export const dispatcherStatements = {
     RETURNING ${M_COLUMNS}, ${LEASE_OF('$1')}, locked.position`,
 
   /**
+   * Params: $1 target, $2 want, $3 ratePerSecond, $4 burst, $5 now. takeTokens: refill by the
+   * time since the last take (never negative), cap at the burst, take what is asked or the whole
+   * tokens there are. ON CONFLICT locks the row, and every SET expression reads it as it was.
+   */
+  takeTokens: `
+    INSERT INTO target_buckets AS b (name, tokens, refilled_at, granted)
+    VALUES ($1, $4::float8 - least($2::integer, floor($4::float8)::integer), $5::bigint, least($2::integer, floor($4::float8)::integer))
+    ON CONFLICT (name) DO UPDATE SET
+      granted = least($2::integer, floor(least($4::float8, b.tokens + greatest(0, $5::bigint - b.refilled_at) * $3::float8 / 1000.0))::integer),
+      tokens = least($4::float8, b.tokens + greatest(0, $5::bigint - b.refilled_at) * $3::float8 / 1000.0)
+        - least($2::integer, floor(least($4::float8, b.tokens + greatest(0, $5::bigint - b.refilled_at) * $3::float8 / 1000.0))::integer),
+      refilled_at = greatest(b.refilled_at, $5::bigint)
+    RETURNING granted, tokens`,
+
+  /**
    * Params: $1 owner, $2 ids (in id order: the lock order), $3 versions, $4 now, $5 errors (arrays but $4).
    * Compare-and-set per (id, version), as startDelivery: messages past their
    * deliver-by, set expired unsent; returns the rows that moved.

@@ -370,6 +370,13 @@ class SqliteDispatcherStore implements DispatcherStore {
     });
   }
 
+  takeTokens(target: string, want: number, ratePerSecond: number, burst: number, now: number): Promise<{ granted: number; remaining: number }> {
+    return this.#commits.write('relaxed', () => {
+      const row = this.#connection.statement(sql.takeTokens).get<{ granted: number; tokens: number }>({ name: target, want, rate: ratePerSecond, burst, now })!;
+      return { granted: row.granted, remaining: row.tokens };
+    });
+  }
+
   countLiveOwners(now: number): Promise<number> {
     return this.#commits.read(() => this.#connection.statement(sql.countLiveOwners).get<{ count: number }>({ now })!.count);
   }

@@ -271,6 +271,21 @@ export const dispatcherStatements = {
 
   countLiveOwners: `SELECT count(*) AS count FROM owners WHERE lease_expires_at >= :now`,
 
+  /**
+   * takeTokens: refill by the time since the last take (never negative), cap
+   * at the burst, take what is asked or the whole tokens there are. Every
+   * SET expression reads the row as it was, so \`granted\` and \`tokens\` agree.
+   */
+  takeTokens: `
+    INSERT INTO target_buckets (name, tokens, refilled_at, granted)
+    VALUES (:name, :burst - min(:want, CAST(:burst AS INTEGER)), :now, min(:want, CAST(:burst AS INTEGER)))
+    ON CONFLICT (name) DO UPDATE SET
+      granted = min(:want, CAST(min(:burst, tokens + max(0, :now - refilled_at) * :rate / 1000.0) AS INTEGER)),
+      tokens = min(:burst, tokens + max(0, :now - refilled_at) * :rate / 1000.0)
+        - min(:want, CAST(min(:burst, tokens + max(0, :now - refilled_at) * :rate / 1000.0) AS INTEGER)),
+      refilled_at = max(refilled_at, :now)
+    RETURNING granted, tokens`,
+
   /** Every call that changes how many messages a status has adds its net change here. */
   addToCount: `UPDATE message_counts SET count = count + :change WHERE status = :status`,
 
