@@ -749,12 +749,17 @@ for (const factory of dispatcherStoreFactories()) {
         assert.equal(replayed.message.lastError, null);
         assert.equal(replayed.message.leaseOwner, OWNER);
         assert.equal(replayed.message.version, 2);
+        const third = await insertOne(handle.store, {}, CLAIM_ALL);
+        await handle.store.expire(OWNER, [{ id: third.id, version: 1, error: 'late' }], T + 5);
+        const windowed = await handle.store.retry(third.id, T + 2 * MINUTE, undefined, T + 3 * MINUTE);
+        assert.ok(windowed.kind === 'ok');
+        assert.equal(windowed.message.deliverBy, T + 3 * MINUTE, 'the caller gives the replay a deliver-by of its own');
         const discarded = await handle.store.remove(second.id);
         assert.equal(discarded.kind, 'ok');
         assert.equal(await handle.store.get(second.id), undefined);
         const counts = await handle.store.countByStatus();
         assert.equal(counts.expired, 0);
-        assert.equal(counts.scheduled, 1);
+        assert.equal(counts.scheduled, 2);
       });
 
       it('keeps a target\'s deliverWithinMs, and clears it', async () => {

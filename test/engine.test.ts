@@ -755,6 +755,23 @@ describe('SchedulingEngine deliver-by', () => {
     assert.equal(h.deliverer.calls.length, 0);
   });
 
+  it('a message its target\'s window expired is replayed with a window from now, and delivered', async () => {
+    await using h = await harness({ start: false, deliverWithinOf: () => SECOND });
+    const now = h.clock.now();
+    const id = await h.insertUnclaimed(now - 5 * SECOND, 'five seconds late');
+    await h.engine.start();
+    await h.clock.advance(0);
+    await h.engine.whenIdle();
+    assert.equal((await h.status(id)).status, 'expired');
+    const replayed = await h.engine.retry(id);
+    assert.ok(replayed.kind === 'ok');
+    assert.equal(replayed.message.deliverBy, h.clock.now() + SECOND, 'the target\'s window, from the replay');
+    await h.clock.advance(0);
+    await h.engine.whenIdle();
+    assert.equal((await h.status(id)).status, 'delivered');
+    assert.deepEqual(h.deliverer.calls.map((call) => call.text), ['five seconds late']);
+  });
+
   it('a replayed expired message is delivered now, however late', async () => {
     await using h = await harness({ limitsOf: () => ({ ratePerSecond: 1, burst: 1 }) });
     await h.schedule(0, 'first');

@@ -347,7 +347,7 @@ export class SchedulingEngine {
     this.#flow = new FlowControl<BufferEntry>({
       clock: this.#clock,
       limitsOf: (target) => shareOfLimits(limitsOf(target), this.#dispatchers),
-      unsendable: (entry, now) => now > this.#deadlineOf(entry),
+      unsendable: (entry, now) => this.#pastDeadline(entry, now),
       // in a pool, the rate's bucket is the store's: the dispatcher holding a target's messages gets its tokens
       takeShared: async (target, want, { ratePerSecond, burst }, now) => {
         const { granted, remaining } = await this.#store.takeTokens(target, want, ratePerSecond, burst, now);
@@ -472,10 +472,17 @@ export class SchedulingEngine {
     return outcome;
   }
 
-  /** Replays a dead message: due now, attempts reset. */
-  retry(id: string): Promise<ChangeOutcome> {
+  /**
+   * Replays a dead or expired message: due now, attempts reset. Its deliver-by
+   * starts again from now: its target's window after now, or none (its own,
+   * long past for an expired one, would expire it again at once).
+   */
+  async retry(id: string): Promise<ChangeOutcome> {
+    const current = await this.#store.get(id);
     const now = this.#clock.now();
-    return this.#change(id, this.#track(this.#store.retry(id, now, this.#claimFor(id, now))));
+    const within = current && this.#deliverWithinOf(current.target);
+    const deliverBy = within === undefined ? null : now + within;
+    return this.#change(id, this.#track(this.#store.retry(id, now, this.#claimFor(id, now), deliverBy)));
   }
 
   /**
@@ -768,7 +775,7 @@ export class SchedulingEngine {
       const expired: BufferEntry[] = [];
       for (const entry of due) {
         // past its deliver-by: set expired without taking its target's rate or room
-        if (now > this.#deadlineOf(entry)) {
+        if (this.#pastDeadline(entry, now)) {
           this.#flow.finished(entry.id);
           expired.push(entry);
         } else if (this.#flow.admit(entry, now)) entries.push(entry);
@@ -787,6 +794,15 @@ export class SchedulingEngine {
       void call.finally(() => this.#startCalls.delete(call));
     }
     this.#arm();
+  }
+
+  /**
+   * Whether the entry would go out past its deadline if started at `now`: it
+   * is sent at its due time when started ahead of it (the start lead), so
+   * that counts, not the moment of the start.
+   */
+  #pastDeadline(entry: BufferEntry, now: number): boolean {
+    return Math.max(now, entry.dueAt) > this.#deadlineOf(entry);
   }
 
   /** The latest instant the entry may start: its own deliver-by, else its target's default window after its scheduled time. */

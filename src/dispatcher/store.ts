@@ -319,10 +319,10 @@ export interface DispatcherStore {
 
   /**
    * Moves a dead or expired message back to scheduled, due `now`, attempts
-   * reset and its own deliver-by dropped (replaying it asks for a delivery
-   * now, however late); conflict for any other status.
+   * reset, its deliver-by set to `deliverBy` (default none: the caller gives
+   * the replay a window of its own); conflict for any other status.
    */
-  retry(id: string, now: number, claim?: ClaimRequest): Promise<ChangeOutcome>;
+  retry(id: string, now: number, claim?: ClaimRequest, deliverBy?: number | null): Promise<ChangeOutcome>;
 
   /**
    * Claims up to `limit` messages due before `dueBefore` that are unclaimed or

@@ -236,10 +236,10 @@ class PostgresDispatcherStore implements DispatcherStore {
     return this.#change(id, 'removeMessage', [id]);
   }
 
-  retry(id: string, now: number, claim?: ClaimRequest): Promise<ChangeOutcome> {
+  retry(id: string, now: number, claim?: ClaimRequest, deliverBy: number | null = null): Promise<ChangeOutcome> {
     return this.#change(id, 'retryMessage', [
       id, now, claim?.owner ?? null, claim?.dueBefore ?? null, claim?.leaseExpiresAt ?? null,
-      claim === undefined, this.#wake.channel, this.#selfId,
+      claim === undefined, this.#wake.channel, this.#selfId, deliverBy,
     ]);
   }
 

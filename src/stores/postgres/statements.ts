@@ -210,7 +210,7 @@ export const dispatcherStatements = {
     )
     SELECT removed.*, ${LEASE_OF('removed.lease_owner')} FROM removed`,
 
-  /** Params: $1 id, $2 now, $3 owner, $4 dueBefore, $5 leaseExpiresAt, $6 wake, $7 channel, $8 payload. */
+  /** Params: $1 id, $2 now, $3 owner, $4 dueBefore, $5 leaseExpiresAt, $6 wake, $7 channel, $8 payload, $9 deliverBy (or null). */
   retryMessage: `
     WITH changed AS (
       UPDATE messages SET
@@ -220,7 +220,7 @@ export const dispatcherStatements = {
         version = version + 1,
         updated_at = $2,
         last_error = NULL,
-        deliver_by = NULL,
+        deliver_by = $9::bigint,
         lease_owner = CASE WHEN $2 <= $4::bigint THEN $3::text END
       WHERE id = $1 AND status IN ('dead', 'expired')
       RETURNING ${MESSAGE_COLUMNS}

@@ -231,10 +231,10 @@ class SqliteDispatcherStore implements DispatcherStore {
     });
   }
 
-  retry(id: string, now: number, claim?: ClaimRequest): Promise<ChangeOutcome> {
+  retry(id: string, now: number, claim?: ClaimRequest, deliverBy: number | null = null): Promise<ChangeOutcome> {
     return this.#commits.write('durable', () => {
       const before = this.#connection.statement(sql.getStatus).get<{ status: MessageStatus }>({ id });
-      const outcome = this.#change(id, sql.retryMessage, { id, now, ...claimParams(claim) });
+      const outcome = this.#change(id, sql.retryMessage, { id, now, deliverBy, ...claimParams(claim) });
       if (outcome.kind === 'ok') this.#move(before!.status, 'scheduled', 1);
       return outcome;
     });

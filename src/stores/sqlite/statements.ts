@@ -140,7 +140,7 @@ export const dispatcherStatements = {
       version = version + 1,
       updated_at = :now,
       last_error = NULL,
-      deliver_by = NULL,
+      deliver_by = :deliverBy,
       lease_owner = CASE WHEN :now <= :dueBefore THEN :owner END
     WHERE id = :id AND status IN ('dead', 'expired')
     RETURNING ${RETURNED_COLUMNS}`,
