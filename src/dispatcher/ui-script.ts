@@ -48,7 +48,8 @@ export const CONSOLE_SCRIPT = `
       confirmSubmit(form, label + '?');
     }
     for (const bulk of root.querySelectorAll('form.bulk')) {
-      const picks = () => [...document.querySelectorAll('input.pick[form="' + bulk.id + '"]')];
+      // not bulk.id: the form's controls named "id" (its ticked boxes) shadow that property
+      const picks = () => [...document.querySelectorAll('input.pick[form="' + bulk.getAttribute('id') + '"]')];
       const all = bulk.querySelector('.select-all input');
       bulk.querySelector('.select-all').hidden = false;
       all.addEventListener('change', () => { for (const box of picks()) box.checked = all.checked; });
