@@ -27,8 +27,9 @@ import { CONSOLE_SCRIPT } from './ui-script.ts';
  * Stable hooks for tests and scripts: #overview, #filters, #scheduled-card,
  * #dead-card, #expired-card, #delivered-card (each list's <ul> is #scheduled,
  * #dead, #expired, #delivered, its items li[data-id]), a.next-page /
- * a.first-page in each card, #bulk-dead, #bulk-expired, #message-card, #message-facts, #attempts-card (tbody
- * tr per attempt), #live; elements marked data-live are refreshed by the script.
+ * a.first-page in each card, #bulk-dead, #bulk-expired, #message-card,
+ * #message-facts, #attempts-card (tbody tr per attempt), #live; elements
+ * marked data-live are refreshed by the script.
  */
 
 export interface Notice {
