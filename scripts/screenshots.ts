@@ -2,13 +2,13 @@
  * Makes the README's screenshots: `node scripts/screenshots.ts`.
  *
  * Starts its own services on a temp folder and free ports, fills them with a
- * small story (posts in the feed, messages scheduled ahead, a dead letter from
- * a time the main server was down), and photographs both pages with Debian's
+ * small story (posts in the feed, messages scheduled ahead, dead letters and
+ * a message that expired unsent from a time the main server was down), and photographs both pages with Debian's
  * Chromium, light and dark (prefers-color-scheme):
  *   docs/screenshots/main.png, main-dark.png              1280x800: compose + scheduled beside the feed
  *   docs/screenshots/main-phone.png, main-phone-dark.png  390 px wide, the whole page: compose, feed, scheduled
  *   docs/screenshots/dispatcher.png, dispatcher-dark.png  1280 px wide, the whole console: overview and charts,
- *     filters, scheduled, dead letters (bulk retry/discard), delivered history
+ *     filters, scheduled, dead letters and expired (bulk retry/discard), delivered history
  *   docs/screenshots/dispatcher-phone.png, dispatcher-phone-dark.png  the console on a 390 px phone
  *   docs/screenshots/dispatcher-filtered.png  the console filtered to one user's dead letters, two ticked
  *   docs/screenshots/dispatcher-message-scheduled.png  a scheduled message's page: change its time or text, cancel
@@ -86,6 +86,12 @@ async function main(): Promise<void> {
       deadIds.push(dead.body.id);
     }
     for (const id of deadIds) await waitFor(async () => (await messageOf(id)).status === 'dead', { what: 'a dead letter', timeoutMs: 20_000 });
+    // worth sending only within 400 ms: its first retry comes later (at least half of --retry-base), so it is set expired, never made dead
+    const expired = await requestJson('POST', `${lonely.url}/v1/messages`, {
+      body: { username: 'Ann', message: 'Stand-up starts in one minute, join the call!', delaySeconds: 0, deliverBy: new Date(Date.now() + 400).toISOString() },
+    });
+    assert.equal(expired.status, 201, JSON.stringify(expired.body));
+    await waitFor(async () => (await messageOf(expired.body.id)).status === 'expired', { what: 'an expired message', timeoutMs: 20_000 });
     // two failed attempts, then the dispatcher stops: the whole system delivers it on its next attempt
     const late = await requestJson('POST', `${lonely.url}/v1/messages`, { body: { username: 'Bo', message: 'Deploy window opens in 10 minutes.', delaySeconds: 0 } });
     await waitFor(async () => (await messageOf(late.body.id)).attempts >= 2 && (await messageOf(late.body.id)).status === 'scheduled', { what: 'two failed attempts', timeoutMs: 20_000 });

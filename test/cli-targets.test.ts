@@ -35,14 +35,29 @@ describe('psched targets', () => {
     assert.match(lines[1]!, /^default \(built in\)\s+http:\/\/127\.0\.0\.1:9\/main\s+json\s+unsigned\s+yes\s+-$/);
     assert.match(lines[2]!, /^shop\s+http:\/\/127\.0\.0\.1:9\/shop\s+json\s+psched\s+yes\s+2\.5\/s$/);
 
-    const updated = await run('update', 'shop', '--burst', '10', '--rate', 'none', '--no-signing-secret');
+    const updated = await run('update', 'shop', '--burst', '10', '--rate', 'none', '--no-signing-secret', '--deliver-within', '90m');
     assert.equal(updated.code, 0, updated.stderr);
     assert.match(updated.stdout, /signed\s+no/);
-    assert.match(updated.stdout, /limits\s+burst 10/);
+    assert.match(updated.stdout, /limits\s+burst 10, expires after 1h30m/);
+    assert.match((await run('list')).stdout, /^shop\s.*\s+burst 10, expires after 1h30m$/m);
+    const cleared = await run('update', 'shop', '--deliver-within', 'none');
+    assert.equal(cleared.code, 0, cleared.stderr);
+    assert.match(cleared.stdout, /limits\s+burst 10$/m);
+    const badWithin = await run('update', 'shop', '--deliver-within', '90');
+    assert.equal(badWithin.code, 1);
+    assert.match(badWithin.stderr, /^psched: --deliver-within must be a duration such as 30m, 2h or 1d, or none to clear it \(got "90"\)/);
+    const tooLong = await run('update', 'shop', '--deliver-within', '400d');
+    assert.equal(tooLong.code, 1);
+    assert.match(tooLong.stderr, /--deliver-within/, 'the dispatcher\'s refusal names the flag');
 
     const shown = await run('show', 'shop', '--json');
     assert.equal(shown.code, 0, shown.stderr);
     assert.equal(JSON.parse(shown.stdout).burst, 10);
+    assert.equal(JSON.parse(shown.stdout).deliverWithinMs, null);
+    const added2 = await run('add', 'blog', '--main-url', 'http://127.0.0.1:9/blog', '--deliver-within', '2h');
+    assert.equal(added2.code, 0, added2.stderr);
+    assert.match((await run('show', 'blog')).stdout, /limits\s+expires after 2h$/m);
+    assert.equal((await run('remove', 'blog')).code, 0);
 
     const bad = await run('update', 'shop', '--main-url', 'ftp://nope');
     assert.equal(bad.code, 1);

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { closestFlag } from '../src/cli/args.ts';
 import { scheduledTable } from '../src/cli/client.ts';
+import { startTestDispatcher } from './support/dispatcher.ts';
+import { startTestMain } from './support/main.ts';
 import { PSCHED_BIN, Processes, freePort, freePorts, waitHealthy } from './support/processes.ts';
 
 /**
@@ -68,7 +70,30 @@ describe('psched command line', () => {
     assert.match(schedule.stdout, /--in DURATION/);
     assert.match(scheduled.stdout, /^Usage: psched scheduled /);
     assert.match(scheduled.stdout, /--status STATUS/);
+    assert.match(scheduled.stdout, /delivered, dead or expired/);
     assert.doesNotMatch(scheduled.stdout, /--in DURATION/);
+    assert.match(schedule.stdout, /--deliver-by TIME/);
+  });
+
+  it('psched schedule --deliver-by: read like --at, stored by the dispatcher; refused for recurring messages and before the time', async () => {
+    await using dispatcher = await startTestDispatcher();
+    const dispatcherUrl = await dispatcher.dispatcher.listen();
+    await using main = await startTestMain({ dispatcherUrls: dispatcherUrl });
+    const url = await main.server.listen();
+    const run = (...args: string[]) => procs.run([...args, '--url', url], { cwd: procs.tempDir(), env: { PSCHED_ACCESS_TOKEN: '' } });
+    const made = await run('schedule', '--at', '2099-07-01 09:00', '--deliver-by', '2099-07-01 12:00', '--timezone', 'Europe/Berlin', '--user', 'Ann', '--json', 'Doors open at noon');
+    assert.equal(made.code, 0, made.stderr);
+    const body = JSON.parse(made.stdout);
+    assert.equal(body.deliverBy, '2099-07-01T10:00:00.000Z');
+    assert.equal((await dispatcher.dispatcher.store.get(body.id))!.deliverBy, Date.parse('2099-07-01T10:00:00Z'));
+    const soon = await run('schedule', '--in', '1h', '--deliver-by', '2099-01-01 00:00', '--timezone', 'UTC', 'x');
+    assert.equal(soon.code, 0, soon.stderr);
+    const early = await run('schedule', '--at', '2099-07-01 09:00', '--deliver-by', '2099-07-01 08:00', '--timezone', 'UTC', 'x');
+    assert.equal(early.code, 1);
+    assert.match(early.stderr, /^psched: --deliver-by \(2099-07-01T08:00:00.000Z\) is before scheduledAt/);
+    const recurring = await run('schedule', '--every', '1h', '--deliver-by', '2099-07-01 08:00', 'x');
+    assert.equal(recurring.code, 1);
+    assert.match(recurring.stderr, /--deliver-by is for one message/);
   });
 
   it('psched scheduled prints a table with a header, times in the chosen zone', () => {

@@ -12,9 +12,10 @@ import { startReceiver, type Receiver } from './support/receiver.ts';
  * through playwright-core) against a `psched dispatcher` process with an API
  * token, delivering to a local receiver that answers by the message's text:
  * "[refuse]" gets 400 (dead at once), "[flaky]" 503 for its first two
- * attempts, anything else 200. Paging and filters (with and without
- * JavaScript), live updates, a message's page with its attempt history and
- * edits, bulk retry.
+ * attempts, "[down]" 503 until the test lets it through, anything else 200.
+ * Paging and filters (with and without JavaScript), live updates, a
+ * message's page with its attempt history and edits, bulk retry of dead
+ * letters and of expired messages (past their deliver-by).
  */
 
 const TOKEN = 'console-token';
@@ -36,6 +37,7 @@ describe('the dispatcher console in Chromium', () => {
   let dispatcher: ServiceProcess;
   const contexts: BrowserContext[] = [];
   const flakyCalls = new Map<string, number>();
+  let downUp = false;
 
   const api = (method: string, path: string, body?: unknown) => requestJson(method, `${dispatcher.url}${path}`, { body, token: TOKEN });
   const schedule = async (items: Record<string, unknown>[]) => {
@@ -49,6 +51,7 @@ describe('the dispatcher console in Chromium', () => {
     receiver.fallback = (request) => {
       const message = (JSON.parse(request.body) as { id: string; message: string });
       if (message.message.includes('[refuse]')) return { status: 400, body: { error: 'refused' } };
+      if (message.message.includes('[down]') && !downUp) return { status: 503 };
       if (message.message.includes('[flaky]')) {
         const calls = (flakyCalls.get(message.id) ?? 0) + 1;
         flakyCalls.set(message.id, calls);
@@ -243,6 +246,37 @@ describe('the dispatcher console in Chromium', () => {
     } finally {
       receiver.fallback = refusing;
     }
+  });
+
+  it('expired: messages still unsent at their deliver-by show up in their own card, live; retried from it in bulk, they are delivered', async () => {
+    const user = `expire-${randomUUID().slice(0, 8)}`;
+    const page = await newPage({ javaScriptEnabled: true });
+    await page.goto(`${dispatcher.url}/?show=expired&user=${user}`);
+    await page.locator('#live', { hasText: 'live' }).waitFor();
+    assert.match(await page.locator('#expired-card').innerText(), /Nothing matches the filters\./);
+    // its main server answers 503 meanwhile: retried (300 ms, 600 ms …) until the deliver-by, then set expired unsent
+    const deliverBy = new Date(Date.now() + 1500).toISOString();
+    const made = await schedule(['one', 'two'].map((n) => ({ username: user, message: `Expire ${n} [down]`, delaySeconds: 0, deliverBy })));
+    const expired = page.locator('#expired > li');
+    await waitFor(async () => (await expired.count()) === 2, { what: 'two expired messages on the page, without a reload', timeoutMs: LIVE_MS, intervalMs: 200 });
+    for (const m of made) assert.equal((await api('GET', `/v1/messages/${m.id}`)).body.status, 'expired');
+    assert.match(await expired.first().innerText(), /not sent: past its deliver-by/);
+    assert.equal(await expired.first().locator('.badge.expired').innerText(), 'expired');
+    assert.ok(Number((await page.locator('.stat.expired .stat-n').innerText()).replaceAll(',', '')) >= 2, 'counted in the overview');
+
+    downUp = true;
+    await page.locator('#select-all-expired').check();
+    assert.equal(await expired.locator('input.pick:checked').count(), 2);
+    const questions: string[] = [];
+    page.once('dialog', (dialog) => { questions.push(dialog.message()); void dialog.accept(); });
+    await submit(page, () => page.click('#bulk-retry-expired'));
+    assert.deepEqual(questions, ['Retry 2 expired messages?']);
+    assert.match(await page.locator('.notice').innerText(), /^2 expired messages scheduled again: being delivered now\.$/);
+    for (const m of made) {
+      await waitFor(async () => (await api('GET', `/v1/messages/${m.id}`)).body.status === 'delivered', { what: 'a replayed expired message delivered', timeoutMs: LIVE_MS });
+    }
+    await waitFor(async () => (await expired.count()) === 0, { what: 'the replayed messages leaving the expired list', timeoutMs: LIVE_MS, intervalMs: 200 });
+    assert.deepEqual(page.errors, []);
   });
 
   it('on a 390 px phone nothing is wider than the screen, light or dark', async () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { forceStatus, startTestDispatcher } from './support/dispatcher.ts';
+import { deliveriesChart } from '../src/dispatcher/ui-charts.ts';
 
 const basic = (password: string) => `Basic ${Buffer.from(`anyone:${password}`).toString('base64')}`;
 
@@ -369,7 +370,7 @@ describe('bulk actions on dead letters', () => {
     const [a, b, c, live] = await t.schedule(...['a', 'b', 'c', 'live'].map((message) => ({ username: 'u', message, scheduledAt: '2099-01-01T00:00:00Z' })));
     for (const m of [a, b, c]) await forceStatus(t.dispatcher, m!.id, 'dead');
     const page = section((await t.request('GET', '/')).body, 'dead-title');
-    assert.match(page, /<form id="bulk-dead" class="bulk" method="post" action="\/ui\/dead\/retry">/);
+    assert.match(page, /<form id="bulk-dead" class="bulk" method="post" action="\/ui\/dead\/retry" data-one="dead letter" data-many="dead letters">/);
     assert.match(page, new RegExp(`<input type="checkbox" class="pick" name="id" value="${a!.id}" form="bulk-dead"`));
     const response = await t.request('POST', '/ui/dead/retry', form([['view', '/?show=dead'], ['id', a!.id], ['id', b!.id], ['id', live!.id]]));
     assert.equal(response.statusCode, 303);
@@ -406,5 +407,120 @@ describe('bulk actions on dead letters', () => {
     }
     assert.equal((await t.request('GET', `/ui/messages/${m!.id}`)).statusCode, 401);
     assert.equal((await t.dispatcher.store.get(m!.id))!.status, 'dead');
+  });
+});
+
+describe('expired messages on the page', () => {
+  const expiredError = 'not sent: past its deliver-by, 2099-01-01T01:00:00.000Z';
+
+  it('lists them in a card of their own: when due, the deliver-by, why, Retry and Discard; counted in the overview and a status to show', async () => {
+    await using t = await startTestDispatcher();
+    const [late, dead] = await t.schedule(
+      { username: 'eli', message: 'too late to matter', scheduledAt: '2099-01-01T00:00:00Z', deliverBy: '2099-01-01T01:00:00Z' },
+      { username: 'eli', message: 'refused', scheduledAt: '2099-01-02T00:00:00Z' },
+    );
+    await forceStatus(t.dispatcher, late!.id, 'expired', { error: expiredError });
+    await forceStatus(t.dispatcher, dead!.id, 'dead');
+    const page = (await t.request('GET', '/')).body;
+    const expired = section(page, 'expired-title');
+    assert.match(expired, /<h2 id="expired-title">Expired <span class="count">1<\/span><\/h2>/);
+    assert.match(expired, /too late to matter/);
+    assert.match(expired, /<span class="badge expired">expired<\/span>/);
+    assert.match(expired, /<span>scheduled for <time datetime="2099-01-01T00:00:00.000Z">/);
+    assert.match(expired, /<span>deliver by <time datetime="2099-01-01T01:00:00.000Z">[^<]*<\/time><\/span><span>never sent<\/span>/);
+    assert.match(expired, new RegExp(`Why: <code>${expiredError}</code>`));
+    assert.match(expired, new RegExp(`action="/ui/messages/${late!.id}/retry"`));
+    assert.match(expired, new RegExp(`action="/ui/messages/${late!.id}/discard"`));
+    assert.match(expired, /<form id="bulk-expired" class="bulk" method="post" action="\/ui\/expired\/retry" data-one="expired message" data-many="expired messages">/);
+    assert.match(expired, new RegExp(`<input type="checkbox" class="pick" name="id" value="${late!.id}" form="bulk-expired"`));
+    assert.match(expired, /id="bulk-discard-expired" formaction="\/ui\/expired\/discard"/);
+    assert.doesNotMatch(expired, /refused/, 'a dead letter is not expired');
+    assert.doesNotMatch(section(page, 'dead-title'), /too late to matter/);
+    assert.match(section(page, 'overview-title'), /<a class="stat expired" href="\/\?show=expired"><span class="stat-n">1<\/span><span class="stat-label">expired unsent<\/span><\/a>/);
+    assert.match(page, /<option value="expired">Expired<\/option>/);
+    const only = await t.request('GET', '/?show=expired');
+    assert.equal(only.statusCode, 200);
+    assert.ok(!only.body.includes('aria-labelledby="dead-title"') && !only.body.includes('aria-labelledby="scheduled-title"'));
+    assert.match(section(only.body, 'expired-title'), new RegExp(late!.id));
+    assert.match(only.body, /<option value="expired" selected>Expired<\/option>/);
+    assert.match(section((await t.request('GET', '/?show=expired&user=nobody')).body, 'expired-title'), /Nothing matches the filters\./);
+  });
+
+  it('Retry and Discard say it was an expired message, from the list and from its page', async () => {
+    await using t = await startTestDispatcher();
+    const [a, b] = await t.schedule(
+      { username: 'u', message: 'replay me', scheduledAt: '2099-01-01T00:00:00Z', deliverBy: '2099-01-01T01:00:00Z' },
+      { username: 'u', message: 'drop me', scheduledAt: '2099-01-01T00:00:00Z' },
+    );
+    await forceStatus(t.dispatcher, a!.id, 'expired', { error: expiredError });
+    await forceStatus(t.dispatcher, b!.id, 'expired', { error: expiredError });
+    const detail = (await t.request('GET', `/ui/messages/${a!.id}`)).body;
+    assert.match(detail, /<span class="badge expired">expired<\/span>/);
+    assert.match(detail, /<dt>Deliver by<\/dt><dd>deliver by <time datetime="2099-01-01T01:00:00.000Z">/);
+    assert.match(detail, new RegExp(`action="/ui/messages/${a!.id}/retry"`));
+    const retried = await t.request('POST', `/ui/messages/${a!.id}/retry`, form([['view', '/?show=expired']]));
+    assert.equal(retried.headers.location, '/?show=expired&notice=retried&list=expired');
+    const stored = (await t.dispatcher.store.get(a!.id))!;
+    assert.equal(stored.status, 'scheduled');
+    assert.equal(stored.deliverBy, null, 'a replay drops its own deliver-by');
+    assert.match((await t.request('GET', retried.headers.location as string)).body, /notice ok" role="status">Expired message scheduled again: it is being delivered now, past its deliver-by\./);
+    const discarded = await t.request('POST', `/ui/messages/${b!.id}/discard`, form([['back', 'detail']]));
+    assert.equal(discarded.headers.location, '/?notice=discarded&list=expired');
+    assert.equal(await t.dispatcher.store.get(b!.id), undefined);
+    assert.match((await t.request('GET', discarded.headers.location as string)).body, /Expired message discarded: it will not be delivered or retried\./);
+    // a dead letter's notices are as they were
+    assert.match((await t.request('GET', '/?notice=retried')).body, /Dead letter scheduled again: it is being delivered now\./);
+    assert.match((await t.request('GET', '/?notice=not-dead&status=delivered')).body, /Only dead letters and expired messages can be retried; that message is delivered\./);
+  });
+
+  it('bulk retry and discard take only the ticked messages still expired, and say how many', async () => {
+    await using t = await startTestDispatcher();
+    const [a, b, dead, live] = await t.schedule(...['a', 'b', 'dead', 'live'].map((message) => ({ username: 'u', message, scheduledAt: '2099-01-01T00:00:00Z' })));
+    for (const m of [a, b]) await forceStatus(t.dispatcher, m!.id, 'expired', { error: expiredError });
+    await forceStatus(t.dispatcher, dead!.id, 'dead');
+    const retried = await t.request('POST', '/ui/expired/retry', form([['view', '/?show=expired'], ['id', a!.id], ['id', dead!.id], ['id', live!.id]]));
+    assert.equal(retried.headers.location, '/?show=expired&notice=bulk-retried&done=1&skipped=2&list=expired');
+    assert.deepEqual(await Promise.all([a, b, dead, live].map(async (m) => (await t.dispatcher.store.get(m!.id))!.status)), ['scheduled', 'expired', 'dead', 'scheduled']);
+    assert.match((await t.request('GET', retried.headers.location as string)).body,
+      /1 expired message scheduled again: being delivered now\. 2 skipped: no longer expired messages/);
+    const discarded = await t.request('POST', '/ui/expired/discard', form([['id', b!.id], ['id', dead!.id]]));
+    assert.equal(discarded.headers.location, '/?notice=bulk-discarded&done=1&skipped=1&list=expired');
+    assert.equal(await t.dispatcher.store.get(b!.id), undefined);
+    assert.equal((await t.dispatcher.store.get(dead!.id))!.status, 'dead', 'a dead letter ticked among them is left alone');
+    const none = await t.request('POST', '/ui/expired/discard', form([['view', '/']]));
+    assert.equal(none.headers.location, '/?notice=none-selected&list=expired');
+    assert.match((await t.request('GET', none.headers.location as string)).body, /Nothing selected: tick the expired messages to retry or discard first\./);
+    assert.equal((await t.request('POST', '/ui/expired/retry', { headers: { 'sec-fetch-site': 'cross-site' } })).statusCode, 403);
+  });
+
+  it('shows a target\'s deliver-by window, and on a message\'s page the deliver-by it gives', async () => {
+    await using t = await startTestDispatcher({ mainDeliverWithin: '1h' });
+    const [m] = await t.schedule({ username: 'u', message: 'window', scheduledAt: '2099-01-01T00:00:00Z' });
+    const targets = section((await t.request('GET', '/')).body, 'targets-title');
+    assert.match(targets, /<tr id="t-default">[\s\S]*<td>expires after 1h<\/td><\/tr>/);
+    const detail = (await t.request('GET', `/ui/messages/${m!.id}`)).body;
+    assert.match(detail, /<dt>Deliver by<\/dt><dd>deliver by <time datetime="2099-01-01T01:00:00.000Z">[^<]*<\/time> \(its target&#39;s 1h\)<\/dd>/);
+    await using plain = await startTestDispatcher();
+    const [n] = await plain.schedule({ username: 'u', message: 'no window', scheduledAt: '2099-01-01T00:00:00Z' });
+    assert.match((await plain.request('GET', `/ui/messages/${n!.id}`)).body, /<dt>Deliver by<\/dt><dd><span class="muted">—<\/span>/);
+    assert.match(section((await plain.request('GET', '/')).body, 'targets-title'), /<td>none<\/td><\/tr>/);
+  });
+
+  it('the scheduled list shows a message\'s own deliver-by', async () => {
+    await using t = await startTestDispatcher();
+    await t.schedule({ username: 'u', message: 'by noon', scheduledAt: '2099-01-01T09:00:00Z', deliverBy: '2099-01-01T12:00:00Z' });
+    assert.match(section((await t.request('GET', '/')).body, 'scheduled-title'), /<span>deliver by <time datetime="2099-01-01T12:00:00.000Z">/);
+  });
+});
+
+describe('the deliveries chart', () => {
+  it('stacks the expired with the other outcomes and names them in each minute\'s tooltip and the summary', () => {
+    const minute = (start: number, counts: Partial<Record<'delivered' | 'retry' | 'dead' | 'expired', number>>) =>
+      ({ start, delivered: 0, retry: 0, dead: 0, expired: 0, latenessCount: 0, latenessSumMs: 0, latenessMaxMs: 0, ...counts });
+    const chart = String(deliveriesChart([minute(0, { delivered: 3 }), minute(60_000, { delivered: 1, expired: 4 })]));
+    assert.match(chart, /<title>this minute: 1 delivered, 0 to retry, 0 dead, 4 expired<\/title>/);
+    assert.match(chart, /<rect [^>]*class="expired"\/>/);
+    assert.match(chart, /Last hour: 4 delivered, 0 failed and retried, 0 dead, 4 expired unsent; busiest minute 5\./);
+    assert.match(chart, /<i class="expired"><\/i>expired/);
   });
 });

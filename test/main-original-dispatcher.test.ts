@@ -108,6 +108,19 @@ describe('scheduling on an original dispatcher', () => {
     assert.equal(original.requests.length, 0);
   });
 
+  it('refuses a deliverBy (the original would send it however late) before sending anything', async () => {
+    await using original = await startOriginalDispatcher();
+    await using t = await startTestMain({ ...LEGACY, dispatcherUrls: original.url });
+    const response = await t.request('POST', '/v1/scheduled', { body: { username: 'a', message: 'b', scheduledAt: '2099-01-01T00:00:00Z', deliverBy: '2099-01-01T01:00:00Z' } });
+    assert.equal(response.statusCode, 400);
+    assert.equal(response.json().error.field, 'deliverBy');
+    assert.match(response.json().error.message, /^deliverBy cannot be honoured: the original dispatcher at \S+ takes none, and would deliver it however late/);
+    assert.equal(original.requests.length, 0);
+    // null is no deliver-by: accepted
+    const none = await t.request('POST', '/v1/scheduled', { body: { username: 'a', message: 'b', scheduledAt: '2099-01-01T00:00:00Z', deliverBy: null } });
+    assert.equal(none.statusCode, 201, none.body);
+  });
+
   it('opens a connection per message and closes it after the answer, as curl did (Apache drops idle keep-alive connections)', async () => {
     await using original = await startOriginalDispatcher();
     await using t = await startTestMain({ ...LEGACY, dispatcherUrls: original.url });

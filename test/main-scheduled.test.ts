@@ -86,6 +86,20 @@ describe('POST /v1/scheduled', () => {
     assert.equal(stored?.message, 'Merry Christmas 🎄');
   });
 
+  it('forwards a deliverBy (read like scheduledAt) to the dispatcher, which stores it; refuses one before scheduledAt, naming it', async () => {
+    await using d = await listeningDispatcher();
+    await using t = await startTestMain({ dispatcherUrls: d.url, timeZone: 'Europe/Berlin' });
+    const response = await t.request('POST', '/v1/scheduled', { body: { username: 'a', message: 'by noon', scheduledAt: '2099-07-01 09:00', deliverBy: '2099-07-01 12:00' } });
+    assert.equal(response.statusCode, 201, response.body);
+    assert.equal(response.json().deliverBy, '2099-07-01T10:00:00.000Z');
+    assert.equal((await d.dispatcher.store.get(response.json().id))!.deliverBy, Date.parse('2099-07-01T10:00:00Z'));
+    const without = await t.request('POST', '/v1/scheduled', { body: { username: 'a', message: 'whenever', scheduledAt: FUTURE } });
+    assert.equal(without.json().deliverBy, null);
+    const before = await t.request('POST', '/v1/scheduled', { body: { username: 'a', message: 'x', scheduledAt: '2099-07-01 09:00', deliverBy: '2099-07-01 08:00' } });
+    assert.equal(before.statusCode, 400);
+    assert.equal(before.json().error.field, 'deliverBy');
+  });
+
   it("reads a time without offset in the main server's zone, or the request's timeZone", async () => {
     await using d = await listeningDispatcher();
     await using t = await startTestMain({ dispatcherUrls: d.url, timeZone: 'Europe/Berlin' });
@@ -373,6 +387,33 @@ describe('PATCH and DELETE /v1/scheduled/:id', () => {
     assert.equal(deleted.statusCode, 204);
     assert.equal(deleted.body, '');
     assert.equal(await b.dispatcher.store.get(onB!.id), undefined);
+  });
+
+  it('forwards a change of deliverBy, and null to drop it', async () => {
+    await using d = await listeningDispatcher();
+    const [message] = await d.schedule({ username: 'a', message: 'x', scheduledAt: '2099-01-01T00:00:00Z' });
+    await using t = await startTestMain({ dispatcherUrls: d.url });
+    const set = await t.request('PATCH', `/v1/scheduled/${message!.id}`, { body: { deliverBy: '2099-01-01T06:00:00Z' } });
+    assert.equal(set.statusCode, 200, set.body);
+    assert.equal(set.json().deliverBy, '2099-01-01T06:00:00.000Z');
+    assert.equal((await d.dispatcher.store.get(message!.id))!.deliverBy, Date.parse('2099-01-01T06:00:00Z'));
+    const dropped = await t.request('PATCH', `/v1/scheduled/${message!.id}`, { body: { deliverBy: null } });
+    assert.equal(dropped.statusCode, 200, dropped.body);
+    assert.equal(dropped.json().deliverBy, null);
+    assert.equal((await d.dispatcher.store.get(message!.id))!.deliverBy, null);
+  });
+
+  it('answers 409 with status expired for a message not sent by its deliver-by', async () => {
+    await using d = await listeningDispatcher();
+    const [message] = await d.schedule({ username: 'a', message: 'x', scheduledAt: FUTURE });
+    await forceStatus(d.dispatcher, message!.id, 'expired', { error: 'not sent: past its deliver-by' });
+    await using t = await startTestMain({ dispatcherUrls: d.url });
+    const late = await t.request('PATCH', `/v1/scheduled/${message!.id}`, { body: { message: 'too late' } });
+    assert.equal(late.statusCode, 409);
+    assert.equal(late.json().error.status, 'expired');
+    const listed = await t.request('GET', '/v1/scheduled?status=expired');
+    assert.equal(listed.statusCode, 200);
+    assert.deepEqual(listed.json().items.map((m: { id: string }) => m.id), [message!.id]);
   });
 
   it('answers 404 when no dispatcher knows the id, 409 with the status once it is delivered', async () => {

@@ -326,6 +326,16 @@ describe('the page without JavaScript: form posts and redirects', () => {
     const badTime = (await follow(t, await t.form(`/ui/scheduled/${message!.id}/reschedule`, { time: '', timezone: 'UTC' }))).body;
     assert.match(element(badTime, 'notice', '</div>'), /class="notice error"/);
   });
+
+  it('explains an edit of a message that expired unsent (past its deliver-by)', async () => {
+    await using d = await listeningDispatcher();
+    const [message] = await d.schedule({ username: 'a', message: 'x', scheduledAt: '2099-01-01T00:00:00Z', deliverBy: '2099-01-01T01:00:00Z' });
+    await forceStatus(d.dispatcher, message!.id, 'expired', { error: 'not sent: past its deliver-by, 2099-01-01T01:00:00.000Z' });
+    await using t = await startTestMain({ dispatcherUrls: d.url });
+    const late = (await follow(t, await t.form(`/ui/scheduled/${message!.id}/edit`, { message: 'too late' }))).body;
+    assert.match(element(late, 'notice', '</div>'), /class="notice error"[^>]*>Too late: the message expired unsent \(it was past its deliver-by\); it can be replayed from the dispatcher&#39;s page\./);
+    assert.equal((await d.dispatcher.store.get(message!.id))!.message, 'x');
+  });
 });
 
 describe('who may see and do what', () => {

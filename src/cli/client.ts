@@ -32,6 +32,7 @@ const CLIENT_OPTIONS = {
     'dst-overlap': { type: 'string' },
     'catch-up': { type: 'string' },
     preview: { type: 'boolean' },
+    'deliver-by': { type: 'string' },
   },
   schedules: {
     ...COMMON_OPTIONS,
@@ -65,6 +66,7 @@ const CLIENT_USAGE: Record<ClientCommand, string> = {
 
   psched schedule --at "2026-12-24 09:00" --user Ann "Merry Christmas"
   psched schedule --in 10m --user Ann "See you in ten minutes"
+  psched schedule --at "2026-12-24 09:00" --deliver-by "2026-12-24 12:00" --user Ann "Doors open at noon"
   psched schedule --cron "0 9 * * MON-FRI" --timezone Europe/Berlin --user Ann "Stand-up"
   psched schedule --every 15m --user Ann "Drink water"
   psched schedule --cron "30 2 * * *" --timezone America/New_York --preview   # the next fire times, nothing saved
@@ -74,6 +76,8 @@ Options:
   --in DURATION    or how long from now, with a unit: 90s, 10m, 2h, 1d
   --every DURATION or again and again, this much elapsed time apart (15m, 1h30m, 1d; not wall-clock time)
   --cron RULE      or at the times a cron rule names on --timezone's wall clock (5 fields, or 6 with seconds)
+  --deliver-by TIME  one-off messages: not sent after this (read like --at); unsent by then it is set expired
+                   instead, replayable on the dispatcher's page (default: its target's window, if any)
   --user NAME      who posts it (default: $USER)
   --timezone ZONE  the zone --at, --start, --end and --cron are read in (default: this machine's, ${LOCAL_ZONE})
 Recurring messages only:
@@ -100,7 +104,7 @@ ${COMMON_HELP}`,
 Lists messages in due-time order, times in --timezone.
 
 Options:
-  --status STATUS  scheduled (default), delivering, delivered or dead
+  --status STATUS  scheduled (default), delivering, delivered, dead or expired (not sent: past its deliver-by)
   --timezone ZONE  the zone times are shown in (default: this machine's, ${LOCAL_ZONE})
 ${COMMON_HELP}`,
   cancel: `Usage: psched cancel ID
@@ -117,7 +121,7 @@ type ClientCommand = keyof typeof CLIENT_OPTIONS;
 const FIELD_FLAGS: Record<string, string> = {
   scheduledAt: '--at', delaySeconds: '--in', username: '--user', message: 'the message text', timeZone: '--timezone', status: '--status',
   every: '--every', cron: '--cron', startAt: '--start', endAt: '--end', maxOccurrences: '--count', count: '--count',
-  'dstPolicy.gap': '--dst-gap', 'dstPolicy.overlap': '--dst-overlap', catchUp: '--catch-up',
+  'dstPolicy.gap': '--dst-gap', 'dstPolicy.overlap': '--dst-overlap', catchUp: '--catch-up', deliverBy: '--deliver-by',
 };
 
 export interface ApiAnswer {
@@ -222,6 +226,8 @@ export async function runClientCommand(command: ClientCommand, args: string[]): 
       if (values[flag] !== undefined) throw new UsageError(`--${flag} is for recurring messages: give --every or --cron`);
     }
     const body: Record<string, unknown> = { username: values.user, message: text };
+    // read in --timezone, like --at
+    if (values['deliver-by'] !== undefined) Object.assign(body, { deliverBy: values['deliver-by'], timeZone });
     if (values.at !== undefined) {
       body.scheduledAt = values.at;
       body.timeZone = timeZone;
@@ -295,6 +301,7 @@ function countFlag(values: Record<string, string | boolean | undefined>): number
 async function recurring(url: string, token: string | undefined, values: Record<string, string | boolean | undefined>, positionals: string[], timeZone: string): Promise<number> {
   if (values.every !== undefined && values.cron !== undefined) throw new UsageError('give either --every or --cron, not both');
   if (values.at !== undefined || values.in !== undefined) throw new UsageError('--at and --in are for one message; a recurring one starts at --start');
+  if (values['deliver-by'] !== undefined) throw new UsageError('--deliver-by is for one message: a recurring one takes its target\'s window (psched targets … --deliver-within)');
   const body: Record<string, unknown> = { timeZone };
   if (values.every !== undefined) body.every = values.every;
   if (values.cron !== undefined) body.cron = values.cron;

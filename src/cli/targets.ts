@@ -1,3 +1,5 @@
+import { parseDuration } from '../config.ts';
+import { formatEvery } from '../protocol/recurrence.ts';
 import type { TargetJson } from '../protocol/targets.ts';
 import { parseFlags, UsageError } from './args.ts';
 import { call, devToken, errorText } from './client.ts';
@@ -27,6 +29,7 @@ const OPTIONS = {
   rate: { type: 'string' },
   burst: { type: 'string' },
   'max-in-flight': { type: 'string' },
+  'deliver-within': { type: 'string' },
 } as const;
 
 const USAGE = `Usage: psched targets list|show|add|update|remove [NAME] [options]
@@ -38,6 +41,7 @@ dispatcher's own --main-url and its flags: listed, not changed here.
   psched targets add shop --main-url https://shop.example --signing-secret "$SECRET" --target-token "$(openssl rand -hex 32)"
   psched targets show shop
   psched targets update shop --rate 50 --burst 100 --max-in-flight 8
+  psched targets update shop --deliver-within 1h   # a message not sent within 1h of its time expires unsent
   psched targets update shop --no-signing-secret --rate none
   psched targets remove shop     # refused while it has messages to deliver or schedules
 
@@ -49,6 +53,8 @@ Target options (add, update):
   --target-token TOKEN        the bearer token its main server calls the dispatcher's API with, seeing only its own
                               messages (16+ characters, write-only); --no-target-token: none
   --rate N, --burst N, --max-in-flight N   its delivery limits, stored for flow control ("none" clears one)
+  --deliver-within DURATION   its messages' default deliver-by (30m, 2h, 1d): one not sent that long after its
+                              scheduled time is set expired instead, replayable like a dead letter ("none" clears it)
 Options:
   --url URL        the dispatcher (env PSCHED_DISPATCHER_URL, default http://127.0.0.1:8081)
   --token TOKEN    the dispatcher's --api-token (env PSCHED_API_TOKEN; next to npm start's ./data folder, found by itself)
@@ -57,7 +63,7 @@ Options:
 /** API fields as the flags that set them. */
 const FIELD_FLAGS: Record<string, string> = {
   name: 'NAME', url: '--main-url', protocol: '--protocol', signingSecret: '--signing-secret', signatureScheme: '--signature-scheme',
-  token: '--target-token', ratePerSecond: '--rate', burst: '--burst', maxInFlight: '--max-in-flight',
+  token: '--target-token', ratePerSecond: '--rate', burst: '--burst', maxInFlight: '--max-in-flight', deliverWithinMs: '--deliver-within',
 };
 
 const DISPATCHER = 'the dispatcher';
@@ -103,7 +109,7 @@ export async function runTargetsCommand(args: string[]): Promise<number> {
     }
     case 'update': {
       const fields = targetFields(values);
-      if (Object.keys(fields).length === 0) throw new UsageError('psched targets update needs something to change: --main-url, --protocol, --signing-secret, --rate … (psched targets --help)');
+      if (Object.keys(fields).length === 0) throw new UsageError('psched targets update needs something to change: --main-url, --protocol, --signing-secret, --rate, --deliver-within … (psched targets --help)');
       const body = await request('PATCH', path, fields) as TargetJson;
       print(body, () => `updated ${body.name}\n${targetLines(body)}`);
       return 0;
@@ -135,12 +141,22 @@ function targetFields(values: Record<string, string | boolean | undefined>): Rec
     else if (/^\d+(\.\d+)?$/.test(text)) fields[field] = Number(text);
     else throw new UsageError(`--${flag} must be a number, or none to clear it (got ${JSON.stringify(text)})`);
   }
+  const within = values['deliver-within'];
+  if (within !== undefined) {
+    const text = String(within).trim();
+    const ms = text === 'none' ? null : parseDuration(text);
+    if (ms === undefined) throw new UsageError(`--deliver-within must be a duration such as 30m, 2h or 1d, or none to clear it (got ${JSON.stringify(text)})`);
+    fields.deliverWithinMs = ms;
+  }
   return fields;
 }
 
 function limitsText(t: TargetJson): string {
-  return [t.ratePerSecond !== null ? `${t.ratePerSecond}/s` : '', t.burst !== null ? `burst ${t.burst}` : '', t.maxInFlight !== null ? `max ${t.maxInFlight} in flight` : '']
-    .filter(Boolean).join(', ') || '-';
+  return [
+    t.ratePerSecond !== null ? `${t.ratePerSecond}/s` : '', t.burst !== null ? `burst ${t.burst}` : '', t.maxInFlight !== null ? `max ${t.maxInFlight} in flight` : '',
+    // as the dispatcher's page says it; absent from a dispatcher older than deliver-by
+    t.deliverWithinMs != null ? `expires after ${formatEvery(t.deliverWithinMs)}` : '',
+  ].filter(Boolean).join(', ') || '-';
 }
 
 /** One line per target under a header: name, URL, protocol, signing, token, limits. */

@@ -5,7 +5,8 @@ import type { MinuteStats } from './metrics.ts';
  * The console's two small charts, inline SVG drawn on the server from the
  * dispatcher's own per-minute numbers (./metrics.ts: the last hour, this
  * process only): deliveries per minute by outcome, and the lateness of first
- * attempts per minute. No library, no script: colours come from the page's
+ * attempts per minute (expired: set aside unsent, past its deliver-by, is
+ * counted with the deliveries: it is what became of a due message). No library, no script: colours come from the page's
  * stylesheet (classes), so they follow dark mode; each bar has a <title>
  * (hover) and each chart a one-line summary in words, which is also what a
  * screen reader gets.
@@ -46,7 +47,7 @@ function gridLine(y: number, label: string): SafeHtml {
 }
 
 export function deliveriesChart(minutes: MinuteStats[]): SafeHtml {
-  const totals = minutes.map((m) => m.delivered + m.retry + m.dead);
+  const totals = minutes.map((m) => m.delivered + m.retry + m.dead + m.expired);
   const top = Math.max(1, ...totals);
   const slot = PLOT_W / minutes.length;
   const scale = (n: number) => (n / top) * PLOT_H;
@@ -54,17 +55,17 @@ export function deliveriesChart(minutes: MinuteStats[]): SafeHtml {
     if (totals[i] === 0) return html``;
     const x = LEFT + i * slot + 1;
     let y = TOP + PLOT_H;
-    const parts = (['delivered', 'retry', 'dead'] as const).map((kind) => {
+    const parts = (['delivered', 'retry', 'dead', 'expired'] as const).map((kind) => {
       const h = scale(m[kind]);
       y -= h;
       return m[kind] > 0 ? html`<rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${(slot - 2).toFixed(1)}" height="${Math.max(h, 1).toFixed(1)}" class="${kind}"/>` : html``;
     });
-    return html`<g><title>${ago(minutes, i)}: ${number(m.delivered)} delivered, ${number(m.retry)} to retry, ${number(m.dead)} dead</title>${parts}</g>`;
+    return html`<g><title>${ago(minutes, i)}: ${number(m.delivered)} delivered, ${number(m.retry)} to retry, ${number(m.dead)} dead, ${number(m.expired)} expired</title>${parts}</g>`;
   });
-  const sum = (kind: 'delivered' | 'retry' | 'dead') => minutes.reduce((total, m) => total + m[kind], 0);
-  const summary = `Last hour: ${number(sum('delivered'))} delivered, ${number(sum('retry'))} failed and retried, ${number(sum('dead'))} dead; busiest minute ${number(Math.max(0, ...totals))}.`;
+  const sum = (kind: 'delivered' | 'retry' | 'dead' | 'expired') => minutes.reduce((total, m) => total + m[kind], 0);
+  const summary = `Last hour: ${number(sum('delivered'))} delivered, ${number(sum('retry'))} failed and retried, ${number(sum('dead'))} dead, ${number(sum('expired'))} expired unsent; busiest minute ${number(Math.max(0, ...totals))}.`;
   return html`<figure class="chart" id="chart-deliveries">
-  <figcaption>Deliveries per minute <span class="legend"><i class="delivered"></i>delivered <i class="retry"></i>retry <i class="dead"></i>dead</span></figcaption>
+  <figcaption>Deliveries per minute <span class="legend"><i class="delivered"></i>delivered <i class="retry"></i>retry <i class="dead"></i>dead <i class="expired"></i>expired</span></figcaption>
   <svg viewBox="0 0 ${WIDTH} ${HEIGHT}" role="img" aria-label="${summary}">
     ${gridLine(TOP, number(top))}${gridLine(TOP + PLOT_H / 2, number(Math.round(top / 2)))}${gridLine(TOP + PLOT_H, '0')}
     ${bars}${xAxis()}

@@ -16,18 +16,20 @@ import { CONSOLE_SCRIPT } from './ui-script.ts';
  *
  * - The console (`/`): the last hour's numbers and charts, a filter form
  *   (status, user, text, due range: a GET, so a filtered view is a link), and
- *   three paged lists: scheduled (and delivering) in due order, dead letters
- *   with retry, discard and bulk retry/discard of the ticked ones, and the
- *   delivered history newest first. Each list pages on its own cursor.
+ *   four paged lists: scheduled (and delivering) in due order; dead letters
+ *   and expired messages (not sent: past their deliver-by), each with retry,
+ *   discard and bulk retry/discard of the ticked ones; and the delivered
+ *   history newest first. Each list pages on its own cursor.
  * - A message's page (`/ui/messages/:id`): every field, its attempt history,
  *   and what can be done with it now (edit time and text, cancel; retry or
- *   discard a dead letter).
+ *   discard a dead letter or an expired message).
  *
  * Stable hooks for tests and scripts: #overview, #filters, #scheduled-card,
- * #dead-card, #delivered-card (each list's <ul> is #scheduled, #dead,
- * #delivered, its items li[data-id]), a.next-page / a.first-page in each
- * card, #bulk-dead, #message-card, #message-facts, #attempts-card (tbody
- * tr per attempt), #live; elements marked data-live are refreshed by the script.
+ * #dead-card, #expired-card, #delivered-card (each list's <ul> is #scheduled,
+ * #dead, #expired, #delivered, its items li[data-id]), a.next-page /
+ * a.first-page in each card, #bulk-dead, #bulk-expired, #message-card,
+ * #message-facts, #attempts-card (tbody tr per attempt), #live; elements
+ * marked data-live are refreshed by the script.
  */
 
 export interface Notice {
@@ -36,8 +38,8 @@ export interface Notice {
   text: string | SafeHtml;
 }
 
-/** Which lists the console shows: all three, or one status. */
-export const SHOWS = ['all', 'scheduled', 'delivering', 'dead', 'delivered'] as const;
+/** Which lists the console shows: all of them, or one status. */
+export const SHOWS = ['all', 'scheduled', 'delivering', 'dead', 'expired', 'delivered'] as const;
 export type Show = (typeof SHOWS)[number];
 
 /** The filter form's values as given (shown again as typed). */
@@ -55,10 +57,24 @@ export interface FilterValues {
 
 export const NO_FILTERS = (timeZone: string): FilterValues => ({ show: 'all', target: '', user: '', q: '', dueFrom: '', dueTo: '', timeZone });
 
-export type ListName = 'scheduled' | 'dead' | 'delivered';
+export const LIST_NAMES = ['scheduled', 'dead', 'expired', 'delivered'] as const;
+export type ListName = (typeof LIST_NAMES)[number];
 
 /** Each list's cursor parameter in the console's URL. */
-export const CURSOR_PARAMS: Record<ListName, string> = { scheduled: 'scheduledPage', dead: 'deadPage', delivered: 'deliveredPage' };
+export const CURSOR_PARAMS: Record<ListName, string> = { scheduled: 'scheduledPage', dead: 'deadPage', expired: 'expiredPage', delivered: 'deliveredPage' };
+
+/**
+ * The messages the engine gave up on, one list each, replayed (retry) or
+ * discarded alike: dead letters (refused or out of attempts) and expired
+ * ones (never sent: past their deliver-by). What the page calls them.
+ */
+export const REPLAYABLE = {
+  dead: { one: 'dead letter', many: 'dead letters', title: 'Dead letters' },
+  expired: { one: 'expired message', many: 'expired messages', title: 'Expired' },
+} as const;
+export type Replayable = keyof typeof REPLAYABLE;
+
+export const isReplayable = (status: string): status is Replayable => status === 'dead' || status === 'expired';
 
 export interface ListPage {
   items: StoredMessage[];
@@ -106,7 +122,7 @@ export function consoleHref(filters: FilterValues, cursors: Partial<Record<ListN
   if (filters.dueFrom) params.set('dueFrom', filters.dueFrom);
   if (filters.dueTo) params.set('dueTo', filters.dueTo);
   if ((filters.dueFrom || filters.dueTo) && filters.timeZone && filters.timeZone !== serverTimeZone) params.set('timeZone', filters.timeZone);
-  for (const list of ['scheduled', 'dead', 'delivered'] as const) {
+  for (const list of LIST_NAMES) {
     const cursor = cursors[list];
     if (cursor) params.set(CURSOR_PARAMS[list], cursor);
   }
@@ -151,6 +167,7 @@ function pendingItem(m: StoredMessage, view: string): SafeHtml {
   <div class="meta"><strong>${m.username}</strong> ${badge(m.status)} ${targetChip(m.target)}
     <span>due ${timeTag(m.dueAt)}</span>
     ${m.dueAt !== m.scheduledAt ? html`<span>(scheduled for ${timeTag(m.scheduledAt)})</span>` : ''}
+    ${m.deliverBy !== null ? html`<span>deliver by ${timeTag(m.deliverBy)}</span>` : ''}
     ${progress(m)}
   </div>
   <p class="text">${m.message}</p>
@@ -158,14 +175,29 @@ function pendingItem(m: StoredMessage, view: string): SafeHtml {
 </li>`;
 }
 
-function deadItem(m: StoredMessage, view: string): SafeHtml {
-  const which = `the dead letter from ${m.username}: ${preview(m.message)}`;
+/** When a message may still be sent: its own deliver-by, else its target's window after its scheduled time; null: no limit. */
+export function deliverByOf(m: StoredMessage, deliverWithinMs: number | null | undefined): { at: number; own: boolean } | null {
+  if (m.deliverBy !== null) return { at: m.deliverBy, own: true };
+  return deliverWithinMs == null ? null : { at: m.scheduledAt + deliverWithinMs, own: false };
+}
+
+function deliverByText(by: { at: number; own: boolean }, deliverWithinMs: number | null | undefined): SafeHtml {
+  return html`deliver by ${timeTag(by.at)}${by.own || deliverWithinMs == null ? '' : ` (its target's ${formatEvery(deliverWithinMs)})`}`;
+}
+
+/** A dead letter or an expired message: why, with a tick box for the bulk form, retry and discard. */
+function replayItem(m: StoredMessage, view: string, list: Replayable, deliverWithinMs: number | null | undefined): SafeHtml {
+  const which = `the ${REPLAYABLE[list].one} from ${m.username}: ${preview(m.message)}`;
+  const by = deliverByOf(m, deliverWithinMs);
+  const why = list === 'dead'
+    ? html`<span>gave up after ${plural(m.attempts, 'attempt')}</span>`
+    : html`${by ? html`<span>${deliverByText(by, deliverWithinMs)}</span>` : ''}${m.attempts > 0 ? html`<span>after ${plural(m.attempts, 'failed attempt')}</span>` : html`<span>never sent</span>`}`;
   return html`<li id="m-${m.id}" data-id="${m.id}">
-  <div class="meta"><input type="checkbox" class="pick" name="id" value="${m.id}" form="bulk-dead" aria-label="Select ${which}"><strong>${m.username}</strong> ${badge('dead')} ${targetChip(m.target)}
-    <span>scheduled for ${timeTag(m.scheduledAt)}</span><span>gave up after ${plural(m.attempts, 'attempt')}</span>
+  <div class="meta"><input type="checkbox" class="pick" name="id" value="${m.id}" form="bulk-${list}" aria-label="Select ${which}"><strong>${m.username}</strong> ${badge(list)} ${targetChip(m.target)}
+    <span>scheduled for ${timeTag(m.scheduledAt)}</span>${why}
   </div>
   <p class="text">${m.message}</p>
-  <div class="meta">Last error: <code>${m.lastError ?? 'unknown'}</code></div>
+  <div class="meta">${list === 'dead' ? 'Last error' : 'Why'}: <code>${m.lastError ?? 'unknown'}</code></div>
   <div class="row-actions">
     ${postButton(`${messagePath(m)}/retry`, 'Retry', 'small', { view }, `Retry ${which}`)}
     ${postButton(`${messagePath(m)}/discard`, 'Discard', 'secondary small', { view }, `Discard ${which}`)}
@@ -234,20 +266,28 @@ function scheduledCard(view: ConsoleView, page: ListPage, viewHref: string): Saf
 </section>`;
 }
 
-function deadCard(view: ConsoleView, page: ListPage, viewHref: string): SafeHtml {
-  const total = view.narrowed ? undefined : view.counts.dead;
-  return html`<section class="card" id="dead-card" aria-labelledby="dead-title" data-live>
-  <h2 id="dead-title">Dead letters ${countBadge(total, page)}</h2>
-  ${page.items.length > 0 ? html`<form id="bulk-dead" class="bulk" method="post" action="/ui/dead/retry">
+/** The dead letters' or the expired messages' card: the same list, bulk form and pager. */
+function replayCard(view: ConsoleView, page: ListPage, viewHref: string, list: Replayable): SafeHtml {
+  const { one, many, title } = REPLAYABLE[list];
+  const total = view.narrowed ? undefined : view.counts[list];
+  const windows = new Map(view.targets.map((t) => [t.name, t.deliverWithinMs]));
+  // the dead letters' buttons keep their ids (#bulk-retry, #bulk-discard) for scripts written against them
+  const id = (name: string) => list === 'dead' ? name : `${name}-${list}`;
+  const empty = list === 'dead'
+    ? 'No dead letters: every delivery so far was accepted or is still being retried.'
+    : 'Nothing expired: no message was still unsent past its deliver-by.';
+  return html`<section class="card" id="${list}-card" aria-labelledby="${list}-title" data-live>
+  <h2 id="${list}-title">${title} ${countBadge(total, page)}</h2>
+  ${page.items.length > 0 ? html`<form id="bulk-${list}" class="bulk" method="post" action="/ui/${list}/retry" data-one="${one}" data-many="${many}">
     <input type="hidden" name="view" value="${viewHref}">
-    <label class="check select-all" hidden><input type="checkbox" id="select-all-dead"> All on this page</label>
-    <span class="bulk-hint">Tick dead letters, then:</span>
-    <button type="submit" class="small" id="bulk-retry">Retry selected</button>
-    <button type="submit" class="small secondary" id="bulk-discard" formaction="/ui/dead/discard">Discard selected</button>
+    <label class="check select-all" hidden><input type="checkbox" id="select-all-${list}"> All on this page</label>
+    <span class="bulk-hint">Tick ${many}, then:</span>
+    <button type="submit" class="small" id="${id('bulk-retry')}">Retry selected</button>
+    <button type="submit" class="small secondary bulk-discard" id="${id('bulk-discard')}" formaction="/ui/${list}/discard">Discard selected</button>
   </form>` : ''}
-  ${listBlock(page.items, 'dead', (m) => deadItem(m, viewHref), emptyText(view, 'dead', 'No dead letters: every delivery so far was accepted or is still being retried.'))}
-  ${total !== undefined && view.cursors.dead === undefined && total > page.items.length ? html`<p class="empty">Showing the first ${page.items.length.toLocaleString('en-US')} of ${total.toLocaleString('en-US')}.</p>` : ''}
-  ${pager(view, 'dead', page)}
+  ${listBlock(page.items, list, (m) => replayItem(m, viewHref, list, windows.get(m.target)), emptyText(view, list, empty))}
+  ${total !== undefined && view.cursors[list] === undefined && total > page.items.length ? html`<p class="empty">Showing the first ${page.items.length.toLocaleString('en-US')} of ${total.toLocaleString('en-US')}.</p>` : ''}
+  ${pager(view, list, page)}
 </section>`;
 }
 
@@ -263,10 +303,10 @@ function deliveredCard(view: ConsoleView, page: ListPage): SafeHtml {
 
 function overviewCard(view: ConsoleView): SafeHtml {
   const { counts } = view;
-  const tile = (status: Exclude<MessageStatus, 'expired'>, label: string) => html`<a class="stat ${status}" href="${consoleHref({ ...NO_FILTERS(view.filters.timeZone), show: status })}"><span class="stat-n">${counts[status].toLocaleString('en-US')}</span><span class="stat-label">${label}</span></a>`;
+  const tile = (status: MessageStatus, label: string) => html`<a class="stat ${status}" href="${consoleHref({ ...NO_FILTERS(view.filters.timeZone), show: status })}"><span class="stat-n">${counts[status].toLocaleString('en-US')}</span><span class="stat-label">${label}</span></a>`;
   return html`<section class="card" id="overview" aria-labelledby="overview-title" data-live>
   <h2 id="overview-title">Overview <span class="badge" id="live" hidden></span></h2>
-  <div class="stats">${tile('scheduled', 'scheduled')}${tile('delivering', 'being delivered')}${tile('dead', 'dead letters')}${tile('delivered', 'delivered (kept)')}</div>
+  <div class="stats">${tile('scheduled', 'scheduled')}${tile('delivering', 'being delivered')}${tile('dead', 'dead letters')}${tile('expired', 'expired unsent')}${tile('delivered', 'delivered (kept)')}</div>
   <div class="charts">${deliveriesChart(view.minutes)}${latenessChart(view.minutes)}</div>
   <p class="empty">The charts are this dispatcher's own numbers since it started (at most the last hour); the counts are the whole store's.</p>
 </section>`;
@@ -278,7 +318,7 @@ function filterCard(view: ConsoleView): SafeHtml {
   return html`<section class="card" id="filters-card" aria-labelledby="filters-title">
   <h2 id="filters-title">Find messages</h2>
   <form id="filters" class="filters" method="get" action="/">
-    <div><label for="filter-show">Status</label><select id="filter-show" name="show">${option('all', 'All')}${option('scheduled', 'Scheduled')}${option('delivering', 'Being delivered')}${option('dead', 'Dead letters')}${option('delivered', 'Delivered')}</select></div>
+    <div><label for="filter-show">Status</label><select id="filter-show" name="show">${option('all', 'All')}${option('scheduled', 'Scheduled')}${option('delivering', 'Being delivered')}${option('dead', 'Dead letters')}${option('expired', 'Expired')}${option('delivered', 'Delivered')}</select></div>
     <div><label for="filter-target">Target</label><select id="filter-target" name="target"><option value="">All</option>${targetOptions(view.targets, f.target)}</select></div>
     <div><label for="filter-user">User</label><input id="filter-user" name="user" maxlength="${LIMITS.usernameMax}" value="${f.user}" placeholder="exact name"></div>
     <div class="wide"><label for="filter-q">Text contains</label><input id="filter-q" type="search" name="q" maxlength="200" value="${f.q}" placeholder="any case"></div>
@@ -302,6 +342,7 @@ function targetOptions(targets: TargetJson[], chosen: string): SafeHtml[] {
 function targetsCard(targets: TargetJson[]): SafeHtml {
   const limits = (t: TargetJson) => [
     t.ratePerSecond !== null ? `${t.ratePerSecond}/s` : '', t.burst !== null ? `burst ${t.burst}` : '', t.maxInFlight !== null ? `≤ ${t.maxInFlight} in flight` : '',
+    t.deliverWithinMs !== null ? `expires after ${formatEvery(t.deliverWithinMs)}` : '',
   ].filter(Boolean).join(', ') || 'none';
   const row = (t: TargetJson) => html`<tr id="t-${t.name}"><th scope="row"><a href="${consoleHref({ ...NO_FILTERS(''), target: t.name })}">${t.name}</a>${t.builtIn ? html` <span class="count">built in</span>` : ''}</th>
     <td><code>${t.url}</code></td><td>${t.protocol}</td><td>${t.signingSecretSet ? t.signatureScheme : 'unsigned'}</td><td>${t.tokenSet ? 'yes' : 'no'}</td><td>${limits(t)}</td></tr>`;
@@ -311,7 +352,7 @@ function targetsCard(targets: TargetJson[]): SafeHtml {
     <thead><tr><th scope="col">Name</th><th scope="col">URL</th><th scope="col">Protocol</th><th scope="col">Signed</th><th scope="col">Token</th><th scope="col">Limits</th></tr></thead>
     <tbody>${targets.map(row)}</tbody>
   </table>
-  <p class="empty">Main servers this dispatcher delivers to. Manage them with <code>/v1/targets</code> or <code>psched targets</code>; default is --main-url and its flags.</p>
+  <p class="empty">Main servers this dispatcher delivers to. Manage them with <code>/v1/targets</code> or <code>psched targets</code>; default is --main-url and its flags. "Expires after" is a target's deliver-by window: a message of it not sent that long after its scheduled time is set expired instead.</p>
 </section>`;
 }
 
@@ -346,13 +387,14 @@ function schedulesCard(schedules: StoredSchedule[], limit: number): SafeHtml {
 
 export function renderConsole(view: ConsoleView): string {
   const viewHref = consoleHref(view.filters, view.cursors, view.serverTimeZone);
-  const { scheduled, dead, delivered } = view.lists;
+  const { scheduled, dead, expired, delivered } = view.lists;
   const body = html`
 ${noticeBlock(view.notice)}
 ${overviewCard(view)}
 ${filterCard(view)}
 ${scheduled ? scheduledCard(view, scheduled, viewHref) : ''}
-${dead ? deadCard(view, dead, viewHref) : ''}
+${dead ? replayCard(view, dead, viewHref, 'dead') : ''}
+${expired ? replayCard(view, expired, viewHref, 'expired') : ''}
 ${view.schedules ? schedulesCard(view.schedules, view.schedulesLimit ?? view.schedules.length + 1) : ''}
 ${delivered ? deliveredCard(view, delivered) : ''}
 ${view.filters.show === 'all' ? targetsCard(view.targets) : ''}`;
@@ -372,6 +414,8 @@ export interface DetailView {
   attempts: AttemptRecord[];
   /** The zone the edit form's time is shown and read in without a script. */
   timeZone: string;
+  /** Its target's deliver-by window (ms after the scheduled time), if it has one. */
+  deliverWithinMs?: number | null | undefined;
   /** A refused edit, shown again as typed, with what was wrong. */
   edit?: { time?: string; text?: string; problem: string; field: 'time' | 'text' };
 }
@@ -404,7 +448,7 @@ function messageActions(m: StoredMessage): SafeHtml {
   if (m.status === 'scheduled') {
     return html`<div class="row-actions">${postButton(`${messagePath(m)}/cancel`, 'Cancel', 'danger small', back, `Cancel ${which}`)}</div>`;
   }
-  if (m.status === 'dead') {
+  if (isReplayable(m.status)) {
     return html`<div class="row-actions">${postButton(`${messagePath(m)}/retry`, 'Retry', 'small', back, `Retry ${which}`)}${postButton(`${messagePath(m)}/discard`, 'Discard', 'secondary small', back, `Discard ${which}`)}</div>`;
   }
   return html`<p class="empty">${m.status === 'delivering' ? 'Being delivered now: it can no longer be changed.' : 'Delivered: nothing left to do.'}</p>`;
@@ -439,6 +483,7 @@ function editCard(view: DetailView): SafeHtml | string {
 
 export function renderMessagePage(view: DetailView): string {
   const m = view.message;
+  const by = deliverByOf(m, view.deliverWithinMs);
   const body = html`
 ${noticeBlock(view.notice)}
 <p class="crumbs"><a href="/">← All messages</a></p>
@@ -449,6 +494,7 @@ ${noticeBlock(view.notice)}
     ${fact('Target', html`<a href="${consoleHref({ ...NO_FILTERS(''), target: m.target })}">${m.target}</a>`)}
     ${fact('Scheduled for', timeTag(m.scheduledAt))}
     ${fact(m.status === 'scheduled' && m.attempts > 0 ? 'Next attempt' : 'Due', timeTag(m.dueAt))}
+    ${fact('Deliver by', by === null ? null : deliverByText(by, view.deliverWithinMs))}
     ${fact('Delivered', m.deliveredAt === null ? null : timeTag(m.deliveredAt))}
     ${fact('Attempts', String(m.attempts))}
     ${fact('Last error', m.lastError === null ? null : html`<code>${m.lastError}</code>`)}
@@ -467,7 +513,7 @@ ${editCard(view)}
     <thead><tr><th scope="col">#</th><th scope="col">Started</th><th scope="col">Outcome</th><th scope="col">HTTP status or error</th><th scope="col" class="num">Latency</th></tr></thead>
     <tbody>${view.attempts.map(attemptRow)}</tbody>
   </table>`}
-  <p class="empty">Kept with the message: gone when it is cancelled or discarded, purged --retention after delivery. A retried dead letter counts its attempts from 1 again.</p>
+  <p class="empty">Kept with the message: gone when it is cancelled or discarded, purged --retention after delivery. A retried dead letter or expired message counts its attempts from 1 again.</p>
 </section>`;
   return page({
     title: 'Message',

@@ -10,8 +10,9 @@
  *   the viewer is typing in it or has a <details> in it open. Polling, not a
  *   stream of this process's events: in a pool on PostgreSQL the page shows
  *   what every dispatcher did, and a page left open holds no connection,
- * - offers "All on this page" for the dead letters, and asks before a cancel,
- *   a discard or a bulk action, saying how many,
+ * - offers "All on this page" for the dead letters and the expired messages
+ *   (each form.bulk), and asks before a cancel, a discard or a bulk action,
+ *   saying how many,
  * - counts the characters of the edit form's text as the server does (code points).
  * User text is never parsed as markup: the swapped elements come from the
  * server's own escaped page. Runs after LOCAL_TIME_SCRIPT.
@@ -32,7 +33,7 @@ export const CONSOLE_SCRIPT = `
   }
 
   const url = new URL(location.href);
-  for (const name of ['notice', 'status', 'done', 'skipped', 'at']) url.searchParams.delete(name);
+  for (const name of ['notice', 'status', 'list', 'done', 'skipped', 'at']) url.searchParams.delete(name);
   if (url.href !== location.href) history.replaceState(null, '', url.href);
 
   const confirmSubmit = (form, question) => form.addEventListener('submit', (event) => {
@@ -46,17 +47,17 @@ export const CONSOLE_SCRIPT = `
       const label = form.querySelector('button').getAttribute('aria-label') || 'Go ahead';
       confirmSubmit(form, label + '?');
     }
-    const bulk = root.querySelector('#bulk-dead');
-    if (bulk) {
-      const picks = () => [...document.querySelectorAll('input.pick[form="bulk-dead"]')];
-      const all = bulk.querySelector('#select-all-dead');
+    for (const bulk of root.querySelectorAll('form.bulk')) {
+      // not bulk.id: the form's controls named "id" (its ticked boxes) shadow that property
+      const picks = () => [...document.querySelectorAll('input.pick[form="' + bulk.getAttribute('id') + '"]')];
+      const all = bulk.querySelector('.select-all input');
       bulk.querySelector('.select-all').hidden = false;
       all.addEventListener('change', () => { for (const box of picks()) box.checked = all.checked; });
       confirmSubmit(bulk, (event) => {
         const n = picks().filter((box) => box.checked).length;
         if (n === 0) return '';
-        const discard = event.submitter && event.submitter.id === 'bulk-discard';
-        return (discard ? 'Discard ' : 'Retry ') + n + ' dead letter' + (n === 1 ? '' : 's') + '?' + (discard ? '\\n\\nThey will not be delivered.' : '');
+        const discard = event.submitter && event.submitter.classList.contains('bulk-discard');
+        return (discard ? 'Discard ' : 'Retry ') + n + ' ' + (n === 1 ? bulk.dataset.one : bulk.dataset.many) + '?' + (discard ? '\\n\\nThey will not be delivered.' : '');
       });
     }
   };
@@ -103,7 +104,7 @@ export const CONSOLE_SCRIPT = `
         el.replaceWith(adopted);
         pschedLocalTimes(adopted);
         enhance(adopted);
-        const all = adopted.querySelector('#select-all-dead');
+        const all = adopted.querySelector('.select-all input');
         if (all) all.checked = [...adopted.querySelectorAll('input.pick')].every((box) => box.checked) && ticked.size > 0;
         if (focused) adopted.querySelector('input.pick[value="' + CSS.escape(focused) + '"]')?.focus();
       }

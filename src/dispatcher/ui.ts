@@ -13,8 +13,8 @@ import { parseMessageFilter } from './filters.ts';
 import { toTargetJson } from './targets.ts';
 import { MESSAGE_STATUSES, type ChangeOutcome, type MessageFilter, type MessageStatus } from './store.ts';
 import {
-  CURSOR_PARAMS, SHOWS, renderConsole, renderMessagePage, renderMissingMessage,
-  type ConsoleView, type FilterValues, type ListName, type ListPage, type Notice, type Show,
+  CURSOR_PARAMS, LIST_NAMES, REPLAYABLE, SHOWS, renderConsole, renderMessagePage, renderMissingMessage,
+  type ConsoleView, type FilterValues, type ListName, type ListPage, type Notice, type Replayable, type Show,
 } from './ui-render.ts';
 
 /**
@@ -27,9 +27,9 @@ import {
  */
 
 /** Page sizes: enough to eyeball, small enough to render quickly with a million pending; each list pages on. */
-export const UI_LIMITS = { pending: 200, dead: 100, delivered: 50, schedules: 200 } as const;
+export const UI_LIMITS = { pending: 200, dead: 100, expired: 100, delivered: 50, schedules: 200 } as const;
 
-/** Dead letters one bulk action takes: more than a page of them (100) never comes from the page. */
+/** Messages one bulk action takes: more than a page of dead letters or expired ones (100) never comes from the page. */
 const BULK_MAX = 1000;
 
 /** A count in a notice: digits only, so no request text reaches the page. */
@@ -37,32 +37,36 @@ function countParam(value: unknown): number | undefined {
   return typeof value === 'string' && /^\d{1,7}$/.test(value) ? Number(value) : undefined;
 }
 
-const lettersOf = (n: number) => `${n.toLocaleString('en-US')} dead letter${n === 1 ? '' : 's'}`;
+const countOf = (n: number, list: Replayable) => `${n.toLocaleString('en-US')} ${n === 1 ? REPLAYABLE[list].one : REPLAYABLE[list].many}`;
+const capital = (text: string) => text.charAt(0).toUpperCase() + text.slice(1);
 
 /** The notices a redirect may ask for: a fixed table, so no request text is ever echoed into the page. */
 function noticeFor(query: Record<string, unknown>): Notice | undefined {
   const status = typeof query.status === 'string' && (MESSAGE_STATUSES as readonly string[]).includes(query.status) ? query.status : undefined;
   const done = countParam(query.done) ?? 0;
   const skipped = countParam(query.skipped) ?? 0;
-  const skippedText = skipped > 0 ? ` ${skipped.toLocaleString('en-US')} skipped: no longer dead letters (retried, discarded or changed meanwhile).` : '';
+  // which list a retry or discard was about: the dead letters unless it says expired
+  const list: Replayable = query.list === 'expired' ? 'expired' : 'dead';
+  const { one, many } = REPLAYABLE[list];
+  const skippedText = skipped > 0 ? ` ${skipped.toLocaleString('en-US')} skipped: no longer ${many} (retried, discarded or changed meanwhile).` : '';
   // an instant (epoch ms) the page shows as a <time>: digits only
   const at = typeof query.at === 'string' && /^\d{1,15}$/.test(query.at) ? Number(query.at) : undefined;
   switch (query.notice) {
     case 'cancelled': return { kind: 'ok', text: 'Message cancelled: it will not be delivered.' };
-    case 'discarded': return { kind: 'ok', text: 'Dead letter discarded: it will not be delivered or retried.' };
-    case 'retried': return { kind: 'ok', text: 'Dead letter scheduled again: it is being delivered now.' };
+    case 'discarded': return { kind: 'ok', text: `${capital(one)} discarded: it will not be delivered or retried.` };
+    case 'retried': return { kind: 'ok', text: `${capital(one)} scheduled again: it is being delivered now${list === 'expired' ? ', past its deliver-by' : ''}.` };
     case 'rescheduled': return { kind: 'ok', text: at === undefined ? 'Time changed.' : html`Time changed: it will be delivered at ${timeTag(at)}.` };
     case 'edited': return { kind: 'ok', text: 'Text changed: it will be delivered with the new text.' };
-    case 'bulk-retried': return { kind: done > 0 ? 'ok' : 'error', text: `${lettersOf(done)} scheduled again: being delivered now.${skippedText}` };
-    case 'bulk-discarded': return { kind: done > 0 ? 'ok' : 'error', text: `${lettersOf(done)} discarded: they will not be delivered or retried.${skippedText}` };
-    case 'none-selected': return { kind: 'error', text: 'Nothing selected: tick the dead letters to retry or discard first.' };
+    case 'bulk-retried': return { kind: done > 0 ? 'ok' : 'error', text: `${countOf(done, list)} scheduled again: being delivered now.${skippedText}` };
+    case 'bulk-discarded': return { kind: done > 0 ? 'ok' : 'error', text: `${countOf(done, list)} discarded: they will not be delivered or retried.${skippedText}` };
+    case 'none-selected': return { kind: 'error', text: `Nothing selected: tick the ${many} to retry or discard first.` };
     case 'not-found': return { kind: 'error', text: 'That message no longer exists.' };
     case 'paused': return { kind: 'ok', text: 'Schedule paused: it posts nothing until resumed.' };
     case 'resumed': return { kind: 'ok', text: 'Schedule resumed: it posts again from now on.' };
     case 'schedule-deleted': return { kind: 'ok', text: 'Schedule deleted: it posts no more.' };
     case 'no-schedule': return { kind: 'error', text: 'That schedule no longer exists.' };
     case 'too-late': return { kind: 'error', text: `Too late: that message is already ${status ?? 'on its way'}.` };
-    case 'not-dead': return { kind: 'error', text: `Only dead letters can be retried; that message is ${status ?? 'not dead'}.` };
+    case 'not-dead': return { kind: 'error', text: `Only dead letters and expired messages can be retried; that message is ${status ?? 'neither'}.` };
     default: return undefined;
   }
 }
@@ -120,7 +124,9 @@ export function registerUiRoutes(app: FastifyInstance, ctx: DispatcherContext): 
       return renderMissingMessage();
     }
     void html200(reply);
-    return renderMessagePage({ message, attempts, timeZone: config.timeZone, notice: noticeFor(request.query as Record<string, unknown>) });
+    return renderMessagePage({
+      message, attempts, timeZone: config.timeZone, deliverWithinMs: ctx.targets.deliverWithinOf(message.target), notice: noticeFor(request.query as Record<string, unknown>),
+    });
   });
 
   app.post('/ui/messages/:id/cancel', write, async (request, reply) => {
@@ -128,15 +134,23 @@ export function registerUiRoutes(app: FastifyInstance, ctx: DispatcherContext): 
     return redirectAfter(reply, request.body, id, await engine.remove(id), 'cancelled', 'too-late', true);
   });
 
+  // the notice names what it was (a dead letter or an expired message): read first
   app.post('/ui/messages/:id/discard', write, async (request, reply) => {
     const { id } = request.params as { id: string };
-    return redirectAfter(reply, request.body, id, await engine.remove(id), 'discarded', 'too-late', true);
+    const list = await listOf(id);
+    return redirectAfter(reply, request.body, id, await engine.remove(id), 'discarded', 'too-late', true, list);
   });
 
   app.post('/ui/messages/:id/retry', write, async (request, reply) => {
     const { id } = request.params as { id: string };
-    return redirectAfter(reply, request.body, id, await engine.retry(id), 'retried', 'not-dead', false);
+    const list = await listOf(id);
+    return redirectAfter(reply, request.body, id, await engine.retry(id), 'retried', 'not-dead', false, list);
   });
+
+  async function listOf(id: string): Promise<Replayable | undefined> {
+    const status = (await store.get(id))?.status;
+    return status === 'expired' ? 'expired' : undefined;
+  }
 
   // PATCH semantics (the API's validator and engine.update), from a form: the time is read in the form's zone
   app.post('/ui/messages/:id/reschedule', write, async (request, reply) => {
@@ -182,23 +196,22 @@ export function registerUiRoutes(app: FastifyInstance, ctx: DispatcherContext): 
     return renderMessagePage({ message, attempts, timeZone, edit, notice: { kind: 'error', text: edit.problem } });
   }
 
-  app.post('/ui/dead/retry', write, async (request, reply) => {
-    const { ids, view } = bulkForm(request.body);
-    if (ids.length === 0) return reply.redirect(withNotice(view, { notice: 'none-selected' }), 303);
-    const outcomes = await Promise.all(ids.map((id) => engine.retry(id)));
-    return bulkRedirect(reply, view, 'bulk-retried', outcomes);
-  });
-
-  app.post('/ui/dead/discard', write, async (request, reply) => {
-    const { ids, view } = bulkForm(request.body);
-    if (ids.length === 0) return reply.redirect(withNotice(view, { notice: 'none-selected' }), 303);
-    // only dead letters: one retried meanwhile (scheduled again) must not be cancelled by a stale tick
-    const current = await Promise.all(ids.map((id) => store.get(id)));
-    const outcomes = await Promise.all(current.map((message): Promise<ChangeOutcome> | ChangeOutcome => message?.status === 'dead'
-      ? engine.remove(message.id)
-      : message ? { kind: 'conflict', status: message.status } : { kind: 'not_found' }));
-    return bulkRedirect(reply, view, 'bulk-discarded', outcomes);
-  });
+  // the ticked dead letters (/ui/dead/…) or expired messages (/ui/expired/…): only those still in that list
+  // are touched, so a stale tick never cancels one scheduled again meanwhile, nor replays one of the other list
+  for (const list of Object.keys(REPLAYABLE) as Replayable[]) {
+    for (const [action, notice] of [['retry', 'bulk-retried'], ['discard', 'bulk-discarded']] as const) {
+      app.post(`/ui/${list}/${action}`, write, async (request, reply) => {
+        const { ids, view } = bulkForm(request.body);
+        const params: Record<string, string> = list === 'dead' ? {} : { list };
+        if (ids.length === 0) return reply.redirect(withNotice(view, { notice: 'none-selected', ...params }), 303);
+        const current = await Promise.all(ids.map((id) => store.get(id)));
+        const outcomes = await Promise.all(current.map((message): Promise<ChangeOutcome> | ChangeOutcome => message?.status === list
+          ? (action === 'retry' ? engine.retry(message.id) : engine.remove(message.id))
+          : message ? { kind: 'conflict', status: message.status } : { kind: 'not_found' }));
+        return bulkRedirect(reply, view, notice, outcomes, params);
+      });
+    }
+  }
 
   for (const action of ['pause', 'resume'] as const) {
     app.post(`/ui/schedules/:id/${action}`, write, async (request, reply) => {
@@ -213,16 +226,16 @@ export function registerUiRoutes(app: FastifyInstance, ctx: DispatcherContext): 
     return reply.redirect((await deleteSchedule(ctx, id)) ? '/?notice=schedule-deleted' : '/?notice=no-schedule', 303);
   });
 
-  function bulkRedirect(reply: FastifyReply, view: string, notice: string, outcomes: ChangeOutcome[]) {
+  function bulkRedirect(reply: FastifyReply, view: string, notice: string, outcomes: ChangeOutcome[], params: Record<string, string>) {
     const done = outcomes.filter((outcome) => outcome.kind === 'ok').length;
-    return reply.redirect(withNotice(view, { notice, done: String(done), skipped: String(outcomes.length - done) }), 303);
+    return reply.redirect(withNotice(view, { notice, done: String(done), skipped: String(outcomes.length - done), ...params }), 303);
   }
 
   function bulkForm(body: unknown): { ids: string[]; view: string } {
     const fields = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
     const raw = fields.id;
     const ids = [...new Set((Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).filter((id): id is string => typeof id === 'string' && id !== ''))];
-    if (ids.length > BULK_MAX) throw new ValidationError(`at most ${BULK_MAX} dead letters at once (got ${ids.length})`, 'id');
+    if (ids.length > BULK_MAX) throw new ValidationError(`at most ${BULK_MAX} messages at once (got ${ids.length})`, 'id');
     return { ids, view: safeView(fields.view) };
   }
 }
@@ -250,11 +263,11 @@ function withNotice(view: string, params: Record<string, string>): string {
  * Post/Redirect/Get: a reload after the redirect does not repeat the action.
  * From a message's page (back=detail) it goes back there, unless the message is gone.
  */
-function redirectAfter(reply: FastifyReply, body: unknown, id: string, outcome: ChangeOutcome, done: string, conflict: string, removes: boolean) {
+function redirectAfter(reply: FastifyReply, body: unknown, id: string, outcome: ChangeOutcome, done: string, conflict: string, removes: boolean, list?: Replayable) {
   const form = formFields(body);
   const detail = form('back') === 'detail';
   const base = detail && !(removes && outcome.kind === 'ok') && outcome.kind !== 'not_found' ? `/ui/messages/${encodeURIComponent(id)}` : safeView(form('view'));
-  const params: Record<string, string> = outcome.kind === 'ok' ? { notice: done }
+  const params: Record<string, string> = outcome.kind === 'ok' ? { notice: done, ...(list ? { list } : {}) }
     : outcome.kind === 'not_found' ? { notice: 'not-found' }
     : { notice: conflict, status: outcome.status };
   if (base.startsWith('/ui/')) return reply.redirect(`${base}?${new URLSearchParams(params)}`, 303);
@@ -278,7 +291,7 @@ function filterValues(query: Record<string, unknown>, serverTimeZone: string): F
 
 function cursorParams(query: Record<string, unknown>): Partial<Record<ListName, string>> {
   const cursors: Partial<Record<ListName, string>> = {};
-  for (const list of ['scheduled', 'dead', 'delivered'] as const) {
+  for (const list of LIST_NAMES) {
     const value = query[CURSOR_PARAMS[list]];
     if (value === undefined || value === '') continue;
     if (typeof value !== 'string') throw new ValidationError('cursor', 'cursor');
@@ -309,9 +322,10 @@ export async function loadConsole(ctx: DispatcherContext, filters: FilterValues,
   const { show } = filters;
   const wants = (list: ListName) => show === 'all' || (list === 'scheduled' ? show === 'scheduled' || show === 'delivering' : show === list);
   const pendingStatuses: MessageStatus[] = show === 'scheduled' ? ['scheduled'] : show === 'delivering' ? ['delivering'] : ['scheduled', 'delivering'];
-  const [scheduled, dead, delivered, counts, schedules, stored] = await Promise.all([
+  const [scheduled, dead, expired, delivered, counts, schedules, stored] = await Promise.all([
     wants('scheduled') ? duePage(ctx, pendingStatuses, filter, UI_LIMITS.pending, cursors.scheduled) : undefined,
     wants('dead') ? duePage(ctx, ['dead'], filter, UI_LIMITS.dead, cursors.dead) : undefined,
+    wants('expired') ? duePage(ctx, ['expired'], filter, UI_LIMITS.expired, cursors.expired) : undefined,
     wants('delivered') ? deliveredPage(ctx, filter, UI_LIMITS.delivered, cursors.delivered) : undefined,
     ctx.store.countByStatus(),
     show === 'all' ? ctx.store.listSchedules({ limit: UI_LIMITS.schedules, target: filter.target }) : undefined,
@@ -320,6 +334,7 @@ export async function loadConsole(ctx: DispatcherContext, filters: FilterValues,
   const lists: ConsoleView['lists'] = {};
   if (scheduled) lists.scheduled = scheduled;
   if (dead) lists.dead = dead;
+  if (expired) lists.expired = expired;
   if (delivered) lists.delivered = delivered;
   return {
     counts,

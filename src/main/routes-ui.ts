@@ -312,6 +312,7 @@ export function registerUiRoutes(app: FastifyInstance, context: UiRoutesContext)
     if (answer.status === 404) return error('That message is no longer scheduled: it was cancelled or has been posted.');
     if (answer.status === 409) {
       const { status } = readError(answer.body);
+      if (status === 'expired') return error('Too late: the message expired unsent (it was past its deliver-by); it can be replayed from the dispatcher\'s page.');
       return error(`Too late: the message is already ${status ?? 'on its way'}.`);
     }
     return error(answerErrorText(answer));

@@ -70,18 +70,15 @@ export class ScheduledMessages {
    * On original dispatchers no key is sent (they take none), so a key in the
    * input is refused rather than ignored: a client that sends one expects
    * that sending again is safe, and it is not; `keyFromContent` is ignored.
+   * A deliverBy is refused there for the same reason: they would send the
+   * message however late. To psched dispatchers it goes as an RFC 3339 instant.
    * A stored message is answered 201 with an OriginalScheduledJson.
    */
   async schedule(input: unknown, options: { keyFromContent?: { sender: string } } = {}): Promise<DispatcherAnswer> {
     const valid = validateScheduleRequest(input, { now: this.#clock.now(), timeZone: this.#timeZone });
     if (this.original) {
-      if (valid.idempotencyKey !== null) {
-        throw new ValidationError(
-          `idempotencyKey cannot be honoured: the original dispatcher${this.#pool.size > 1 ? 's' : ''} at ${this.#pool.urls.join(', ')} take${this.#pool.size > 1 ? '' : 's'} no key, ` +
-            'so a request sent again may be stored twice; leave idempotencyKey out',
-          'idempotencyKey',
-        );
-      }
+      if (valid.idempotencyKey !== null) throw this.#originalCannot('idempotencyKey', 'a request sent again may be stored twice; leave idempotencyKey out');
+      if (valid.deliverBy != null) throw this.#originalCannot('deliverBy', 'would deliver it however late; leave deliverBy out');
       return scheduleOnOriginal(this.#pool, valid, this.#timeZone);
     }
     const scheduledAt = new Date(valid.scheduledAt).toISOString();
@@ -93,7 +90,10 @@ export class ScheduledMessages {
       {
         method: 'POST',
         path: '/v1/messages',
-        body: { username: valid.username, message: valid.message, scheduledAt, idempotencyKey },
+        body: {
+          username: valid.username, message: valid.message, scheduledAt, idempotencyKey,
+          ...(valid.deliverBy != null ? { deliverBy: new Date(valid.deliverBy).toISOString() } : {}),
+        },
       },
       { idempotencyKey, clientKey: valid.idempotencyKey !== null || derived !== undefined },
     );
@@ -136,13 +136,21 @@ export class ScheduledMessages {
     };
   }
 
-  /** Validates and forwards a change (scheduledAt and/or message); the holder's answer (200, 404, 409). */
+  /** Refused on original dispatchers: a field they take no part of, so it cannot be honoured. */
+  #originalCannot(field: string, consequence: string): ValidationError {
+    const many = this.#pool.size > 1;
+    return new ValidationError(
+      `${field} cannot be honoured: the original dispatcher${many ? 's' : ''} at ${this.#pool.urls.join(', ')} take${many ? '' : 's'} none, and ${consequence}`, field);
+  }
+
+  /** Validates and forwards a change (scheduledAt, message and/or deliverBy, null dropping it); the holder's answer (200, 404, 409). */
   async update(id: string, input: unknown): Promise<DispatcherAnswer> {
     if (this.original) throw unsupported(this.#pool.urls, 'change');
     const patch = validateMessagePatch(input, { timeZone: this.#timeZone });
-    const body: Record<string, string> = {};
+    const body: Record<string, string | null> = {};
     if (patch.message !== undefined) body.message = patch.message;
     if (patch.scheduledAt !== undefined) body.scheduledAt = new Date(patch.scheduledAt).toISOString();
+    if (patch.deliverBy !== undefined) body.deliverBy = patch.deliverBy === null ? null : new Date(patch.deliverBy).toISOString();
     return withDispatcher(await this.#pool.find({ method: 'PATCH', path: messagePath(id), body }));
   }
 

@@ -7,12 +7,12 @@ import { html, type SafeHtml, unsafeRaw } from '../html.ts';
  */
 const STYLES = `
 :root { --bg:#f6f7fb; --card:#fff; --field:#fff; --ink:#1d2433; --muted:#667085; --line:#e4e7ec; --accent:#4f46e5; --accent-ink:#fff;
-  --ok:#067647; --ok-bg:#ecfdf3; --warn:#b54708; --warn-bg:#fffaeb; --bad:#b42318; --bad-bg:#fef3f2; --bad-line:#fecdca; --info:#175cd3; --info-bg:#eff8ff; --arrive:#eef2ff;
+  --ok:#067647; --ok-bg:#ecfdf3; --warn:#b54708; --warn-bg:#fffaeb; --bad:#b42318; --bad-bg:#fef3f2; --bad-line:#fecdca; --info:#175cd3; --info-bg:#eff8ff; --expired:#6941c6; --expired-bg:#f4f3ff; --arrive:#eef2ff;
   color-scheme: light dark;
   font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", sans-serif; color: var(--ink); background: var(--bg); }
 @media (prefers-color-scheme: dark) {
   :root { --bg:#0f1320; --card:#171c2b; --field:#0f1320; --ink:#e6e8ef; --muted:#9aa3b5; --line:#2a3145; --accent:#8b85ff; --accent-ink:#0f1320;
-    --ok:#6ce9a6; --ok-bg:#0b2a1d; --warn:#fdb022; --warn-bg:#2e1f05; --bad:#fda29b; --bad-bg:#37110e; --bad-line:#7a271a; --info:#84caff; --info-bg:#0b2545; --arrive:#262c52; }
+    --ok:#6ce9a6; --ok-bg:#0b2a1d; --warn:#fdb022; --warn-bg:#2e1f05; --bad:#fda29b; --bad-bg:#37110e; --bad-line:#7a271a; --info:#84caff; --info-bg:#0b2545; --expired:#bdb4fe; --expired-bg:#27115f; --arrive:#262c52; }
 }
 * { box-sizing: border-box; }
 body { margin: 0; }
@@ -55,6 +55,7 @@ ul.items > li:first-child { border-top: none; }
 .badge.delivering { color: var(--warn); background: var(--warn-bg); }
 .badge.delivered { color: var(--ok); background: var(--ok-bg); }
 .badge.dead { color: var(--bad); background: var(--bad-bg); }
+.badge.expired { color: var(--expired); background: var(--expired-bg); }
 .notice { border-radius: 8px; padding: 10px 12px; font-size: 14px; }
 .notice.ok { color: var(--ok); background: var(--ok-bg); }
 .notice.error { color: var(--bad); background: var(--bad-bg); }
@@ -94,13 +95,13 @@ li.new { animation: arrive 2s ease-out; }
 a { color: var(--accent); }
 .button.small { padding: 4px 10px; font-size: 13px; }
 /* the dispatcher's console */
-.stats { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 10px; margin-bottom: 14px; }
+.stats { display: grid; grid-template-columns: repeat(5, minmax(0, 1fr)); gap: 10px; margin-bottom: 14px; }
 .stat { display: grid; gap: 2px; padding: 10px 12px; border: 1px solid var(--line); border-radius: 10px; text-decoration: none; color: var(--ink); }
 .stat:hover { border-color: var(--accent); }
 .stat-n { font-size: 22px; font-weight: 700; font-variant-numeric: tabular-nums; }
 .stat-label { font-size: 13px; color: var(--muted); }
 .stat.scheduled .stat-n { color: var(--info); } .stat.delivering .stat-n { color: var(--warn); }
-.stat.dead .stat-n { color: var(--bad); } .stat.delivered .stat-n { color: var(--ok); }
+.stat.dead .stat-n { color: var(--bad); } .stat.expired .stat-n { color: var(--expired); } .stat.delivered .stat-n { color: var(--ok); }
 .charts { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 16px; }
 figure.chart { margin: 0; min-width: 0; }
 figure.chart figcaption { font-size: 13px; font-weight: 600; margin-bottom: 4px; display: flex; flex-wrap: wrap; gap: 4px 10px; align-items: center; }
@@ -110,6 +111,7 @@ figure.chart .axis { fill: var(--muted); font-size: 15px; font-family: inherit; 
 figure.chart .delivered, .legend i.delivered { fill: var(--ok); background: var(--ok); }
 figure.chart .retry, .legend i.retry { fill: var(--warn); background: var(--warn); }
 figure.chart .dead, .legend i.dead { fill: var(--bad); background: var(--bad); }
+figure.chart .expired, .legend i.expired { fill: var(--expired); background: var(--expired); }
 figure.chart .lateness, .legend i.lateness { fill: var(--info); background: var(--info); }
 figure.chart .worst, .legend i.worst { fill: var(--ink); background: var(--ink); }
 .legend { font-weight: 500; color: var(--muted); font-size: 12px; display: inline-flex; gap: 4px; align-items: center; flex-wrap: wrap; }

@@ -71,14 +71,15 @@ export async function startTestDispatcher(
 
 /**
  * Moves a scheduled message through the store the way an engine would, so a
- * test can put it in any status without timing: `delivering`, `delivered` or
- * `dead` (with `error`), at the instant `at` (default now). Uses its own owner id; the message must not be
+ * test can put it in any status without timing: `delivering`, `delivered`,
+ * `dead` (with `error`) or `expired` (never sent, with `error` as its last
+ * error), at the instant `at` (default now). Uses its own owner id; the message must not be
  * claimed by the test dispatcher's engine (schedule it far ahead).
  */
 export async function forceStatus(
   dispatcher: Dispatcher,
   id: string,
-  status: 'delivering' | 'delivered' | 'dead',
+  status: 'delivering' | 'delivered' | 'dead' | 'expired',
   { error = 'main server answered 400', at = Date.now() }: { error?: string; at?: number } = {},
 ): Promise<void> {
   const { store } = dispatcher;
@@ -90,6 +91,11 @@ export async function forceStatus(
   const claimed = await store.claimDue(owner, message.dueAt + 1, now, now + 600_000, 100_000);
   const mine = claimed.find((m) => m.id === id);
   if (!mine) throw new Error(`could not claim ${id} (claimed by the engine?)`);
+  if (status === 'expired') {
+    await store.expire(owner, [{ id, version: mine.version, error }], now);
+    await store.releaseClaims(owner);
+    return;
+  }
   await store.startDelivery(owner, [{ id, version: mine.version }], now);
   // (a 'delivering' message keeps the other messages of this claim leased to the test owner)
   if (status === 'delivering') return;
