@@ -139,8 +139,10 @@ describe('validateScheduleRequest', () => {
   it('accepts scheduledAt or delaySeconds and keeps the text exactly', () => {
     const text = `Emoji 🎉, "quotes", <b>markup</b>, '; DROP TABLE messages; --`;
     assert.deepEqual(validateScheduleRequest({ username: 'Ann', message: text, delaySeconds: 1.5 }, options), {
-      username: 'Ann', message: text, scheduledAt: now + 1500, idempotencyKey: null,
+      username: 'Ann', message: text, scheduledAt: now + 1500, idempotencyKey: null, deliverBy: null,
     });
+    assert.equal(validateScheduleRequest({ username: 'A', message: 'x', delaySeconds: 0, deliverBy: '2030-01-01 10:00', timeZone: 'Asia/Tokyo' }, options).deliverBy, Date.UTC(2030, 0, 1, 1),
+      'a deliverBy without an offset is read in the timeZone, like scheduledAt');
     assert.equal(validateScheduleRequest({ username: 'A', message: 'x', scheduledAt: '2030-01-02 00:00', timeZone: 'Asia/Tokyo' }, options).scheduledAt, Date.UTC(2030, 0, 1, 15));
   });
 
@@ -158,6 +160,9 @@ describe('validateScheduleRequest', () => {
     ['no time', { username: 'a', message: 'x' }, 'scheduledAt'],
     ['negative delay', { username: 'a', message: 'x', delaySeconds: -1 }, 'delaySeconds'],
     ['bad zone', { username: 'a', message: 'x', scheduledAt: '2030-01-01 00:00', timeZone: 'Mars/Olympus' }, 'timeZone'],
+    ['a deliverBy before scheduledAt', { username: 'a', message: 'x', scheduledAt: '2030-01-02T00:00:00Z', deliverBy: '2030-01-01T23:59:59Z' }, 'deliverBy'],
+    ['a deliverBy already past', { username: 'a', message: 'x', scheduledAt: '2029-01-01T00:00:00Z', deliverBy: '2029-06-01T00:00:00Z' }, 'deliverBy'],
+    ['a deliverBy that is no time', { username: 'a', message: 'x', delaySeconds: 0, deliverBy: 'soon' }, 'deliverBy'],
     ['a NUL character', { username: 'a', message: 'x\u0000y', delaySeconds: 0 }, 'message'],
     ['a username of spaces', { username: ' \t\u3000 ', message: 'x', delaySeconds: 0 }, 'username'],
     ['a username of zero-width characters', { username: '\u200B\u200C\u200D\u2060\uFEFF', message: 'x', delaySeconds: 0 }, 'username'],
