@@ -656,7 +656,12 @@ describe('deliver-by', () => {
     // a new scheduledAt after the stored deliver-by would expire it unsent
     const tooLate = await t.request('PATCH', `/v1/messages/${body.id}`, { body: { scheduledAt: '2099-01-03T00:00:00Z' } });
     assert.equal(tooLate.statusCode, 400);
-    assert.match((tooLate.json() as Json).error.message, /deliverBy \(2099-01-02T00:00:00\.000Z\) is before scheduledAt \(2099-01-03T00:00:00\.000Z\)/);
+    assert.equal((tooLate.json() as Json).error.field, 'scheduledAt', 'the field the request changed');
+    assert.match((tooLate.json() as Json).error.message, /scheduledAt \(2099-01-03T00:00:00\.000Z\) is after the message's deliverBy \(2099-01-02T00:00:00\.000Z\)/);
+    const past = await t.request('PATCH', `/v1/messages/${body.id}`, { body: { scheduledAt: '2020-01-01T00:00:00Z', deliverBy: '2020-01-02T00:00:00Z' } });
+    assert.equal(past.statusCode, 400);
+    assert.equal((past.json() as Json).error.field, 'deliverBy');
+    assert.match((past.json() as Json).error.message, /is already past/);
     assert.equal(((await t.request('GET', `/v1/messages/${body.id}`)).json() as Json).scheduledAt, '2099-01-01T09:00:00.000Z', 'unchanged');
     const dropped = await t.request('PATCH', `/v1/messages/${body.id}`, { body: { deliverBy: null, scheduledAt: '2099-01-03T00:00:00Z' } });
     assert.equal(dropped.statusCode, 200);
@@ -665,22 +670,24 @@ describe('deliver-by', () => {
 
   it('a message its main server could not take before its deliver-by is expired, listed, counted, and replayed on request', async () => {
     await using receiver = await startReceiver();
-    receiver.script({ status: 500 });
+    receiver.fallback = { status: 500 };
     await using t = await startTestDispatcher({ mainUrl: receiver.url });
     await t.dispatcher.listen();
     const expired = once(t.dispatcher.engine.events, 'expired') as Promise<[StoredMessage]>;
-    const deliverBy = new Date(Date.now() + 400).toISOString();
+    // every attempt answered 500; the first retry's backoff (0.5-1 s) or the second's ends after the deliver-by
+    const deliverBy = new Date(Date.now() + 1500).toISOString();
     const created = (await t.request('POST', '/v1/messages', { body: { username: 'eve', message: 'flash sale', delaySeconds: 0, deliverBy } })).json() as Json;
-    await receiver.nextRequest(); // the one attempt: 500, a retry due in about a second, after the deliver-by
     const [message] = await expired;
     assert.equal(message.id, created.id);
     const stored = (await t.request('GET', `/v1/messages/${created.id}`)).json() as Json;
     assert.equal(stored.status, 'expired');
-    assert.equal(stored.attempts, 1);
+    assert.equal(stored.attempts, receiver.requests.length, 'every attempt reached the receiver; none after the deliver-by');
+    for (const request of receiver.requests) assert.ok(request.receivedAt <= Date.parse(deliverBy) + 200, 'none sent past it (received within 200 ms of being sent)');
     assert.equal(stored.lastError, `not sent: past its deliver-by, ${deliverBy}`);
     assert.deepEqual(((await t.request('GET', '/v1/messages?status=expired')).json() as Json).items.map((m: Json) => m.id), [created.id]);
     assert.match((await t.request('GET', '/metrics')).body, /^psched_messages\{status="expired"\} 1$/m);
 
+    receiver.fallback = { status: 200, body: { ok: true } };
     const delivered = once(t.dispatcher.engine.events, 'outcome') as Promise<[StoredMessage, AttemptResult]>;
     const replayed = await t.request('POST', `/v1/messages/${created.id}/retry`);
     assert.equal(replayed.statusCode, 200);

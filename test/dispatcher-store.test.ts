@@ -664,8 +664,11 @@ for (const factory of dispatcherStoreFactories()) {
         assert.deepEqual(await store.takeTokens('shop', 4, 10, 5, T + 250), { granted: 2, remaining: 0.5 }, '2.5 by 250 ms: two whole ones taken');
         assert.deepEqual(await store.takeTokens('shop', 10, 10, 5, T + 60_000), { granted: 5, remaining: 0 }, 'never more than the burst');
         assert.deepEqual(await store.takeTokens('blog', 1, 1, 1, T), { granted: 1, remaining: 0 }, 'each target has its own');
-        // a taker whose clock is behind the last one's adds nothing
+        // a taker whose clock is a little behind the last one's adds nothing
+        assert.deepEqual(await store.takeTokens('shop', 1, 10, 5, T + 59_950), { granted: 0, remaining: 0 });
+        // one far behind (a clock that jumped back) gets nothing either, but the bucket goes on from its time
         assert.deepEqual(await store.takeTokens('shop', 1, 10, 5, T), { granted: 0, remaining: 0 });
+        assert.deepEqual(await store.takeTokens('shop', 1, 10, 5, T + 100), { granted: 1, remaining: 0 }, 'not stalled until the clock catches up');
       });
 
       it('never hands one token to two takers at once', async () => {

@@ -734,6 +734,25 @@ describe('SchedulingEngine deliver-by', () => {
     assert.deepEqual(await Promise.all(ids.map(async (id) => (await h.status(id)).status)), ['delivered', 'delivered', 'expired', 'expired']);
   });
 
+  it('a Retry-After pauses the target for all of it, even when the answered message itself expires sooner', async () => {
+    await using h = await harness({ deliverWithinOf: () => 5 * SECOND });
+    h.deliverer.script = (message) => (message.message === 'a'
+      ? { kind: 'retry', error: 'main server answered 429', status: 429, retryAfterMs: 60 * SECOND }
+      : { kind: 'delivered', status: 200 });
+    const start = h.clock.now();
+    const a = await h.schedule(0, 'a');
+    const b = await scheduleBy(h, SECOND, 50 * SECOND, 'b');
+    const c = await scheduleBy(h, SECOND, 120 * SECOND, 'c');
+    await h.clock.advance(59 * SECOND);
+    assert.deepEqual(h.deliverer.calls.map((call) => call.text), ['a'], 'nothing else during the 60 s pause');
+    assert.equal((await h.status(a)).status, 'expired', 'a itself expired at its window\'s end, unsent again');
+    await h.clock.advance(SECOND);
+    await h.engine.whenIdle();
+    assert.equal((await h.status(b)).status, 'expired', 'b\'s deliver-by passed during the pause');
+    assert.equal((await h.status(c)).status, 'delivered');
+    assert.deepEqual(h.deliverer.calls.map((call) => [call.text, call.at - start]), [['a', 0], ['c', 60 * SECOND]]);
+  });
+
   it('a failed expire is tried again after the store backoff, not in a loop, and the message is still not sent', async () => {
     await using h = await harness({ start: false });
     const real = h.store.expire.bind(h.store);

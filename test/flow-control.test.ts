@@ -150,7 +150,7 @@ describe('FlowControl', () => {
     for (const entry of entries.slice(1)) assert.equal(flow.admit(entry, start), false);
     await clock.advance(0);
     assert.deepEqual(released, ['a', 'b'], 'two granted, two released, oldest first');
-    assert.deepEqual(asks.map((a) => [a.want, a.at - start]), [[1, 0], [2, 0]], 'asked for what was parked, at most a burst; again at once after a grant');
+    assert.deepEqual(asks.map((a) => [a.want, a.at - start]), [[3, 0], [2, 0]], 'one ask for what was parked, at most a burst; again at once after a grant');
     await clock.advance(249);
     assert.equal(asks.length, 2, 'none granted: waits the 250 ms the bucket said');
     await clock.advance(1);
@@ -160,6 +160,28 @@ describe('FlowControl', () => {
     await clock.advance(1);
     assert.deepEqual(released, ['a', 'b', 'c']);
     assert.equal(flow.parkedCount, 1);
+  });
+
+  it('a shared bucket\'s request the store never answers counts as failed after 5 s: the target asks again, it does not stall', async () => {
+    const clock = new FakeClock();
+    const errors: string[] = [];
+    const released: string[] = [];
+    let asks = 0;
+    const flow = new FlowControl<FlowEntry>({
+      clock,
+      limitsOf: () => ({ ratePerSecond: 1, burst: 1, sharedRate: true }),
+      release: (entries) => released.push(...entries.map((e) => e.id)),
+      takeShared: () => (++asks === 1 ? new Promise(() => {}) : Promise.resolve({ granted: 1, waitMs: 0 })),
+      onSharedError: (err) => errors.push((err as Error).message),
+    });
+    assert.equal(flow.admit({ id: 'a', dueAt: clock.now(), target: 'pool' }, clock.now()), false);
+    await clock.advance(4999);
+    assert.deepEqual([asks, errors.length], [1, 0]);
+    await clock.advance(1);
+    assert.deepEqual(errors, ['the store did not answer within 5000 ms']);
+    await clock.advance(1000);
+    assert.equal(asks, 2);
+    assert.deepEqual(released, ['a']);
   });
 
   it('names the targets whose backlog reached a size', () => {

@@ -93,6 +93,9 @@ describe('SQLite stores', () => {
     row.run(dead, 'shop', 'failed', now, now, 'dead', 10, null, now, now + 5, null, 'HTTP 500');
     row.run(delivered, 'default', 'sent', now, now, 'delivered', 1, null, now, now + 1, now + 1, null);
     db.prepare("UPDATE message_counts SET count = (SELECT count(*) FROM messages WHERE messages.status = message_counts.status)").run();
+    const indexesOf = (database: DatabaseSync) => database.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages' AND sql IS NOT NULL ORDER BY name").all()
+      .map((row) => [row.name, String(row.sql).replace(/\s+/g, ' ')]);
+    const indexesBefore = indexesOf(db);
     db.close();
 
     const store = openSqliteDispatcherStore(file);
@@ -117,6 +120,12 @@ describe('SQLite stores', () => {
       assert.equal((await store.countByStatus()).expired, 1);
     } finally {
       await store.close();
+    }
+    const after = new DatabaseSync(file);
+    try {
+      assert.deepEqual(indexesOf(after), indexesBefore, 'every index of messages made again, the same name and definition');
+    } finally {
+      after.close();
     }
   });
 

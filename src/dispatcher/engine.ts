@@ -837,6 +837,8 @@ export class SchedulingEngine {
     }
     if (expired) {
       for (const entry of entries) this.#settleSweepsWithout(entry.id);
+      // room freed: after an outage a buffer full of stale messages empties at once, and more come in
+      if (this.#moreWaiting && this.#freeCapacity() >= this.#maxBuffered / 2) void this.refill();
       const at = this.#clock.now();
       for (const message of expired) {
         this.#metrics.recordOutcome('expired', at, message.target);
@@ -969,7 +971,8 @@ export class SchedulingEngine {
     this.#outcomes.add({ message, result, record });
     this.#noteRecovery(message.target, result, now);
     // a Retry-After (429, 503) is the target asking for a pause: none of its messages start before it ends
-    if (result.kind === 'retry' && result.retryAfterMs !== undefined) this.#flow.pause(message.target, record.at);
+    // (the whole pause: this message's own retry may come earlier, at its deliver-by, to expire)
+    if (result.kind === 'retry' && result.retryAfterMs !== undefined) this.#flow.pause(message.target, now + Math.min(result.retryAfterMs, this.#retryMaxMs));
     this.#flow.finished(message.id);
     this.#pump();
   }

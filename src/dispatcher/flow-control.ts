@@ -55,6 +55,10 @@ export interface SharedGrant {
 
 /** How long to wait before asking a shared bucket again after the store failed. */
 const SHARED_RETRY_MS = 1000;
+/** The shortest wait for a shared bucket that granted nothing: at most 50 queries a second per throttled target. */
+const SHARED_MIN_WAIT_MS = 20;
+/** A shared bucket's answer not come by then counts as a failure. */
+const SHARED_TIMEOUT_MS = 5000;
 
 export interface FlowEntry {
   readonly id: string;
@@ -331,7 +335,7 @@ export class FlowControl<E extends FlowEntry> {
     if (now < state.pausedUntil) wakeAt = state.pausedUntil;
     else if (limits.maxInFlight !== undefined && state.admitted.size >= limits.maxInFlight) wakeAt = undefined;
     else if (limits.sharedRate && state.tokens < 1) {
-      this.#askShared(target, state, limits, now);
+      this.#askShared(target, state, limits);
       wakeAt = undefined; // the grant wakes it
     } else if (limits.ratePerSecond !== undefined && limits.ratePerSecond > 0 && state.tokens < 1) {
       wakeAt = state.refilledAt + Math.ceil(((1 - state.tokens) * 1000) / limits.ratePerSecond);
@@ -343,29 +347,58 @@ export class FlowControl<E extends FlowEntry> {
   /**
    * Asks the pool's bucket for as many tokens as the target has parked
    * entries (at most a burst): granted ones release entries at once; none
-   * granted, the target waits until the bucket holds one again.
+   * granted, the target waits until the bucket holds one again (at least
+   * SHARED_MIN_WAIT_MS: a fast rate would otherwise be a query a
+   * millisecond). One request per target at a time; one that the store does
+   * not answer within SHARED_TIMEOUT_MS counts as failed, so a hung query
+   * cannot stall the target for good.
    */
-  #askShared(target: string, state: TargetState<E>, limits: TargetLimits, now: number): void {
+  #askShared(target: string, state: TargetState<E>, limits: TargetLimits): void {
     if (state.asking) return;
-    if (!this.#takeShared) throw new Error('FlowControl: a target\'s limits say sharedRate, but no takeShared was given');
+    const takeShared = this.#takeShared;
+    if (!takeShared) throw new Error('FlowControl: a target\'s limits say sharedRate, but no takeShared was given');
     const rate = limits.ratePerSecond!;
-    const burst = Math.max(1, limits.burst ?? rate);
+    const burst = Math.max(1, Math.floor(limits.burst ?? rate));
     state.asking = true;
+    const current = () => this.#targets.get(target) === state;
     const waitThen = (ms: number) => {
-      if (state.parked.length === 0) return;
-      const at = this.#clock.now() + Math.max(1, ms);
+      if (!current() || state.parked.length === 0) return;
+      const now = this.#clock.now();
+      const at = now + Math.max(SHARED_MIN_WAIT_MS, ms);
       state.wakeAt = at;
-      if (at < this.#timerAt) this.#arm(at, this.#clock.now());
+      if (at < this.#timerAt) this.#arm(at, now);
     };
-    this.#takeShared(target, Math.min(state.parked.length, Math.floor(burst)) || 1, { ratePerSecond: rate, burst }, now).then((grant) => {
-      state.asking = false;
-      state.tokens = (Number.isFinite(state.tokens) ? state.tokens : 0) + grant.granted;
-      if (grant.granted > 0) this.#releaseFrom(target, state, this.#clock.now());
-      else waitThen(grant.waitMs);
-    }, (err: unknown) => {
-      state.asking = false;
-      this.#onSharedError(err, target);
-      waitThen(SHARED_RETRY_MS);
+    // asked once the starter's chunk has parked all it will: one request for them all
+    queueMicrotask(() => {
+      if (!current()) {
+        state.asking = false;
+        return;
+      }
+      let answered = false;
+      const settle = (): boolean => {
+        if (answered) return false;
+        answered = true;
+        timeout.cancel();
+        state.asking = false;
+        return true;
+      };
+      const timeout = this.#clock.setTimer(() => {
+        if (!settle()) return;
+        this.#onSharedError(new Error(`the store did not answer within ${SHARED_TIMEOUT_MS} ms`), target);
+        waitThen(SHARED_RETRY_MS);
+      }, SHARED_TIMEOUT_MS);
+      const want = Math.min(Math.max(1, state.parked.length), burst);
+      takeShared(target, want, { ratePerSecond: rate, burst }, this.#clock.now()).then((grant) => {
+        // tokens taken are this dispatcher's, even when they come late, up to a burst
+        if (current()) state.tokens = Math.min(burst, (Number.isFinite(state.tokens) ? state.tokens : 0) + grant.granted);
+        if (!settle() || !current()) return;
+        if (grant.granted > 0) this.#releaseFrom(target, state, this.#clock.now());
+        else waitThen(grant.waitMs);
+      }, (err: unknown) => {
+        if (!settle()) return;
+        this.#onSharedError(err, target);
+        waitThen(SHARED_RETRY_MS);
+      });
     });
   }
 

@@ -339,7 +339,9 @@ export interface DispatcherStore {
    * Takes up to `want` tokens of a target's delivery-rate bucket, one bucket
    * shared by every dispatcher on the store (flow control in a pool): it
    * refills at `ratePerSecond` up to `burst`, by the `now` of whoever takes
-   * (a clock behind the last taker's adds nothing); a bucket not yet used
+   * (a clock a little behind the last taker's adds nothing; one more than a
+   * second behind is taken for a clock that jumped, and the bucket goes on
+   * from it rather than waiting for it to catch up); a bucket not yet used
    * starts full. Atomic: two dispatchers taking at once never get the same
    * token. Returns how many it took and how many are left (a fraction).
    */

@@ -146,7 +146,7 @@ export class ScheduledMessages {
   /** Validates and forwards a change (scheduledAt, message and/or deliverBy, null dropping it); the holder's answer (200, 404, 409). */
   async update(id: string, input: unknown): Promise<DispatcherAnswer> {
     if (this.original) throw unsupported(this.#pool.urls, 'change');
-    const patch = validateMessagePatch(input, { timeZone: this.#timeZone });
+    const patch = validateMessagePatch(input, { timeZone: this.#timeZone, now: this.#clock.now() });
     const body: Record<string, string | null> = {};
     if (patch.message !== undefined) body.message = patch.message;
     if (patch.scheduledAt !== undefined) body.scheduledAt = new Date(patch.scheduledAt).toISOString();

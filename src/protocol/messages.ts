@@ -155,9 +155,7 @@ export function validateScheduleRequest(
   const deliverBy = body.deliverBy === undefined ? null : readDeliverBy(body.deliverBy, timeZone, prefix);
   if (deliverBy !== null) {
     checkDeliverBy(deliverBy, scheduledAt, prefix);
-    if (deliverBy < options.now) {
-      throw new ValidationError(`${prefix}deliverBy (${new Date(deliverBy).toISOString()}) is already past: the message would expire unsent`, prefix + 'deliverBy');
-    }
+    refusePast(deliverBy, options.now, prefix);
   }
   return { username, message, scheduledAt, idempotencyKey, deliverBy };
 }
@@ -169,12 +167,24 @@ function readDeliverBy(value: unknown, timeZone: string, prefix: string): number
   return parseUserTime(value, timeZone, prefix + 'deliverBy');
 }
 
-/** A deliver-by before the scheduled time would expire every message unsent: refused, naming both. */
-export function checkDeliverBy(deliverBy: number, scheduledAt: number, prefix = ''): void {
-  if (deliverBy < scheduledAt) {
-    throw new ValidationError(
-      `${prefix}deliverBy (${new Date(deliverBy).toISOString()}) is before scheduledAt (${new Date(scheduledAt).toISOString()}): the message would never be sent`,
-      prefix + 'deliverBy');
+/**
+ * A deliver-by before the scheduled time would expire the message unsent:
+ * refused, naming both, and blaming `field`, the one the request changed
+ * (a PATCH of scheduledAt alone past the stored deliver-by blames scheduledAt).
+ */
+export function checkDeliverBy(deliverBy: number, scheduledAt: number, prefix = '', field: 'deliverBy' | 'scheduledAt' = 'deliverBy'): void {
+  if (deliverBy >= scheduledAt) return;
+  const by = new Date(deliverBy).toISOString();
+  const at = new Date(scheduledAt).toISOString();
+  throw new ValidationError(field === 'deliverBy'
+    ? `${prefix}deliverBy (${by}) is before scheduledAt (${at}): the message would never be sent`
+    : `${prefix}scheduledAt (${at}) is after the message's deliverBy (${by}): it would never be sent; change deliverBy too, or drop it (null)`,
+  prefix + field);
+}
+
+function refusePast(deliverBy: number, now: number, prefix: string): void {
+  if (deliverBy < now) {
+    throw new ValidationError(`${prefix}deliverBy (${new Date(deliverBy).toISOString()}) is already past: the message would expire unsent`, prefix + 'deliverBy');
   }
 }
 
@@ -190,7 +200,7 @@ export interface ValidMessagePatch {
  * message, with the same rules as scheduling; timeZone reads a scheduledAt
  * without offset.
  */
-export function validateMessagePatch(input: unknown, options: { timeZone: string }): ValidMessagePatch {
+export function validateMessagePatch(input: unknown, options: { timeZone: string; now?: number }): ValidMessagePatch {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     throw new ValidationError('body must be a JSON object');
   }
@@ -216,5 +226,6 @@ export function validateMessagePatch(input: unknown, options: { timeZone: string
     throw new ValidationError('give scheduledAt, message and/or deliverBy to change', 'scheduledAt');
   }
   if (patch.deliverBy != null && patch.scheduledAt !== undefined) checkDeliverBy(patch.deliverBy, patch.scheduledAt);
+  if (patch.deliverBy != null && options.now !== undefined) refusePast(patch.deliverBy, options.now, '');
   return patch;
 }

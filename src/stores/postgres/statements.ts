@@ -349,7 +349,8 @@ export const dispatcherStatements = {
       granted = least($2::integer, floor(least($4::float8, b.tokens + greatest(0, $5::bigint - b.refilled_at) * $3::float8 / 1000.0))::integer),
       tokens = least($4::float8, b.tokens + greatest(0, $5::bigint - b.refilled_at) * $3::float8 / 1000.0)
         - least($2::integer, floor(least($4::float8, b.tokens + greatest(0, $5::bigint - b.refilled_at) * $3::float8 / 1000.0))::integer),
-      refilled_at = greatest(b.refilled_at, $5::bigint)
+      -- a taker a little behind adds nothing; one over a second behind means a clock was wrong and jumped: start from it
+      refilled_at = CASE WHEN b.refilled_at - $5::bigint > 1000 THEN $5::bigint ELSE greatest(b.refilled_at, $5::bigint) END
     RETURNING granted, tokens`,
 
   /**

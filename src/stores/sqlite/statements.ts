@@ -283,7 +283,8 @@ export const dispatcherStatements = {
       granted = min(:want, CAST(min(:burst, tokens + max(0, :now - refilled_at) * :rate / 1000.0) AS INTEGER)),
       tokens = min(:burst, tokens + max(0, :now - refilled_at) * :rate / 1000.0)
         - min(:want, CAST(min(:burst, tokens + max(0, :now - refilled_at) * :rate / 1000.0) AS INTEGER)),
-      refilled_at = max(refilled_at, :now)
+      -- a taker a little behind adds nothing; one over a second behind means a clock was wrong and jumped: start from it
+      refilled_at = CASE WHEN refilled_at - :now > 1000 THEN :now ELSE max(refilled_at, :now) END
     RETURNING granted, tokens`,
 
   /** Every call that changes how many messages a status has adds its net change here. */
