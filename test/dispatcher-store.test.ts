@@ -722,6 +722,26 @@ for (const factory of dispatcherStoreFactories()) {
         assert.deepEqual(await handle.store.claimDue(OWNER, Number.MAX_SAFE_INTEGER, T + 10, T + MINUTE, 10), [], 'an expired message is never claimed');
       });
 
+      it('finishDeliveries records a started message that was never sent as expired, its attempt taken back, no history', async () => {
+        await using handle = await factory.create();
+        const started = await insertDelivering(handle.store);
+        assert.equal(started.attempts, 1);
+        const other = await insertDelivering(handle.store);
+        await handle.store.finishDeliveries(OWNER, [
+          { id: started.id, outcome: 'expired', at: T + 9, error: 'not sent: past its deliver-by' },
+          { id: other.id, outcome: 'expired', at: T + 9, error: 'x' },
+        ]);
+        const expired = await handle.store.get(started.id);
+        assert.deepEqual([expired?.status, expired?.attempts, expired?.leaseOwner, expired?.updatedAt, expired?.lastError],
+          ['expired', 0, null, T + 9, 'not sent: past its deliver-by']);
+        assert.deepEqual(await handle.store.attempts(started.id), []);
+        const counts = await handle.store.countByStatus();
+        assert.deepEqual([counts.delivering, counts.expired], [0, 2]);
+        // not the owner's delivery any more: nothing changes
+        await handle.store.finishDeliveries(OTHER, [{ id: started.id, outcome: 'delivered', at: T + 10 }]);
+        assert.equal((await handle.store.get(started.id))?.status, 'expired');
+      });
+
       it('does not expire a changed, removed, foreign, unclaimed or started message', async () => {
         await using handle = await factory.create();
         const changed = await insertOne(handle.store, {}, CLAIM_ALL);

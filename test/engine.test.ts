@@ -734,6 +734,33 @@ describe('SchedulingEngine deliver-by', () => {
     assert.deepEqual(await Promise.all(ids.map(async (id) => (await h.status(id)).status)), ['delivered', 'delivered', 'expired', 'expired']);
   });
 
+  it('a message started in time that waited for a delivery slot past its deliver-by is not sent: expired, its attempt not counted', async () => {
+    await using h = await harness({ concurrency: 1 });
+    const slow = held();
+    h.deliverer.script = (message) => (message.message === 'slow' ? slow.promise : { kind: 'delivered', status: 200 });
+    const expiredEvents: StoredMessage[] = [];
+    h.engine.events.on('expired', (message) => expiredEvents.push(message));
+    await h.schedule(0, 'slow');
+    const waiting = await scheduleBy(h, 0, 500, 'worthless after 500 ms');
+    const patient = await h.schedule(0, 'can wait');
+    await h.clock.advance(0);
+    assert.equal((await h.status(waiting)).status, 'delivering', 'started, waiting in the ready queue for the one slot');
+    await h.clock.advance(2 * SECOND);
+    slow.finish({ kind: 'delivered', status: 200 });
+    await h.clock.advance(0);
+    await h.engine.whenIdle();
+    assert.deepEqual(h.deliverer.calls.map((call) => call.text), ['slow', 'can wait']);
+    const expired = await h.status(waiting);
+    assert.equal(expired.status, 'expired');
+    assert.equal(expired.attempts, 0, 'startDelivery counted one; none was made');
+    assert.equal(expired.leaseOwner, null);
+    assert.match(expired.lastError ?? '', /not sent: past its deliver-by/);
+    assert.deepEqual(expiredEvents.map((m) => [m.id, m.status, m.attempts]), [[waiting, 'expired', 0]]);
+    assert.deepEqual(await h.store.attempts(waiting), [], 'no attempt in its history');
+    assert.equal((await h.status(patient)).status, 'delivered');
+    assert.equal((await h.store.countByStatus()).expired, 1);
+  });
+
   it('a Retry-After pauses the target for all of it, even when the answered message itself expires sooner', async () => {
     await using h = await harness({ deliverWithinOf: () => 5 * SECOND });
     h.deliverer.script = (message) => (message.message === 'a'

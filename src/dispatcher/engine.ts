@@ -202,7 +202,8 @@ export function retryDelayMs(attempt: number, baseMs: number, maxMs: number, ran
   return Math.floor(ceiling / 2 + (ceiling / 2) * random());
 }
 
-type PendingOutcome = { message: StoredMessage; result: AttemptResult; record: DeliveryResult };
+/** An answered attempt, or (result undefined) a started message not sent: its deliver-by passed while it waited for a slot. */
+type PendingOutcome = { message: StoredMessage; result: AttemptResult | undefined; record: DeliveryResult };
 
 interface SweepCollector {
   waiting: Set<string>;
@@ -911,9 +912,14 @@ export class SchedulingEngine {
   }
 
   #deliver(message: StoredMessage): void {
-    this.#inFlight.add(message.id);
     this.#backingOff.delete(message.id);
     const startedAt = this.#clock.now();
+    // started in time, it may have waited for a slot since (every one busy): past its deliver-by now, it is not sent
+    if (this.#pastDeadline(entryOf(message), startedAt)) {
+      this.#expireUnsent(message, startedAt);
+      return;
+    }
+    this.#inFlight.add(message.id);
     const pausedUntil = this.#flow.pausedUntil(message.target, startedAt);
     let attempt: Promise<AttemptResult>;
     if (pausedUntil > 0) {
@@ -977,6 +983,15 @@ export class SchedulingEngine {
     this.#pump();
   }
 
+  /** Records a started message as expired, never sent (its outcome written with the others). */
+  #expireUnsent(message: StoredMessage, now: number): void {
+    const error = `not sent: past its deliver-by, ${new Date(this.#deadlineOf(entryOf(message))).toISOString()}`;
+    this.#metrics.recordOutcome('expired', now, message.target);
+    this.#logger.warn({ id: message.id, target: message.target }, 'a message past its deliver-by was not sent: expired (replay it from the page or the API)');
+    this.#outcomes.add({ message, result: undefined, record: { id: message.id, outcome: 'expired', at: now, error } });
+    this.#flow.finished(message.id);
+  }
+
   /** A failed attempt is a warning, a message gone dead an error: an operator sees both at the default level. */
   #logFailure(message: StoredMessage, result: Exclude<AttemptResult, { kind: 'delivered' }>, record: DeliveryResult): void {
     const target = message.target === DEFAULT_TARGET ? this.#target ?? message.target : message.target;
@@ -1020,6 +1035,11 @@ export class SchedulingEngine {
   /** After a batch of outcomes was written: retries go back to the buffer, sweeps and listeners hear of each. */
   #outcomesWritten(batch: PendingOutcome[]): void {
     for (const { message, result, record } of batch) {
+      if (result === undefined) {
+        this.#settleSweepsWithout(message.id);
+        this.events.emit('expired', { ...message, status: 'expired', attempts: message.attempts - 1, lastError: record.error ?? null, leaseOwner: null, leaseExpiresAt: null });
+        continue;
+      }
       if (record.outcome === 'retry' && !record.release && this.#state === 'running') {
         this.#buffer.put({ ...entryOf(message), dueAt: record.at });
         if (result.kind === 'retry' && result.retryAfterMs === undefined) this.#backingOff.set(message.id, message.target);

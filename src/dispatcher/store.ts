@@ -188,8 +188,9 @@ export interface AttemptRecord {
 
 export interface DeliveryResult {
   id: string;
-  outcome: 'delivered' | 'retry' | 'dead';
-  /** delivered: delivery time. retry: the next due time. dead: when it died. */
+  /** expired: started but not sent, its deliver-by passed before it could go (its attempt is not counted). */
+  outcome: 'delivered' | 'retry' | 'dead' | 'expired';
+  /** delivered: delivery time. retry: the next due time. dead, expired: when it died or expired. */
   at: number;
   error?: string;
   /** retry only: hand the claim back (lease dropped) instead of keeping it for the next attempt. */
@@ -372,7 +373,8 @@ export interface DispatcherStore {
   /**
    * Records delivery outcomes of messages the owner is delivering:
    * delivered (deliveredAt set, lease dropped), retry (back to scheduled with
-   * the new dueAt, still leased to the owner unless `release`), dead (lease dropped);
+   * the new dueAt, still leased to the owner unless `release`), dead (lease
+   * dropped), expired (lease dropped, attempts one fewer: it was never sent);
    * and, for each result with `attempt`, one row of attempt history, in the
    * same transaction. Results for messages the owner is not delivering change
    * nothing and record no attempt.

@@ -306,6 +306,7 @@ class PostgresDispatcherStore implements DispatcherStore {
     const delivered = byOutcome('delivered');
     const retried = byOutcome('retry');
     const dead = byOutcome('dead');
+    const expired = byOutcome('expired');
     // One statement per outcome kind, each recording its attempts too; they touch different rows, so they may run side by side.
     await Promise.all([
       delivered.length > 0 && this.#run(this.#enginePool, 'markDelivered', [owner, delivered.map((r) => r.id), delivered.map((r) => r.at), ...attemptArrays(delivered)]),
@@ -314,6 +315,7 @@ class PostgresDispatcherStore implements DispatcherStore {
         ...attemptArrays(retried),
       ]),
       dead.length > 0 && this.#run(this.#enginePool, 'markDead', [owner, dead.map((r) => r.id), dead.map((r) => r.at), dead.map((r) => r.error ?? null), ...attemptArrays(dead)]),
+      expired.length > 0 && this.#run(this.#enginePool, 'markExpiredUnsent', [owner, expired.map((r) => r.id), expired.map((r) => r.at), expired.map((r) => r.error ?? null)]),
     ]);
   }
 

@@ -413,6 +413,17 @@ export const dispatcherStatements = {
       lease_owner = NULL
     FROM locked WHERE m.id = locked.id`,
 
+  /** Params: $1 owner, $2 ids (in id order), $3 ats, $4 errors (arrays). Started but never sent: the attempt counted was not made. */
+  markExpiredUnsent: `
+    WITH locked AS (
+      SELECT m.id, r.at, r.error
+      FROM unnest($2::text[], $3::bigint[], $4::text[]) AS r(id, at, error)
+      CROSS JOIN LATERAL (${BY_ID('r.id', `lease_owner = $1 AND status = 'delivering'`)}) AS m
+    )
+    UPDATE messages m SET status = 'expired', attempts = greatest(0, m.attempts - 1), updated_at = locked.at, last_error = locked.error,
+      lease_owner = NULL
+    FROM locked WHERE m.id = locked.id`,
+
   /** Params: $1 limit. Most recently delivered first (index messages_delivered_at, read backwards). */
   listRecentlyDelivered: `
     SELECT ${MESSAGE_COLUMNS}, NULL::bigint AS lease_expires_at FROM messages

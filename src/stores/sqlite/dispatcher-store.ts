@@ -367,6 +367,7 @@ class SqliteDispatcherStore implements DispatcherStore {
       this.#move('delivering', 'delivered', this.#connection.multiRow(sql.markDelivered).run(rows('delivered'), { owner }));
       this.#move('delivering', 'scheduled', this.#connection.multiRow(sql.markRetry).run(retries, { owner }));
       this.#move('delivering', 'dead', this.#connection.multiRow(sql.markDead).run(rows('dead'), { owner }));
+      this.#move('delivering', 'expired', this.#connection.multiRow(sql.markExpiredUnsent).run(rows('expired'), { owner }));
     });
   }
 

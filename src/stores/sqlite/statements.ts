@@ -267,6 +267,17 @@ export const dispatcherStatements = {
     row: '(:id, :at, :error)',
   } satisfies MultiRowSql,
 
+  /** Started but never sent: the attempt startDelivery counted was not made. */
+  markExpiredUnsent: {
+    sql: `
+      WITH outcome (id, at, error) AS (VALUES {rows})
+      UPDATE messages SET status = 'expired', attempts = max(0, attempts - 1), updated_at = outcome.at, last_error = outcome.error,
+        lease_owner = NULL
+      FROM outcome
+      WHERE messages.id = outcome.id AND messages.lease_owner = :owner AND messages.status = 'delivering'`,
+    row: '(:id, :at, :error)',
+  } satisfies MultiRowSql,
+
   countByStatus: `SELECT status, count FROM message_counts`,
 
   countLiveOwners: `SELECT count(*) AS count FROM owners WHERE lease_expires_at >= :now`,
