@@ -4,6 +4,7 @@ import { parseUserTime, formatWallClock, isValidTimeZone, timeZoneCacheSize, tim
 import { toMessageJson } from '../src/dispatcher/message-json.ts';
 import { signHeader, verifySignature } from '../src/protocol/signing.ts';
 import { validateMessagePatch, validateScheduleRequest, textLength } from '../src/protocol/messages.ts';
+import { deliverWithinText } from '../src/protocol/targets.ts';
 import { html, unsafeRaw } from '../src/html.ts';
 import { ValidationError } from '../src/errors.ts';
 import { uuidv7 } from '../src/ids.ts';
@@ -210,6 +211,12 @@ describe('uuidv7', () => {
     assert.equal(new Set(ids).size, ids.length);
     assert.deepEqual([...ids].sort(), ids);
     assert.match(ids[0]!, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  });
+});
+
+describe('deliver-by windows as text', () => {
+  it('writes whole units as intervals are written, and milliseconds that are left', () => {
+    assert.deepEqual([3_600_000, 5_400_000, 1500, 250, 61_001].map(deliverWithinText), ['1h', '1h30m', '1s500ms', '250ms', '1m1s1ms']);
   });
 });
 

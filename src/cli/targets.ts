@@ -1,6 +1,5 @@
 import { parseDuration } from '../config.ts';
-import { formatEvery } from '../protocol/recurrence.ts';
-import type { TargetJson } from '../protocol/targets.ts';
+import { deliverWithinText, type TargetJson } from '../protocol/targets.ts';
 import { parseFlags, UsageError } from './args.ts';
 import { call, devToken, errorText } from './client.ts';
 
@@ -155,7 +154,7 @@ function limitsText(t: TargetJson): string {
   return [
     t.ratePerSecond !== null ? `${t.ratePerSecond}/s` : '', t.burst !== null ? `burst ${t.burst}` : '', t.maxInFlight !== null ? `max ${t.maxInFlight} in flight` : '',
     // as the dispatcher's page says it; absent from a dispatcher older than deliver-by
-    t.deliverWithinMs != null ? `expires after ${formatEvery(t.deliverWithinMs)}` : '',
+    t.deliverWithinMs != null ? `expires after ${deliverWithinText(t.deliverWithinMs)}` : '',
   ].filter(Boolean).join(', ') || '-';
 }
 

@@ -5,7 +5,7 @@ import { LOCAL_TIME_SCRIPT, page, timeTag } from '../ui/layout.ts';
 import type { MinuteStats } from './metrics.ts';
 import { formatEvery, localTime } from '../protocol/recurrence.ts';
 import type { AttemptRecord, MessageStatus, StoredMessage, StoredSchedule } from './store.ts';
-import type { TargetJson } from '../protocol/targets.ts';
+import { deliverWithinText, type TargetJson } from '../protocol/targets.ts';
 import { deliveriesChart, formatMs, latenessChart } from './ui-charts.ts';
 import { CONSOLE_SCRIPT } from './ui-script.ts';
 
@@ -182,7 +182,7 @@ export function deliverByOf(m: StoredMessage, deliverWithinMs: number | null | u
 }
 
 function deliverByText(by: { at: number; own: boolean }, deliverWithinMs: number | null | undefined): SafeHtml {
-  return html`deliver by ${timeTag(by.at)}${by.own || deliverWithinMs == null ? '' : ` (its target's ${formatEvery(deliverWithinMs)})`}`;
+  return html`deliver by ${timeTag(by.at)}${by.own || deliverWithinMs == null ? '' : ` (its target's ${deliverWithinText(deliverWithinMs)})`}`;
 }
 
 /** A dead letter or an expired message: why, with a tick box for the bulk form, retry and discard. */
@@ -342,7 +342,7 @@ function targetOptions(targets: TargetJson[], chosen: string): SafeHtml[] {
 function targetsCard(targets: TargetJson[]): SafeHtml {
   const limits = (t: TargetJson) => [
     t.ratePerSecond !== null ? `${t.ratePerSecond}/s` : '', t.burst !== null ? `burst ${t.burst}` : '', t.maxInFlight !== null ? `≤ ${t.maxInFlight} in flight` : '',
-    t.deliverWithinMs !== null ? `expires after ${formatEvery(t.deliverWithinMs)}` : '',
+    t.deliverWithinMs !== null ? `expires after ${deliverWithinText(t.deliverWithinMs)}` : '',
   ].filter(Boolean).join(', ') || 'none';
   const row = (t: TargetJson) => html`<tr id="t-${t.name}"><th scope="row"><a href="${consoleHref({ ...NO_FILTERS(''), target: t.name })}">${t.name}</a>${t.builtIn ? html` <span class="count">built in</span>` : ''}</th>
     <td><code>${t.url}</code></td><td>${t.protocol}</td><td>${t.signingSecretSet ? t.signatureScheme : 'unsigned'}</td><td>${t.tokenSet ? 'yes' : 'no'}</td><td>${limits(t)}</td></tr>`;

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { ValidationError } from '../errors.ts';
+import { formatEvery } from './recurrence.ts';
 import { standardWebhooksSecretProblem } from './signing.ts';
 
 /**
@@ -70,6 +71,13 @@ export type ValidTargetPatch = Partial<Omit<ValidTargetCreate, 'name'>>;
 
 const CREATE_FIELDS = new Set(['name', 'url', 'protocol', 'signatureScheme', 'signingSecret', 'token', 'ratePerSecond', 'burst', 'maxInFlight', 'deliverWithinMs']);
 const PATCH_FIELDS = new Set([...CREATE_FIELDS].filter((field) => field !== 'name'));
+
+/** A deliver-by window as people read it: "1h30m", "1s500ms" (whole seconds as formatEvery writes them, the rest in ms). */
+export function deliverWithinText(ms: number): string {
+  const rest = ms % 1000;
+  if (rest === 0) return formatEvery(ms);
+  return ms < 1000 ? `${ms}ms` : `${formatEvery(ms - rest)}${rest}ms`;
+}
 
 /** The token as stored: its SHA-256, hex. A token is random enough that no salt or slow hash is needed; a lookup by it must be fast. */
 export function tokenHash(token: string): string {
