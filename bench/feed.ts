@@ -58,6 +58,12 @@ function threadCpu(pid: number): Map<string, number> {
   return byName;
 }
 
+/** Read and write system calls a process has made so far (syscr, syscw of /proc/<pid>/io): work that does not depend on how busy the machine is. */
+function syscalls(pid: number): [number, number] {
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+  return [Number(/syscr: (\d+)/.exec(io)![1]), Number(/syscw: (\d+)/.exec(io)![1])];
+}
+
 function threadCpuSince(pid: number, before: Map<string, number>): string {
   return [...threadCpu(pid)].map(([name, s]) => [name, s - (before.get(name) ?? 0)] as const)
     .filter(([, s]) => s >= 0.01).sort((a, b) => b[1] - a[1]).map(([name, s]) => `${name} ${s.toFixed(2)}`).join(', ');
@@ -182,6 +188,7 @@ async function main() {
     const cpu = [dispatcherProcess.pid!, mainProcess.pid!].map(cpuSeconds);
     const systemBefore = [dispatcherProcess.pid!, mainProcess.pid!].map((pid) => cpuSplit(pid)[1]);
     const threadsBefore = [dispatcherProcess.pid!, mainProcess.pid!].map(threadCpu);
+    const syscallsBefore = [dispatcherProcess.pid!, mainProcess.pid!].map(syscalls);
     const deadline = dueAt(total - 1) + 60_000;
     while ((await feed.count()) < posted + total) {
       if (Date.now() > deadline) throw new Error(`${label}: only ${(await feed.count()) - posted} of ${total} in the feed a minute after the last was due`);
@@ -190,6 +197,8 @@ async function main() {
     const used = [dispatcherProcess.pid!, mainProcess.pid!].map((pid, i) => cpuSeconds(pid) - cpu[i]!);
     const system = [dispatcherProcess.pid!, mainProcess.pid!].map((pid, i) => cpuSplit(pid)[1] - systemBefore[i]!);
     console.log(`  (${label}: CPU dispatcher ${used[0]!.toFixed(2)} s of which system ${system[0]!.toFixed(2)} s; main ${used[1]!.toFixed(2)} s of which system ${system[1]!.toFixed(2)} s)`);
+    const calls = [dispatcherProcess.pid!, mainProcess.pid!].map((pid, i) => syscalls(pid).map((count, j) => ((count - syscallsBefore[i]![j]!) / total).toFixed(2)));
+    console.log(`  (${label}: system calls per message, reads/writes: dispatcher ${calls[0]!.join('/')}, main ${calls[1]!.join('/')})`);
     console.log(`  (${label}: by thread, dispatcher: ${threadCpuSince(dispatcherProcess.pid!, threadsBefore[0]!)}; main: ${threadCpuSince(mainProcess.pid!, threadsBefore[1]!)})`);
     posted += total;
     return { used, ...(await feed.lateness(label)) };
