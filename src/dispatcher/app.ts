@@ -65,8 +65,8 @@ function connectionsFor(concurrency: number): number {
 }
 
 /**
- * JSON deliveries are pipelined: up to this many requests in flight per
- * keep-alive connection, on concurrency/PIPELINE_DEPTH connections. Sending
+ * JSON deliveries are pipelined: up to --pipelining (default 32) requests in
+ * flight per keep-alive connection, on concurrency/pipelining connections. Sending
  * and answering in bursts costs both ends less CPU per delivery (20,000
  * messages due at once, local receiver, 2-core machine: 4 connections x 32
  * drained in 1.3-1.9 s at 64-84 µs of dispatcher CPU per delivery; 32 x 1 in
@@ -77,7 +77,6 @@ function connectionsFor(concurrency: number): number {
  * (./delivery.ts refuses undici's silent re-send). Legacy PHP receivers get one
  * request per connection at a time, as the original sent them.
  */
-const PIPELINE_DEPTH = 32;
 
 /**
  * Deliveries start (move to `delivering`, one store call) at least this far
@@ -96,7 +95,7 @@ const START_LEAD_MS = 4;
 function createDeliverer(target: DeliverySettings, config: Readonly<DispatcherConfig>, clock: Clock): Deliverer {
   const common = { mainUrl: target.url, timeoutMs: config.deliveryTimeoutMs, clock };
   if (target.protocol === 'legacy') return createLegacyDeliverer({ ...common, connections: connectionsFor(config.concurrency) });
-  const pipelining = Math.min(PIPELINE_DEPTH, config.concurrency);
+  const pipelining = Math.min(config.pipelining, config.concurrency);
   return createJsonDeliverer({
     ...common,
     signingSecret: target.signingSecret ?? undefined,
