@@ -95,6 +95,7 @@ export function splitByStalls(dueTimes: number[], lateness: number[], windows: S
   // the worst lateness of those due 0-10, 10-20, 20-50, 50-100 and 100-200 ms after a stall ended: how long its wake lasts
   const bounds = [10, 20, 50, 100, 200];
   const worstAfter = bounds.map(() => -Infinity);
+  let worstBefore = -Infinity;
   for (let i = 0; i < dueTimes.length; i++) {
     const due = dueTimes[i]!;
     if (windows.some(([from, to]) => due >= from && due <= to)) {
@@ -102,10 +103,12 @@ export function splitByStalls(dueTimes: number[], lateness: number[], windows: S
       continue;
     }
     outside.push(lateness[i]!);
+    // due just before a stall: in flight when the receiver stopped, as late as the stall is long whatever the sender does
+    if (windows.some(([from]) => due < from && due >= from - 10)) worstBefore = Math.max(worstBefore, lateness[i]!);
     const since = Math.min(...windows.map(([, to]) => (due > to ? due - to : Infinity)));
     const bucket = bounds.findIndex((bound) => since < bound);
     if (bucket >= 0) worstAfter[bucket] = Math.max(worstAfter[bucket]!, lateness[i]!);
   }
-  const afterwards = bounds.map((bound, i) => `${i === 0 ? 0 : bounds[i - 1]}-${bound} ms: ${worstAfter[i] === -Infinity ? '-' : worstAfter[i]}`).join(', ');
+  const afterwards = `${worstBefore === -Infinity ? '' : `(due 0-10 ms before one: ${worstBefore}) `}` + bounds.map((bound, i) => `${i === 0 ? 0 : bounds[i - 1]}-${bound} ms: ${worstAfter[i] === -Infinity ? '-' : worstAfter[i]}`).join(', ');
   return { outside: outside.sort((a, b) => a - b), during: during.sort((a, b) => a - b), afterwards };
 }
