@@ -7,7 +7,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { Pool } from 'undici';
-import { cpuSeconds, cpuSplit, createBenchDatabase, freePort } from './support.ts';
+import { cpuSeconds, cpuSplit, createBenchDatabase, freePort, splitByStalls, stallEvery } from './support.ts';
 
 /**
  * `npm run bench:feed`: lateness as the feed's reader sees it. A real
@@ -21,6 +21,8 @@ import { cpuSeconds, cpuSplit, createBenchDatabase, freePort } from './support.t
  *   npm run bench:feed                         # 2,000 over 4 s, 20,000 over 5 s, drain of 20,000
  *   npm run bench:feed -- --store postgres
  *   npm run bench:feed -- --scale 0.1          # a quick smoke run
+ *   npm run bench:feed -- --only feed-stall    # the main server stopped 50 ms every second
+ *   npm run bench:feed -- --dispatcher-args="--pipelining 8"
  */
 const { values: opts } = parseArgs({
   options: {
@@ -28,6 +30,11 @@ const { values: opts } = parseArgs({
     scale: { type: 'string', default: '1' },
     only: { type: 'string' },
     'node-args': { type: 'string', default: process.env.PSCHED_BENCH_NODE_ARGS ?? '' },
+    // more flags for the dispatcher, e.g. --dispatcher-args="--pipelining 8 --concurrency 256"
+    'dispatcher-args': { type: 'string', default: '' },
+    // the feed-stall phase: the main server is stopped (SIGSTOP) this long, this often
+    'stall-ms': { type: 'string', default: '50' },
+    'stall-every-ms': { type: 'string', default: '1000' },
     'postgres-url': { type: 'string', default: process.env.PSCHED_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' },
   },
 });
@@ -58,6 +65,12 @@ function threadCpu(pid: number): Map<string, number> {
   return byName;
 }
 
+/** Read and write system calls a process has made so far (syscr, syscw of /proc/<pid>/io): work that does not depend on how busy the machine is. */
+function syscalls(pid: number): [number, number] {
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+  return [Number(/syscr: (\d+)/.exec(io)![1]), Number(/syscw: (\d+)/.exec(io)![1])];
+}
+
 function threadCpuSince(pid: number, before: Map<string, number>): string {
   return [...threadCpu(pid)].map(([name, s]) => [name, s - (before.get(name) ?? 0)] as const)
     .filter(([, s]) => s >= 0.01).sort((a, b) => b[1] - a[1]).map(([name, s]) => `${name} ${s.toFixed(2)}`).join(', ');
@@ -66,6 +79,7 @@ function threadCpuSince(pid: number, before: Map<string, number>): string {
 async function startService(kind: 'main' | 'dispatcher', port: number, flags: Record<string, string>): Promise<ChildProcess> {
   const nodeArgs = opts['node-args']!.split(' ').filter(Boolean);
   const args = Object.entries({ ...flags, port: String(port), host: '127.0.0.1', 'log-level': 'warn' }).flatMap(([flag, value]) => [`--${flag}`, value]);
+  if (kind === 'dispatcher') args.push(...opts['dispatcher-args']!.split(' ').filter(Boolean));
   const child = spawn(process.execPath, [...nodeArgs, join(root, 'bin/psched.js'), kind, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
   children.push(child);
   const client = new Pool(`http://127.0.0.1:${port}`);
@@ -91,7 +105,7 @@ async function startService(kind: 'main' | 'dispatcher', port: number, flags: Re
 interface FeedReader {
   count(): Promise<number>;
   /** Of the posts whose text starts with `label` and a space. */
-  lateness(label: string): Promise<{ lateness: number[]; lastPostedAt: number }>;
+  lateness(label: string): Promise<{ lateness: number[]; scheduledAt: number[]; lastPostedAt: number }>;
   close(): Promise<void>;
 }
 
@@ -100,8 +114,8 @@ function sqliteFeed(file: string): FeedReader {
   return {
     count: async () => Number((db.prepare('SELECT count(*) AS c FROM posts').get() as { c: number }).c),
     lateness: async (label) => {
-      const rows = db.prepare('SELECT posted_at - scheduled_at AS late, posted_at FROM posts WHERE message LIKE ?').all(`${label} %`) as { late: number; posted_at: number }[];
-      return { lateness: rows.map((r) => r.late), lastPostedAt: Math.max(...rows.map((r) => r.posted_at)) };
+      const rows = db.prepare('SELECT posted_at - scheduled_at AS late, scheduled_at, posted_at FROM posts WHERE message LIKE ?').all(`${label} %`) as { late: number; scheduled_at: number; posted_at: number }[];
+      return { lateness: rows.map((r) => r.late), scheduledAt: rows.map((r) => r.scheduled_at), lastPostedAt: Math.max(...rows.map((r) => r.posted_at)) };
     },
     close: async () => db.close(),
   };
@@ -117,8 +131,8 @@ function postgresFeed(url: string): FeedReader {
     },
     lateness: async (label) => {
       await connected;
-      const rows = (await client.query<{ late: string; posted_at: string }>('SELECT posted_at - scheduled_at AS late, posted_at FROM posts WHERE message LIKE $1', [`${label} %`])).rows;
-      return { lateness: rows.map((r) => Number(r.late)), lastPostedAt: Math.max(...rows.map((r) => Number(r.posted_at))) };
+      const rows = (await client.query<{ late: string; scheduled_at: string; posted_at: string }>('SELECT posted_at - scheduled_at AS late, scheduled_at, posted_at FROM posts WHERE message LIKE $1', [`${label} %`])).rows;
+      return { lateness: rows.map((r) => Number(r.late)), scheduledAt: rows.map((r) => Number(r.scheduled_at)), lastPostedAt: Math.max(...rows.map((r) => Number(r.posted_at))) };
     },
     close: () => client.end(),
   };
@@ -163,7 +177,7 @@ async function main() {
 
   let posted = 0;
   /** Schedules `total` messages (bodies built first), waits until the feed holds them all; returns their lateness. */
-  async function run(total: number, dueAt: (i: number) => number, label: string) {
+  async function run(total: number, dueAt: (i: number) => number, label: string, stall?: { everyMs: number; forMs: number }) {
     const bodies: string[] = [];
     for (let from = 0; from < total; from += 1000) {
       const items = [];
@@ -182,17 +196,27 @@ async function main() {
     const cpu = [dispatcherProcess.pid!, mainProcess.pid!].map(cpuSeconds);
     const systemBefore = [dispatcherProcess.pid!, mainProcess.pid!].map((pid) => cpuSplit(pid)[1]);
     const threadsBefore = [dispatcherProcess.pid!, mainProcess.pid!].map(threadCpu);
+    const syscallsBefore = [dispatcherProcess.pid!, mainProcess.pid!].map(syscalls);
     const deadline = dueAt(total - 1) + 60_000;
-    while ((await feed.count()) < posted + total) {
-      if (Date.now() > deadline) throw new Error(`${label}: only ${(await feed.count()) - posted} of ${total} in the feed a minute after the last was due`);
-      await new Promise((r) => setTimeout(r, 100));
+    // the main server stopped now and then, from half a period after the first is due
+    const stalls = stall && stallEvery(mainProcess.pid!, firstDue + stall.everyMs / 2, stall.everyMs, stall.forMs);
+    let windows: [number, number][] = [];
+    try {
+      while ((await feed.count()) < posted + total) {
+        if (Date.now() > deadline) throw new Error(`${label}: only ${(await feed.count()) - posted} of ${total} in the feed a minute after the last was due`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      windows = stalls?.end() ?? [];
     }
     const used = [dispatcherProcess.pid!, mainProcess.pid!].map((pid, i) => cpuSeconds(pid) - cpu[i]!);
     const system = [dispatcherProcess.pid!, mainProcess.pid!].map((pid, i) => cpuSplit(pid)[1] - systemBefore[i]!);
     console.log(`  (${label}: CPU dispatcher ${used[0]!.toFixed(2)} s of which system ${system[0]!.toFixed(2)} s; main ${used[1]!.toFixed(2)} s of which system ${system[1]!.toFixed(2)} s)`);
+    const calls = [dispatcherProcess.pid!, mainProcess.pid!].map((pid, i) => syscalls(pid).map((count, j) => ((count - syscallsBefore[i]![j]!) / total).toFixed(2)));
+    console.log(`  (${label}: system calls per message, reads/writes: dispatcher ${calls[0]!.join('/')}, main ${calls[1]!.join('/')})`);
     console.log(`  (${label}: by thread, dispatcher: ${threadCpuSince(dispatcherProcess.pid!, threadsBefore[0]!)}; main: ${threadCpuSince(mainProcess.pid!, threadsBefore[1]!)})`);
     posted += total;
-    return { used, ...(await feed.lateness(label)) };
+    return { used, windows, ...(await feed.lateness(label)) };
   }
 
   // warm-up: compiled hot paths, open connections, prepared statements
@@ -210,6 +234,21 @@ async function main() {
     console.log(`\n${phase}: ${total} due over ${spreadMs / 1000} s, in the feed ${mine.length}: lateness p50 ${percentile(mine, 50)} ms, p99 ${percentile(mine, 99)} ms, max ${mine.at(-1)} ms`);
     console.log(`  CPU per message: dispatcher ${perMessage(used[0]!)}, main server ${perMessage(used[1]!)}`);
     rows.push(`| ${total} due over ${spreadMs / 1000} s | ${percentile(mine, 50)} ms | ${percentile(mine, 99)} ms | ${mine.at(-1)} ms | ${perMessage(used[0]!)} | ${perMessage(used[1]!)} |`);
+  }
+
+  if (wanted('feed-stall')) {
+    // issue 10 item 3: the main server stops 50 ms every second; only what is due during a stall may be late
+    const [total, spreadMs, forMs, everyMs] = [n(20_000), 5000, Number(opts['stall-ms']), Number(opts['stall-every-ms'])];
+    const start = Date.now() + 3000;
+    const { used, lateness, scheduledAt, windows } = await run(total, (i) => start + Math.floor((i * spreadMs) / total), 'feed-stall', { everyMs, forMs });
+    const { outside, during, afterwards } = splitByStalls(scheduledAt, lateness, windows);
+    const perMessage = (s: number) => `${Math.round((s * 1e6) / total)} µs`;
+    console.log(`\nfeed-stall: ${total} due over ${spreadMs / 1000} s, the main server stopped ${windows.map(([from, to]) => to - from).join(', ')} ms (every ${everyMs} ms)`);
+    console.log(`  not due during a stall (${outside.length}): lateness p50 ${percentile(outside, 50)} ms, p99 ${percentile(outside, 99)} ms, max ${outside.at(-1)} ms`);
+    console.log(`  due during a stall (${during.length}): lateness p50 ${percentile(during, 50)} ms, max ${during.at(-1)} ms`);
+    console.log(`  the worst of those due after a stall ended, by how long after: ${afterwards}`);
+    console.log(`  CPU per message: dispatcher ${perMessage(used[0]!)}, main server ${perMessage(used[1]!)}`);
+    rows.push(`| ${total} due over ${spreadMs / 1000} s, main stopped ${forMs} ms every ${everyMs / 1000} s: not due during a stall | ${percentile(outside, 50)} ms | ${percentile(outside, 99)} ms | ${outside.at(-1)} ms | ${perMessage(used[0]!)} | ${perMessage(used[1]!)} |`);
   }
 
   if (wanted('ingest')) {

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { SERVICE_V8_SETTINGS } from '../src/cli/v8-settings.ts';
-import { cpuSeconds, createBenchDatabase, freePort } from './support.ts';
+import { cpuSeconds, createBenchDatabase, freePort, splitByStalls, stallEvery } from './support.ts';
 
 /**
  * `npm run bench`: the real dispatcher (separate processes, over HTTP) against
@@ -16,7 +16,8 @@ import { cpuSeconds, createBenchDatabase, freePort } from './support.ts';
  *   npm run bench -- --store postgres --dispatchers 3
  *   npm run bench -- --scale 0.1                     # a quick smoke run
  *   npm run bench -- --only lateness,drain           # some phases: single, batch, lateness,
- *                                                    #   lateness-small, drain, targets, pending, recurring
+ *                                                    #   lateness-small, stall, drain, targets, pending, recurring
+ *   npm run bench -- --only stall --dispatcher-args="--pipelining 8"   # the receiver stalls 50 ms a second
  *   npm run bench -- --only recurring --schedules 2000 --recurring-minutes 1   # recurring, smaller
  *   npm run bench -- --node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"   # profile the dispatchers
  *   npm run bench -- --dump /tmp/out                 # raw lateness/arrivals of each phase as JSON
@@ -35,6 +36,11 @@ const { values: opts } = parseArgs({
     // the recurring phase: this many schedules firing every minute (default 100,000 x --scale), measured over this many minutes
     schedules: { type: 'string' },
     'recurring-minutes': { type: 'string', default: '2' },
+    // the stall phase: the receiver is stopped (SIGSTOP) this long, this often
+    'stall-ms': { type: 'string', default: '50' },
+    'stall-every-ms': { type: 'string', default: '1000' },
+    // more flags for every dispatcher, e.g. --dispatcher-args="--pipelining 8 --concurrency 256"
+    'dispatcher-args': { type: 'string', default: '' },
   },
 });
 const scale = Number(opts.scale);
@@ -95,7 +101,7 @@ async function startDispatcher(index: number, db: string, receiverPort: number):
   const child = spawn(process.execPath, [...nodeArgs, join(root, 'bin/psched.js'), 'dispatcher',
     '--port', String(port), '--db', db, '--main-url', `http://127.0.0.1:${receiverPort}`,
     '--api-token', API_TOKEN, '--signing-secret', SIGNING_SECRET, '--log-level', 'warn',
-    '--max-buffered', '200000'], { stdio: ['ignore', 'inherit', 'inherit'] });
+    '--max-buffered', '200000', ...opts['dispatcher-args']!.split(' ').filter(Boolean)], { stdio: ['ignore', 'inherit', 'inherit'] });
   children.push(child);
   const url = `http://127.0.0.1:${port}`;
   const client = new Pool(url, { connections: 32, pipelining: 1 });
@@ -380,6 +386,35 @@ async function main() {
   // issue #2's lateness load, and issue #4's (2,000 messages over 4 s: what one dispatcher of a pool on PostgreSQL must meet)
   if (wanted('lateness')) await latenessPhase('lateness', n(20_000), 5000);
   if (wanted('lateness-small')) await latenessPhase('lateness-small', n(2000), 4000);
+
+  // issue 10 item 3: the receiver stops for 50 ms every second (a GC pause, a stalled VM) during the lateness
+  // load; only what is due during a stall may be late, not what comes due after it behind the backlog
+  if (wanted('stall')) {
+    const [total, spreadMs, stallMs, everyMs] = [n(20_000), 5000, Number(opts['stall-ms']), Number(opts['stall-every-ms'])];
+    await receiver.reset();
+    const start = Date.now() + 3000;
+    console.log(`\nstall: ${total} messages due over ${spreadMs / 1000} s, the receiver stopped ${stallMs} ms every ${everyMs} ms`);
+    await scheduleBatches(total, 1000, 4, dispatchers, (i) => start + Math.floor((i * spreadMs) / total));
+    const cpu = cpuMeter(receiver, dispatchers);
+    const stalls = stallEvery(receiver.child.pid!, start + everyMs / 2, everyMs, stallMs);
+    let report;
+    try {
+      report = await waitForDeliveries(receiver, total, start + spreadMs + 60_000);
+    } finally {
+      const windows = stalls.end();
+      if (report) {
+        cpu('delivery', total);
+        dump('stall', report);
+        const dueTimes = report.arrivals.map((arrival, i) => arrival - report!.lateness[i]!);
+        const { outside, during, afterwards } = splitByStalls(dueTimes, report.lateness, windows);
+        console.log(`  (${windows.length} stalls of ${windows.map(([from, to]) => to - from).join(', ')} ms; ${during.length} messages due during them: lateness p50 ${percentile(during, 50)} ms, max ${during.at(-1)} ms)`);
+        console.log(`  (the worst of those due after a stall ended, by how long after: ${afterwards})`);
+        record('stall: delivered', `${report.deliveries}/${total} (duplicates ${report.duplicates}, bad signatures ${report.badSignatures})`, 'all', report.deliveries >= total);
+        record('stall: lateness of those not due during a stall p50 / p99', `${percentile(outside, 50)} / ${percentile(outside, 99)} ms`);
+        record('stall: lateness of those not due during a stall max', `${outside.at(-1)} ms`, '≤ 10 ms', outside.at(-1)! <= 10);
+      }
+    }
+  }
 
   if (wanted('drain')) {
     const total = n(20_000);

@@ -87,7 +87,8 @@ export const DISPATCHER_OPTIONS = {
   retryBase: { flag: 'retry-base', env: 'PSCHED_RETRY_BASE', kind: 'duration', default: durationText(ENGINE_DEFAULTS.retryBaseMs), help: 'first retry backoff (doubles each attempt, equal jitter)', check: positive },
   retryMax: { flag: 'retry-max', env: 'PSCHED_RETRY_MAX', kind: 'duration', default: durationText(ENGINE_DEFAULTS.retryMaxMs), help: 'longest retry backoff', check: positive },
   deliveryTimeout: { flag: 'delivery-timeout', env: 'PSCHED_DELIVERY_TIMEOUT', kind: 'duration', default: '10s', help: 'a delivery not answered within this is retried', check: positive },
-  concurrency: { flag: 'concurrency', env: 'PSCHED_CONCURRENCY', kind: 'int', default: String(ENGINE_DEFAULTS.concurrency), help: 'deliveries in flight at once (pipelined up to 32 per keep-alive connection; legacy: one each on a quarter as many connections)', check: positive },
+  concurrency: { flag: 'concurrency', env: 'PSCHED_CONCURRENCY', kind: 'int', default: String(ENGINE_DEFAULTS.concurrency), help: 'deliveries in flight at once (pipelined up to --pipelining per keep-alive connection; legacy: one each on a quarter as many connections)', check: positive },
+  pipelining: { flag: 'pipelining', env: 'PSCHED_PIPELINING', kind: 'int', default: '32', help: 'JSON deliveries sent on one keep-alive connection before earlier ones are answered (1: none); --concurrency / this many connections per target', check: positive },
   retention: { flag: 'retention', env: 'PSCHED_RETENTION', kind: 'duration', default: durationText(ENGINE_DEFAULTS.retentionMs), help: 'how long delivered messages stay in the history', check: positive },
   allowedHosts: ALLOWED_HOSTS,
   logLevel: LOG_LEVEL,
@@ -140,6 +141,7 @@ export interface DispatcherConfig {
   retryMaxMs: number;
   deliveryTimeoutMs: number;
   concurrency: number;
+  pipelining: number;
   retentionMs: number;
   /** Host names answered besides the loopback ones while the Host check is on (see ./http.ts hostCheck), lower case. */
   allowedHosts: string[];
@@ -313,6 +315,7 @@ export function dispatcherConfig(
     retryMaxMs: o.retryMax,
     deliveryTimeoutMs: o.deliveryTimeout,
     concurrency: o.concurrency,
+    pipelining: o.pipelining,
     retentionMs: o.retention,
     allowedHosts: hostList(o.allowedHosts),
     logLevel: o.logLevel,

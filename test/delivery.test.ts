@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
+import diagnostics from 'node:diagnostics_channel';
+import { createServer, type Socket } from 'node:net';
 import { FakeClock } from '../src/clock.ts';
 import { NOT_SENT_LEASE, createJsonDeliverer, createLegacyDeliverer, parseRetryAfter } from '../src/dispatcher/delivery.ts';
 import type { StoredMessage } from '../src/dispatcher/store.ts';
@@ -190,6 +191,39 @@ describe('JSON deliverer', () => {
       assert.deepEqual(new Set(receiver.requests.map((request) => request.headers['idempotency-key'])).size, 40);
       assert.equal(new Set(receiver.requests.map((request) => request.remotePort)).size, 1);
     } finally {
+      await deliverer.close();
+    }
+  });
+});
+
+describe('pipelined deliveries sent together', () => {
+  it('leave in one write per connection: the requests of one turn, and those that waited for the connection', async () => {
+    // counts the writes of this process's client sockets (undici connects through net)
+    const writes: number[] = [];
+    const onSocket = ({ socket }: { socket: Socket }) => {
+      const index = writes.push(0) - 1;
+      for (const method of ['_write', '_writev'] as const) {
+        const original = socket[method];
+        socket[method] = function (this: Socket, ...args: unknown[]) {
+          writes[index]!++;
+          return (original as (...a: unknown[]) => void).apply(this, args);
+        };
+      }
+    };
+    diagnostics.subscribe('net.client.socket', onSocket as (message: unknown) => void);
+    await using receiver = await startReceiver();
+    const deliverer = createJsonDeliverer({ mainUrl: receiver.url, timeoutMs: 5000, connections: 1, pipelining: 8, clock: new FakeClock() });
+    try {
+      const send = (from: number) => Promise.all(Array.from({ length: 8 }, (_, i) => deliverer.deliver(storedMessage({ id: `id-${from + i}` }))));
+      const first = await send(0);
+      assert.deepEqual(writes, [1], 'the eight that waited for the connection: one write');
+      const second = await send(8);
+      assert.deepEqual(writes, [2], 'eight more in one turn: one more write');
+      assert.ok([...first, ...second].every((result) => result.kind === 'delivered'));
+      assert.equal(receiver.requests.length, 16);
+      assert.equal(new Set(receiver.requests.map((request) => request.headers['idempotency-key'])).size, 16);
+    } finally {
+      diagnostics.unsubscribe('net.client.socket', onSocket as (message: unknown) => void);
       await deliverer.close();
     }
   });

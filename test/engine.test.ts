@@ -196,6 +196,32 @@ describe('SchedulingEngine timing', () => {
     assert.equal(latenessSumMs, 0);
   });
 
+  it('with a minimum start lead, starts a few milliseconds\' worth per store call and writes their outcomes along, still sending each at its due time', async () => {
+    // one message due every millisecond for 40 ms, the clock stepping a millisecond at a time
+    const run = async (minStartLeadMs: number) => {
+      await using h = await harness({ minStartLeadMs });
+      const first = h.clock.now() + SECOND;
+      const dueTimes = Array.from({ length: 40 }, (_, i) => first + i);
+      await h.engine.schedule(dueTimes.map((scheduledAt, i) => ({ username: 'ada', message: `m${i}`, scheduledAt, idempotencyKey: null })));
+      await h.clock.set(first - 20);
+      const before = { starts: h.storeCalls.get('startDelivery') ?? 0, outcomes: h.storeCalls.get('finishDeliveries') ?? 0 };
+      for (let at = first - 19; at <= first + 60; at++) await h.clock.set(at);
+      await h.engine.whenIdle();
+      const sentLate = h.deliverer.calls.map((call) => call.at - dueTimes[Number(call.text.slice(1))]!);
+      const delivered = (await h.store.list({ limit: 100, status: 'delivered' })).length;
+      return { sentLate, delivered, starts: h.storeCalls.get('startDelivery')! - before.starts, outcomes: h.storeCalls.get('finishDeliveries')! - before.outcomes };
+    };
+    const alone = await run(0);
+    const led = await run(4);
+    for (const { sentLate, delivered } of [alone, led]) {
+      assert.deepEqual(sentLate, Array(40).fill(0), 'each sent exactly at its due time');
+      assert.equal(delivered, 40);
+    }
+    assert.equal(alone.starts, 40, 'without a lead: a store call per millisecond');
+    assert.ok(led.starts <= 12, `with a 4 ms lead: about one call per 4 ms (${led.starts})`);
+    assert.ok(led.outcomes <= led.starts + 1, `outcomes written along with the starts (${led.outcomes} writes)`);
+  });
+
   it('starts ahead of time where startDelivery is slow, and still sends each message at its due time, never before', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'psched-engine-'));
     const real = openSqliteDispatcherStore(join(dir, 'dispatcher.db'));

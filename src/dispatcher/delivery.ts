@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { Pool, type Dispatcher } from 'undici';
+import type { Socket } from 'node:net';
+import { Pool, buildConnector, type Dispatcher } from 'undici';
 import { systemClock, type Clock } from '../clock.ts';
 import { phpFormBody } from '../protocol/legacy.ts';
 import type { DeliveryPayload } from '../protocol/messages.ts';
@@ -153,24 +154,60 @@ type HttpAnswer =
   | { kind: 'answered'; status: number; retryAfter: string | undefined; response: unknown; text: string }
   | { kind: 'failed'; error: string };
 
-/** A keep-alive pool to one endpoint of the main server. */
+/**
+ * A keep-alive pool to one endpoint of the main server.
+ *
+ * Pipelined requests sent close together leave in one write per
+ * connection: undici writes each request on its own (a writev system call
+ * each, ~30 µs on loopback, where the kernel also does the receiving end's
+ * TCP work), so its connections are corked from the first request of a turn
+ * of the event loop until its check phase (setImmediate, queued after the one
+ * in which undici writes the first request to a connection that was idle).
+ * undici corks and uncorks around each request; corks nest, so they go out
+ * at ours. Measured with `npm run bench:feed` (20,000 due over 5 s): the
+ * dispatcher made 2.7 write system calls per delivery instead of 3.4 (the
+ * rest are SQLite's), the main server 4.4 reads and writes instead of 5.0.
+ */
 class HttpTarget {
   #pool: Pool;
   #path: string;
   #pipelined: boolean;
+  #sockets = new Set<Socket>();
+  #corked = false;
 
   constructor(mainUrl: string, endpoint: string, timeoutMs: number, connections: number, pipelining: number) {
     const url = new URL(mainUrl);
     this.#path = url.pathname.replace(/\/+$/, '') + endpoint;
     this.#pipelined = pipelining > 1;
+    // the connector undici builds from these options by default, its sockets remembered
+    const connector = buildConnector({ timeout: timeoutMs });
     this.#pool = new Pool(url.origin, {
       connections: Math.max(1, connections),
       pipelining: Math.max(1, pipelining),
       connectTimeout: timeoutMs,
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
+      ...(this.#pipelined ? {
+        connect: (options: buildConnector.Options, callback: buildConnector.Callback) => connector(options, (...args) => {
+          if (args[1]) this.#remember(args[1]);
+          callback(...args);
+        }),
+      } : {}),
     });
   }
+
+  /** A new connection: the requests that waited for it are written in this turn, in one write too. */
+  #remember(socket: Socket): void {
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
+    socket.cork();
+    process.nextTick(() => socket.uncork());
+  }
+
+  #uncork = (): void => {
+    this.#corked = false;
+    for (const socket of this.#sockets) socket.uncork();
+  };
 
   /**
    * One POST. Through `dispatch` with a small handler rather than
@@ -182,11 +219,18 @@ class HttpTarget {
       const options: Dispatcher.DispatchOptions = { method: 'POST', path: this.#path, headers, body };
       // undici pipelines a POST only when told it may be repeated (it may: the receiver dedupes by id)
       if (this.#pipelined) Object.assign(options, { idempotent: true, blocking: false });
+      // the first request since the last uncork corks every connection (see the class)
+      const corks = this.#pipelined && !this.#corked;
+      if (corks) {
+        this.#corked = true;
+        for (const socket of this.#sockets) socket.cork();
+      }
       try {
         this.#pool.dispatch(options, new AnswerReader(resolve, mayStillSend));
       } catch (err) {
         resolve({ kind: 'failed', error: describeError(err) });
       }
+      if (corks) setImmediate(this.#uncork);
     });
   }
 

@@ -95,6 +95,14 @@ export interface EngineOptions {
    * is buffered and held back too. Default: none.
    */
   deliverWithinOf?: (target: string) => number | undefined;
+  /**
+   * Messages are started at least this far ahead of their due time, however
+   * fast startDelivery answers (at most MAX_START_LEAD_MS), so one store call
+   * starts a few milliseconds' worth of messages and the outcomes ride along
+   * in its transaction. Default 0: only as far ahead as the store's round
+   * trip asks. The dispatcher sets it (./app.ts, START_LEAD_MS).
+   */
+  minStartLeadMs?: number;
 }
 
 const NO_LIMITS: TargetLimits = {};
@@ -144,7 +152,7 @@ const MAX_STARTS_IN_FLIGHT = 3;
  * load), messages are started ahead of their due time so the round trip is
  * over when they are due; they are still sent at their due time, never
  * before. The lead is twice the recent round trip (none while that stays
- * under a millisecond, as on SQLite), at most this. A timer firing takes
+ * under a millisecond, as on SQLite, unless minStartLeadMs asks for one), at most this. A timer firing takes
  * every message due within two leads, so one call covers a lead's worth of
  * messages instead of a millisecond's (a fifth of the statements at 4,000
  * messages/s with a 5 ms lead). The price, kept small on purpose: in the last
@@ -236,6 +244,7 @@ export class SchedulingEngine {
   readonly #target: string | undefined;
   /** Started messages waiting for a delivery slot beyond this make the starter pause. */
   readonly #readyMax: number;
+  readonly #minStartLeadMs: number;
 
   #state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   #stopped: Promise<void> | undefined;
@@ -342,6 +351,7 @@ export class SchedulingEngine {
     this.#target = options.target;
     this.#deliverWithinOf = options.deliverWithinOf ?? (() => undefined);
     this.#readyMax = Math.max(START_CHUNK, this.#concurrency);
+    this.#minStartLeadMs = Math.max(0, options.minStartLeadMs ?? 0);
     this.#leaseMarginMs = Math.floor(this.#leaseMs / 10);
     this.#saturatedBacklog = Math.max(1, Math.floor(this.#maxBuffered / 10));
     const limitsOf = options.limitsOf ?? noLimits;
@@ -367,7 +377,7 @@ export class SchedulingEngine {
       batchSize: OUTCOME_BATCH,
       delayMs: OUTCOME_FLUSH_DELAY_MS,
       write: (batch) => this.#store.finishDeliveries(this.ownerId, batch.map((item) => item.record)),
-      urgent: () => (this.#inFlight.size === 0 && this.#ready.size === 0) || this.#state !== 'running',
+      urgent: () => this.#state !== 'running' || (this.#inFlight.size === 0 && this.#ready.size === 0 && this.#early.size === 0 && !this.#startDueWithin(OUTCOME_FLUSH_DELAY_MS)),
       written: (batch) => this.#outcomesWritten(batch),
       failed: (err, batch) => this.#outcomesFailed(err, batch),
     });
@@ -749,7 +759,13 @@ export class SchedulingEngine {
   /** How far ahead of its due time a message is started (MAX_START_LEAD_MS). */
   #lead(): number {
     const lead = Math.round(2 * this.#startRoundTripMs);
-    return lead < 2 ? 0 : Math.min(MAX_START_LEAD_MS, lead);
+    return Math.min(MAX_START_LEAD_MS, Math.max(this.#minStartLeadMs, lead < 2 ? 0 : lead));
+  }
+
+  /** True when the starter will run within `ms` (a buffered entry is due to start by then), taking pending outcomes along. */
+  #startDueWithin(ms: number): boolean {
+    const next = this.#buffer.peek();
+    return next !== undefined && next.dueAt - this.#lead() <= this.#clock.now() + ms;
   }
 
   #onTimer = (): void => {
@@ -763,12 +779,18 @@ export class SchedulingEngine {
       && this.#ready.size + this.#startingCount + this.#early.size < this.#readyMax;
   }
 
-  /** Starts every due entry (or due within two leads), chunk by chunk, as far as the limits allow; then re-arms the timer. */
-  #kickStarter(): void {
+  /**
+   * Starts every due entry (or, `ahead`, due within two leads), chunk by
+   * chunk, as far as the limits allow; then re-arms the timer. A slot freed by
+   * an answer (#pump) starts only what is due now: with a lead, what comes due
+   * within it waits for the timer, which starts a lead's worth in one store
+   * call instead of a few messages at every answer.
+   */
+  #kickStarter(ahead = true): void {
     if (this.#state === 'running' && !this.#leaseHolds()) return; // #regainLease kicks it again
     while (this.#state === 'running' && this.#canStartMore()) {
       const now = this.#clock.now();
-      const due = this.#buffer.takeDue(now + 2 * this.#lead(), START_CHUNK);
+      const due = this.#buffer.takeDue(ahead ? now + 2 * this.#lead() : now, START_CHUNK);
       if (due.length === 0) break;
       // entries of a target without room are parked by the flow control, which hands them back when it has;
       // a legacy sweep does not wait for them (the cron's request would hang for a whole pause or backlog)
@@ -908,7 +930,7 @@ export class SchedulingEngine {
     while (this.#inFlight.size < this.#concurrency && this.#ready.size > 0 && this.#state === 'running') {
       this.#deliver(this.#ready.shift()!);
     }
-    this.#kickStarter();
+    this.#kickStarter(false);
   }
 
   #deliver(message: StoredMessage): void {

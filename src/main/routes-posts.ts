@@ -38,8 +38,10 @@ export async function registerPostRoutes(app: FastifyInstance, context: PostRout
     const now = clock.now();
     const outcome = await store.addPost({ ...post, id: uuidv7(now), postedAt: now });
     metrics.recordPost(post.messageId === null ? 'legacy' : 'delivery', outcome.created);
-    if (outcome.created) streams.broadcast(toPostJson(outcome.post));
-    return outcome;
+    // the post as JSON once, for the live streams (when any is open) and the answer
+    const json = toPostJson(outcome.post);
+    if (outcome.created && streams.size > 0) streams.broadcast(json);
+    return { json, created: outcome.created };
   };
 
   // Deliveries are signed over the exact bytes sent: this scope reads the JSON
@@ -65,13 +67,13 @@ export async function registerPostRoutes(app: FastifyInstance, context: PostRout
         throw new ValidationError('a delivery is a signed JSON body (content-type: application/json)');
       }
       const delivery = parseDelivery(request.body);
-      const { post, created } = await addPost({
+      const { json, created } = await addPost({
         messageId: delivery.messageId,
         username: delivery.username,
         message: delivery.message,
         scheduledAt: delivery.scheduledAt,
       });
-      return reply.status(created ? 201 : 200).send(toPostJson(post));
+      return reply.status(created ? 201 : 200).send(json);
     });
   });
 

@@ -32,10 +32,7 @@ class SqliteMainStore implements MainStore {
 
   addPost(post: NewPost): Promise<{ post: Post; created: boolean }> {
     return this.#commits.write('durable', () => {
-      if (post.messageId !== null) {
-        const existing = this.#connection.statement(sql.getPostByMessageId).get<PostRow>({ messageId: post.messageId });
-        if (existing) return { post: toPost(existing), created: false };
-      }
+      // inserted unless its message id is there: one statement for a new post, the usual case
       const stored: Post = {
         id: post.id,
         messageId: post.messageId,
@@ -44,7 +41,10 @@ class SqliteMainStore implements MainStore {
         postedAt: post.postedAt,
         scheduledAt: post.scheduledAt,
       };
-      this.#connection.statement(sql.insertPost).run({ ...stored });
+      if (this.#connection.statement(sql.insertPost).run({ ...stored }).changes === 0) {
+        const existing = this.#connection.statement(sql.getPostByMessageId).get<PostRow>({ messageId: post.messageId! })!;
+        return { post: toPost(existing), created: false };
+      }
       return { post: stored, created: true };
     });
   }

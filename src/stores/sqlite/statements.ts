@@ -400,9 +400,11 @@ export const dispatcherStatements = {
 const POST_COLUMNS = 'id, message_id, username, message, posted_at, scheduled_at';
 
 export const mainStatements = {
+  /** A redelivery (its message id is there) changes nothing: the caller reads the stored post then. */
   insertPost: `
     INSERT INTO posts (id, message_id, username, message, posted_at, scheduled_at)
-    VALUES (:id, :messageId, :username, :message, :postedAt, :scheduledAt)`,
+    VALUES (:id, :messageId, :username, :message, :postedAt, :scheduledAt)
+    ON CONFLICT (message_id) WHERE message_id IS NOT NULL DO NOTHING`,
 
   getPostByMessageId: `SELECT ${POST_COLUMNS} FROM posts WHERE message_id = :messageId`,
 
