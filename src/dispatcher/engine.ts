@@ -841,23 +841,11 @@ export class SchedulingEngine {
    * Counted as starting while the store call is under way.
    */
   async #expire(entries: BufferEntry[], now: number): Promise<void> {
-    this.#starting.add(entries);
-    this.#startingCount += entries.length;
-    let expired: StoredMessage[] | undefined;
-    try {
-      expired = await this.#store.expire(this.ownerId, entries.map((entry) => ({
-        id: entry.id,
-        version: entry.version,
-        error: `not sent: past its deliver-by, ${new Date(this.#deadlineOf(entry)).toISOString()}`,
-      })), now);
-    } catch (err) {
-      this.#logger.error({ err, count: entries.length }, 'setting messages past their deliver-by expired failed; trying again shortly');
-      for (const entry of entries) this.#buffer.put(entry);
-      this.#pauseStarts();
-    } finally {
-      this.#starting.delete(entries);
-      this.#startingCount -= entries.length;
-    }
+    const expired = await this.#starterCall(entries, 'setting messages past their deliver-by expired', () => this.#store.expire(this.ownerId, entries.map((entry) => ({
+      id: entry.id,
+      version: entry.version,
+      error: `not sent: past its deliver-by, ${new Date(this.#deadlineOf(entry)).toISOString()}`,
+    })), now));
     if (expired) {
       for (const entry of entries) this.#settleSweepsWithout(entry.id);
       // room freed: after an outage a buffer full of stale messages empties at once, and more come in
@@ -875,21 +863,12 @@ export class SchedulingEngine {
 
   /** Moves one chunk to `delivering` and queues what moved for delivery. */
   async #start(entries: BufferEntry[], now: number): Promise<void> {
-    this.#starting.add(entries);
-    this.#startingCount += entries.length;
-    let started: StoredMessage[] | undefined;
-    try {
-      started = await this.#store.startDelivery(this.ownerId, entries, now);
+    const started = await this.#starterCall(entries, 'starting deliveries', async () => {
+      const moved = await this.#store.startDelivery(this.ownerId, entries, now);
       const roundTrip = this.#clock.now() - now;
       this.#startRoundTripMs += ROUND_TRIP_WEIGHT * (roundTrip - this.#startRoundTripMs);
-    } catch (err) {
-      this.#logger.error({ err, count: entries.length }, 'starting deliveries failed; trying again shortly');
-      for (const entry of entries) this.#buffer.put(entry);
-      this.#pauseStarts();
-    } finally {
-      this.#starting.delete(entries);
-      this.#startingCount -= entries.length;
-    }
+      return moved;
+    });
     if (started) {
       if (started.length < entries.length) this.#settleDropped(entries, started);
       const now = this.#clock.now();
@@ -906,6 +885,27 @@ export class SchedulingEngine {
     }
     this.#pump();
     this.#checkQuiet();
+  }
+
+  /**
+   * A store call of the starter's for `entries` (start, expire): they count as
+   * starting meanwhile; when it fails they go back to the heap and nothing
+   * more starts until the store backoff ran out (undefined is returned).
+   */
+  async #starterCall<T>(entries: BufferEntry[], what: string, call: () => Promise<T>): Promise<T | undefined> {
+    this.#starting.add(entries);
+    this.#startingCount += entries.length;
+    try {
+      return await call();
+    } catch (err) {
+      this.#logger.error({ err, count: entries.length }, `${what} failed; trying again shortly`);
+      for (const entry of entries) this.#buffer.put(entry);
+      this.#pauseStarts();
+      return undefined;
+    } finally {
+      this.#starting.delete(entries);
+      this.#startingCount -= entries.length;
+    }
   }
 
   /** After a failed store call of the starter: nothing more starts (or expires) until the backoff ran out. */
