@@ -715,21 +715,25 @@ describe('SchedulingEngine deliver-by', () => {
     assert.match(scrape, /^psched_messages\{status="expired"\} 1$/m);
   });
 
-  it('a retry that would come after the deliver-by comes just after it instead, and expires unsent', async () => {
-    await using h = await harness({ retryBaseMs: 10 * SECOND, random: () => 0.5 });
-    h.deliverer.script = () => ({ kind: 'retry', error: 'main server answered 500', status: 500 });
-    const start = h.clock.now();
-    const id = await scheduleBy(h, 0, 2 * SECOND, 'one minute of news');
-    await h.clock.advance(2 * SECOND);
-    assert.equal((await h.status(id)).status, 'scheduled', 'not yet: its deliver-by is at 2000');
-    await h.clock.advance(1);
-    await h.engine.whenIdle();
-    assert.deepEqual(h.deliverer.calls.map((call) => call.at - start), [0], 'one attempt, none after the deliver-by');
-    const message = await h.status(id);
-    assert.equal(message.status, 'expired');
-    assert.equal(message.attempts, 1);
-    assert.equal(message.updatedAt, start + 2001, 'expired the moment its deliver-by passed, not at the backoff\'s end');
-  });
+  for (const minStartLeadMs of [0, 4]) {
+    it(`a retry that would come after the deliver-by comes just after it instead, and expires unsent (start lead ${minStartLeadMs} ms)`, async () => {
+      await using h = await harness({ retryBaseMs: 10 * SECOND, random: () => 0.5, minStartLeadMs });
+      h.deliverer.script = () => ({ kind: 'retry', error: 'main server answered 500', status: 500 });
+      const start = h.clock.now();
+      const id = await scheduleBy(h, 0, 2 * SECOND, 'one minute of news');
+      await h.clock.advance(2 * SECOND);
+      // not before its retry's start, which the lead brings forward: that retry, due at 2001, would be sent after the deliver-by
+      if (minStartLeadMs === 0) assert.equal((await h.status(id)).status, 'scheduled', 'not yet: its deliver-by is at 2000');
+      await h.clock.advance(1);
+      await h.engine.whenIdle();
+      assert.deepEqual(h.deliverer.calls.map((call) => call.at - start), [0], 'one attempt, none after the deliver-by');
+      const message = await h.status(id);
+      assert.equal(message.status, 'expired');
+      assert.equal(message.attempts, 1);
+      assert.ok(message.updatedAt >= start + 2001 - minStartLeadMs && message.updatedAt <= start + 2001,
+        `expired when its retry came up (${message.updatedAt - start}), not at the backoff's end`);
+    });
+  }
 
   it('a target\'s default window expires what comes too late after downtime and sends what is still in time', async () => {
     await using h = await harness({ start: false, deliverWithinOf: (target) => (target === 'news' ? 3600 * SECOND : undefined) });
