@@ -21,7 +21,16 @@ export type Principal = { kind: 'operator' } | { kind: 'target'; target: string 
 
 const OPERATOR: Principal = Object.freeze({ kind: 'operator' });
 
-const principals = new WeakMap<FastifyRequest, Principal>();
+/**
+ * Kept on the request under a symbol: a WeakMap entry per request made every
+ * young-generation collection walk an ephemeron table (~1 µs a request).
+ */
+const PRINCIPAL = Symbol('principal');
+type WithPrincipal = FastifyRequest & { [PRINCIPAL]?: Principal };
+
+function setPrincipal(request: FastifyRequest, principal: Principal): void {
+  (request as WithPrincipal)[PRINCIPAL] = principal;
+}
 
 /**
  * The /v1 onRequest hook: resolves the caller, or answers 401. A callback
@@ -32,7 +41,7 @@ const principals = new WeakMap<FastifyRequest, Principal>();
 export function authenticate({ config, targets }: DispatcherContext) {
   return (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void => {
     if (config.apiToken && isAuthorized(request, config.apiToken)) {
-      principals.set(request, OPERATOR);
+      setPrincipal(request, OPERATOR);
       return done();
     }
     const token = requestToken(request, false);
@@ -42,15 +51,15 @@ export function authenticate({ config, targets }: DispatcherContext) {
 }
 
 function settle(request: FastifyRequest, target: { name: string } | undefined, apiToken: string | undefined, done: (err?: Error) => void): void {
-  if (target) principals.set(request, { kind: 'target', target: target.name });
+  if (target) setPrincipal(request, { kind: 'target', target: target.name });
   // no --api-token (loopback only): whoever reaches it is the operator, as before targets
-  else if (!apiToken) principals.set(request, OPERATOR);
+  else if (!apiToken) setPrincipal(request, OPERATOR);
   else return done(new UnauthorizedError('Missing or wrong API token: send "Authorization: Bearer <token>" (the operator\'s --api-token, or a target\'s token)'));
   done();
 }
 
 export function principalOf(request: FastifyRequest): Principal {
-  return principals.get(request) ?? OPERATOR;
+  return (request as WithPrincipal)[PRINCIPAL] ?? OPERATOR;
 }
 
 /** The target a caller is confined to; undefined for the operator. */
