@@ -162,12 +162,22 @@ export class GroupCommit {
       });
       this.#syncing = syncing;
     }
+    // the durable calls wait for the sync together: one reaction for the group, not a closure and a promise each
+    let waiting: number[] | undefined;
     for (let i = 0; i < jobs.length; i++) {
       const job = jobs[i]!;
       const outcome = outcomes[i]!;
       if (!outcome.ok) job.reject(outcome.error);
-      else if (synced && job.durability === 'durable') synced.then(() => job.resolve(outcome.value), job.reject);
+      else if (synced && job.durability === 'durable') (waiting ??= []).push(i);
       else job.resolve(outcome.value);
+    }
+    if (synced && waiting) {
+      const durableJobs = waiting;
+      synced.then(() => {
+        for (const i of durableJobs) jobs[i]!.resolve((outcomes[i] as { value: unknown }).value);
+      }, (err: unknown) => {
+        for (const i of durableJobs) jobs[i]!.reject(err);
+      });
     }
   }
 }
