@@ -129,6 +129,32 @@ describe('SQLite stores', () => {
     }
   });
 
+  it('inserts called in the same tick share one INSERT, see each other\'s keys, and fail one by one', async () => {
+    using folder = tempFolder();
+    const store = openSqliteDispatcherStore(join(folder.path, 'dispatcher.db'));
+    await store.migrate();
+    try {
+      const now = Date.now();
+      const message = (text: string, idempotencyKey: string | null = null, id = uuidv7()) => ({ id, username: 'ann', message: text, scheduledAt: now + 60_000, idempotencyKey });
+      const [first, again, other] = await Promise.all([
+        store.insert([message('one', 'key-1')], now),
+        store.insert([message('two', 'key-1')], now),
+        store.insert([message('three'), message('four')], now),
+      ]);
+      assert.deepEqual([first![0]!.created, again![0]!.created, again![0]!.message.id, again![0]!.message.message], [true, false, first![0]!.message.id, 'one']);
+      assert.deepEqual(other!.map((o) => o.created), [true, true]);
+      // the same id twice fails the joined INSERT: each call then runs alone, and only the repeat fails
+      const id = uuidv7();
+      const results = await Promise.allSettled([store.insert([message('five', null, id)], now), store.insert([message('six', null, id)], now), store.insert([message('seven')], now)]);
+      assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+      assert.equal((await store.get(id))?.message, 'five');
+      assert.equal((await store.countByStatus()).scheduled, 5);
+      assert.equal((await store.list({ limit: 10, status: 'scheduled' })).length, 5);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('openDispatcherStore and openMainStore create the folder and return migrated stores', async () => {
     using folder = tempFolder();
     const dispatcherFile = join(folder.path, 'nested', 'data', 'dispatcher.db');

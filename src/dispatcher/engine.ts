@@ -459,7 +459,9 @@ export class SchedulingEngine {
     this.#reserved += reserved;
     let outcomes: InsertOutcome[];
     try {
-      outcomes = await this.#track(this.#store.insert(messages, now, claim));
+      // only an insert that claims needs tracking (#track): one without a claim holds nothing of this owner's
+      const inserted = this.#store.insert(messages, now, claim);
+      outcomes = await (claim ? this.#track(inserted) : inserted);
     } finally {
       this.#reserved -= reserved;
     }

@@ -79,6 +79,16 @@ export function openSqliteDispatcherStore(path: string, options: SqliteDispatche
   }
 }
 
+interface InsertCall {
+  messages: NewMessage[];
+  now: number;
+  claim: ClaimRequest | undefined;
+  resolve: (outcomes: InsertOutcome[]) => void;
+  reject: (reason: unknown) => void;
+}
+
+type InsertResult = { ok: true; outcomes: InsertOutcome[] } | { ok: false; error: unknown };
+
 interface DueRow {
   id: string;
   due_at: number;
@@ -90,6 +100,9 @@ class SqliteDispatcherStore implements DispatcherStore {
   #database: SqliteDatabase;
   #connection: SqliteConnection;
   #commits: GroupCommit;
+
+  /** The insert that later calls may still join (see insert()), and the group commit's count when it was queued. */
+  #joining: { calls: InsertCall[]; enqueued: number } | undefined;
 
   #releaseLock: (() => void) | undefined;
   #halted: Error | undefined;
@@ -107,12 +120,79 @@ class SqliteDispatcherStore implements DispatcherStore {
     await this.#commits.write('relaxed', () => this.#changes(sql.expireAllLeases, {}));
   }
 
+  /**
+   * Calls made while an earlier insert still waits for its group, with no
+   * other call queued after it, join that insert's job: one multi-row INSERT
+   * and one count update for all of them instead of a savepoint, an INSERT
+   * and an UPDATE each (single-message scheduling: 16 requests in flight come
+   * in groups of ~8). They see each other as calls in that order would: a
+   * later call's idempotency key finds an earlier call's message.
+   */
   insert(messages: NewMessage[], now: number, claim?: ClaimRequest): Promise<InsertOutcome[]> {
-    return this.#commits.write('durable', () => {
+    return new Promise((resolve, reject) => {
+      const call: InsertCall = { messages, now, claim, resolve, reject };
+      const joining = this.#joining;
+      if (joining && this.#commits.enqueued === joining.enqueued) {
+        joining.calls.push(call);
+        return;
+      }
+      const calls = [call];
+      const job = this.#commits.write('durable', () => {
+        if (this.#joining?.calls === calls) this.#joining = undefined;
+        return this.#insertCalls(calls);
+      });
+      this.#joining = { calls, enqueued: this.#commits.enqueued };
+      job.then((results) => {
+        for (let i = 0; i < calls.length; i++) {
+          const result = results[i]!;
+          if (result.ok) calls[i]!.resolve(result.outcomes);
+          else calls[i]!.reject(result.error);
+        }
+      }, (err: unknown) => {
+        // never run (store closed or halted) or its group failed: no later call may join it
+        if (this.#joining?.calls === calls) this.#joining = undefined;
+        for (const joined of calls) joined.reject(err);
+      });
+    });
+  }
+
+  /** Runs the joined calls in one INSERT; if that fails, each on its own, so one call's error is its own. */
+  #insertCalls(calls: InsertCall[]): InsertResult[] {
+    if (calls.length === 1) return [{ ok: true, outcomes: this.#insertAll(calls)[0]! }];
+    const connection = this.#connection;
+    connection.statement('SAVEPOINT joined').run();
+    try {
+      const all = this.#insertAll(calls);
+      connection.statement('RELEASE joined').run();
+      return all.map((outcomes) => ({ ok: true, outcomes }));
+    } catch (err) {
+      if (!connection.inTransaction) throw err;
+      connection.statement('ROLLBACK TO joined').run();
+      connection.statement('RELEASE joined').run();
+    }
+    return calls.map((call) => {
+      connection.statement('SAVEPOINT joined').run();
+      try {
+        const [outcomes] = this.#insertAll([call]);
+        connection.statement('RELEASE joined').run();
+        return { ok: true, outcomes: outcomes! };
+      } catch (error) {
+        // disk full or an I/O error: SQLite rolled the whole transaction back, so the whole group fails
+        if (!connection.inTransaction) throw error;
+        connection.statement('ROLLBACK TO joined').run();
+        connection.statement('RELEASE joined').run();
+        return { ok: false, error };
+      }
+    });
+  }
+
+  #insertAll(calls: InsertCall[]): InsertOutcome[][] {
+    // keys created earlier in these calls: not in the table until the rows go in at the end
+    const createdByKey = new Map<string, StoredMessage>();
+    const rows: Params[] = [];
+    const results = calls.map(({ messages, now, claim }) => {
       const outcomes: InsertOutcome[] = [];
       const created: StoredMessage[] = [];
-      // keys created earlier in this batch: not in the table until the rows go in at the end
-      const createdByKey = new Map<string, StoredMessage>();
       for (const message of messages) {
         const target = message.target ?? DEFAULT_TARGET;
         // keys are a target's own; a NUL cannot be in a target name
@@ -128,25 +208,27 @@ class SqliteDispatcherStore implements DispatcherStore {
         if (key !== null) createdByKey.set(key, stored);
         created.push(stored);
         outcomes.push({ message: stored, created: true });
+        rows.push({
+          id: stored.id,
+          username: stored.username,
+          message: stored.message,
+          scheduledAt: stored.scheduledAt,
+          idempotencyKey: stored.idempotencyKey,
+          now,
+          leaseOwner: stored.leaseOwner,
+          target: stored.target,
+          deliverBy: stored.deliverBy,
+        });
       }
-      this.#connection.multiRow(sql.insertMessages).run(created.map((stored) => ({
-        id: stored.id,
-        username: stored.username,
-        message: stored.message,
-        scheduledAt: stored.scheduledAt,
-        idempotencyKey: stored.idempotencyKey,
-        now,
-        leaseOwner: stored.leaseOwner,
-        target: stored.target,
-        deliverBy: stored.deliverBy,
-      })));
-      this.#addToCount('scheduled', created.length);
       if (claim && created.some((stored) => stored.leaseOwner !== null)) {
         const leaseExpiresAt = this.#ensureLease(claim.owner, claim.leaseExpiresAt);
         for (const stored of created) if (stored.leaseOwner !== null) stored.leaseExpiresAt = leaseExpiresAt;
       }
       return outcomes;
     });
+    this.#connection.multiRow(sql.insertMessages).run(rows);
+    this.#addToCount('scheduled', rows.length);
+    return results;
   }
 
   #messageWithKey(target: string, idempotencyKey: string): StoredMessage | undefined {

@@ -53,6 +53,7 @@ export class GroupCommit {
   #connection: SqliteConnection;
   #queue: Job[] = [];
   #flushScheduled = false;
+  #enqueued = 0;
   #closed = false;
   #afterCommit: () => void;
   #walSync: DurableSync | undefined;
@@ -69,6 +70,11 @@ export class GroupCommit {
   /** Runs `fn` in the next group transaction; resolves after its COMMIT. */
   write<T>(durability: Durability, fn: () => T): Promise<T> {
     return this.#enqueue(fn, true, durability);
+  }
+
+  /** How many calls were queued so far: unchanged since a call was queued, it is still the last in the queue or already run. */
+  get enqueued(): number {
+    return this.#enqueued;
   }
 
   read<T>(fn: () => T): Promise<T> {
@@ -100,6 +106,7 @@ export class GroupCommit {
 
   #enqueue<T>(fn: () => T, write: boolean, durability: Durability): Promise<T> {
     if (this.#closed) return Promise.reject(closedError());
+    this.#enqueued++;
     return new Promise<T>((resolve, reject) => {
       this.#queue.push({ run: fn, write, durability, resolve: resolve as (value: unknown) => void, reject });
       if (!this.#flushScheduled) {
@@ -155,12 +162,22 @@ export class GroupCommit {
       });
       this.#syncing = syncing;
     }
+    // the durable calls wait for the sync together: one reaction for the group, not a closure and a promise each
+    let waiting: number[] | undefined;
     for (let i = 0; i < jobs.length; i++) {
       const job = jobs[i]!;
       const outcome = outcomes[i]!;
       if (!outcome.ok) job.reject(outcome.error);
-      else if (synced && job.durability === 'durable') synced.then(() => job.resolve(outcome.value), job.reject);
+      else if (synced && job.durability === 'durable') (waiting ??= []).push(i);
       else job.resolve(outcome.value);
+    }
+    if (synced && waiting) {
+      const durableJobs = waiting;
+      synced.then(() => {
+        for (const i of durableJobs) jobs[i]!.resolve((outcomes[i] as { value: unknown }).value);
+      }, (err: unknown) => {
+        for (const i of durableJobs) jobs[i]!.reject(err);
+      });
     }
   }
 }

@@ -45,8 +45,8 @@ export class Statement {
 }
 
 /**
- * Runs a MultiRowSql in chunks of 100 rows, then 10, then 1: few calls into
- * SQLite, and only three prepared statements. One call per row made large
+ * Runs a MultiRowSql in chunks of 100 rows, then 10, then the rest (1 to 9)
+ * in one call: few calls into SQLite, and at most 11 prepared statements. One call per row made large
  * insert groups 2x slower (100,000 rows in groups of 800: 536 ms row by row,
  * 272 ms in chunks of 100, measured); chunked UPDATEs save a third.
  */
@@ -81,8 +81,10 @@ export class MultiRowStatement {
 
   #eachChunk(rows: Params[], shared: Params, run: (statement: StatementSync, args: SQLInputValue[]) => void): void {
     let done = 0;
-    for (const size of CHUNK_SIZES) {
-      while (rows.length - done >= size) {
+    for (const fullSize of CHUNK_SIZES) {
+      // the last few rows (fewer than 10) in one call: joined inserts come in groups of ~8 (./dispatcher-store.ts)
+      const size = fullSize === 1 ? rows.length - done : fullSize;
+      while (size > 0 && rows.length - done >= size) {
         const args = values(this.#before.names, shared);
         for (let i = done; i < done + size; i++) args.push(...values(this.#row.names, rows[i]!));
         args.push(...values(this.#after.names, shared));
@@ -102,7 +104,7 @@ export class MultiRowStatement {
   }
 }
 
-/** Rows per call, largest first. 100 rows of ~10 values stays far below SQLite's 32,766 variables. */
+/** Rows per call, largest first (1: the rest). 100 rows of ~10 values stays far below SQLite's 32,766 variables. */
 const CHUNK_SIZES = [100, 10, 1];
 
 interface Compiled {
