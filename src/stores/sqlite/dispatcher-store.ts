@@ -387,17 +387,7 @@ class SqliteDispatcherStore implements DispatcherStore {
   startDelivery(owner: string, entries: { id: string; version: number }[], now: number): Promise<StoredMessage[]> {
     if (entries.length === 0) return Promise.resolve([]);
     return this.#commits.write('relaxed', () => {
-      // The compare-and-set is checked here, on rows read inside this transaction: nothing can change them in between.
-      const rows = this.#connection.multiRow(sql.getMessages).all<MessageRow>(entries.map((entry) => ({ id: entry.id })));
-      const byId = new Map(rows.map((row) => [row.id, row]));
-      const startable: MessageRow[] = [];
-      for (const entry of entries) {
-        const row = byId.get(entry.id);
-        if (row && row.status === 'scheduled' && row.lease_owner === owner && row.version === entry.version) {
-          startable.push(row);
-          byId.delete(entry.id); // an id asked for twice starts once
-        }
-      }
+      const startable = this.#stillHeld(owner, entries).map(({ row }) => row);
       this.#connection.multiRow(sql.startDelivery).run(startable.map((row) => ({ id: row.id })), { now });
       this.#move('scheduled', 'delivering', startable.length);
       // in the order asked for: the engine delivers in that (due) order
@@ -408,22 +398,33 @@ class SqliteDispatcherStore implements DispatcherStore {
   expire(owner: string, entries: { id: string; version: number; error: string }[], now: number): Promise<StoredMessage[]> {
     if (entries.length === 0) return Promise.resolve([]);
     return this.#commits.write('relaxed', () => {
-      const rows = this.#connection.multiRow(sql.getMessages).all<MessageRow>(entries.map((entry) => ({ id: entry.id })));
-      const byId = new Map(rows.map((row) => [row.id, row]));
-      const expired: { row: MessageRow; error: string }[] = [];
-      for (const entry of entries) {
-        const row = byId.get(entry.id);
-        if (row && row.status === 'scheduled' && row.lease_owner === owner && row.version === entry.version) {
-          expired.push({ row, error: entry.error });
-          byId.delete(entry.id);
-        }
-      }
-      this.#connection.multiRow(sql.markExpired).run(expired.map(({ row, error }) => ({ id: row.id, error })), { now });
+      const expired = this.#stillHeld(owner, entries);
+      this.#connection.multiRow(sql.markExpired).run(expired.map(({ row, entry }) => ({ id: row.id, error: entry.error })), { now });
       this.#move('scheduled', 'expired', expired.length);
-      return expired.map(({ row, error }) => ({
-        ...toMessage(row), status: 'expired' as const, updatedAt: now, lastError: error, leaseOwner: null, leaseExpiresAt: null,
+      return expired.map(({ row, entry }) => ({
+        ...toMessage(row), status: 'expired' as const, updatedAt: now, lastError: entry.error, leaseOwner: null, leaseExpiresAt: null,
       }));
     });
+  }
+
+  /**
+   * The compare-and-set of startDelivery and expire, checked on rows read
+   * inside the caller's transaction (nothing can change them in between):
+   * the entries still scheduled, leased to `owner`, in the version asked
+   * for, in the order asked for; an id asked for twice counts once.
+   */
+  #stillHeld<E extends { id: string; version: number }>(owner: string, entries: E[]): { entry: E; row: MessageRow }[] {
+    const rows = this.#connection.multiRow(sql.getMessages).all<MessageRow>(entries.map((entry) => ({ id: entry.id })));
+    const byId = new Map(rows.map((row) => [row.id, row]));
+    const held: { entry: E; row: MessageRow }[] = [];
+    for (const entry of entries) {
+      const row = byId.get(entry.id);
+      if (row && row.status === 'scheduled' && row.lease_owner === owner && row.version === entry.version) {
+        held.push({ entry, row });
+        byId.delete(entry.id);
+      }
+    }
+    return held;
   }
 
   finishDeliveries(owner: string, results: DeliveryResult[]): Promise<void> {
