@@ -806,32 +806,32 @@ export class SchedulingEngine {
         } else if (this.#flow.admit(entry, now)) entries.push(entry);
         else if (this.#sweeps.size > 0) this.#settleSweepsWithout(entry.id);
       }
-      if (expired.length > 0) {
-        const call = this.#expire(expired, now);
-        this.#startCalls.add(call);
-        void call.finally(() => this.#startCalls.delete(call));
-      }
+      if (expired.length > 0) this.#underWay(this.#expire(expired, now));
       if (entries.length === 0) continue;
       // outcomes waiting for company go along: on SQLite both land in the same transaction
       this.#outcomes.flushNow();
-      const call = this.#start(entries, now);
-      this.#startCalls.add(call);
-      void call.finally(() => this.#startCalls.delete(call));
+      this.#underWay(this.#start(entries, now));
     }
     this.#arm();
   }
 
+  /** Remembers a starter's store call until it settles: #regainLease waits for them before it checks what they moved. */
+  #underWay(call: Promise<void>): void {
+    this.#startCalls.add(call);
+    void call.finally(() => this.#startCalls.delete(call));
+  }
+
   /**
-   * Whether the entry would go out past its deadline if started at `now`: it
-   * is sent at its due time when started ahead of it (the start lead), so
-   * that counts, not the moment of the start.
+   * Whether the entry (or started message) would go out past its deadline if
+   * started at `now`: it is sent at its due time when started ahead of it
+   * (the start lead), so that counts, not the moment of the start.
    */
-  #pastDeadline(entry: BufferEntry, now: number): boolean {
+  #pastDeadline(entry: Deadlined, now: number): boolean {
     return Math.max(now, entry.dueAt) > this.#deadlineOf(entry);
   }
 
   /** The latest instant the entry may start: its own deliver-by, else its target's default window after its scheduled time. */
-  #deadlineOf(entry: BufferEntry): number {
+  #deadlineOf(entry: Deadlined): number {
     if (entry.deliverBy !== null) return entry.deliverBy;
     const within = this.#deliverWithinOf(entry.target);
     return within === undefined ? Infinity : entry.scheduledAt + within;
@@ -846,7 +846,7 @@ export class SchedulingEngine {
     const expired = await this.#starterCall(entries, 'setting messages past their deliver-by expired', () => this.#store.expire(this.ownerId, entries.map((entry) => ({
       id: entry.id,
       version: entry.version,
-      error: `not sent: past its deliver-by, ${new Date(this.#deadlineOf(entry)).toISOString()}`,
+      error: this.#expiryError(entry),
     })), now));
     if (expired) {
       for (const entry of entries) this.#settleSweepsWithout(entry.id);
@@ -939,7 +939,7 @@ export class SchedulingEngine {
     this.#backingOff.delete(message.id);
     const startedAt = this.#clock.now();
     // started in time, it may have waited for a slot since (every one busy): past its deliver-by now, it is not sent
-    if (this.#pastDeadline(entryOf(message), startedAt)) {
+    if (this.#pastDeadline(message, startedAt)) {
       this.#expireUnsent(message, startedAt);
       return;
     }
@@ -988,7 +988,7 @@ export class SchedulingEngine {
         ? Math.min(result.retryAfterMs, this.#retryMaxMs)
         : retryDelayMs(message.attempts, this.#retryBaseMs, this.#retryMaxMs, this.#random);
       // a retry due past the deliver-by comes up just after it instead, and expires then, unsent
-      const at = Math.min(now + Math.max(0, delay), this.#deadlineOf(entryOf(message)) + 1);
+      const at = Math.min(now + Math.max(0, delay), this.#deadlineOf(message) + 1);
       // due beyond the horizon: handed back, so it holds no buffer slot meanwhile (a refill claims it in due order)
       record = { id: message.id, outcome: 'retry', at, error: result.error, release: at > now + this.#horizonMs };
     } else {
@@ -1007,12 +1007,16 @@ export class SchedulingEngine {
     this.#pump();
   }
 
+  /** The last error of a message expired unsent. */
+  #expiryError(entry: Deadlined): string {
+    return `not sent: past its deliver-by, ${new Date(this.#deadlineOf(entry)).toISOString()}`;
+  }
+
   /** Records a started message as expired, never sent (its outcome written with the others). */
   #expireUnsent(message: StoredMessage, now: number): void {
-    const error = `not sent: past its deliver-by, ${new Date(this.#deadlineOf(entryOf(message))).toISOString()}`;
     this.#metrics.recordOutcome('expired', now, message.target);
     this.#logger.warn({ id: message.id, target: message.target }, 'a message past its deliver-by was not sent: expired (replay it from the page or the API)');
-    this.#outcomes.add({ message, result: undefined, record: { id: message.id, outcome: 'expired', at: now, error } });
+    this.#outcomes.add({ message, result: undefined, record: { id: message.id, outcome: 'expired', at: now, error: this.#expiryError(message) } });
     this.#flow.finished(message.id);
   }
 
@@ -1249,6 +1253,9 @@ export class SchedulingEngine {
     });
   }
 }
+
+/** What a deadline is read from: a buffered entry or a started message alike (no copy on the delivery path). */
+type Deadlined = Pick<BufferEntry, 'target' | 'dueAt' | 'scheduledAt' | 'deliverBy'>;
 
 function entryOf(message: StoredMessage): BufferEntry {
   return { id: message.id, version: message.version, dueAt: message.dueAt, target: message.target, scheduledAt: message.scheduledAt, deliverBy: message.deliverBy };

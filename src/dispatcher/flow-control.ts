@@ -1,4 +1,5 @@
 import type { Clock, Timer } from '../clock.ts';
+import { dueBefore } from './heap.ts';
 
 /**
  * Flow control per delivery target: how fast and how many at once the
@@ -296,7 +297,7 @@ export class FlowControl<E extends FlowEntry> {
   #park(state: TargetState<E>, entry: E, now: number): void {
     // entries arrive mostly in due order: search from the end
     let at = state.parked.length;
-    while (at > 0 && before(entry, state.parked[at - 1]!)) at--;
+    while (at > 0 && dueBefore(entry, state.parked[at - 1]!)) at--;
     state.parked.splice(at, 0, entry);
     this.#parkedCount++;
     this.#targetOfId.set(entry.id, entry.target);
@@ -340,8 +341,13 @@ export class FlowControl<E extends FlowEntry> {
     } else if (limits.ratePerSecond !== undefined && limits.ratePerSecond > 0 && state.tokens < 1) {
       wakeAt = state.refilledAt + Math.ceil(((1 - state.tokens) * 1000) / limits.ratePerSecond);
     } else wakeAt = now; // room already (limits were raised): look again at once
-    state.wakeAt = wakeAt;
-    if (wakeAt !== undefined && wakeAt < this.#timerAt) this.#arm(wakeAt, now);
+    this.#wakeAt(state, wakeAt, now);
+  }
+
+  /** The target waits until `at` (undefined: for an answer or a grant); the one timer fires by then. */
+  #wakeAt(state: TargetState<E>, at: number | undefined, now: number): void {
+    state.wakeAt = at;
+    if (at !== undefined && at < this.#timerAt) this.#arm(at, now);
   }
 
   /**
@@ -364,9 +370,7 @@ export class FlowControl<E extends FlowEntry> {
     const waitThen = (ms: number) => {
       if (!current() || state.parked.length === 0) return;
       const now = this.#clock.now();
-      const at = now + Math.max(SHARED_MIN_WAIT_MS, ms);
-      state.wakeAt = at;
-      if (at < this.#timerAt) this.#arm(at, now);
+      this.#wakeAt(state, now + Math.max(SHARED_MIN_WAIT_MS, ms), now);
     };
     // asked once the starter's chunk has parked all it will: one request for them all
     queueMicrotask(() => {
@@ -424,6 +428,3 @@ export class FlowControl<E extends FlowEntry> {
   };
 }
 
-function before(a: FlowEntry, b: FlowEntry): boolean {
-  return a.dueAt < b.dueAt || (a.dueAt === b.dueAt && a.id < b.id);
-}

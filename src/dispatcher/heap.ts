@@ -24,7 +24,8 @@ export interface BufferEntry {
   readonly deliverBy: number | null;
 }
 
-function before(a: BufferEntry, b: BufferEntry): boolean {
+/** The (dueAt, id) order of the heap, and of flow control's parked entries. */
+export function dueBefore(a: { dueAt: number; id: string }, b: { dueAt: number; id: string }): boolean {
   return a.dueAt < b.dueAt || (a.dueAt === b.dueAt && a.id < b.id);
 }
 
@@ -45,7 +46,7 @@ export class DueHeap {
     items.push(entry);
     while (index > 0) {
       const parent = (index - 1) >> 1;
-      if (!before(entry, items[parent]!)) break;
+      if (!dueBefore(entry, items[parent]!)) break;
       items[index] = items[parent]!;
       index = parent;
     }
@@ -74,8 +75,8 @@ export class DueHeap {
     for (;;) {
       let child = 2 * index + 1;
       if (child >= length) break;
-      if (child + 1 < length && before(items[child + 1]!, items[child]!)) child++;
-      if (!before(items[child]!, entry)) break;
+      if (child + 1 < length && dueBefore(items[child + 1]!, items[child]!)) child++;
+      if (!dueBefore(items[child]!, entry)) break;
       items[index] = items[child]!;
       index = child;
     }
