@@ -5,7 +5,7 @@ import type { ValidScheduleRequest } from '../protocol/messages.ts';
 import type { AttemptResult, Deliverer } from './delivery.ts';
 import { ENGINE_DEFAULTS } from './engine-defaults.ts';
 import { DueBuffer, type BufferEntry } from './heap.ts';
-import { FlowControl, shareOfLimits, type TargetFlowStats, type TargetLimits } from './flow-control.ts';
+import { FlowControl, NO_LIMITS, shareOfLimits, type TargetFlowStats, type TargetLimits } from './flow-control.ts';
 import { Holdings } from './holdings.ts';
 import { OutcomeWriter } from './outcome-writer.ts';
 import { EarlyStarts, ReadyQueue } from './started.ts';
@@ -105,8 +105,6 @@ export interface EngineOptions {
   minStartLeadMs?: number;
 }
 
-const NO_LIMITS: TargetLimits = {};
-const noLimits = (): TargetLimits => NO_LIMITS;
 
 export interface SweepReport {
   results: { message: StoredMessage; result: AttemptResult }[];
@@ -354,7 +352,7 @@ export class SchedulingEngine {
     this.#minStartLeadMs = Math.max(0, options.minStartLeadMs ?? 0);
     this.#leaseMarginMs = Math.floor(this.#leaseMs / 10);
     this.#saturatedBacklog = Math.max(1, Math.floor(this.#maxBuffered / 10));
-    const limitsOf = options.limitsOf ?? noLimits;
+    const limitsOf = options.limitsOf ?? (() => NO_LIMITS);
     this.#flow = new FlowControl<BufferEntry>({
       clock: this.#clock,
       limitsOf: (target) => shareOfLimits(limitsOf(target), this.#dispatchers),

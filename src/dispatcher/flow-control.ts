@@ -30,6 +30,9 @@ export interface TargetLimits {
   sharedRate?: boolean;
 }
 
+/** No limits at all (a target that sets none, or one not known yet): one object, not a new one per admission. */
+export const NO_LIMITS: TargetLimits = Object.freeze({});
+
 /**
  * One dispatcher's limits when `dispatchers` run on the store. The rate is
  * the pool's whole rate, its bucket shared in the store: whichever

@@ -39,6 +39,10 @@ export interface MinuteStats {
   latenessMaxMs: number;
 }
 
+function emptyMinute(start: number): MinuteStats {
+  return { start, delivered: 0, retry: 0, dead: 0, expired: 0, latenessCount: 0, latenessSumMs: 0, latenessMaxMs: 0 };
+}
+
 /** Minutes of history kept for the charts: the last hour. */
 const MINUTES_KEPT = 60;
 const MINUTE_MS = 60_000;
@@ -56,7 +60,7 @@ class MinuteSeries {
     const index = Math.floor(start / MINUTE_MS) % MINUTES_KEPT;
     let slot = this.#slots[index];
     if (!slot || slot.start !== start) {
-      slot = { start, delivered: 0, retry: 0, dead: 0, expired: 0, latenessCount: 0, latenessSumMs: 0, latenessMaxMs: 0 };
+      slot = emptyMinute(start);
       this.#slots[index] = slot;
     }
     return slot;
@@ -80,7 +84,7 @@ class MinuteSeries {
     for (let i = MINUTES_KEPT - 1; i >= 0; i--) {
       const start = current - i * MINUTE_MS;
       const slot = this.#slots[Math.floor(start / MINUTE_MS) % MINUTES_KEPT];
-      minutes.push(slot && slot.start === start ? { ...slot } : { start, delivered: 0, retry: 0, dead: 0, expired: 0, latenessCount: 0, latenessSumMs: 0, latenessMaxMs: 0 });
+      minutes.push(slot && slot.start === start ? { ...slot } : emptyMinute(start));
     }
     return minutes;
   }

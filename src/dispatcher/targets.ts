@@ -1,7 +1,7 @@
 import type { DispatcherConfig } from '../config.ts';
 import { tokenHash, type TargetJson } from '../protocol/targets.ts';
 import type { AttemptResult, Deliverer } from './delivery.ts';
-import type { TargetLimits } from './flow-control.ts';
+import { NO_LIMITS, type TargetLimits } from './flow-control.ts';
 import { DEFAULT_TARGET, type DispatcherStore, type StoredMessage, type StoredTarget } from './store.ts';
 
 /**
@@ -35,8 +35,6 @@ import { DEFAULT_TARGET, type DispatcherStore, type StoredMessage, type StoredTa
  */
 export const REFRESH_MS = 1000;
 
-/** A target not known here yet (created elsewhere a moment ago): no limits until the registry reads it. */
-const NO_LIMITS: TargetLimits = {};
 
 /** What a deliverer is built from: a target's delivery settings. */
 export type DeliverySettings = Pick<StoredTarget, 'url' | 'protocol' | 'signingSecret' | 'signatureScheme'>;
@@ -101,7 +99,7 @@ export class TargetRegistry implements Deliverer {
     this.#create = options.createDeliverer;
     this.#refreshMs = options.refreshMs ?? REFRESH_MS;
     this.#onError = options.onError ?? (() => {});
-    this.#defaultLimits = options.defaultLimits ?? {};
+    this.#defaultLimits = options.defaultLimits ?? NO_LIMITS;
     this.#onLimitsChanged = options.onLimitsChanged ?? (() => {});
     this.#onRemoved = options.onRemoved ?? (() => {});
   }
@@ -109,6 +107,7 @@ export class TargetRegistry implements Deliverer {
   /** A target's flow control, as the engine asks for it at every admission (so no store read: unknown names get none). */
   limitsOf(name: string): TargetLimits {
     if (name === DEFAULT_TARGET) return this.#defaultLimits;
+    // a target not known here yet (created elsewhere a moment ago): no limits until the registry reads it
     return this.#known.get(name)?.limits ?? NO_LIMITS;
   }
 
