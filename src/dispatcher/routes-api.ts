@@ -148,13 +148,13 @@ function registerMessageRoutes(v1: FastifyInstance, ctx: DispatcherContext): voi
   v1.patch('/messages/:id', { bodyLimit: SINGLE_BODY_LIMIT, schema: { response: { 200: MESSAGE_SCHEMA } } }, async (request) => {
     const { id } = request.params as { id: string };
     const patch = validateMessagePatch(request.body, { timeZone: config.timeZone, now: clock.now() });
-    await checkOwn(request, id);
     if (patch.scheduledAt !== undefined || patch.deliverBy != null) {
-      // one of the two against the other as stored: a deliver-by before the scheduled time would expire it unsent
-      const current = await store.get(id);
-      const deliverBy = patch.deliverBy === undefined ? current?.deliverBy ?? null : patch.deliverBy;
-      if (current && deliverBy !== null) checkDeliverBy(deliverBy, patch.scheduledAt ?? current.scheduledAt, '', patch.deliverBy === undefined ? 'scheduledAt' : 'deliverBy');
-    }
+      // one of the two against the other as stored (read once: it is also the visibility check):
+      // a deliver-by before the scheduled time would expire it unsent
+      const current = await visible(request, id);
+      const deliverBy = patch.deliverBy === undefined ? current.deliverBy : patch.deliverBy;
+      if (deliverBy !== null) checkDeliverBy(deliverBy, patch.scheduledAt ?? current.scheduledAt, '', patch.deliverBy === undefined ? 'scheduledAt' : 'deliverBy');
+    } else await checkOwn(request, id);
     return toMessageJson(settle(await engine.update(id, patch), id, 'changed'));
   });
 
