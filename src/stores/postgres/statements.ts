@@ -70,6 +70,11 @@ const RECORD_ATTEMPTS = (outcome: string, error: string) => `recorded AS (
       ON CONFLICT DO NOTHING
     )`;
 
+/** takeTokens: the bucket's tokens refilled up to now (as the row was before this take), capped at the burst. */
+const BUCKET_REFILLED = 'least($4::float8, b.tokens + greatest(0, $5::bigint - b.refilled_at) * $3::float8 / 1000.0)';
+/** takeTokens: the whole tokens taken, at most the ones asked for. */
+const BUCKET_GRANT = `least($2::integer, floor(${BUCKET_REFILLED})::integer)`;
+
 export const dispatcherStatements = {
   /**
    * Params: $1 ids, $2 usernames, $3 messages, $4 scheduledAts, $5 idempotencyKeys,
@@ -346,9 +351,8 @@ export const dispatcherStatements = {
     INSERT INTO target_buckets AS b (name, tokens, refilled_at, granted)
     VALUES ($1, $4::float8 - least($2::integer, floor($4::float8)::integer), $5::bigint, least($2::integer, floor($4::float8)::integer))
     ON CONFLICT (name) DO UPDATE SET
-      granted = least($2::integer, floor(least($4::float8, b.tokens + greatest(0, $5::bigint - b.refilled_at) * $3::float8 / 1000.0))::integer),
-      tokens = least($4::float8, b.tokens + greatest(0, $5::bigint - b.refilled_at) * $3::float8 / 1000.0)
-        - least($2::integer, floor(least($4::float8, b.tokens + greatest(0, $5::bigint - b.refilled_at) * $3::float8 / 1000.0))::integer),
+      granted = ${BUCKET_GRANT},
+      tokens = ${BUCKET_REFILLED} - ${BUCKET_GRANT},
       -- a taker a little behind adds nothing; one over a second behind means a clock was wrong and jumped: start from it
       refilled_at = CASE WHEN b.refilled_at - $5::bigint > 1000 THEN $5::bigint ELSE greatest(b.refilled_at, $5::bigint) END
     RETURNING granted, tokens`,

@@ -26,6 +26,11 @@ const WITH_LEASE = 'messages m LEFT JOIN owners o ON o.owner = m.lease_owner';
 const RETURNED_COLUMNS = `id, username, message, scheduled_at, due_at, status, attempts, version,
   idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner, NULL AS lease_expires_at, target, deliver_by`;
 
+/** takeTokens: the bucket's tokens refilled up to now (as the row was before this take), capped at the burst. */
+const BUCKET_REFILLED = 'min(:burst, tokens + max(0, :now - refilled_at) * :rate / 1000.0)';
+/** takeTokens: the whole tokens taken (the cast truncates: floor for these non-negative values), at most the ones asked for. */
+const BUCKET_GRANT = `min(:want, CAST(${BUCKET_REFILLED} AS INTEGER))`;
+
 export const dispatcherStatements = {
   insertMessages: {
     sql: `
@@ -291,9 +296,8 @@ export const dispatcherStatements = {
     INSERT INTO target_buckets (name, tokens, refilled_at, granted)
     VALUES (:name, :burst - min(:want, CAST(:burst AS INTEGER)), :now, min(:want, CAST(:burst AS INTEGER)))
     ON CONFLICT (name) DO UPDATE SET
-      granted = min(:want, CAST(min(:burst, tokens + max(0, :now - refilled_at) * :rate / 1000.0) AS INTEGER)),
-      tokens = min(:burst, tokens + max(0, :now - refilled_at) * :rate / 1000.0)
-        - min(:want, CAST(min(:burst, tokens + max(0, :now - refilled_at) * :rate / 1000.0) AS INTEGER)),
+      granted = ${BUCKET_GRANT},
+      tokens = ${BUCKET_REFILLED} - ${BUCKET_GRANT},
       -- a taker a little behind adds nothing; one over a second behind means a clock was wrong and jumped: start from it
       refilled_at = CASE WHEN refilled_at - :now > 1000 THEN :now ELSE max(refilled_at, :now) END
     RETURNING granted, tokens`,
