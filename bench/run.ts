@@ -1,6 +1,6 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -247,7 +247,9 @@ async function waitForDeliveries(receiver: Receiver, count: number, deadline: nu
 }
 
 function dump(phase: string, report: { lateness: number[]; arrivals: number[] }): void {
-  if (opts.dump) writeFileSync(join(opts.dump, `${phase}.json`), JSON.stringify({ lateness: report.lateness, arrivals: report.arrivals }));
+  if (!opts.dump) return;
+  mkdirSync(opts.dump, { recursive: true });
+  writeFileSync(join(opts.dump, `${phase}.json`), JSON.stringify({ lateness: report.lateness, arrivals: report.arrivals }));
 }
 
 function percentile(sorted: number[], p: number): number {
