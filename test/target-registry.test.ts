@@ -88,6 +88,26 @@ describe('TargetRegistry', () => {
     assert.equal(made[2]!.closed, true);
   });
 
+  it('applies a change and a removal made through this dispatcher at once, even within the same millisecond', async () => {
+    await using handle = await factory!.create();
+    const { store } = handle;
+    const made: Recording[] = [];
+    const registry = new TargetRegistry({ store, config: dispatcherConfig({}, {}), defaultDeliverer: new Recording(undefined), createDeliverer: (s) => { const d = new Recording(s); made.push(d); return d; }, refreshMs: 60_000 });
+    await store.insertTarget(target('shop'), 5);
+    await registry.start();
+    await registry.deliver(message('m1', 'shop'));
+    // changed at the same instant as it was made: a comparison of updatedAt alone would keep the old URL
+    registry.learn((await store.updateTarget('shop', { url: 'http://127.0.0.1:9/moved' }, 5))!);
+    assert.equal(made[0]!.closed, true);
+    await registry.deliver(message('m2', 'shop'));
+    assert.equal(made[1]!.settings!.url, 'http://127.0.0.1:9/moved');
+    await store.removeTarget('shop');
+    registry.removed('shop');
+    assert.equal(made[1]!.closed, true);
+    assert.equal((await registry.deliver(message('m3', 'shop'))).kind, 'dead');
+    await registry.close();
+  });
+
   it('finds a target by its token (read from the store on a miss), and forgets a token that was changed', async () => {
     await using handle = await factory!.create();
     const { store } = handle;

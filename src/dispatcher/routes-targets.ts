@@ -43,10 +43,10 @@ export function registerTargetRoutes(v1: FastifyInstance, ctx: DispatcherContext
     const { token: _token, ...settings } = valid;
     const created = await tokenRace(hash, () => store.insertTarget({ ...settings, tokenHash: hash }, clock.now()));
     if (!created) throw new ConflictError(`a target named ${JSON.stringify(valid.name)} exists: change it with PATCH /v1/targets/${valid.name}`);
-    await targets.refresh();
-    const target = await store.getTarget(valid.name);
+    const target = (await store.getTarget(valid.name))!;
+    targets.learn(target);
     void reply.code(201).header('location', `/v1/targets/${valid.name}`);
-    return toTargetJson(target!);
+    return toTargetJson(target);
   });
 
   v1.patch('/targets/:name', { onRequest: operatorOnly, bodyLimit: TARGET_BODY_LIMIT }, async (request) => {
@@ -60,7 +60,7 @@ export function registerTargetRoutes(v1: FastifyInstance, ctx: DispatcherContext
     if (token !== undefined) changes.tokenHash = token === null ? null : await checkToken(token, name);
     const changed = await tokenRace(changes.tokenHash ?? null, () => store.updateTarget(name, changes, clock.now()));
     if (!changed) throw notFound(name);
-    await targets.refresh();
+    targets.learn(changed);
     return toTargetJson(changed);
   });
 
@@ -76,7 +76,7 @@ export function registerTargetRoutes(v1: FastifyInstance, ctx: DispatcherContext
       ].filter(Boolean).join(' and ');
       throw new ConflictError(`target ${JSON.stringify(name)} still has ${what}: cancel or wait for them (GET /v1/messages?target=${name}, /v1/schedules?target=${name}), then remove it`);
     }
-    await targets.refresh();
+    targets.removed(name);
     return reply.code(204).send();
   });
 
