@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ClaimRequest, DispatcherStore, NewMessage, NewSchedule, NewTarget, SchedulePlan, StoredMessage, StoredSchedule, StoredTarget } from '../src/dispatcher/store.ts';
 import { uuidv7 } from '../src/ids.ts';
+import { MESSAGE_STATUSES } from '../src/protocol/wire.ts';
 import { dispatcherStoreFactories } from './support/stores.ts';
 
 /**
@@ -235,6 +236,29 @@ for (const factory of dispatcherStoreFactories()) {
         await insertFinished(store, 'delivered', T + 3);
         assert.deepEqual(ids(await store.listRecentlyDelivered(10, { target: 'a' })), [message.id]);
         assert.equal((await store.listRecentlyDelivered(10)).length, 2);
+      });
+
+      it('a target\'s list in each status holds its own messages only, and removeTarget counts the ones delivering', async () => {
+        await using handle = await factory.create();
+        const { store } = handle;
+        await store.insertTarget(target(), T);
+        // one message of each target in each status: the stores keep some statuses in a per-target index and read the others from the pool-wide one
+        const mine = new Map<string, string>();
+        for (const name of ['shop', 'default']) {
+          const scheduled = await insertOne(store, { target: name, scheduledAt: T + MINUTE });
+          const delivering = await insertDelivering(store, { target: name });
+          const finished = await Promise.all(['delivered', 'dead', 'expired'].map(async (outcome) => {
+            const message = await insertDelivering(store, { target: name });
+            await store.finishDeliveries(OWNER, [{ id: message.id, outcome: outcome as 'delivered' | 'dead' | 'expired', at: T + 2, error: outcome === 'delivered' ? undefined : 'x' }]);
+            return [outcome, message.id] as const;
+          }));
+          if (name === 'shop') for (const [status, id] of [['scheduled', scheduled.id], ['delivering', delivering.id], ...finished] as const) mine.set(status, id);
+        }
+        for (const status of MESSAGE_STATUSES) {
+          assert.deepEqual(ids(await store.list({ limit: 10, target: 'shop', status })), [mine.get(status)], status);
+        }
+        assert.deepEqual(ids(await store.list({ limit: 10, target: 'shop', status: ['delivering', 'scheduled'] })).sort(), [mine.get('delivering'), mine.get('scheduled')].sort());
+        assert.deepEqual(await store.removeTarget('shop'), { kind: 'in_use', pendingMessages: 2, schedules: 0 });
       });
 
       it('idempotency keys are a target\'s own', async () => {

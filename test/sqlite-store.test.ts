@@ -123,7 +123,11 @@ describe('SQLite stores', () => {
     }
     const after = new DatabaseSync(file);
     try {
-      assert.deepEqual(indexesOf(after), indexesBefore, 'every index of messages made again, the same name and definition');
+      // migration 11, run after it, narrows the target index to the statuses it keeps
+      const expected = indexesBefore.map(([name, definition]) => name === 'messages_target_status_due'
+        ? [name, `${definition} WHERE status IN ('scheduled', 'dead', 'expired')`]
+        : [name, definition]);
+      assert.deepEqual(indexesOf(after), expected, 'every index of messages made again, the same name and definition');
     } finally {
       after.close();
     }

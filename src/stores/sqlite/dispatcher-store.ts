@@ -29,7 +29,7 @@ import type { GroupCommit } from './group-commit.ts';
 import { dispatcherMigrations } from './migrations.ts';
 import { lockForOneDispatcher } from './owner-lock.ts';
 import type { Params } from './prepared.ts';
-import { dispatcherStatements as sql } from './statements.ts';
+import { dispatcherStatements as sql, TARGET_INDEXED_STATUSES } from './statements.ts';
 import {
   type AttemptRow, type MessageRow, type ScheduleRow, changedSchedule, withdrawal, compareDue, compareIds, filterParams, isFiltered,
   newStoredMessage, newStoredSchedule, toAttempt, toMessage, toSchedule,
@@ -258,13 +258,13 @@ class SqliteDispatcherStore implements DispatcherStore {
   #listStatus(status: MessageStatus, query: ListQuery): StoredMessage[] {
     const { target, ...filter } = filterParams(query);
     const rows = isFiltered(query)
-      ? this.#rows(target === null ? sql.listFiltered : sql.listTargetFiltered, {
+      ? this.#rows(target !== null && isTargetIndexed(status) ? sql.listTargetFiltered : sql.listFiltered, {
         status,
         afterDueAt: query.after?.dueAt ?? -Number.MAX_SAFE_INTEGER,
         afterId: query.after?.id ?? '',
         limit: query.limit,
+        target,
         ...filter,
-        ...(target === null ? {} : { target }),
       })
       : query.after
         ? this.#rows(sql.listByStatusAfter, { status, afterDueAt: query.after.dueAt, afterId: query.after.id, limit: query.limit })
@@ -758,3 +758,7 @@ function claimParams(claim: ClaimRequest | undefined): { owner: string | null; d
     : { owner: null, dueBefore: null, leaseExpiresAt: null };
 }
 
+/** Whether a target's messages in this status are a range of its own index (the others are read from messages_status_due). */
+function isTargetIndexed(status: MessageStatus): boolean {
+  return (TARGET_INDEXED_STATUSES as readonly MessageStatus[]).includes(status);
+}
