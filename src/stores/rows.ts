@@ -61,6 +61,24 @@ export function filterParams(filter: MessageFilter): { dueFrom: number; dueTo: n
   };
 }
 
+/**
+ * The statuses a target's own index (messages_target_status_due, migration
+ * 11 of both stores) holds. Not 'delivering' nor 'delivered': a delivery's
+ * two status changes then touch none of its entries, which with 1,000
+ * targets (each message on a page of its own target's) were a third of the
+ * pages every SQLite delivery commit wrote. A target's messages in the other
+ * statuses are read from the pool-wide messages_status_due.
+ */
+export const TARGET_INDEXED_STATUSES = ['scheduled', 'dead', 'expired'] as const satisfies readonly MessageStatus[];
+
+/** The index's condition as SQL, `status IN (...)`'s list: a query names it word for word to use a partial index. */
+export const TARGET_INDEXED_SQL = `(${TARGET_INDEXED_STATUSES.map((status) => `'${status}'`).join(', ')})`;
+
+/** Whether a target's messages in this status are a range of its own index. */
+export function isTargetIndexed(status: MessageStatus): boolean {
+  return (TARGET_INDEXED_STATUSES as readonly MessageStatus[]).includes(status);
+}
+
 /** True when a query narrows by any filter field (the stores then use their filtered statements). */
 export function isFiltered(filter: MessageFilter): boolean {
   return filter.target !== undefined || filter.username !== undefined || filter.text !== undefined || filter.dueFrom !== undefined || filter.dueTo !== undefined;

@@ -31,7 +31,7 @@ import { dispatcherMigrations } from './migrations.ts';
 import { dispatcherStatements as sql } from './statements.ts';
 import { WakeListener } from './wake.ts';
 import {
-  type AttemptRow, type MessageRow, type ScheduleRow, changedSchedule, withdrawal, compareDue, compareIds, filterParams, isFiltered,
+  type AttemptRow, type MessageRow, type ScheduleRow, changedSchedule, withdrawal, compareDue, compareIds, filterParams, isFiltered, isTargetIndexed,
   newStoredMessage, newStoredSchedule, toAttempt, toMessage, toSchedule,
   type TargetRow, changedTarget, newStoredTarget, targetValues, toTarget,
 } from '../rows.ts';
@@ -212,10 +212,18 @@ class PostgresDispatcherStore implements DispatcherStore {
     const statuses = query.status === undefined ? [...MESSAGE_STATUSES] : typeof query.status === 'string' ? [query.status] : [...new Set(query.status)];
     if (isFiltered(query)) {
       const f = filterParams(query);
-      const { rows } = await this.#run<MessageRow>(this.#pool, 'listFiltered', [
-        statuses, query.limit, query.after?.dueAt ?? -Number.MAX_SAFE_INTEGER, query.after?.id ?? '', f.dueFrom, f.dueTo, f.username, f.text, f.target,
+      const params = (some: MessageStatus[]) => [
+        some, query.limit, query.after?.dueAt ?? -Number.MAX_SAFE_INTEGER, query.after?.id ?? '', f.dueFrom, f.dueTo, f.username, f.text, f.target,
+      ];
+      if (f.target === null) return (await this.#run<MessageRow>(this.#pool, 'listFiltered', params(statuses))).rows.map(toMessage);
+      // a target's own index holds some statuses; the others come from the pool-wide index, filtered by target
+      const indexed = statuses.filter(isTargetIndexed);
+      const others = statuses.filter((status) => !isTargetIndexed(status));
+      const pages = await Promise.all([
+        indexed.length > 0 ? this.#run<MessageRow>(this.#pool, 'listTargetFiltered', params(indexed)) : undefined,
+        others.length > 0 ? this.#run<MessageRow>(this.#pool, 'listFiltered', params(others)) : undefined,
       ]);
-      return rows.map(toMessage);
+      return pages.flatMap((page) => page?.rows ?? []).map(toMessage).sort(compareDue).slice(0, query.limit);
     }
     const { rows } = query.after
       ? await this.#run<MessageRow>(this.#pool, 'listByStatusAfter', [statuses, query.limit, query.after.dueAt, query.after.id])

@@ -305,6 +305,24 @@ export const dispatcherMigrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 11,
+    name: 'target index without deliveries',
+    breaking: false,
+    sql: `
+      -- As ../sqlite/migrations.ts's 11: a target's index keeps only its
+      -- scheduled, dead and expired messages (../rows.ts's
+      -- TARGET_INDEXED_STATUSES), so the row versions a delivery writes
+      -- (delivering, delivered) add no entry to it. Its delivering and
+      -- delivered messages are read from messages_status_due, filtered by
+      -- target. Additive for an older psched of the pool: its queries name
+      -- no index. Building it locks the messages table against writes for
+      -- as long as it takes (seconds for millions of rows).
+      DROP INDEX messages_target_status_due;
+      CREATE INDEX messages_target_status_due ON messages (target, status, due_at, id)
+        WHERE status IN ('scheduled', 'dead', 'expired');
+    `,
+  },
 ];
 
 export const mainMigrations: readonly Migration[] = [

@@ -1,4 +1,4 @@
-import { SCHEDULE_COLUMNS, TARGET_COLUMNS } from '../rows.ts';
+import { SCHEDULE_COLUMNS, TARGET_COLUMNS, TARGET_INDEXED_SQL } from '../rows.ts';
 
 /**
  * Every SQL statement the PostgreSQL stores run, by name. The names and jobs
@@ -159,6 +159,26 @@ export const dispatcherStatements = {
         AND ($7::text IS NULL OR username = $7::text)
         AND ($8::text IS NULL OR strpos(lower(message), lower($8::text)) > 0)
         AND ($9::text IS NULL OR target = $9::text)
+      ORDER BY due_at, id LIMIT $2
+    ) m
+    ORDER BY m.due_at, m.id LIMIT $2`,
+
+  /**
+   * listFiltered for one target ($9, not null) in statuses of
+   * TARGET_INDEXED_STATUSES (../rows.ts): its own index range
+   * (messages_target_status_due, migration 11). The status list is written
+   * out: the planner uses a partial index only where the query implies its
+   * condition, which a parameter never does.
+   */
+  listTargetFiltered: `
+    SELECT ${M_COLUMNS}, ${LEASE_OF('m.lease_owner')}
+    FROM unnest($1::text[]) AS s(status)
+    CROSS JOIN LATERAL (
+      SELECT ${MESSAGE_COLUMNS} FROM messages
+      WHERE target = $9::text AND status = s.status AND status IN ${TARGET_INDEXED_SQL}
+        AND (due_at, id) > ($3::bigint, $4::text) AND due_at >= $5::bigint AND due_at < $6::bigint
+        AND ($7::text IS NULL OR username = $7::text)
+        AND ($8::text IS NULL OR strpos(lower(message), lower($8::text)) > 0)
       ORDER BY due_at, id LIMIT $2
     ) m
     ORDER BY m.due_at, m.id LIMIT $2`,
@@ -558,13 +578,15 @@ export const dispatcherStatements = {
 
   /**
    * Params: $1 name. What it still has to deliver, and its schedules
-   * (indexes messages_target_status_due, schedules_target); run with the
+   * (indexes messages_target_status_due for the scheduled ones,
+   * messages_status_due for the few delivering, schedules_target); run with the
    * target's row locked. A message inserted by another transaction not yet
    * committed is not counted: it is dead at its delivery, its error naming
    * the target that is gone.
    */
   countTargetUse: `
-    SELECT (SELECT count(*) FROM messages WHERE target = $1 AND status IN ('scheduled', 'delivering'))::integer AS pending,
+    SELECT ((SELECT count(*) FROM messages WHERE target = $1 AND status = 'scheduled' AND status IN ${TARGET_INDEXED_SQL})
+        + (SELECT count(*) FROM messages WHERE status = 'delivering' AND target = $1))::integer AS pending,
       (SELECT count(*) FROM schedules WHERE target = $1)::integer AS schedules`,
 
   /** Params: $1 name. */

@@ -29,9 +29,9 @@ import type { GroupCommit } from './group-commit.ts';
 import { dispatcherMigrations } from './migrations.ts';
 import { lockForOneDispatcher } from './owner-lock.ts';
 import type { Params } from './prepared.ts';
-import { dispatcherStatements as sql, TARGET_INDEXED_STATUSES } from './statements.ts';
+import { dispatcherStatements as sql } from './statements.ts';
 import {
-  type AttemptRow, type MessageRow, type ScheduleRow, changedSchedule, withdrawal, compareDue, compareIds, filterParams, isFiltered,
+  type AttemptRow, type MessageRow, type ScheduleRow, changedSchedule, withdrawal, compareDue, compareIds, filterParams, isFiltered, isTargetIndexed,
   newStoredMessage, newStoredSchedule, toAttempt, toMessage, toSchedule,
   type TargetRow, changedTarget, newStoredTarget, toTarget,
 } from '../rows.ts';
@@ -758,7 +758,3 @@ function claimParams(claim: ClaimRequest | undefined): { owner: string | null; d
     : { owner: null, dueBefore: null, leaseExpiresAt: null };
 }
 
-/** Whether a target's messages in this status are a range of its own index (the others are read from messages_status_due). */
-function isTargetIndexed(status: MessageStatus): boolean {
-  return (TARGET_INDEXED_STATUSES as readonly MessageStatus[]).includes(status);
-}

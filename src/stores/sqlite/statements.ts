@@ -11,7 +11,7 @@
  * slow scan.
  */
 
-import { SCHEDULE_COLUMNS, TARGET_COLUMNS } from '../rows.ts';
+import { SCHEDULE_COLUMNS, TARGET_COLUMNS, TARGET_INDEXED_SQL as TARGET_INDEXED } from '../rows.ts';
 import type { MultiRowSql } from './prepared.ts';
 
 /**
@@ -26,14 +26,6 @@ const WITH_LEASE = 'messages m LEFT JOIN owners o ON o.owner = m.lease_owner';
 const RETURNED_COLUMNS = `id, username, message, scheduled_at, due_at, status, attempts, version,
   idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner, NULL AS lease_expires_at, target, deliver_by`;
 
-/**
- * The statuses messages_target_status_due holds (migration 11), as SQL. Not
- * 'delivering' nor 'delivered': a delivery's two status changes then touch
- * none of its B-tree pages, which with 1,000 targets (each message on a page
- * of its own target's) were a third of the pages every delivery commit wrote.
- */
-export const TARGET_INDEXED_STATUSES = ['scheduled', 'dead', 'expired'] as const;
-const TARGET_INDEXED = `(${TARGET_INDEXED_STATUSES.map((status) => `'${status}'`).join(', ')})`;
 
 /** takeTokens: the bucket's tokens refilled up to now (as the row was before this take), capped at the burst. */
 const BUCKET_REFILLED = 'min(:burst, tokens + max(0, :now - refilled_at) * :rate / 1000.0)';
@@ -85,7 +77,7 @@ export const dispatcherStatements = {
     ORDER BY m.due_at, m.id LIMIT :limit`,
 
   /**
-   * listFiltered for one target in a status of TARGET_INDEXED_STATUSES: its
+   * listFiltered for one target in a status of TARGET_INDEXED_STATUSES (../rows.ts): its
    * own index range (messages_target_status_due, migration 11). The status
    * list is repeated word for word: SQLite uses a partial index only for a
    * query that names the index's condition.
