@@ -31,6 +31,9 @@ function message(scheduledAt = NOW + 3_600_000): NewMessage {
   return { id: uuidv7(), username: 'bench', message: TEXT, scheduledAt, idempotencyKey: null };
 }
 
+/** Deliveries per startDelivery and finishDeliveries call: what one group commit of the targets phase holds (~11 each, counted). */
+const DELIVERY_GROUP = 11;
+
 function rss(): string {
   return `${Math.round(process.memoryUsage().rss / 2 ** 20)} MB`;
 }
@@ -96,6 +99,31 @@ async function benchDispatcher(folder: string, pending: number): Promise<void> {
   }
   const drainMs = performance.now() - drainStart;
   console.log(`  claim + start + finish of ${due.toLocaleString('en-US')} due messages: ${Math.round(drainMs)} ms = ${rate(due, drainMs)}`);
+
+  // with many targets a delivery commit holds a few deliveries, each of another target's (bench/run.ts's targets phase)
+  for (const targets of [1, 1000]) {
+    const spread = n(20_000);
+    for (let t = 0; t < targets; t++) {
+      await store.insertTarget({ name: `t${pending}-${t}`, url: 'http://127.0.0.1:9', protocol: 'json', signatureScheme: 'psched', signingSecret: null,
+        tokenHash: null, ratePerSecond: null, burst: null, maxInFlight: null, deliverWithinMs: null }, NOW);
+    }
+    for (let done = 0; done < spread; done += 1000) {
+      await store.insert(Array.from({ length: Math.min(1000, spread - done) }, (_, i) => ({ ...message(NOW - 1), target: `t${pending}-${(done + i) % targets}` })), NOW);
+    }
+    let groupsMs = 0;
+    for (;;) {
+      const claimed = await store.claimDue('bench', NOW, NOW, NOW + 30_000, 1000);
+      if (claimed.length === 0) break;
+      const groupsStart = performance.now();
+      for (let i = 0; i < claimed.length; i += DELIVERY_GROUP) {
+        const group = claimed.slice(i, i + DELIVERY_GROUP);
+        const started = await store.startDelivery('bench', group.map((m) => ({ id: m.id, version: m.version })), NOW);
+        await store.finishDeliveries('bench', started.map((m) => ({ id: m.id, outcome: 'delivered' as const, at: NOW, attempt: { number: 1, startedAt: NOW, finishedAt: NOW, httpStatus: 201 } })));
+      }
+      groupsMs += performance.now() - groupsStart;
+    }
+    console.log(`  start + finish in groups of ${DELIVERY_GROUP}, ${targets.toLocaleString('en-US')} target(s): ${spread.toLocaleString('en-US')} in ${Math.round(groupsMs)} ms = ${((groupsMs * 1000) / spread).toFixed(1)} µs a message`);
+  }
 
   const countStart = performance.now();
   const counts = await store.countByStatus();
