@@ -75,6 +75,23 @@ const BUCKET_REFILLED = 'least($4::float8, b.tokens + greatest(0, $5::bigint - b
 /** takeTokens: the whole tokens taken, at most the ones asked for. */
 const BUCKET_GRANT = `least($2::integer, floor(${BUCKET_REFILLED})::integer)`;
 
+/**
+ * listFiltered and listTargetFiltered: a page per status of $1 (one index
+ * range each), merged in (due_at, id) order after the cursor, `where`
+ * narrowing each range; user and text are checked on the rows it yields.
+ */
+const filteredPage = (where: string) => `
+    SELECT ${M_COLUMNS}, ${LEASE_OF('m.lease_owner')}
+    FROM unnest($1::text[]) AS s(status)
+    CROSS JOIN LATERAL (
+      SELECT ${MESSAGE_COLUMNS} FROM messages
+      WHERE ${where} AND (due_at, id) > ($3::bigint, $4::text) AND due_at >= $5::bigint AND due_at < $6::bigint
+        AND ($7::text IS NULL OR username = $7::text)
+        AND ($8::text IS NULL OR strpos(lower(message), lower($8::text)) > 0)
+      ORDER BY due_at, id LIMIT $2
+    ) m
+    ORDER BY m.due_at, m.id LIMIT $2`;
+
 export const dispatcherStatements = {
   /**
    * Params: $1 ids, $2 usernames, $3 messages, $4 scheduledAts, $5 idempotencyKeys,
@@ -150,18 +167,7 @@ export const dispatcherStatements = {
    * index range; user and text are checked on the rows it yields (a scan
    * when they match few: an operator's query, not a hot path).
    */
-  listFiltered: `
-    SELECT ${M_COLUMNS}, ${LEASE_OF('m.lease_owner')}
-    FROM unnest($1::text[]) AS s(status)
-    CROSS JOIN LATERAL (
-      SELECT ${MESSAGE_COLUMNS} FROM messages
-      WHERE status = s.status AND (due_at, id) > ($3::bigint, $4::text) AND due_at >= $5::bigint AND due_at < $6::bigint
-        AND ($7::text IS NULL OR username = $7::text)
-        AND ($8::text IS NULL OR strpos(lower(message), lower($8::text)) > 0)
-        AND ($9::text IS NULL OR target = $9::text)
-      ORDER BY due_at, id LIMIT $2
-    ) m
-    ORDER BY m.due_at, m.id LIMIT $2`,
+  listFiltered: filteredPage('status = s.status AND ($9::text IS NULL OR target = $9::text)'),
 
   /**
    * listFiltered for one target ($9, not null) in statuses of
@@ -170,18 +176,7 @@ export const dispatcherStatements = {
    * out: the planner uses a partial index only where the query implies its
    * condition, which a parameter never does.
    */
-  listTargetFiltered: `
-    SELECT ${M_COLUMNS}, ${LEASE_OF('m.lease_owner')}
-    FROM unnest($1::text[]) AS s(status)
-    CROSS JOIN LATERAL (
-      SELECT ${MESSAGE_COLUMNS} FROM messages
-      WHERE target = $9::text AND status = s.status AND status IN ${TARGET_INDEXED_SQL}
-        AND (due_at, id) > ($3::bigint, $4::text) AND due_at >= $5::bigint AND due_at < $6::bigint
-        AND ($7::text IS NULL OR username = $7::text)
-        AND ($8::text IS NULL OR strpos(lower(message), lower($8::text)) > 0)
-      ORDER BY due_at, id LIMIT $2
-    ) m
-    ORDER BY m.due_at, m.id LIMIT $2`,
+  listTargetFiltered: filteredPage(`target = $9::text AND status = s.status AND status IN ${TARGET_INDEXED_SQL}`),
 
   /**
    * Params: $1 limit, $2 beforeAt, $3 beforeId, $4 dueFrom, $5 dueTo, $6 username (or null), $7 text (or null), $8 target (or null).

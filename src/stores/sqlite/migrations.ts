@@ -292,7 +292,7 @@ export const dispatcherMigrations: readonly Migration[] = [
       -- A target's delivering messages (a few in flight) and delivered ones
       -- are read from the pool-wide indexes (messages_status_due holds the
       -- target; messages_delivered_at lists newest first). The condition is
-      -- written as statements.ts's TARGET_INDEXED_STATUSES.
+      -- ../rows.ts's TARGET_INDEXED_STATUSES, written out: a migration's SQL never changes.
       DROP INDEX messages_target_status_due;
       CREATE INDEX messages_target_status_due ON messages (target, status, due_at, id)
         WHERE status IN ('scheduled', 'dead', 'expired');

@@ -11,7 +11,7 @@
  * slow scan.
  */
 
-import { SCHEDULE_COLUMNS, TARGET_COLUMNS, TARGET_INDEXED_SQL as TARGET_INDEXED } from '../rows.ts';
+import { SCHEDULE_COLUMNS, TARGET_COLUMNS, TARGET_INDEXED_SQL } from '../rows.ts';
 import type { MultiRowSql } from './prepared.ts';
 
 /**
@@ -26,6 +26,17 @@ const WITH_LEASE = 'messages m LEFT JOIN owners o ON o.owner = m.lease_owner';
 const RETURNED_COLUMNS = `id, username, message, scheduled_at, due_at, status, attempts, version,
   idempotency_key, created_at, updated_at, delivered_at, last_error, lease_owner, NULL AS lease_expires_at, target, deliver_by`;
 
+/**
+ * listFiltered and listTargetFiltered: one page of messages through `index`,
+ * in (due_at, id) order after the cursor, `where` narrowing the range the
+ * index reads; user and text are checked on the rows it yields.
+ */
+const filteredPage = (index: string, where: string) => `
+    SELECT ${MESSAGE_COLUMNS} FROM messages m INDEXED BY ${index} LEFT JOIN owners o ON o.owner = m.lease_owner
+    WHERE ${where} AND (m.due_at, m.id) > (:afterDueAt, :afterId) AND m.due_at >= :dueFrom AND m.due_at < :dueTo
+      AND (:username IS NULL OR m.username = :username)
+      AND (:text IS NULL OR instr(lower(m.message), lower(:text)) > 0)
+    ORDER BY m.due_at, m.id LIMIT :limit`;
 
 /** takeTokens: the bucket's tokens refilled up to now (as the row was before this take), capped at the burst. */
 const BUCKET_REFILLED = 'min(:burst, tokens + max(0, :now - refilled_at) * :rate / 1000.0)';
@@ -68,13 +79,7 @@ export const dispatcherStatements = {
    * The store passes sentinels for a missing cursor or range, nulls for a
    * missing user or text.
    */
-  listFiltered: `
-    SELECT ${MESSAGE_COLUMNS} FROM messages m INDEXED BY messages_status_due LEFT JOIN owners o ON o.owner = m.lease_owner
-    WHERE m.status = :status AND (m.due_at, m.id) > (:afterDueAt, :afterId) AND m.due_at >= :dueFrom AND m.due_at < :dueTo
-      AND (:target IS NULL OR m.target = :target)
-      AND (:username IS NULL OR m.username = :username)
-      AND (:text IS NULL OR instr(lower(m.message), lower(:text)) > 0)
-    ORDER BY m.due_at, m.id LIMIT :limit`,
+  listFiltered: filteredPage('messages_status_due', 'm.status = :status AND (:target IS NULL OR m.target = :target)'),
 
   /**
    * listFiltered for one target in a status of TARGET_INDEXED_STATUSES (../rows.ts): its
@@ -82,12 +87,7 @@ export const dispatcherStatements = {
    * list is repeated word for word: SQLite uses a partial index only for a
    * query that names the index's condition.
    */
-  listTargetFiltered: `
-    SELECT ${MESSAGE_COLUMNS} FROM messages m INDEXED BY messages_target_status_due LEFT JOIN owners o ON o.owner = m.lease_owner
-    WHERE m.target = :target AND m.status = :status AND m.status IN ${TARGET_INDEXED} AND (m.due_at, m.id) > (:afterDueAt, :afterId) AND m.due_at >= :dueFrom AND m.due_at < :dueTo
-      AND (:username IS NULL OR m.username = :username)
-      AND (:text IS NULL OR instr(lower(m.message), lower(:text)) > 0)
-    ORDER BY m.due_at, m.id LIMIT :limit`,
+  listTargetFiltered: filteredPage('messages_target_status_due', `m.target = :target AND m.status = :status AND m.status IN ${TARGET_INDEXED_SQL}`),
 
   /** listRecentlyDelivered with a cursor and filters: newest first, before (:beforeAt, :beforeId). */
   listDeliveredFiltered: `
@@ -405,7 +405,7 @@ export const dispatcherStatements = {
    */
   countTargetPending: `
     SELECT (SELECT count(*) FROM messages INDEXED BY messages_target_status_due
-        WHERE target = :name AND status = 'scheduled' AND status IN ${TARGET_INDEXED})
+        WHERE target = :name AND status = 'scheduled' AND status IN ${TARGET_INDEXED_SQL})
       + (SELECT count(*) FROM messages INDEXED BY messages_status_due WHERE status = 'delivering' AND target = :name) AS count`,
 
   countTargetSchedules: `SELECT count(*) AS count FROM schedules INDEXED BY schedules_target WHERE target = :name`,
