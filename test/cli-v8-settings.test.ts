@@ -22,11 +22,11 @@ function commandLine(pid: number): string[] {
 }
 
 describe('psched services and V8 memory', { skip: !existsSync('/proc/self/cmdline') && 'needs /proc (Linux)' }, () => {
-  it('runs a dispatcher with the young generation capped at 16 MiB per semi-space and one core left to the event loop', async () => {
+  it('runs a dispatcher with the young generation capped at 32 MiB per semi-space and one core left to the event loop', async () => {
     const dir = procs.tempDir();
     const dispatcher = await procs.startService('dispatcher', { db: join(dir, 'd.db') });
     const args = commandLine(dispatcher.pid!);
-    assert.ok(args.includes('--max-semi-space-size=16'), `command line: ${args.join(' ')}`);
+    assert.ok(args.includes('--max-semi-space-size=32'), `command line: ${args.join(' ')}`);
     const poolSize = Math.max(1, Math.min(4, availableParallelism() - 1));
     assert.ok(args.includes(`--v8-pool-size=${poolSize}`), `command line: ${args.join(' ')}`);
     for (const setting of SERVICE_V8_SETTINGS) assert.ok(args.includes(setting), `${setting} missing: ${args.join(' ')}`);
