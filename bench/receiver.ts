@@ -35,6 +35,8 @@ class Column {
 
 let lateness = new Column();
 let arrivals = new Column();
+/** Per delivery, its Psched-Sent-At (when the dispatcher sent it) minus its due time. */
+let sentLateness = new Column();
 /** Per delivery, the index in targetNames of the target its path names (`/t/<name>/v1/posts`; '' for the default target's `/v1/posts`). */
 let targetIndexes = new Column();
 const targetNames: string[] = [];
@@ -72,6 +74,7 @@ const server = createServer((request, response) => {
     deliveries++;
     lateness.push(now - Date.parse(payload.scheduledAt));
     arrivals.push(now);
+    sentLateness.push(Date.parse(request.headers['psched-sent-at'] as string) - Date.parse(payload.scheduledAt));
     targetIndexes.push(indexOfTarget(request.url ?? ''));
     response.writeHead(201, { 'content-type': 'application/json' }).end('{"ok":true}');
   });
@@ -89,10 +92,11 @@ process.on('message', (message: { type: string }) => {
     process.send!({ type: 'count', deliveries });
   } else if (message.type === 'report') {
     const targets = targetIndexes.toArray().map((index) => targetNames[index]!);
-    process.send!({ type: 'report', deliveries, duplicates, badSignatures, lateness: lateness.toArray(), arrivals: arrivals.toArray(), targets });
+    process.send!({ type: 'report', deliveries, duplicates, badSignatures, lateness: lateness.toArray(), arrivals: arrivals.toArray(), sent: sentLateness.toArray(), targets });
   } else if (message.type === 'reset') {
     lateness = new Column();
     arrivals = new Column();
+    sentLateness = new Column();
     targetIndexes = new Column();
     deliveries = 0;
     duplicates = 0;
