@@ -104,6 +104,7 @@ export interface FlowControlOptions<E extends FlowEntry> {
 }
 
 interface TargetState<E> {
+  readonly target: string;
   tokens: number;
   refilledAt: number;
   readonly admitted: Set<string>;
@@ -126,6 +127,12 @@ export class FlowControl<E extends FlowEntry> {
   readonly #takeShared: FlowControlOptions<E>['takeShared'];
   readonly #onSharedError: (err: unknown, target: string) => void;
   readonly #targets = new Map<string, TargetState<E>>();
+  /**
+   * The targets whose wakeAt is set: the timer looks at these alone, not at
+   * every target (a throttled one's wake-up fired ~10 times a second, each
+   * walking all 1,000 targets of the bench's targets phase).
+   */
+  readonly #waking = new Set<TargetState<E>>();
   /** Which target holds an id, admitted or parked: forget(id) needs no target. */
   readonly #targetOfId = new Map<string, string>();
   #parkedCount = 0;
@@ -248,6 +255,7 @@ export class FlowControl<E extends FlowEntry> {
     const state = this.#targets.get(target);
     if (state && (state.parked.length > 0 || state.admitted.size > 0)) return false;
     this.#targets.delete(target);
+    if (state) this.#waking.delete(state);
     return true;
   }
 
@@ -255,6 +263,7 @@ export class FlowControl<E extends FlowEntry> {
   clear(): void {
     this.cancelTimer();
     this.#targets.clear();
+    this.#waking.clear();
     this.#targetOfId.clear();
     this.#parkedCount = 0;
   }
@@ -269,7 +278,7 @@ export class FlowControl<E extends FlowEntry> {
     let state = this.#targets.get(target);
     if (!state) {
       state = {
-        tokens: Infinity, refilledAt: now, admitted: new Set(), parked: [], pausedUntil: 0, throttledMs: 0, throttledSince: undefined, wakeAt: undefined, asking: false,
+        target, tokens: Infinity, refilledAt: now, admitted: new Set(), parked: [], pausedUntil: 0, throttledMs: 0, throttledSince: undefined, wakeAt: undefined, asking: false,
       };
       this.#targets.set(target, state);
     }
@@ -329,7 +338,7 @@ export class FlowControl<E extends FlowEntry> {
   #endThrottle(state: TargetState<E>, now: number): void {
     if (state.throttledSince !== undefined) state.throttledMs += now - state.throttledSince;
     state.throttledSince = undefined;
-    state.wakeAt = undefined;
+    this.#wakeAt(state, undefined, now);
   }
 
   /** When a parked target can take its next entry by waiting alone (a token, the pause's end); answers wake it otherwise. */
@@ -350,7 +359,12 @@ export class FlowControl<E extends FlowEntry> {
   /** The target waits until `at` (undefined: for an answer or a grant); the one timer fires by then. */
   #wakeAt(state: TargetState<E>, at: number | undefined, now: number): void {
     state.wakeAt = at;
-    if (at !== undefined && at < this.#timerAt) this.#arm(at, now);
+    if (at === undefined) {
+      this.#waking.delete(state);
+      return;
+    }
+    this.#waking.add(state);
+    if (at < this.#timerAt) this.#arm(at, now);
   }
 
   /**
@@ -419,14 +433,15 @@ export class FlowControl<E extends FlowEntry> {
     this.#timer = undefined;
     this.#timerAt = Infinity;
     const now = this.#clock.now();
-    for (const [target, state] of this.#targets) {
-      if (state.wakeAt !== undefined && state.wakeAt <= now && state.parked.length > 0) {
-        state.wakeAt = undefined;
-        this.#releaseFrom(target, state, now);
+    // a copy: releasing wakes some again
+    for (const state of [...this.#waking]) {
+      if (state.wakeAt! <= now && state.parked.length > 0) {
+        this.#wakeAt(state, undefined, now);
+        this.#releaseFrom(state.target, state, now);
       }
     }
     let next = Infinity;
-    for (const state of this.#targets.values()) if (state.wakeAt !== undefined && state.parked.length > 0) next = Math.min(next, state.wakeAt);
+    for (const state of this.#waking) if (state.parked.length > 0) next = Math.min(next, state.wakeAt!);
     if (next !== Infinity) this.#arm(next, now);
   };
 }
