@@ -1024,6 +1024,20 @@ for (const factory of dispatcherStoreFactories()) {
         assert.deepEqual(ids(await handle.store.startDelivery(OWNER, [{ id: changed.id, version: 2 }], T + 6)), [changed.id]);
       });
 
+      it('answers in the order asked for, and starts an id asked for twice once', async () => {
+        await using handle = await factory.create();
+        const a = await insertOne(handle.store, {}, CLAIM_ALL);
+        const b = await insertOne(handle.store, {}, CLAIM_ALL);
+        const c = await insertOne(handle.store, {}, CLAIM_ALL);
+        // ids are time-ordered (a < b < c): ask against that order
+        const started = await handle.store.startDelivery(OWNER, [{ id: c.id, version: 1 }, { id: a.id, version: 1 }], T + 7);
+        assert.deepEqual(ids(started), [c.id, a.id]);
+        const twice = await handle.store.startDelivery(OWNER, [{ id: b.id, version: 1 }, { id: b.id, version: 1 }], T + 8);
+        assert.deepEqual(ids(twice), [b.id]);
+        assert.equal((await handle.store.get(b.id))?.attempts, 1);
+        assert.equal((await handle.store.countByStatus()).delivering, 3);
+      });
+
       it('accepts an empty list', async () => {
         await using handle = await factory.create();
         assert.deepEqual(await handle.store.startDelivery(OWNER, [], T), []);
