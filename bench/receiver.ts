@@ -72,9 +72,10 @@ const server = createServer((request, response) => {
     if (seen.has(payload.id)) duplicates++;
     else seen.add(payload.id);
     deliveries++;
-    lateness.push(now - Date.parse(payload.scheduledAt));
+    const dueAt = Date.parse(payload.scheduledAt);
+    lateness.push(now - dueAt);
     arrivals.push(now);
-    sentLateness.push(Date.parse(request.headers['psched-sent-at'] as string) - Date.parse(payload.scheduledAt));
+    sentLateness.push(Date.parse(request.headers['psched-sent-at'] as string) - dueAt);
     targetIndexes.push(indexOfTarget(request.url ?? ''));
     response.writeHead(201, { 'content-type': 'application/json' }).end('{"ok":true}');
   });
